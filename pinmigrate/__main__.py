@@ -1,0 +1,3 @@
+from pinmigrate.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""What every command receives: global options, settings (loaded lazily), consoles, prompts.
+
+The interactive/CI split is decided here once: :meth:`App.can_prompt` is the only question
+commands ask before prompting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from pinmigrate import redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pinmigrate.settings import Settings
+
+log = logging.getLogger("pinmigrate")
+
+
+@dataclass
+class App:
+    config_path: str | None = None
+    output: str = "text"
+    no_input: bool = False
+    no_color: bool = False
+    verbose: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+    @cached_property
+    def settings(self) -> Settings:
+        from pinmigrate.settings import load_settings
+
+        settings = load_settings(
+            config_path=self.config_path, env=self.env, overrides=self.overrides
+        )
+        redact.register(*settings.secret_values())
+        return settings
+
+    def _colour_off(self) -> bool:
+        return self.no_color or "NO_COLOR" in os.environ
+
+    @cached_property
+    def out(self) -> Console:
+        """stdout: the command's result (text or JSON), nothing else."""
+        from rich.console import Console
+
+        return Console(no_color=self._colour_off(), highlight=False, soft_wrap=self.json)
+
+    @cached_property
+    def err(self) -> Console:
+        """stderr: progress, notes and warnings."""
+        from rich.console import Console
+
+        return Console(stderr=True, no_color=self._colour_off(), highlight=False, soft_wrap=True)
+
+    def stdin_is_tty(self) -> bool:
+        try:
+            return sys.stdin is not None and sys.stdin.isatty()
+        except (ValueError, OSError):
+            return False
+
+    def can_prompt(self) -> bool:
+        """True when a person can answer a prompt: not ``--no-input`` and stdin is a terminal."""
+        return not self.no_input and self.stdin_is_tty()
+
+    def print_json(self, payload: Any) -> None:
+        """Write one JSON document to stdout."""
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+        sys.stdout.flush()
+
+    def note(self, message: str) -> None:
+        """A human note on stderr (suppressed in JSON mode only if it would confuse nobody)."""
+        self.err.print(message, markup=False, highlight=False)
+
+    def setup_logging(self) -> None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.addFilter(redact.RedactingFilter())
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("pinmigrate")
+        root.handlers[:] = [handler]
+        root.propagate = False
+        root.setLevel(logging.DEBUG if self.verbose else logging.WARNING)

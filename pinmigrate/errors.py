@@ -1,0 +1,112 @@
+"""One exception hierarchy; each class carries its exit code from the contract.
+
+The top-level handler in :mod:`pinmigrate.cli` turns any :class:`PinmigrateError`
+into exactly one line on stderr and ``sys.exit(error.exit_code)``. Messages say
+what happened, to which object, and what to do next. They never contain a secret.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ExitCode:
+    """The contract's exit codes, in one place."""
+
+    OK = 0
+    FAILED = 1
+    CHANGES_PENDING = 2
+    STALE = 3
+    AUTH = 4
+    CONFIRM = 5
+    USAGE = 64
+
+
+class PinmigrateError(Exception):
+    """Base of every error pinmigrate reports to the user (exit 1)."""
+
+    exit_code: ClassVar[int] = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def line(self) -> str:
+        """The single stderr line: the message, then what to do about it."""
+        text = self.message.replace("\n", " ").strip()
+        if self.hint:
+            text = f"{text}; {self.hint}"
+        return text
+
+
+class UsageError(PinmigrateError):
+    """A bad flag, argument or plan file."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """A bad config file, environment value or missing required key."""
+
+
+class PlanFileError(UsageError):
+    """A plan file that is truncated, of the wrong kind or version, or edited by hand."""
+
+
+class ApiError(PinmigrateError):
+    """An Adobe or Pinterest call failed after any retries it was allowed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        service: str = "",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.service = service
+
+
+class NotFoundError(ApiError):
+    """A 404 for an object or card that should exist."""
+
+
+class StaleObjectError(ApiError):
+    """A write answered 412: the object changed since it was read."""
+
+    def __init__(self, message: str, *, object_id: str, service: str = "adobe") -> None:
+        super().__init__(message, status=412, service=service)
+        self.object_id = object_id
+
+
+class AuthError(PinmigrateError):
+    """Authentication is needed or was refused (Adobe IMS or Pinterest OAuth)."""
+
+    exit_code = ExitCode.AUTH
+
+
+class StalePlanError(PinmigrateError):
+    """The world changed since the plan was made; nothing was changed."""
+
+    exit_code = ExitCode.STALE
+
+    def __init__(self, message: str, *, changes: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.changes = changes or []
+
+
+class ConfirmationError(PinmigrateError):
+    """Confirmation was needed (no ``--yes`` without a terminal) or declined."""
+
+    exit_code = ExitCode.CONFIRM
+
+
+class LockedError(PinmigrateError):
+    """Another pinmigrate process holds the state dir's lock."""
+
+
+class ApplyFailed(PinmigrateError):
+    """An apply or rollback ended with an action that did not succeed (the report says which)."""

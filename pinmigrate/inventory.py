@@ -1,0 +1,97 @@
+"""The immutable inventory: what discovery read of both Pinterest cards, per sandbox.
+
+These are plain frozen values, built by :mod:`pinmigrate.discovery` from API payloads and
+consumed by the pure planner. Tests build them directly in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Card = Literal["legacy", "new"]
+
+
+@dataclass(frozen=True)
+class Audience:
+    id: str
+    name: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A base connection (an "account" in the UI) of one of the two Pinterest cards."""
+
+    id: str
+    name: str
+    sandbox: str
+    card: Card
+    etag: str = ""
+    state: str = "enabled"
+    #: ``auth.params.expiresAt``; None when the account has no credentials.
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TargetConnection:
+    id: str
+    sandbox: str
+    card: Card
+    base_connection_id: str | None
+    advertiser_id: str | None
+    name: str = ""
+    etag: str = ""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A destination dataflow of one of the two Pinterest cards."""
+
+    id: str
+    name: str
+    sandbox: str
+    card: Card
+    state: str  # "enabled" | "disabled"
+    etag: str = ""
+    account_id: str | None = None
+    target_connection_id: str | None = None
+    advertiser_id: str | None = None
+    audiences: tuple[Audience, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.state == "enabled"
+
+    @property
+    def audience_ids(self) -> frozenset[str]:
+        return frozenset(a.id for a in self.audiences)
+
+
+@dataclass(frozen=True)
+class SandboxInventory:
+    name: str
+    legacy_spec_id: str
+    new_spec_id: str
+    accounts: tuple[Account, ...] = ()
+    target_connections: tuple[TargetConnection, ...] = ()
+    flows: tuple[Flow, ...] = ()
+
+    def flows_of(self, card: Card) -> tuple[Flow, ...]:
+        return tuple(f for f in self.flows if f.card == card)
+
+    def account(self, account_id: str | None) -> Account | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    org_id: str
+    sandboxes: tuple[SandboxInventory, ...] = field(default_factory=tuple)
+
+    def sandbox(self, name: str) -> SandboxInventory | None:
+        return next((s for s in self.sandboxes if s.name == name), None)
+
+    def flow(self, flow_id: str) -> Flow | None:
+        return next((f for s in self.sandboxes for f in s.flows if f.id == flow_id), None)

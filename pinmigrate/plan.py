@@ -1,0 +1,218 @@
+"""The plan object and file (schema_version 1): models, fingerprint, atomic save, strict load.
+
+Action semantics (the planner writes them, the executor checks them):
+
+``reconnect_account`` (target: new-card account id)
+    precondition ``{"expires_at": ISO|None}``; details ``{"advertiser_ids": [...],
+    "login": USER_ID|None, "needs_login": bool, "flows": [FLOW_ID...]}``.
+    Goal: the account's credentials expire later than the reconnect margin.
+``add_audiences`` (target: new flow id)
+    precondition ``{"legacy_flow_id", "legacy_state": "enabled", "missing": [AUDIENCE_ID...]}``;
+    details ``{"audiences": [{"id", "name", "description"}], "legacy_flow_id"}``.
+    Goal: every audience id in details is on the target flow.
+``enable_flow`` (target: new flow id)
+    precondition ``{"state": "disabled", "legacy_flow_id", "legacy_state": "enabled"}``.
+    Goal: the target flow is enabled.
+``disable_flow`` (target: legacy flow id)
+    precondition ``{"state": "enabled", "twin_flow_id", "twin_state": "enabled"|"disabled"}``.
+    Goal: the target flow is disabled.
+
+Action ids are ``KIND:SANDBOX:TARGET_ID``: stable across replans, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pinmigrate.errors import PlanFileError
+
+SCHEMA_VERSION = 1
+PLAN_KIND = "pinmigrate.plan"
+ActionKind = Literal["reconnect_account", "add_audiences", "enable_flow", "disable_flow"]
+#: Execution order of action kinds (the contract's order).
+KIND_ORDER: tuple[ActionKind, ...] = (
+    "reconnect_account",
+    "add_audiences",
+    "enable_flow",
+    "disable_flow",
+)
+
+
+def action_id(kind: str, sandbox: str, target_id: str) -> str:
+    return f"{kind}:{sandbox}:{target_id}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Action(_Model):
+    id: str
+    kind: ActionKind
+    sandbox: str
+    target_id: str
+    target_name: str = ""
+    precondition: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class Pair(_Model):
+    sandbox: str
+    legacy_flow_id: str
+    legacy_flow_name: str
+    new_flow_id: str | None
+    new_flow_name: str | None = None
+    advertiser_id: str | None = None
+    legacy_state: str
+    new_state: str | None = None
+    #: "migrate" (actions planned), "migrated", "legacy_disabled", "blocked", "excluded"
+    status: str
+    missing_audiences: list[str] = Field(default_factory=list)
+    note: str = ""
+
+
+class Orphan(_Model):
+    sandbox: str
+    flow_id: str
+    flow_name: str
+    advertiser_id: str | None = None
+    state: str = ""
+    reason: str = ""
+
+
+class Blocker(_Model):
+    sandbox: str
+    kind: str  # "ambiguous" | ...
+    flow_id: str
+    flow_name: str = ""
+    candidates: list[str] = Field(default_factory=list)
+    message: str
+
+
+class Plan(_Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["pinmigrate.plan"] = PLAN_KIND
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    org_id: str
+    sandboxes: list[str]
+    fingerprint: str = ""
+    summary: dict[str, int] = Field(default_factory=dict)
+    actions: list[Action] = Field(default_factory=list)
+    pairs: list[Pair] = Field(default_factory=list)
+    orphans: list[Orphan] = Field(default_factory=list)
+    blockers: list[Blocker] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    def action(self, action_id_: str) -> Action | None:
+        return next((a for a in self.actions if a.id == action_id_), None)
+
+    def content(self) -> dict[str, Any]:
+        """The canonical content the fingerprint covers: everything but the fingerprint."""
+        data = self.model_dump(mode="json")
+        data.pop("fingerprint", None)
+        return data
+
+    def compute_fingerprint(self) -> str:
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def sealed(self) -> Plan:
+        """This plan with its summary and fingerprint filled in."""
+        summary = summarize(self.actions, len(self.blockers), len(self.orphans))
+        plan = self.model_copy(update={"summary": summary, "fingerprint": ""})
+        return plan.model_copy(update={"fingerprint": plan.compute_fingerprint()})
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+
+
+def summarize(actions: list[Action], blocked: int, orphans: int) -> dict[str, int]:
+    summary = {kind: 0 for kind in KIND_ORDER}
+    for action in actions:
+        summary[action.kind] += 1
+    summary["blocked"] = blocked
+    summary["orphans"] = orphans
+    return summary
+
+
+def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same directory, fsync and rename."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_plan(plan: Plan, path: Path) -> None:
+    try:
+        write_atomic(Path(path), plan.to_json())
+    except OSError as exc:
+        raise PlanFileError(f"cannot write plan file {path}: {exc.strerror}") from None
+
+
+def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
+    """Read a plan file strictly: kind, version and fingerprint must all hold (else exit 64)."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanFileError(f"plan file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanFileError(f"cannot read plan file {path}: {exc}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(
+            f"plan file {path} is not valid JSON (truncated?): {exc.msg} at line {exc.lineno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise PlanFileError(f"plan file {path} is not a pinmigrate plan (not a JSON object)")
+    if data.get("kind") != PLAN_KIND:
+        raise PlanFileError(
+            f"plan file {path} is not a pinmigrate plan (kind is {data.get('kind')!r})"
+        )
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise PlanFileError(
+            f"plan file {path} has schema_version {data.get('schema_version')!r}; "
+            f"this pinmigrate reads version {SCHEMA_VERSION}",
+            hint="make a new plan with `pinmigrate plan --out FILE`",
+        )
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise PlanFileError(f"plan file {path} is malformed at {where}: {err['msg']}") from None
+    if plan.fingerprint != plan.compute_fingerprint():
+        raise PlanFileError(
+            f"plan file {path} does not match its fingerprint (edited by hand?)",
+            hint="make a new plan with `pinmigrate plan --out FILE`",
+        )
+    if org_id is not None and plan.org_id != org_id:
+        raise PlanFileError(
+            f"plan file {path} was made for org {plan.org_id}, not the configured {org_id}"
+        )
+    return plan

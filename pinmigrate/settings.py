@@ -1,0 +1,318 @@
+"""The single place where flags, environment and the config file become one settings object.
+
+Precedence: flags > ``PINMIGRATE_<SECTION>_<KEY>`` environment > TOML file > defaults.
+Every problem is a :class:`~pinmigrate.errors.ConfigError` (exit 64) whose one line names
+the key and where its value came from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from pinmigrate.errors import ConfigError
+
+ENV_PREFIX = "PINMIGRATE_"
+SECTIONS = ("adobe", "pinterest", "migration")
+#: Environment names that are not config keys.
+GLOBAL_ENV = {"PINMIGRATE_CONFIG", "PINMIGRATE_OUTPUT", "PINMIGRATE_STATE_DIR"}
+
+DEFAULT_ADOBE_SCOPES = (
+    "openid",
+    "session",
+    "AdobeID",
+    "read_organizations",
+    "additional_info.projectedProductContext",
+)
+DEFAULT_PINTEREST_SCOPES = ("ads:read", "ads:write", "user_accounts:read")
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {value!r}")
+    return value.rstrip("/") if not value.endswith("/oauth/") else value
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class AdobeSettings(_Section):
+    org_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scopes: tuple[str, ...] = DEFAULT_ADOBE_SCOPES
+    sandboxes: tuple[str, ...] = ("prod",)
+    ims_url: str = "https://ims-na1.adobelogin.com"
+    platform_url: str = "https://platform.adobe.io"
+
+    _lists = field_validator("scopes", "sandboxes", mode="before")(_split_list)
+    _urls = field_validator("ims_url", "platform_url")(_check_url)
+
+    @field_validator("sandboxes")
+    @classmethod
+    def _sandboxes_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one sandbox is needed")
+        return tuple(name.lower() for name in value)
+
+    @field_validator("org_id")
+    @classmethod
+    def _org_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith("@AdobeOrg"):
+            raise ValueError(f"expected an id ending in @AdobeOrg, got {value!r}")
+        return value
+
+
+class PinterestSettings(_Section):
+    app_id: str | None = None
+    app_secret: SecretStr | None = None
+    redirect_uri: str = "http://localhost:8085/"
+    scopes: tuple[str, ...] = DEFAULT_PINTEREST_SCOPES
+    oauth_url: str = "https://www.pinterest.com/oauth/"
+    api_url: str = "https://api.pinterest.com/v5"
+    refresh_token: SecretStr | None = None
+    access_token: SecretStr | None = None
+
+    _lists = field_validator("scopes", mode="before")(_split_list)
+    _urls = field_validator("oauth_url", "api_url")(_check_url)
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _loopback_redirect(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(
+                f"{value!r} must be an http:// loopback URL such as http://localhost:8085/ "
+                "(pinmigrate listens there for the OAuth callback)"
+            )
+        if not is_loopback_host(parts.hostname):
+            raise ValueError(
+                f"{value!r} is not a loopback address; the OAuth callback must land on this "
+                "machine (use localhost or 127.0.0.1 and register that URI on the Pinterest app)"
+            )
+        if parts.port is None:
+            raise ValueError(f"{value!r} needs an explicit port, e.g. http://localhost:8085/")
+        return value
+
+
+class MigrationSettings(_Section):
+    legacy_destination: str = "(Deprecating) Pinterest"
+    new_destination: str = "(New) Pinterest"
+    legacy_spec_id: str | None = None
+    new_spec_id: str | None = None
+    disable_legacy: bool = True
+    reconnect_margin_days: int = Field(default=7, ge=0, le=365)
+    concurrency: int = Field(default=8, ge=1, le=64)
+
+
+class Settings(_Section):
+    """Validated, frozen settings. Secrets are ``SecretStr``: printing shows ``**********``."""
+
+    adobe: AdobeSettings = AdobeSettings()
+    pinterest: PinterestSettings = PinterestSettings()
+    migration: MigrationSettings = MigrationSettings()
+    state_dir: Path = Field(default_factory=lambda: default_state_dir())
+    config_path: Path | None = None
+    sources: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    def source_of(self, dotted: str) -> str:
+        """Where a key's value came from: a flag, an environment name, the file, or default."""
+        return self.sources.get(dotted, "default")
+
+    def require(self, *dotted: str) -> None:
+        """Raise ConfigError naming the first of these keys that has no value."""
+        for key in dotted:
+            section, name = key.split(".", 1)
+            if getattr(getattr(self, section), name) is None:
+                raise ConfigError(
+                    f"missing required setting {key}",
+                    hint=f"set {env_name(key)} or add {name} to [{section}] in the config file",
+                )
+
+    def require_adobe(self) -> None:
+        self.require("adobe.org_id", "adobe.client_id", "adobe.client_secret")
+
+    def require_pinterest_app(self) -> None:
+        self.require("pinterest.app_id", "pinterest.app_secret")
+
+    def secret_values(self) -> list[str]:
+        """Every secret value held, for log redaction."""
+        values = [
+            self.adobe.client_secret,
+            self.pinterest.app_secret,
+            self.pinterest.refresh_token,
+            self.pinterest.access_token,
+        ]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def env_name(dotted: str) -> str:
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "pinmigrate"
+
+
+def default_config_paths() -> list[Path]:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [Path("pinmigrate.toml"), Path(base) / "pinmigrate" / "config.toml"]
+
+
+def _keys_of(section: str) -> set[str]:
+    return set(_SECTION_MODELS[section].model_fields)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return data
+
+
+def _from_file(path: Path, layers: dict[str, dict[str, Any]], sources: dict[str, str]) -> None:
+    data = _read_toml(path)
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"unknown section [{section}] in {path}",
+                hint=f"known sections are {', '.join(SECTIONS)}",
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section} in {path} must be a table ([{section}])")
+        known = _keys_of(section)
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(
+                    f"unknown key {section}.{key} in {path}",
+                    hint=f"known keys of [{section}]: {', '.join(sorted(known))}",
+                )
+            layers[section][key] = value
+            sources[f"{section}.{key}"] = f"{path}"
+
+
+def _from_env(
+    env: Mapping[str, str], layers: dict[str, dict[str, Any]], sources: dict[str, str]
+) -> None:
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in GLOBAL_ENV:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in SECTIONS:
+            continue
+        if key not in _keys_of(section):
+            raise ConfigError(
+                f"unknown setting {name} in the environment",
+                hint=f"known keys of [{section}]: {', '.join(sorted(_keys_of(section)))}",
+            )
+        layers[section][key] = value
+        sources[f"{section}.{key}"] = f"environment {name}"
+
+
+def _explain(exc: ValidationError, section: str, sources: dict[str, str]) -> ConfigError:
+    err = exc.errors()[0]
+    parts = [str(part) for part in err["loc"] if not isinstance(part, int)]
+    dotted = ".".join([section, *parts[:1]])
+    where = sources.get(dotted, "default")
+    message = err["msg"].removeprefix("Value error, ")
+    return ConfigError(f"invalid setting {dotted} (from {where}): {message}")
+
+
+_SECTION_MODELS: dict[str, type[_Section]] = {
+    "adobe": AdobeSettings,
+    "pinterest": PinterestSettings,
+    "migration": MigrationSettings,
+}
+
+
+def load_settings(
+    *,
+    config_path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from every source. ``overrides`` are flags, as ``{"section.key": value}``."""
+    env = os.environ if env is None else env
+    layers: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    sources: dict[str, str] = {}
+
+    explicit = config_path or env.get("PINMIGRATE_CONFIG")
+    path: Path | None = None
+    if explicit:
+        path = Path(explicit)
+        _from_file(path, layers, sources)
+    else:
+        for candidate in default_config_paths():
+            if candidate.is_file():
+                path = candidate
+                _from_file(path, layers, sources)
+                break
+
+    _from_env(env, layers, sources)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        layers[section][key] = value
+        sources[dotted] = "command-line flag"
+
+    built: dict[str, Any] = {}
+    for section, model in _SECTION_MODELS.items():
+        try:
+            built[section] = model(**layers[section])
+        except ValidationError as exc:
+            raise _explain(exc, section, sources) from None
+    state_dir = env.get("PINMIGRATE_STATE_DIR")
+    return Settings(
+        **built,
+        state_dir=Path(state_dir) if state_dir else default_state_dir(),
+        config_path=path,
+        sources=sources,
+    )
