@@ -143,7 +143,7 @@ def cli() -> None:
 
 
 def _verbose_requested(argv: list[str]) -> bool:
-    return any(a in ("-v", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)
+    return any(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -164,6 +164,10 @@ def run(args: list[str]) -> int:
     except click.ClickException as exc:
         # Usage errors (bad flag, missing argument) are exit 64, never click's 2.
         ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            # A bare `pinmigrate` (or `pinmigrate auth`) asks for help, as in gh and kubectl.
+            click.echo(ctx.get_help())
+            return ExitCode.OK
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         click.echo(f"pinmigrate: {exc.format_message()}{hint}", err=True)
         return ExitCode.USAGE
@@ -183,7 +187,7 @@ def run(args: list[str]) -> int:
         return 130
     except BrokenPipeError:
         return ExitCode.FAILED
-    except Exception as exc:  # the last line of defence: never a bare traceback
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare traceback
         from pinmigrate.redact import redact
 
         if _verbose_requested(args):

@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -278,7 +278,7 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build the settings from every source. ``overrides`` are flags, as ``{"section.key": value}``."""
+    """Build the settings from every source; ``overrides`` are flags ({"section.key": value})."""
     env = os.environ if env is None else env
     layers: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     sources: dict[str, str] = {}

@@ -1,0 +1,516 @@
+"""Adobe Experience Platform: the IMS token and the Flow Service calls pinmigrate makes.
+
+A small typed wrapper over :class:`~pinmigrate.http.HttpClient`. It knows Adobe's habits
+(wrapped single objects, relative next links, two error shapes, quoted etags) so that
+nothing above it has to.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from pinmigrate import redact
+from pinmigrate.errors import ApiError, AuthError, NotFoundError, StaleObjectError
+from pinmigrate.http import HttpClient
+
+if TYPE_CHECKING:
+    import requests
+
+    from pinmigrate.settings import Settings
+
+log = logging.getLogger("pinmigrate.adobe")
+
+#: Named here because ``AdobeClient.list`` shadows the builtin inside the class body.
+JsonObjects = list[dict[str, Any]]
+
+FLOWSERVICE = "/data/foundation/flowservice"
+#: Stop paging after this much, whatever the server says: a broken next link must not spin forever.
+MAX_PAGES = 5000
+MAX_ITEMS = 100_000
+#: Renew the IMS token this long before it expires (at most a tenth of its lifetime).
+TOKEN_MARGIN = 300.0
+_NOUNS = {
+    "flows": "flow",
+    "connections": "account (connection)",
+    "targetConnections": "target connection",
+    "sourceConnections": "source connection",
+    "connectionSpecs": "connection spec",
+    "runs": "run",
+}
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _looks_html(response: requests.Response) -> bool:
+    kind = response.headers.get("Content-Type", "").lower()
+    if "html" in kind:
+        return True
+    head = response.content[:200].lstrip().lower()
+    return head.startswith((b"<!doctype", b"<html", b"<head", b"<body", b"<?xml"))
+
+
+def _body_kind(response: requests.Response) -> str:
+    if not response.content.strip():
+        return "an empty body"
+    return "HTML" if _looks_html(response) else "non-JSON text"
+
+
+def error_detail(response: requests.Response) -> str:
+    """Adobe's own words for a failed call, on one line, whatever shape they came in."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        # Gateway: {error_code, message}; Flow Service: {type, title, status, errorMessage,
+        # errorDetails, report}; IMS: {error, error_description}.
+        message = next(
+            (
+                str(body[key])
+                for key in ("errorMessage", "message", "title", "error_description", "detail")
+                if body.get(key)
+            ),
+            "",
+        )
+        details = body.get("errorDetails")
+        if details and str(details) != message:
+            message = f"{message}: {details}" if message else str(details)
+        code = body.get("error_code") or body.get("code") or body.get("error")
+        kind = body.get("type")
+        if not code and isinstance(kind, str) and kind.startswith("http"):
+            code = kind.rstrip("/").rsplit("/", 1)[-1]
+        if message and code:
+            return _one_line(f"{message} ({code})")
+        if message or code:
+            return _one_line(message or str(code))
+        return _one_line(str(body), 200)
+    if body is not None:
+        return _one_line(str(body), 200)
+    kind = _body_kind(response)
+    if kind == "non-JSON text":
+        return f"non-JSON answer: {_one_line(response.text, 120)}"
+    return f"{kind} instead of JSON"
+
+
+def unwrap(body: Any, *, what: str) -> dict[str, Any]:
+    """The single object of ``{"items": [obj]}``; a bare object is accepted as it is."""
+    if isinstance(body, dict) and "items" in body and isinstance(body["items"], list):
+        items = body["items"]
+        if not items:
+            raise NotFoundError(f"Adobe: {what} answered no object", status=404, service="adobe")
+        first = items[0]
+        if not isinstance(first, dict):
+            raise ApiError(f"Adobe: {what} answered an item that is not an object", service="adobe")
+        return first
+    if isinstance(body, dict):
+        return body
+    raise ApiError(f"Adobe: {what} answered {type(body).__name__}, not an object", service="adobe")
+
+
+class AdobeClient:
+    """IMS token, Platform headers, paged lists, wrapped GETs, actions and ``If-Match`` PATCHes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http: HttpClient | None = None,
+        page_limit: int = 100,
+    ) -> None:
+        self.settings = settings
+        self.http = http or HttpClient(service="adobe")
+        self.page_limit = page_limit
+        self.base = settings.adobe.platform_url.rstrip("/") + FLOWSERVICE
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = threading.Lock()
+        self.token_fetches = 0
+
+    # --- IMS ---------------------------------------------------------------------------
+
+    def token(self) -> str:
+        """The cached IMS access token, fetched again shortly before it expires."""
+        with self._token_lock:
+            now = self.http.clock()
+            if self._token is not None and now < self._token_expires:
+                return self._token
+            token, lifetime = self._fetch_token()
+            margin = min(TOKEN_MARGIN, lifetime / 10)
+            self._token = token
+            self._token_expires = now + max(0.0, lifetime - margin)
+            return token
+
+    def _forget(self, token: str) -> None:
+        with self._token_lock:
+            # Another thread may already have replaced it; only drop the one that failed.
+            if self._token == token:
+                self._token = None
+
+    def _fetch_token(self) -> tuple[str, float]:
+        self.settings.require_adobe()
+        adobe = self.settings.adobe
+        assert adobe.client_secret is not None and adobe.client_id is not None
+        secret = adobe.client_secret.get_secret_value()
+        redact.register(secret)
+        url = f"{adobe.ims_url.rstrip('/')}/ims/token/v3"
+        self.token_fetches += 1
+        # Asking for a client-credentials token changes nothing at IMS: safe to repeat.
+        response = self.http.request(
+            "POST",
+            url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": adobe.client_id,
+                "client_secret": secret,
+                "scope": ",".join(adobe.scopes),
+            },
+            headers={"Accept": "application/json"},
+            retry_safe=True,
+        )
+        status = response.status_code
+        if status in (400, 401, 403):
+            detail = error_detail(response)
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            if isinstance(body, dict) and body.get("error") == "invalid_scope":
+                raise AuthError(
+                    f"Adobe IMS refused the requested scopes: {detail}",
+                    hint="check adobe.scopes against the credential's product profiles",
+                )
+            raise AuthError(
+                f"Adobe IMS refused the credentials: {detail}",
+                hint="check adobe.client_id and adobe.client_secret (the OAuth Server-to-Server "
+                "credential in the Adobe Developer Console)",
+            )
+        if status != 200:
+            raise ApiError(
+                f"Adobe IMS answered HTTP {status}: {error_detail(response)}",
+                status=status,
+                service="adobe",
+                hint="check adobe.ims_url, or retry later",
+            )
+        body = self._json(response, "POST /ims/token/v3")
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ApiError("Adobe IMS answered without an access_token", service="adobe")
+        redact.register(token)
+        try:
+            lifetime = float(body.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        if lifetime > 10_000_000:
+            # The retired JWT exchange spoke milliseconds; a value this large is one of those.
+            lifetime /= 1000
+        return token, lifetime
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _headers(self, token: str, sandbox: str) -> dict[str, str]:
+        adobe = self.settings.adobe
+        return {
+            "Authorization": f"Bearer {token}",
+            "x-api-key": adobe.client_id or "",
+            "x-gw-ims-org-id": adobe.org_id or "",
+            "x-sandbox-name": sandbox,
+            "Accept": "application/json",
+        }
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        sandbox: str,
+        what: str,
+        params: Any = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        retry_safe: bool | None = None,
+    ) -> requests.Response:
+        """One Platform call; a 401 gets one fresh token and one more try, then AuthError."""
+        response: requests.Response | None = None
+        for attempt in (1, 2):
+            token = self.token()
+            all_headers = self._headers(token, sandbox)
+            all_headers.update(headers or {})
+            response = self.http.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                headers=all_headers,
+                retry_safe=retry_safe,
+            )
+            if response.status_code != 401:
+                return response
+            self._forget(token)
+            if attempt == 1:
+                log.debug("Adobe answered 401 to %s; fetching a new IMS token once", what)
+        assert response is not None
+        raise AuthError(
+            f"Adobe refused the access token for {what} in sandbox {sandbox}: "
+            f"{error_detail(response)}",
+            hint="check that the credential's product profile covers this sandbox",
+        )
+
+    def _raise_for(self, response: requests.Response, what: str, sandbox: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        detail = error_detail(response)
+        where = f"in sandbox {sandbox}"
+        if status == 403:
+            raise AuthError(
+                f"Adobe denied {what} {where}: {detail}",
+                hint="give the credential's product profile access to this sandbox and to "
+                "destinations (View/Manage Destinations, Activate Destinations)",
+            )
+        if status == 404:
+            raise NotFoundError(
+                f"Adobe: {what} {where} not found: {detail}", status=404, service="adobe"
+            )
+        if status == 429:
+            raise ApiError(
+                f"Adobe kept rate-limiting {what} {where}: {detail}",
+                status=429,
+                service="adobe",
+                hint="retry later or lower migration.concurrency",
+            )
+        raise ApiError(
+            f"Adobe {what} {where} failed: HTTP {status}: {detail}", status=status, service="adobe"
+        )
+
+    @staticmethod
+    def _json(response: requests.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                f"Adobe answered {_body_kind(response)}, not JSON, to {what} "
+                f"(HTTP {response.status_code})",
+                status=response.status_code,
+                service="adobe",
+                hint="check adobe.platform_url and adobe.ims_url; a proxy or sign-in page may be "
+                "answering instead of Adobe",
+            ) from None
+
+    def _url(self, resource: str, *parts: str) -> str:
+        tail = "".join(f"/{quote(part, safe='')}" for part in parts)
+        return f"{self.base}/{resource}{tail}"
+
+    def _resolve_next(self, href: str) -> str:
+        """The absolute URL of a next link; refuses any other host (the token goes along)."""
+        link = urlsplit(href)
+        base = urlsplit(self.base)
+        foreign = (link.scheme.lower(), link.netloc.lower()) != (
+            base.scheme.lower(),
+            base.netloc.lower(),
+        )
+        if (link.scheme or link.netloc) and foreign:
+            raise ApiError(
+                f"Adobe's next-page link points to {link.scheme}://{link.netloc}, not "
+                f"{base.scheme}://{base.netloc}; refusing to send the access token there",
+                service="adobe",
+            )
+        path = link.path
+        if not path.startswith(base.path.rstrip("/") + "/"):
+            # Documented form: relative to the Flow Service base, e.g. /flows?continuationToken=..
+            path = base.path.rstrip("/") + "/" + path.lstrip("/")
+        url = f"{base.scheme}://{base.netloc}{path}"
+        return f"{url}?{link.query}" if link.query else url
+
+    # --- reads -------------------------------------------------------------------------
+
+    def list(
+        self,
+        resource: str,
+        *,
+        sandbox: str,
+        properties: Sequence[str] = (),
+        params: Mapping[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a Flow Service list, following ``_links.next.href`` to the end."""
+        what = f"GET /{resource}"
+        query: dict[str, list[str]] = {"limit": [str(self.page_limit)]}
+        if properties:
+            query["property"] = [str(p) for p in properties]
+        for key, value in (params or {}).items():
+            query[key] = [str(value)]
+        first = [(key, value) for key, values in query.items() for value in values]
+
+        url = self._url(resource)
+        extra: list[tuple[str, str]] = first
+        seen: set[str] = set()
+        pages = items = 0
+        while True:
+            response = self._call("GET", url, sandbox=sandbox, what=what, params=extra or None)
+            self._raise_for(response, what, sandbox)
+            body = self._json(response, what)
+            if not isinstance(body, dict):
+                raise ApiError(
+                    f"Adobe: {what} answered {type(body).__name__}, not a list page",
+                    service="adobe",
+                )
+            page = body.get("items") or []
+            if not isinstance(page, list):
+                raise ApiError(f"Adobe: {what} answered items that are not a list", service="adobe")
+            for item in page:
+                if not isinstance(item, dict):
+                    raise ApiError(
+                        f"Adobe: {what} answered an item that is not an object", service="adobe"
+                    )
+                items += 1
+                yield item
+            pages += 1
+            href = _next_href(body)
+            if not href:
+                return
+            url = self._resolve_next(href)
+            if url in seen:
+                raise ApiError(
+                    f"Adobe: {what} in sandbox {sandbox} sent the same next-page link twice; "
+                    "stopped paging to avoid a loop",
+                    service="adobe",
+                )
+            seen.add(url)
+            if pages >= MAX_PAGES or items >= MAX_ITEMS:
+                raise ApiError(
+                    f"Adobe: {what} in sandbox {sandbox} did not end after {pages} pages and "
+                    f"{items} items; stopped paging",
+                    service="adobe",
+                )
+            # The link's own query wins; filters it does not repeat are sent again, so a
+            # server that drops them from its links cannot widen the result.
+            carried = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+            extra = [(key, value) for key, value in first if key not in carried]
+
+    def get(self, resource: str, object_id: str, *, sandbox: str) -> dict[str, Any]:
+        """One object; Adobe wraps it as ``{"items": [obj]}`` (a bare object is accepted too)."""
+        what = f"GET /{resource}/{object_id}"
+        response = self._call("GET", self._url(resource, object_id), sandbox=sandbox, what=what)
+        if response.status_code == 404:
+            noun = _NOUNS.get(resource, resource)
+            raise NotFoundError(
+                f"Adobe has no {noun} {object_id} in sandbox {sandbox} ({error_detail(response)})",
+                status=404,
+                service="adobe",
+            )
+        self._raise_for(response, what, sandbox)
+        return unwrap(self._json(response, what), what=what)
+
+    def find_connection_spec(self, name: str, *, sandbox: str) -> dict[str, Any] | None:
+        """The connection spec (destination card) with this exact name, or None."""
+        specs = list(self.list("connectionSpecs", sandbox=sandbox, properties=[f"name=={name}"]))
+        exact = [spec for spec in specs if spec.get("name") == name]
+        if exact:
+            return exact[0]
+        # A server that ignores the filter, or differs in case or spacing, still finds it.
+        folded = " ".join(name.split()).casefold()
+        loose = [s for s in specs if " ".join(str(s.get("name", "")).split()).casefold() == folded]
+        return loose[0] if loose else None
+
+    def runs(self, flow_id: str, *, sandbox: str) -> JsonObjects:
+        """The runs of one flow (newest pages as Adobe orders them)."""
+        return list(self.list("runs", sandbox=sandbox, properties=[f"flowId=={flow_id}"]))
+
+    # --- writes ------------------------------------------------------------------------
+
+    def flow_action(
+        self,
+        flow_id: str,
+        op: Literal["enable", "disable"],
+        *,
+        sandbox: str,
+        etag: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /flows/{id}/action?op=enable|disable``; returns Adobe's answer (id, etag)."""
+        op_name = str(op).lower()
+        if op_name not in ("enable", "disable"):
+            raise ValueError(f"unknown flow action {op!r}")
+        what = f"POST /flows/{flow_id}/action?op={op_name}"
+        headers = {"If-Match": etag} if etag else None
+        # Enabling an enabled flow is harmless, so a dropped answer may be asked again.
+        response = self._call(
+            "POST",
+            self._url("flows", flow_id, "action"),
+            sandbox=sandbox,
+            what=what,
+            params={"op": op_name},
+            headers=headers,
+            retry_safe=True,
+        )
+        if response.status_code == 412:
+            raise StaleObjectError(
+                f"flow {flow_id} in sandbox {sandbox} changed since it was read "
+                f"(Adobe refused If-Match {etag})",
+                object_id=flow_id,
+            )
+        self._raise_for(response, what, sandbox)
+        if not response.content.strip():
+            return {}
+        body = self._json(response, what)
+        if isinstance(body, dict) and isinstance(body.get("items"), list):
+            return unwrap(body, what=what)
+        return body if isinstance(body, dict) else {}
+
+    def patch(
+        self,
+        resource: Literal["flows", "connections"],
+        object_id: str,
+        ops: JsonObjects,
+        *,
+        etag: str,
+        sandbox: str,
+    ) -> str | None:
+        """JSON-Patch an object under ``If-Match``; the new etag, or None when Adobe gave none."""
+        noun = _NOUNS.get(resource, resource)
+        what = f"PATCH /{resource}/{object_id}"
+        if not etag:
+            raise ApiError(f"cannot change {noun} {object_id} without its etag", service="adobe")
+        # If-Match makes the PATCH safe to repeat: a replay of an applied change answers 412.
+        response = self._call(
+            "PATCH",
+            self._url(resource, object_id),
+            sandbox=sandbox,
+            what=what,
+            json=ops,
+            headers={"If-Match": etag, "Content-Type": "application/json"},
+            retry_safe=True,
+        )
+        if response.status_code == 412:
+            raise StaleObjectError(
+                f"{noun} {object_id} in sandbox {sandbox} changed since it was read "
+                f"(Adobe refused If-Match {etag}: {error_detail(response)})",
+                object_id=object_id,
+            )
+        self._raise_for(response, what, sandbox)
+        if response.status_code == 202 or not response.content.strip():
+            return None
+        body = self._json(response, what)
+        if isinstance(body, dict) and isinstance(body.get("items"), list) and body["items"]:
+            body = body["items"][0]
+        new_etag = body.get("etag") if isinstance(body, dict) else None
+        return new_etag if isinstance(new_etag, str) and new_etag else None
+
+
+def _next_href(body: Mapping[str, Any]) -> str | None:
+    links = body.get("_links")
+    if not isinstance(links, dict):
+        return None
+    nxt = links.get("next")
+    if isinstance(nxt, dict):
+        href = nxt.get("href")
+    elif isinstance(nxt, str):
+        href = nxt
+    else:
+        return None
+    return href.strip() if isinstance(href, str) and href.strip() else None

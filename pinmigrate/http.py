@@ -1,0 +1,299 @@
+"""The one HTTP layer under both API clients: timeouts, retries, backoff, redacted logs, counters.
+
+Retries are decided here once. A request is repeated only when repeating it cannot do harm:
+GET/HEAD/OPTIONS by default, or when the caller says so (``retry_safe=True``) for writes that
+are idempotent by construction (flow enable/disable, ``If-Match`` PATCHes).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from pinmigrate.errors import ApiError
+from pinmigrate.redact import redact
+
+log = logging.getLogger("pinmigrate.http")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The executor runs up to 16 requests at once; leave headroom so no thread waits for a socket.
+POOL_SIZE = 32
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry one request."""
+
+    max_attempts: int = 6
+    #: seconds; full jitter: sleep(uniform(0, min(max_delay, base_delay * 2**n)))
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    #: never wait more than this in total for one request
+    total_cap: float = 120.0
+    retry_statuses: frozenset[int] = frozenset({429, 502, 503, 504})
+
+
+@dataclass
+class HttpStats:
+    """Counters shared by every thread using one client."""
+
+    requests: int = 0
+    retries: int = 0
+    network_errors: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def count_network_error(self) -> None:
+        with self._lock:
+            self.network_errors += 1
+
+    def count_status(self, status: int) -> None:
+        with self._lock:
+            self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy, e.g. for a report or a test assertion."""
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "network_errors": self.network_errors,
+                "by_status": dict(self.by_status),
+            }
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait per ``Retry-After`` (delta-seconds or an HTTP date); None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            # RFC 9110 dates are GMT; a date without a zone is still meant as GMT.
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def describe_url(url: str) -> str:
+    """The URL as logs and messages show it: secrets masked."""
+    return redact(url)
+
+
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path or "/"
+
+
+def _network_reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    text = str(exc)
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "nodename nor servname",
+        "Temporary failure in name resolution",
+        "Connection reset",
+        "RemoteDisconnected",
+        "Connection aborted",
+        "certificate verify failed",
+    ):
+        if marker in text:
+            return marker.lower()
+    return "connection failed"
+
+
+class HttpClient:
+    """A ``requests.Session`` with timeouts, retries and redacted logs; shared across threads."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        timeout: float | tuple[float, float] = (5, 60),
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        session: requests.Session | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self.session = session or self._new_session()
+        self.stats = HttpStats()
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    def close(self) -> None:
+        self.session.close()
+
+    def backoff(self, retry_number: int) -> float:
+        """Full jitter: uniform(0, min(max_delay, base * 2**n)) for the n-th retry (0-based)."""
+        ceiling = min(self.retry.max_delay, self.retry.base_delay * (2**retry_number))
+        with self._rng_lock:
+            return self.rng.uniform(0, ceiling)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: Any = None,
+        retry_safe: bool | None = None,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> requests.Response:
+        """Send one request, retrying where safe; return the final response whatever its status.
+
+        Raises :class:`ApiError` only when the network failed (refused, dropped, timed out)
+        and no retry is allowed or left.
+        """
+        method = method.upper()
+        safe = method in SAFE_METHODS if retry_safe is None else retry_safe
+        policy = self.retry
+        started = self.clock()
+        slept = 0.0
+        attempt = 0
+        shown = describe_url(url)
+        while True:
+            attempt += 1
+            self.stats.count_request()
+            log.debug("%s %s %s (attempt %d)", self.service, method, shown, attempt)
+            sent = self.clock()
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    data=data,
+                    headers=dict(headers) if headers else None,
+                    auth=auth,
+                    timeout=self.timeout if timeout is None else timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self.stats.count_network_error()
+                reason = _network_reason(exc)
+                log.debug("%s %s %s: %s", self.service, method, shown, reason)
+                delay = self._next_delay(None, attempt, safe, started, slept)
+                if delay is None:
+                    raise self._network_error(method, url, reason, attempt, safe) from None
+                self._wait(method, shown, reason, delay, attempt)
+                slept += delay
+                continue
+            elapsed_ms = (self.clock() - sent) * 1000
+            self.stats.count_status(response.status_code)
+            request_id = response.headers.get("x-request-id") or response.headers.get(
+                "x-pinterest-rid", ""
+            )
+            log.debug(
+                "%s %s %s -> %d (%.0f ms%s)",
+                self.service,
+                method,
+                describe_url(response.url or url),
+                response.status_code,
+                elapsed_ms,
+                f", request id {request_id}" if request_id else "",
+            )
+            if response.status_code not in policy.retry_statuses:
+                return response
+            delay = self._next_delay(response, attempt, safe, started, slept)
+            if delay is None:
+                return response
+            response.close()
+            self._wait(method, shown, f"HTTP {response.status_code}", delay, attempt)
+            slept += delay
+
+    def _next_delay(
+        self,
+        response: requests.Response | None,
+        attempt: int,
+        safe: bool,
+        started: float,
+        slept: float,
+    ) -> float | None:
+        """The wait before the next attempt, or None when there must be no next attempt."""
+        policy = self.retry
+        if not safe or attempt >= policy.max_attempts:
+            return None
+        delay: float | None = None
+        if response is not None:
+            delay = parse_retry_after(response.headers.get("Retry-After"), now=self.wall_clock())
+        if delay is None:
+            delay = self.backoff(attempt - 1)
+        # Count both the clock and our own sleeps: with an injected sleep the clock may not move.
+        spent = max(self.clock() - started, slept)
+        if spent + delay > policy.total_cap:
+            log.debug(
+                "%s: giving up, waiting %.1fs more would exceed the %.0fs cap",
+                self.service,
+                delay,
+                policy.total_cap,
+            )
+            return None
+        return delay
+
+    def _wait(self, method: str, shown: str, reason: str, delay: float, attempt: int) -> None:
+        self.stats.count_retry()
+        log.debug(
+            "%s %s %s: %s, retry %d in %.2fs", self.service, method, shown, reason, attempt, delay
+        )
+        self.sleep(delay)
+
+    def _network_error(
+        self, method: str, url: str, reason: str, attempts: int, safe: bool
+    ) -> ApiError:
+        host = urlsplit(url).netloc or url
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        message = f"{self.service}: {method} {_path_of(url)} on {host} failed: {reason}{tries}"
+        hint = "check the network and the configured URL"
+        if not safe and method not in SAFE_METHODS:
+            # A write that died in flight may or may not have been applied: say so.
+            hint = "the change may or may not have been applied; re-read before retrying"
+        return ApiError(redact(message), service=self.service, hint=hint)

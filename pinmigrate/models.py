@@ -1,0 +1,489 @@
+"""Adobe payloads at the edge: tolerant pydantic models, and their translation into inventory.
+
+The models keep every field Adobe sends (``extra="allow"``) and insist on almost nothing:
+Adobe's examples, docs and schemas disagree in places (wrapped or bare objects, a base
+connection as an object or a string, epoch milliseconds or ISO dates), and every variant
+must parse. The one place that knows the Pinterest card's credential keys is here too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from pinmigrate.errors import ApiError
+from pinmigrate.inventory import Account, Audience, Card, Flow, TargetConnection
+
+#: ``auth.specName`` of a Pinterest v5 account (pinmigrate's convention; see api-notes §3).
+AUTH_SPEC_NAME = "OAuth2 Authorization Code"
+#: The transformation that carries a destination flow's audiences.
+GENERAL_TRANSFORM = "GeneralTransform"
+#: Flow spec of profile-based (streaming/batch audience) destinations.
+PROFILE_DESTINATION_FLOW_SPEC = "71471eba-b620-49e4-90fd-23f1fa0174d8"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(
+        extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _tolerate(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: Any) -> Any:
+        # An optional field of an unexpected shape reads as absent; only a missing or
+        # unreadable required field (the id) makes the payload unreadable.
+        try:
+            return handler(value)
+        except ValidationError:
+            if cls.model_fields[info.field_name].is_required():
+                raise
+            return None
+
+
+class _Ref(_Payload):
+    """A reference to another object; Adobe's schemas sometimes give just the id string."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_id(cls, value: Any) -> Any:
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return {"id": str(value)}
+        return value
+
+
+def _text(value: Any) -> Any:
+    """Numbers where text is expected (ids, names) become text; None stays None."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+class SpecRef(_Ref):
+    id: str | None = None
+    version: str | None = None
+
+    _as_text = field_validator("id", "version", mode="before")(_text)
+
+
+class ConnectionRef(_Ref):
+    """E.g. ``baseConnection`` inside ``inheritedAttributes``."""
+
+    id: str | None = None
+    connection_spec: SpecRef | None = None
+    params: dict[str, Any] | None = None
+
+    _as_text = field_validator("id", mode="before")(_text)
+
+
+class InheritedTarget(_Payload):
+    id: str | None = None
+    connection_spec: SpecRef | None = None
+    base_connection: ConnectionRef | None = None
+    params: dict[str, Any] | None = None
+
+
+class InheritedAttributes(_Payload):
+    properties: dict[str, Any] | None = None
+    target_connections: list[InheritedTarget] | None = None
+    source_connections: list[Any] | None = None
+    #: The schema types this as a string, the examples as an object: both are accepted.
+    base_connection: ConnectionRef | None = None
+
+
+class Transformation(_Payload):
+    name: str | None = None
+    params: dict[str, Any] | None = None
+
+
+class AdobeFlow(_Payload):
+    """A destination dataflow (``GET /flows``)."""
+
+    id: str
+    name: str | None = None
+    description: str | None = None
+    sandbox_name: str | None = None
+    state: str | None = None
+    etag: str | None = None
+    flow_spec: SpecRef | None = None
+    source_connection_ids: list[str] | None = None
+    target_connection_ids: list[str] | None = None
+    inherited_attributes: InheritedAttributes | None = None
+    transformations: list[Transformation] | None = None
+
+    _as_text = field_validator("id", "name", mode="before")(_text)
+
+
+class AuthInfo(_Payload):
+    spec_name: str | None = None
+    params: dict[str, Any] | None = None
+
+
+class AdobeConnection(_Payload):
+    """A base connection: an "account" of a destination card (``GET /connections``)."""
+
+    id: str
+    name: str | None = None
+    sandbox_name: str | None = None
+    connection_spec: SpecRef | None = None
+    auth: AuthInfo | None = None
+    state: str | None = None
+    etag: str | None = None
+
+    _as_text = field_validator("id", "name", mode="before")(_text)
+
+
+class AdobeTargetConnection(_Payload):
+    """Where a flow delivers; for Pinterest ``params.advertiser_id`` is the ad account."""
+
+    id: str
+    name: str | None = None
+    sandbox_name: str | None = None
+    base_connection_id: str | None = None
+    connection_spec: SpecRef | None = None
+    params: dict[str, Any] | None = None
+    state: str | None = None
+    etag: str | None = None
+    inherited_attributes: InheritedAttributes | None = None
+
+    _as_text = field_validator("id", "name", "base_connection_id", mode="before")(_text)
+
+
+class AdobeConnectionSpec(_Payload):
+    """A destination or source card (``GET /connectionSpecs``)."""
+
+    id: str
+    name: str | None = None
+
+    _as_text = field_validator("id", "name", mode="before")(_text)
+
+
+class StatusSummary(_Payload):
+    status: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class RunMetrics(_Payload):
+    status_summary: StatusSummary | None = None
+
+
+class AdobeRun(_Payload):
+    """One execution of a flow (``GET /runs``)."""
+
+    id: str
+    flow_id: str | None = None
+    metrics: RunMetrics | None = None
+
+    _as_text = field_validator("id", "flow_id", mode="before")(_text)
+
+    @property
+    def status(self) -> str:
+        """Lower-case ``metrics.statusSummary.status`` ("success", "failed", ...), or ""."""
+        summary = self.metrics.status_summary if self.metrics else None
+        return (summary.status or "").lower() if summary else ""
+
+    @property
+    def errors(self) -> list[str]:
+        summary = self.metrics.status_summary if self.metrics else None
+        found = (summary.errors or []) if summary else []
+        return [
+            f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
+            for e in found
+            if isinstance(e, dict)
+        ]
+
+
+_M = TypeVar("_M", bound=_Payload)
+
+
+def _parse(model: type[_M], raw: Any, noun: str) -> _M:
+    if not isinstance(raw, dict):
+        raise ApiError(
+            f"Adobe sent a {noun} that is not a JSON object ({type(raw).__name__})",
+            service="adobe",
+        )
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or noun
+        ident = raw.get("id", "?")
+        raise ApiError(
+            f"Adobe sent a {noun} ({ident}) that pinmigrate cannot read: {where}: {err['msg']}",
+            service="adobe",
+        ) from None
+
+
+def parse_flow(raw: Any) -> AdobeFlow:
+    return _parse(AdobeFlow, raw, "flow")
+
+
+def parse_connection(raw: Any) -> AdobeConnection:
+    return _parse(AdobeConnection, raw, "connection")
+
+
+def parse_target_connection(raw: Any) -> AdobeTargetConnection:
+    return _parse(AdobeTargetConnection, raw, "target connection")
+
+
+def parse_connection_spec(raw: Any) -> AdobeConnectionSpec:
+    return _parse(AdobeConnectionSpec, raw, "connection spec")
+
+
+def parse_run(raw: Any) -> AdobeRun:
+    return _parse(AdobeRun, raw, "run")
+
+
+# --- flows -------------------------------------------------------------------------------
+
+
+def _selectors_index(raw_flow: dict[str, Any]) -> int | None:
+    """Index of the transformation whose segmentSelectors hold the audiences."""
+    transformations = raw_flow.get("transformations")
+    if not isinstance(transformations, list):
+        return None
+    with_selectors = [
+        i
+        for i, t in enumerate(transformations)
+        if isinstance(t, dict)
+        and isinstance(t.get("params"), dict)
+        and isinstance(t["params"].get("segmentSelectors"), dict)
+    ]
+    general = [i for i in with_selectors if transformations[i].get("name") == GENERAL_TRANSFORM]
+    if general:
+        return general[0]
+    return with_selectors[0] if with_selectors else None
+
+
+def audiences_of(raw_flow: Any) -> tuple[Audience, ...]:
+    """The audiences activated on a flow: ``segmentSelectors.selectors[].value``, ids unique."""
+    if not isinstance(raw_flow, dict):
+        raise ApiError("Adobe sent a flow that is not a JSON object", service="adobe")
+    index = _selectors_index(raw_flow)
+    if index is None:
+        return ()
+    selectors = raw_flow["transformations"][index]["params"]["segmentSelectors"].get("selectors")
+    found: list[Audience] = []
+    seen: set[str] = set()
+    for selector in selectors if isinstance(selectors, list) else []:
+        value = selector.get("value") if isinstance(selector, dict) else None
+        if not isinstance(value, dict) or value.get("id") in (None, ""):
+            continue
+        audience_id = str(value["id"])
+        if audience_id in seen:
+            continue
+        seen.add(audience_id)
+        found.append(
+            Audience(
+                id=audience_id,
+                name=str(value.get("name") or ""),
+                description=str(value.get("description") or ""),
+            )
+        )
+    return tuple(found)
+
+
+def segment_selectors_path(raw_flow: Any) -> str:
+    """JSON-Pointer of the flow's audience list, for ``add`` ops ending in ``/-``."""
+    if not isinstance(raw_flow, dict):
+        raise ApiError("Adobe sent a flow that is not a JSON object", service="adobe")
+    index = _selectors_index(raw_flow)
+    if index is None:
+        # No audience yet: Adobe still keeps them under the GeneralTransform (or the first).
+        transformations = raw_flow.get("transformations")
+        names = [
+            t.get("name") if isinstance(t, dict) else None
+            for t in (transformations if isinstance(transformations, list) else [])
+        ]
+        index = names.index(GENERAL_TRANSFORM) if GENERAL_TRANSFORM in names else 0
+    return f"/transformations/{index}/params/segmentSelectors/selectors"
+
+
+def add_audience_ops(
+    raw_flow: Any, audiences: list[Audience] | tuple[Audience, ...]
+) -> list[dict[str, Any]]:
+    """The JSON-Patch ops that add these audiences to a flow, one ``add`` per audience."""
+    path = segment_selectors_path(raw_flow) + "/-"
+    return [
+        {
+            "op": "add",
+            "path": path,
+            "value": {
+                "type": "PLATFORM_SEGMENT",
+                "value": {"id": a.id, "name": a.name, "description": a.description},
+            },
+        }
+        for a in audiences
+    ]
+
+
+def _first_target(flow: AdobeFlow) -> InheritedTarget | None:
+    inherited = flow.inherited_attributes
+    targets = inherited.target_connections if inherited else None
+    return targets[0] if targets else None
+
+
+def destination_spec_id(raw_flow: Any) -> str | None:
+    """The connection spec (card) a flow delivers to: its first target connection's spec."""
+    target = _first_target(parse_flow(raw_flow))
+    return target.connection_spec.id if target and target.connection_spec else None
+
+
+def _state(value: str | None) -> str:
+    return (value or "").strip().lower() or "disabled"
+
+
+def _sandbox(explicit: str | None, payload: str | None) -> str:
+    # The sandbox asked for (x-sandbox-name) is the truth; absent header and field mean prod.
+    return (explicit or payload or "prod").lower()
+
+
+def flow_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) -> Flow:
+    """A :class:`~pinmigrate.inventory.Flow` from a ``GET /flows`` item."""
+    flow = parse_flow(raw)
+    target = _first_target(flow)
+    account_id: str | None = None
+    advertiser_id: str | None = None
+    if target is not None:
+        base = target.base_connection
+        account_id = base.id if base is not None else None
+        params = target.params or {}
+        if params.get("advertiser_id") not in (None, ""):
+            advertiser_id = str(params["advertiser_id"])
+    target_ids = flow.target_connection_ids or []
+    target_id = target_ids[0] if target_ids else (target.id if target else None)
+    return Flow(
+        id=flow.id,
+        name=flow.name or "",
+        sandbox=_sandbox(sandbox, flow.sandbox_name),
+        card=card,
+        state=_state(flow.state),
+        etag=flow.etag or "",
+        account_id=account_id or None,
+        target_connection_id=target_id or None,
+        advertiser_id=advertiser_id,
+        audiences=audiences_of(raw),
+    )
+
+
+# --- accounts ----------------------------------------------------------------------------
+
+
+def parse_when(value: Any) -> datetime | None:
+    """An Adobe time: ISO-8601 (Z, offset or naive UTC) or epoch ms/s; None when unreadable."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if text.lstrip("-").isdigit():
+            value = int(text)
+        else:
+            try:
+                when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                return None
+            return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if isinstance(value, int | float):
+        # Adobe's timestamps are epoch milliseconds; small numbers are seconds.
+        seconds = value / 1000 if abs(value) >= 100_000_000_000 else float(value)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+#: The executor reads run times with this; kept under its first name too.
+_parse_when = parse_when
+
+
+def expires_at_of(raw_connection: Any) -> datetime | None:
+    """``auth.params.expiresAt`` as an aware UTC datetime; None when absent or unreadable."""
+    if not isinstance(raw_connection, dict):
+        raise ApiError("Adobe sent a connection that is not a JSON object", service="adobe")
+    auth = raw_connection.get("auth")
+    params = auth.get("params") if isinstance(auth, dict) else None
+    if not isinstance(params, dict):
+        return None
+    return parse_when(params.get("expiresAt"))
+
+
+def account_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) -> Account:
+    """An :class:`~pinmigrate.inventory.Account` from a ``GET /connections`` item."""
+    connection = parse_connection(raw)
+    return Account(
+        id=connection.id,
+        name=connection.name or "",
+        sandbox=_sandbox(sandbox, connection.sandbox_name),
+        card=card,
+        etag=connection.etag or "",
+        state=(connection.state or "enabled").lower(),
+        expires_at=expires_at_of(raw),
+    )
+
+
+def target_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) -> TargetConnection:
+    """A :class:`~pinmigrate.inventory.TargetConnection` from a ``GET /targetConnections`` item."""
+    target = parse_target_connection(raw)
+    base_id = target.base_connection_id
+    if not base_id and target.inherited_attributes is not None:
+        base = target.inherited_attributes.base_connection
+        base_id = base.id if base is not None else None
+    params = target.params or {}
+    advertiser = params.get("advertiser_id")
+    return TargetConnection(
+        id=target.id,
+        sandbox=_sandbox(sandbox, target.sandbox_name),
+        card=card,
+        base_connection_id=base_id or None,
+        advertiser_id=str(advertiser) if advertiser not in (None, "") else None,
+        name=target.name or "",
+        etag=target.etag or "",
+    )
+
+
+# --- credentials -------------------------------------------------------------------------
+
+
+def _iso(when: datetime) -> str:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def auth_params(
+    access_token: str, refresh_token: str | None, expires_at: datetime | None
+) -> dict[str, Any]:
+    """``auth.params`` of a Pinterest v5 account: the one place these keys are spelled."""
+    params: dict[str, Any] = {"accessToken": access_token}
+    if refresh_token:
+        params["refreshToken"] = refresh_token
+    if expires_at is not None:
+        params["expiresAt"] = _iso(expires_at)
+    return params
+
+
+def reconnect_ops(
+    access_token: str, refresh_token: str | None, expires_at: datetime | None
+) -> list[dict[str, Any]]:
+    """The JSON-Patch that replaces an account's credentials (``PATCH /connections/{id}``)."""
+    return [
+        {
+            "op": "replace",
+            "path": "/auth/params",
+            "value": auth_params(access_token, refresh_token, expires_at),
+        }
+    ]

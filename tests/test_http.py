@@ -1,0 +1,284 @@
+"""HttpClient: retries, Retry-After, backoff, the total cap, safety rules, logs and counters."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import pytest
+import requests
+import responses
+
+from pinmigrate import redact
+from pinmigrate.errors import ApiError
+from pinmigrate.http import HttpClient, RetryPolicy, parse_retry_after
+
+URL = "https://api.example.test/thing"
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class MaxRandom:
+    """An rng whose uniform(a, b) is always b: makes full jitter deterministic."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+@pytest.fixture
+def mock() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime()
+
+
+def make(fake: FakeTime, **policy: float) -> HttpClient:
+    return HttpClient(
+        service="test",
+        retry=RetryPolicy(**policy),  # type: ignore[arg-type]
+        sleep=fake.sleep,
+        clock=fake.clock,
+        rng=MaxRandom(),  # type: ignore[arg-type]
+        wall_clock=lambda: 1_700_000_000.0,
+    )
+
+
+def test_get_is_retried_on_503_then_succeeds(mock, fake):
+    mock.add(responses.GET, URL, status=503)
+    mock.add(responses.GET, URL, status=502)
+    mock.add(responses.GET, URL, json={"ok": True})
+    client = make(fake)
+    response = client.request("GET", URL)
+    assert response.status_code == 200
+    assert len(mock.calls) == 3
+    # Full jitter with an rng at its maximum: base * 2**n.
+    assert fake.sleeps == [0.5, 1.0]
+    stats = client.stats.snapshot()
+    assert stats["requests"] == 3
+    assert stats["retries"] == 2
+    assert stats["by_status"] == {503: 1, 502: 1, 200: 1}
+
+
+def test_retry_after_seconds_is_honoured(mock, fake):
+    mock.add(responses.GET, URL, status=429, headers={"Retry-After": "7"})
+    mock.add(responses.GET, URL, json={})
+    make(fake).request("GET", URL)
+    assert fake.sleeps == [7.0]
+
+
+def test_retry_after_http_date_is_honoured(mock, fake):
+    later = datetime.fromtimestamp(1_700_000_000 + 12, tz=UTC)
+    mock.add(
+        responses.GET, URL, status=503, headers={"Retry-After": format_datetime(later, usegmt=True)}
+    )
+    mock.add(responses.GET, URL, json={})
+    make(fake).request("GET", URL)
+    assert fake.sleeps == [pytest.approx(12.0)]
+
+
+def test_unusable_retry_after_falls_back_to_backoff(mock, fake):
+    mock.add(responses.GET, URL, status=503, headers={"Retry-After": "soon-ish"})
+    mock.add(responses.GET, URL, json={})
+    make(fake, base_delay=2.0).request("GET", URL)
+    assert fake.sleeps == [2.0]
+
+
+def test_parse_retry_after_variants():
+    now = 1_700_000_000.0
+    assert parse_retry_after("3", now=now) == 3.0
+    assert parse_retry_after(" 1.5 ", now=now) == 1.5
+    assert parse_retry_after("-4", now=now) == 0.0
+    past = format_datetime(datetime.fromtimestamp(now - 60, tz=UTC), usegmt=True)
+    assert parse_retry_after(past, now=now) == 0.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=now) == 0.0
+    assert parse_retry_after("", now=now) is None
+    assert parse_retry_after(None, now=now) is None
+    assert parse_retry_after("nonsense", now=now) is None
+    assert parse_retry_after("nan", now=now) is None
+
+
+def test_backoff_is_capped_by_max_delay(mock, fake):
+    for _ in range(5):
+        mock.add(responses.GET, URL, status=504)
+    mock.add(responses.GET, URL, json={})
+    make(fake, base_delay=1.0, max_delay=3.0, total_cap=1000).request("GET", URL)
+    assert fake.sleeps == [1.0, 2.0, 3.0, 3.0, 3.0]
+
+
+def test_full_jitter_draws_between_zero_and_the_ceiling(fake):
+    import random
+
+    client = HttpClient(service="t", rng=random.Random(7), sleep=fake.sleep, clock=fake.clock)
+    draws = [client.backoff(3) for _ in range(200)]
+    assert all(0 <= d <= 4.0 for d in draws)
+    assert min(draws) < 1.0 < 3.0 < max(draws)  # really jittered, not a constant
+
+
+def test_total_cap_stops_retrying_and_returns_the_last_answer(mock, fake):
+    mock.add(responses.GET, URL, status=429, headers={"Retry-After": "100"})
+    client = make(fake, total_cap=120)
+    response = client.request("GET", URL)
+    assert response.status_code == 429
+    # 100 s fit under the cap once; a second 100 s would not.
+    assert fake.sleeps == [100.0]
+    assert len(mock.calls) == 2
+
+
+def test_total_cap_counts_sleeps_even_when_the_clock_stands_still(mock):
+    sleeps: list[float] = []
+    client = HttpClient(
+        service="t",
+        retry=RetryPolicy(total_cap=10, max_attempts=50),
+        sleep=sleeps.append,
+        clock=lambda: 0.0,
+        rng=MaxRandom(),  # type: ignore[arg-type]
+    )
+    mock.add(responses.GET, URL, status=503, headers={"Retry-After": "4"})
+    client.request("GET", URL)
+    assert sleeps == [4.0, 4.0]
+
+
+def test_attempts_are_limited(mock, fake):
+    mock.add(responses.GET, URL, status=503)
+    response = make(fake, max_attempts=3, total_cap=1000).request("GET", URL)
+    assert response.status_code == 503
+    assert len(mock.calls) == 3
+    assert len(fake.sleeps) == 2
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "PUT", "DELETE"])
+def test_unsafe_methods_are_not_retried(mock, fake, method):
+    mock.add(method, URL, status=503)
+    response = make(fake).request(method, URL, json=[{"op": "add"}])
+    assert response.status_code == 503
+    assert len(mock.calls) == 1
+    assert fake.sleeps == []
+
+
+def test_caller_may_declare_a_write_safe_to_repeat(mock, fake):
+    mock.add(responses.PATCH, URL, status=503)
+    mock.add(responses.PATCH, URL, json={"etag": '"2"'})
+    response = make(fake).request(
+        "PATCH", URL, json=[], headers={"If-Match": '"1"'}, retry_safe=True
+    )
+    assert response.status_code == 200
+    assert len(mock.calls) == 2
+
+
+def test_caller_may_forbid_retrying_a_get(mock, fake):
+    mock.add(responses.GET, URL, status=503)
+    assert make(fake).request("GET", URL, retry_safe=False).status_code == 503
+    assert len(mock.calls) == 1
+
+
+def test_non_retryable_statuses_come_back_at_once(mock, fake):
+    mock.add(responses.GET, URL, status=500)
+    assert make(fake).request("GET", URL).status_code == 500
+    assert len(mock.calls) == 1
+
+
+def test_dropped_connection_is_retried_for_get(mock, fake):
+    mock.add(responses.GET, URL, body=requests.ConnectionError("Connection reset by peer"))
+    mock.add(responses.GET, URL, json={"ok": 1})
+    client = make(fake)
+    assert client.request("GET", URL).json() == {"ok": 1}
+    assert len(mock.calls) == 2
+    assert client.stats.snapshot()["network_errors"] == 1
+
+
+def test_dropped_connection_on_post_is_not_retried_and_says_so(mock, fake):
+    mock.add(responses.POST, URL, body=requests.ConnectionError("Connection aborted"))
+    with pytest.raises(ApiError) as info:
+        make(fake).request("POST", URL, data={"a": "b"})
+    assert len(mock.calls) == 1
+    assert "may or may not have been applied" in info.value.line()
+    assert "/thing" in info.value.line()
+
+
+def test_timeouts_are_retried_then_reported(mock, fake):
+    mock.add(responses.GET, URL, body=requests.ReadTimeout("read timed out"))
+    with pytest.raises(ApiError) as info:
+        make(fake, max_attempts=3, total_cap=1000).request("GET", URL)
+    assert len(mock.calls) == 3
+    assert "timed out after 3 attempts" in info.value.line()
+    assert info.value.exit_code == 1
+
+
+def test_every_call_carries_a_timeout(mock, fake):
+    mock.add(responses.GET, URL, json={})
+    client = HttpClient(service="t", timeout=(3, 9), sleep=fake.sleep, clock=fake.clock)
+    client.request("GET", URL)
+    client.request("GET", URL, timeout=1.5)
+    assert mock.calls[0].request.req_kwargs["timeout"] == (3, 9)
+    assert mock.calls[1].request.req_kwargs["timeout"] == 1.5
+
+
+def test_default_session_has_a_pool_for_parallel_writes():
+    client = HttpClient(service="t")
+    for scheme in ("https://x.test", "http://127.0.0.1"):
+        adapter = client.session.get_adapter(scheme)
+        assert adapter._pool_maxsize >= 32  # type: ignore[attr-defined]
+        assert adapter.max_retries.total == 0  # type: ignore[attr-defined]
+
+
+def test_debug_log_lines_mask_secrets(mock, fake, caplog):
+    secret = "pina_SuperSecretAccessToken123"
+    redact.register(secret)
+    url = f"{URL}?access_token={secret}&x=1"
+    mock.add(responses.GET, URL, status=503)
+    mock.add(responses.GET, URL, json={})
+    with caplog.at_level(logging.DEBUG, logger="pinmigrate.http"):
+        make(fake).request("GET", url, headers={"Authorization": f"Bearer {secret}"})
+    text = caplog.text
+    assert "pinmigrate.http" in {r.name for r in caplog.records}
+    assert "-> 503" in text and "-> 200" in text and "retry 1" in text
+    assert secret not in text
+    assert "SuperSecret" not in text
+
+
+def test_network_error_message_masks_secrets(mock, fake):
+    secret = "s3cr3t-in-the-url-9876"
+    redact.register(secret)
+    mock.add(responses.POST, URL, body=requests.ConnectionError("Connection refused"))
+    with pytest.raises(ApiError) as info:
+        make(fake).request("POST", f"{URL}?token={secret}")
+    assert secret not in info.value.line()
+    assert "connection refused" in info.value.line()
+
+
+def test_counters_are_thread_safe(mock):
+    mock.add(responses.GET, URL, json={})
+    client = HttpClient(service="t")
+
+    def worker() -> None:
+        for _ in range(25):
+            client.request("GET", URL)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = client.stats.snapshot()
+    assert stats["requests"] == 400
+    assert stats["by_status"] == {200: 400}
