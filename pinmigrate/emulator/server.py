@@ -1,0 +1,797 @@
+"""HTTP for the emulator: parse, route, call :class:`EmulatorState`, serialise.
+
+One port serves everything (Adobe IMS under ``/ims``, Flow Service under
+``/data/foundation/flowservice``, Pinterest's consent page under ``/oauth/`` and its API
+under ``/v5``, the control API under ``/_emulator/``). Standard library only: a
+``ThreadingHTTPServer`` with daemon handler threads, so tests can run it in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pinmigrate.emulator import pages
+from pinmigrate.emulator.model import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ORG_ID,
+    PINTEREST_APP_ID,
+    PINTEREST_APP_SECRET,
+    JsonDict,
+)
+from pinmigrate.emulator.state import (
+    LIST_KINDS,
+    PATCH_KINDS,
+    Caller,
+    Config,
+    ConsentError,
+    EmulatorState,
+    Faults,
+    Problem,
+    bad_request,
+    faults_from_json,
+    first,
+    flow_error,
+    parse_fault_spec,
+    pinterest_error,
+)
+
+FLOWSERVICE = "/data/foundation/flowservice"
+MAX_BODY = 16 * 1024 * 1024
+JSON_TYPE = "application/json"
+HTML_TYPE = "text/html; charset=utf-8"
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self, *, sandbox: str | None = None, required: bool = True) -> Any:
+        """The decoded JSON body; a malformed one is a 400, never a crashed handler."""
+        if not self.body.strip():
+            if required:
+                raise bad_request("The request body is empty; JSON was expected", sandbox=sandbox)
+            return None
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise bad_request("The request body is not valid JSON", sandbox=sandbox) from None
+
+    def form(self) -> dict[str, str]:
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
+
+    def params(self) -> dict[str, str]:
+        return {k: v[0] for k, v in self.query.items() if v}
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes = b""
+    content_type: str = JSON_TYPE
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        status: int,
+        payload: Any,
+        headers: Mapping[str, str] | None = None,
+        *,
+        pretty: bool = False,
+    ) -> Reply:
+        if payload is None:
+            body = b""
+        elif pretty:
+            body = (json.dumps(payload, indent=2) + "\n").encode()
+        else:
+            body = json.dumps(payload, separators=(",", ":")).encode()
+        return cls(status, body, JSON_TYPE, dict(headers or {}))
+
+    @classmethod
+    def html(cls, status: int, text: str) -> Reply:
+        return cls(status, text.encode("utf-8"), HTML_TYPE)
+
+    @classmethod
+    def redirect(cls, location: str) -> Reply:
+        return cls(302, b"", HTML_TYPE, {"Location": location})
+
+
+@dataclass
+class Route:
+    service: str  # "control" | "ims" | "flowservice" | "pinterest" | "consent" | "site"
+    endpoint: str  # templated, for the request log: "GET /flows/{id}"
+    call: Callable[[Request], Reply]
+    sandbox: str | None = None
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    """The listening socket; knows the state and closes every open connection on stop."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: EmulatorState,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        verbose: bool = False,
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.state = state
+        self.sleep = sleep
+        self.verbose = verbose
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The default prints a traceback to stderr; a client that hung up is not news.
+        if self.verbose:
+            import traceback
+
+            sys.stderr.write(f"emulator: error serving {client_address}:\n")
+            traceback.print_exc()
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            open_now = list(self.connections)
+        for conn in open_now:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: EmulatorServer
+    protocol_version = "HTTP/1.1"
+    server_version = "pinmigrate-emulator"
+    sys_version = ""
+    #: Idle keep-alive connections are closed after this many seconds.
+    timeout = 120
+    # Head and body leave in one segment (wfile is flushed after each request): two small
+    # writes on a kept-alive connection meet the client's delayed ACK, ~40 ms per request.
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(self.connection)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (OSError, ValueError):
+            # The client went away mid-request; nothing to answer.
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # quiet; verbose mode logs one line per request in _dispatch instead
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors (bad request line, unsupported method) as JSON."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            # Set when the request line could not be parsed; 0.9 would drop the status line.
+            self.request_version = "HTTP/1.0"
+        self._send(Reply.of(code, {"error": message or self.responses.get(code, ("",))[0]}))
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def _read_request(self) -> Request:
+        parts = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        body = b""
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        else:
+            length_text = headers.get("content-length", "0") or "0"
+            try:
+                length = int(length_text)
+            except ValueError:
+                raise Problem(400, {"error": "invalid Content-Length"}) from None
+            if length < 0 or length > MAX_BODY:
+                raise Problem(413, {"error": "request body too large"})
+            body = self.rfile.read(length) if length else b""
+        query = parse_qs(parts.query, keep_blank_values=True)
+        return Request(self.command, unquote(parts.path) or "/", query, headers, body)
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                raise Problem(400, {"error": "malformed chunked body"}) from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY:
+                raise Problem(413, {"error": "request body too large"})
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    def _send(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.send_header("x-request-id", uuid.uuid4().hex)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and reply.body:
+            self.wfile.write(reply.body)
+
+    def _drop(self) -> None:
+        """Close the connection without a byte of answer, as a failing load balancer would."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    # --- dispatch ------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        started = time.monotonic()
+        state = self.server.state
+        try:
+            request = self._read_request()
+        except Problem as problem:
+            self.close_connection = True
+            self._send(Reply.of(problem.status, problem.body))
+            return
+        route = route_for(state, request)
+        status: int | None = None
+        fault: str | None = None
+        if route.service in ("control", "site"):
+            self._send(_call(route, request))
+            return
+        decision = state.injector.decide(route.service)
+        if decision.delay > 0:
+            self.server.sleep(decision.delay)
+        if decision.action == "drop":
+            fault = "drop"
+            self._drop()
+        else:
+            if decision.action is not None:
+                fault = decision.action
+                reply = _fault_reply(route.service, decision.action, state.injector.faults)
+            else:
+                reply = _call(route, request)
+            status = reply.status
+            self._send(reply)
+        state.log.record(
+            method=request.method,
+            endpoint=route.endpoint,
+            path=request.path,
+            query=request.query,
+            status=status,
+            sandbox=route.sandbox,
+            service=route.service,
+            fault=fault,
+        )
+        if self.server.verbose:
+            elapsed = (time.monotonic() - started) * 1000
+            shown = "dropped" if status is None else str(status)
+            sys.stderr.write(
+                f"emulator: {request.method} {request.path} {shown} "
+                f"{elapsed:.0f}ms{' [' + fault + ']' if fault else ''}\n"
+            )
+
+
+def _call(route: Route, request: Request) -> Reply:
+    try:
+        return route.call(request)
+    except Problem as problem:
+        return Reply.of(problem.status, problem.body, problem.headers)
+    except ConsentError as exc:
+        return Reply.html(400, pages.error_page(str(exc)))
+    except Exception as exc:  # noqa: BLE001 - a bug here must not kill the handler thread
+        return Reply.of(
+            500, {"error": "internal emulator error", "message": f"{type(exc).__name__}: {exc}"}
+        )
+
+
+def _fault_reply(service: str, action: str, faults: Faults) -> Reply:
+    if action == "429":
+        headers = {"Retry-After": faults.retry_after}
+        if service == "pinterest":
+            return Reply.of(429, {"code": 8, "message": "Too many requests (emulated)."}, headers)
+        if service == "ims":
+            return Reply.of(
+                429,
+                {"error": "too_many_requests", "error_description": "Too many requests (emulated)"},
+                headers,
+            )
+        return Reply.of(
+            429, {"error_code": "429001", "message": "Too many requests (emulated)"}, headers
+        )
+    if service == "pinterest":
+        return Reply.of(503, {"code": 503, "message": "Service unavailable (emulated)."})
+    if service == "ims":
+        return Reply.of(
+            503, {"error": "server_error", "error_description": "Service unavailable (emulated)"}
+        )
+    return Reply.of(503, {"error_code": "503000", "message": "Service Unavailable (emulated)"})
+
+
+# --- routing -----------------------------------------------------------------------------
+
+
+def route_for(state: EmulatorState, request: Request) -> Route:
+    path = request.path
+    method = request.method
+    if path == "/_emulator" or path.startswith("/_emulator/"):
+        return _control_route(state, request)
+    if path.startswith(FLOWSERVICE + "/") or path == FLOWSERVICE:
+        return _flow_route(state, request)
+    if path.startswith("/ims/"):
+        if path.rstrip("/") == "/ims/token/v3" and method == "POST":
+            return Route("ims", "POST /ims/token/v3", lambda r: _ims_token(state, r))
+        return Route(
+            "ims",
+            f"{method} /ims/<unknown>",
+            lambda r: Reply.of(
+                404, {"error": "not_found", "error_description": f"no IMS endpoint {r.path}"}
+            ),
+        )
+    if path in ("/oauth", "/oauth/"):
+        return Route("consent", f"{method} /oauth/", lambda r: _consent(state, r))
+    if path == "/v5" or path.startswith("/v5/"):
+        return _pinterest_route(state, request)
+    if path == "/" and method in ("GET", "HEAD"):
+        return Route(
+            "site",
+            "GET /",
+            lambda r: Reply.html(
+                200,
+                pages.index_page(
+                    url=_base_url(r), scenario=state.scenario, sandboxes=state.sandboxes
+                ),
+            ),
+        )
+    return Route(
+        "site",
+        f"{method} <unknown>",
+        lambda r: Reply.of(404, {"error": f"nothing is served at {r.path}", "see": "/"}),
+    )
+
+
+def _base_url(request: Request) -> str:
+    return f"http://{request.headers.get('host', '127.0.0.1')}"
+
+
+def _ims_token(state: EmulatorState, request: Request) -> Reply:
+    form = request.form()
+    for name, value in request.params().items():
+        form.setdefault(name, value)
+    return Reply.of(200, state.ims_token(form))
+
+
+def _flow_route(state: EmulatorState, request: Request) -> Route:
+    """Flow Service: the gateway checks come first, then 404/405, then the operation."""
+    method = request.method
+    parts = [p for p in request.path[len(FLOWSERVICE) :].split("/") if p]
+    kind = parts[0] if parts and parts[0] in LIST_KINDS else None
+    ident = parts[1] if len(parts) > 1 else ""
+    shape = {1: "/{kind}", 2: "/{kind}/{{id}}"}.get(len(parts))
+    if len(parts) == 3 and kind == "flows" and parts[2] == "action":
+        shape = "/flows/{{id}}/action"
+    handler: _FlowHandler | None = None
+    if kind is None or shape is None:
+        template = f"{method} /<unknown>"
+    else:
+        template = f"{method} " + shape.format(kind=kind)
+        handler = _FLOW_HANDLERS.get((method, shape))
+        if method == "PATCH" and kind not in PATCH_KINDS:
+            handler = None
+
+    def call(r: Request) -> Reply:
+        caller = state.authenticate_platform(r.headers)
+        if kind is None or shape is None:
+            raise flow_error(
+                404,
+                f"No Flow Service resource at {r.path}",
+                sandbox=caller.sandbox,
+                code="FLOW-1001",
+                title="Not found",
+            )
+        if handler is None:
+            raise flow_error(
+                405,
+                f"Method {method} is not allowed on {r.path[len(FLOWSERVICE) :]}",
+                sandbox=caller.sandbox,
+                code="FLOW-1003",
+                title="Method not allowed",
+            )
+        return handler(state, caller, r, kind, ident)
+
+    sandbox = request.headers.get("x-sandbox-name", "").strip() or "prod"
+    return Route("flowservice", template, call, sandbox)
+
+
+_FlowHandler = Callable[[EmulatorState, Caller, Request, str, str], Reply]
+
+
+def _fs_list(state: EmulatorState, caller: Caller, r: Request, kind: str, _: str) -> Reply:
+    return Reply.of(200, state.list_objects(caller.sandbox, kind, r.query))
+
+
+def _fs_get(state: EmulatorState, caller: Caller, r: Request, kind: str, ident: str) -> Reply:
+    return Reply.of(200, state.get_object(caller.sandbox, kind, ident))
+
+
+def _fs_patch(state: EmulatorState, caller: Caller, r: Request, kind: str, ident: str) -> Reply:
+    operations = r.json(sandbox=caller.sandbox)
+    status, body = state.patch_object(caller, kind, ident, operations, r.headers.get("if-match"))
+    return Reply.of(status, body)
+
+
+def _fs_action(state: EmulatorState, caller: Caller, r: Request, _: str, ident: str) -> Reply:
+    op = first(r.query, "op")
+    return Reply.of(200, state.flow_action(caller, ident, op, r.headers.get("if-match")))
+
+
+_FLOW_HANDLERS: dict[tuple[str, str], _FlowHandler] = {
+    ("GET", "/{kind}"): _fs_list,
+    ("GET", "/{kind}/{{id}}"): _fs_get,
+    ("PATCH", "/{kind}/{{id}}"): _fs_patch,
+    ("POST", "/flows/{{id}}/action"): _fs_action,
+}
+
+
+def _raise(problem: Problem) -> Reply:
+    raise problem
+
+
+def _pinterest_route(state: EmulatorState, request: Request) -> Route:
+    method, path = request.method, request.path.rstrip("/")
+    auth = request.headers.get("authorization")
+    if path == "/v5/oauth/token":
+        if method != "POST":
+            return Route(
+                "pinterest",
+                f"{method} /v5/oauth/token",
+                lambda r: _raise(pinterest_error(405, 405, "Method not allowed.")),
+            )
+        return Route(
+            "pinterest",
+            "POST /v5/oauth/token",
+            lambda r: Reply.of(200, state.token_endpoint(auth, r.form())),
+        )
+    if path == "/v5/user_account" and method == "GET":
+        return Route(
+            "pinterest", "GET /v5/user_account", lambda r: Reply.of(200, state.user_account(auth))
+        )
+    if path == "/v5/ad_accounts" and method == "GET":
+        return Route(
+            "pinterest",
+            "GET /v5/ad_accounts",
+            lambda r: Reply.of(200, state.list_ad_accounts(auth, r.query)),
+        )
+    return Route(
+        "pinterest",
+        f"{method} /v5/<unknown>",
+        lambda r: _raise(
+            pinterest_error(404, 404, f"Not found: {r.method} {r.path} is not emulated.")
+        ),
+    )
+
+
+def _consent(state: EmulatorState, request: Request) -> Reply:
+    if request.method == "GET":
+        params = request.params()
+        authorize = state.check_authorize(params)
+        if state.config.auto_approve:
+            return Reply.redirect(state.approve(authorize))
+        users = list(state.users.values())
+        return Reply.html(
+            200,
+            pages.consent_page(
+                params=params,
+                scopes=authorize.scopes,
+                users=users,
+                default_user=state.config.auto_approve_user,
+            ),
+        )
+    if request.method == "POST":
+        form = request.form()
+        authorize = state.check_authorize(form)
+        decision = form.get("decision")
+        if decision == "allow":
+            return Reply.redirect(state.approve(authorize, form.get("user")))
+        if decision == "deny":
+            return Reply.redirect(state.deny(authorize))
+        raise ConsentError("Choose Allow or Deny.")
+    return Reply.html(405, pages.error_page(f"{request.method} is not supported here."))
+
+
+# --- control API ---------------------------------------------------------------------------
+
+
+def _control_route(state: EmulatorState, request: Request) -> Route:
+    method = request.method
+    parts = [p for p in request.path.split("/") if p][1:]
+    name = parts[0] if parts else ""
+    endpoint = f"{method} /_emulator/{name}"
+
+    def call(r: Request) -> Reply:
+        try:
+            return _control(state, r, method, name, parts[1:])
+        except ValueError as exc:
+            return _pretty(400, {"error": str(exc)})
+
+    return Route("control", endpoint, call)
+
+
+def _control(
+    state: EmulatorState, request: Request, method: str, name: str, rest: list[str]
+) -> Reply:
+    def body(required: bool = True) -> Any:
+        try:
+            return request.json(required=required)
+        except Problem:
+            raise ValueError("the body must be valid JSON") from None
+
+    def obj(required: bool = True) -> dict[str, Any]:
+        value = body(required)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("the body must be a JSON object")
+        return value
+
+    if name == "" and method == "GET":
+        return _pretty(
+            200,
+            {
+                "endpoints": [
+                    'POST /_emulator/reset {"scenario": "demo|empty|scale:N"}',
+                    "GET /_emulator/state[?summary=true]",
+                    "GET|POST|DELETE /_emulator/faults",
+                    "GET|DELETE /_emulator/requests",
+                    "GET|POST /_emulator/config",
+                    "PATCH /_emulator/objects/{kind}/{id}",
+                    'POST /_emulator/tokens {"user": "emu_marketer"}',
+                ]
+            },
+        )
+    if name == "reset" and method == "POST":
+        scenario = obj(required=False).get("scenario") or state.scenario
+        state.reset(str(scenario))
+        return _pretty(
+            200,
+            {"scenario": state.scenario, "sandboxes": state.sandboxes, "counts": state.counts()},
+        )
+    if name == "state" and method == "GET":
+        summary = (first(request.query, "summary") or "").lower() in ("1", "true", "yes")
+        return _pretty(200, state.dump(summary=summary))
+    if name == "faults":
+        if method == "GET":
+            return _pretty(200, state.injector.faults.as_json())
+        if method == "POST":
+            return _pretty(200, state.set_faults(faults_from_json(obj(required=False))))
+        if method == "DELETE":
+            return _pretty(200, state.set_faults(Faults()))
+    if name == "requests":
+        if method == "GET":
+            return _pretty(200, state.log.summary())
+        if method == "DELETE":
+            state.log.clear()
+            return _pretty(200, state.log.summary())
+    if name == "config":
+        if method == "GET":
+            return _pretty(200, _config_json(state.config))
+        if method == "POST":
+            return _pretty(200, state.set_config(obj()))
+    if name == "objects" and method == "PATCH" and len(rest) == 2:
+        return _pretty(200, state.change_object(rest[0], rest[1], body()))
+    if name == "tokens" and method == "POST":
+        return _pretty(200, state.mint_tokens(obj(required=False)))
+    return _pretty(
+        404, {"error": f"no control endpoint {method} {request.path}", "see": "GET /_emulator/"}
+    )
+
+
+def _pretty(status: int, payload: Any) -> Reply:
+    """Control answers are read by people with curl as often as by tests: indent them."""
+    return Reply.of(status, payload, pretty=True)
+
+
+def _config_json(config: Config) -> JsonDict:
+    from dataclasses import asdict
+
+    return asdict(config)
+
+
+# --- the in-process runner ---------------------------------------------------------------------
+
+
+class Emulator:
+    """The emulator as a Python object: start it on loopback in a daemon thread, use, stop.
+
+    ``Emulator(scenario="demo", port=0)`` picks a free port; :meth:`env` gives the
+    ``PINMIGRATE_*`` settings that point pinmigrate at it.
+    """
+
+    def __init__(
+        self,
+        scenario: str = "demo",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: float = 0,
+        faults: Faults | Mapping[str, Any] | str | None = None,
+        page_size: int = 100,
+        auto_approve: bool = False,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        verbose: bool = False,
+    ) -> None:
+        resolved = _faults(faults)
+        if latency_ms:
+            from dataclasses import replace
+
+            resolved = replace(resolved, latency_ms=float(latency_ms))
+        self.state = EmulatorState(
+            scenario,
+            clock=clock or time.time,
+            config=Config(page_size=page_size, auto_approve=auto_approve),
+            faults=resolved,
+        )
+        self.host = host
+        self.port = port
+        self.verbose = verbose
+        self._sleep = sleep or time.sleep
+        self._server: EmulatorServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Bind and serve in a daemon thread. OSError when the port is taken."""
+        if self._server is not None:
+            return self
+        server = EmulatorServer(
+            (self.host, self.port), self.state, sleep=self._sleep, verbose=self.verbose
+        )
+        self.port = int(server.server_address[1])
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"pinmigrate-emulator:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        stopper = threading.Thread(target=server.shutdown, daemon=True)
+        stopper.start()
+        # Wake the serve loop at once instead of after its poll interval.
+        with contextlib.suppress(OSError):
+            socket.create_connection((self.host, self.port), timeout=1).close()
+        stopper.join()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- where it is ---------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running: call start() first")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """``PINMIGRATE_*`` settings pointing pinmigrate at this emulator."""
+        url = self.url
+        return {
+            "PINMIGRATE_ADOBE_ORG_ID": ORG_ID,
+            "PINMIGRATE_ADOBE_CLIENT_ID": CLIENT_ID,
+            "PINMIGRATE_ADOBE_CLIENT_SECRET": CLIENT_SECRET,
+            "PINMIGRATE_ADOBE_IMS_URL": url,
+            "PINMIGRATE_ADOBE_PLATFORM_URL": url,
+            "PINMIGRATE_ADOBE_SANDBOXES": ",".join(self.state.sandboxes),
+            "PINMIGRATE_PINTEREST_APP_ID": PINTEREST_APP_ID,
+            "PINMIGRATE_PINTEREST_APP_SECRET": PINTEREST_APP_SECRET,
+            "PINMIGRATE_PINTEREST_OAUTH_URL": url + "/oauth/",
+            "PINMIGRATE_PINTEREST_API_URL": url + "/v5",
+        }
+
+    # --- the control API, in-process -------------------------------------------------------
+
+    def reset(self, scenario: str | None = None) -> None:
+        self.state.reset(scenario or self.state.scenario)
+
+    def set_faults(
+        self, faults: Faults | Mapping[str, Any] | str | None = None, **settings: Any
+    ) -> JsonDict:
+        """Replace the faults: a Faults, a mapping, a spec string, or keyword settings."""
+        resolved = _faults(faults) if faults is not None else faults_from_json(settings)
+        return self.state.set_faults(resolved)
+
+    def configure(self, **changes: Any) -> JsonDict:
+        return self.state.set_config(changes)
+
+    def requests(self) -> JsonDict:
+        return self.state.log.summary()
+
+    def clear_requests(self) -> None:
+        self.state.log.clear()
+
+    def tokens(self, user: str = "emu_marketer", **options: Any) -> JsonDict:
+        """Pinterest token JSON for a user, as ``POST /_emulator/tokens`` answers."""
+        return self.state.mint_tokens({"user": user, **options})
+
+
+def _faults(value: Faults | Mapping[str, Any] | str | None) -> Faults:
+    if value is None:
+        return Faults()
+    if isinstance(value, Faults):
+        return value
+    if isinstance(value, str):
+        return parse_fault_spec(value)
+    return faults_from_json(value)
+
+
+__all__ = ["Emulator", "EmulatorServer", "Handler"]

@@ -1,0 +1,1523 @@
+"""The emulator over loopback: gateway strictness, Flow Service rules, Pinterest OAuth, faults,
+control API, scenarios and the ``pinmigrate emulator`` command."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from pinmigrate.emulator import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    LEGACY_SPEC_ID,
+    NEW_SPEC_ID,
+    ORG_ID,
+    PINTEREST_APP_ID,
+    PINTEREST_APP_SECRET,
+    Emulator,
+    EmulatorState,
+)
+from pinmigrate.emulator import query as query_module
+from pinmigrate.emulator.model import S3_SPEC_ID, parse_iso
+from pinmigrate.emulator.scenarios import account_id, flow_id
+
+FS = "/data/foundation/flowservice"
+AUDIENCES = "/transformations/0/params/segmentSelectors/selectors"
+DAY = 86400
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_750_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Platform:
+    """A minimal Adobe caller: one IMS token, the four headers, relative next links."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.http = requests.Session()
+        answer = self.http.post(
+            emu.url + "/ims/token/v3",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "scope": "openid,AdobeID",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        self.token = answer.json()["access_token"]
+
+    def headers(self, sandbox: str | None = "prod", **extra: str) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "x-api-key": CLIENT_ID,
+            "x-gw-ims-org-id": ORG_ID,
+        }
+        if sandbox is not None:
+            headers["x-sandbox-name"] = sandbox
+        headers.update(extra)
+        return headers
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        sandbox: str | None = "prod",
+        headers: Any = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        all_headers = self.headers(sandbox)
+        all_headers.update(headers or {})
+        return self.http.request(method, self.emu.url + FS + path, headers=all_headers, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("GET", path, **kwargs)
+
+    def one(self, kind: str, ident: str, sandbox: str = "prod") -> dict[str, Any]:
+        answer = self.get(f"/{kind}/{ident}", sandbox=sandbox)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["items"][0]  # type: ignore[no-any-return]
+
+    def pages(
+        self,
+        kind: str,
+        *,
+        sandbox: str = "prod",
+        properties: tuple[str, ...] = (),
+        params: dict[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every item of a list, following next links; also the hrefs followed."""
+        answer = self.get(
+            f"/{kind}",
+            sandbox=sandbox,
+            params=[("property", p) for p in properties] + list((params or {}).items()),
+        )
+        items: list[dict[str, Any]] = []
+        hrefs: list[str] = []
+        while True:
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            items.extend(body["items"])
+            nxt = body["_links"].get("next")
+            if not nxt:
+                assert body["_links"] == {}
+                return items, hrefs
+            hrefs.append(nxt["href"])
+            assert len(hrefs) < 500
+            answer = self.http.get(self.emu.url + FS + nxt["href"], headers=self.headers(sandbox))
+
+
+@pytest.fixture
+def adobe(emulator: Emulator) -> Platform:
+    return Platform(emulator)
+
+
+def new_flow(emu: Emulator, name: str, sandbox: str = "prod", n: int = 1) -> dict[str, Any]:
+    found = emu.state.get("flows", flow_id(sandbox, "new", name, n))
+    assert found is not None
+    return found
+
+
+def audiences_add(*ids: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "op": "add",
+            "path": f"{AUDIENCES}/-",
+            "value": {"type": "PLATFORM_SEGMENT", "value": {"id": i, "name": i, "description": ""}},
+        }
+        for i in ids
+    ]
+
+
+# --- Adobe IMS ------------------------------------------------------------------------------
+
+
+def test_ims_issues_bearer_tokens_for_the_emulator_credentials(emulator: Emulator) -> None:
+    answer = requests.post(
+        emulator.url + "/ims/token/v3",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "scope": "openid,session",
+        },
+    )
+    body = answer.json()
+    assert answer.status_code == 200
+    assert body["token_type"] == "bearer" and body["expires_in"] == 86399
+    assert len(body["access_token"]) > 20
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "error"),
+    [
+        ({"client_id": "someone-else", "client_secret": CLIENT_SECRET}, 400, "invalid_client"),
+        ({"client_id": CLIENT_ID, "client_secret": "wrong"}, 401, "invalid_client"),
+        ({"client_id": CLIENT_ID}, 401, "invalid_client"),
+        (
+            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "password"},
+            400,
+            "unsupported_grant_type",
+        ),
+    ],
+)
+def test_ims_refuses_wrong_client_credentials(
+    emulator: Emulator, form: dict[str, str], status: int, error: str
+) -> None:
+    data = {"grant_type": "client_credentials", **form}
+    answer = requests.post(emulator.url + "/ims/token/v3", data=data)
+    assert answer.status_code == status
+    assert answer.json()["error"] == error
+    assert answer.json()["error_description"]
+
+
+def test_ims_tokens_expire_after_their_lifetime() -> None:
+    clock = FakeClock()
+    with Emulator(clock=clock) as emu:
+        adobe = Platform(emu)
+        assert adobe.get("/flows").status_code == 200
+        clock.now += 86400
+        answer = adobe.get("/flows")
+        assert answer.status_code == 401
+        assert answer.json() == {"error_code": "401013", "message": "Oauth token is not valid"}
+
+
+# --- gateway strictness -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"Authorization": None}, 403, "403010"),
+        ({"Authorization": "Bearer not-a-token"}, 401, "401013"),
+        ({"Authorization": "Basic abc"}, 401, "401013"),
+        ({"x-api-key": None}, 403, "403000"),
+        ({"x-api-key": "another-client"}, 403, "403003"),
+        ({"x-gw-ims-org-id": None}, 400, "400003"),
+        ({"x-gw-ims-org-id": "OTHER0000@AdobeOrg"}, 403, "403025"),
+        ({"x-sandbox-name": "nosuchsandbox"}, 403, "403027"),
+    ],
+)
+def test_gateway_answers_each_missing_or_wrong_header(
+    adobe: Platform, change: dict[str, str | None], status: int, code: str
+) -> None:
+    headers: dict[str, str] = adobe.headers("prod")
+    for name, value in change.items():
+        headers.pop(name, None)
+        if value is not None:
+            headers[name] = value
+    answer = requests.get(adobe.emu.url + FS + "/flows", headers=headers)
+    assert answer.status_code == status
+    body = answer.json()
+    assert body["error_code"] == code
+    assert body["message"]
+
+
+def test_absent_sandbox_header_means_prod(adobe: Platform) -> None:
+    items, _ = adobe.pages("flows", sandbox="prod")
+    answer = adobe.get("/flows", sandbox=None)
+    assert answer.status_code == 200
+    assert {f["id"] for f in answer.json()["items"]} == {f["id"] for f in items}
+    assert {f["sandboxName"] for f in items} == {"prod"}
+
+
+def test_objects_live_in_their_sandbox(emulator: Emulator, adobe: Platform) -> None:
+    dev_flow = new_flow(emulator, "Newsletter subscribers", "dev")
+    assert adobe.get(f"/flows/{dev_flow['id']}", sandbox="dev").status_code == 200
+    answer = adobe.get(f"/flows/{dev_flow['id']}", sandbox="prod")
+    assert answer.status_code == 404
+    body = answer.json()
+    assert body["type"] == "https://ns.adobe.com/aep/errors/FLOW-1439-404"
+    assert body["title"] == "Resource not found"
+    assert body["status"] == 404
+    assert dev_flow["id"] in body["errorMessage"]
+    assert body["report"]["tenantInfo"]["sandboxName"] == "prod"
+
+
+def test_unknown_resource_and_method_answer_flow_service_errors(adobe: Platform) -> None:
+    assert adobe.get("/nonsense").status_code == 404
+    flow = adobe.pages("flows")[0][0]
+    answer = adobe.call("DELETE", f"/flows/{flow['id']}")
+    assert answer.status_code == 405
+    assert answer.json()["status"] == 405
+
+
+# --- Flow Service reads -------------------------------------------------------------------------
+
+
+def test_single_objects_come_wrapped_with_adobe_fields(emulator: Emulator, adobe: Platform) -> None:
+    flow = new_flow(emulator, "Cart abandoners")
+    answer = adobe.get(f"/flows/{flow['id']}")
+    body = answer.json()
+    assert list(body) == ["items"] and len(body["items"]) == 1
+    item = body["items"][0]
+    for key in (
+        "id",
+        "name",
+        "description",
+        "flowSpec",
+        "state",
+        "version",
+        "etag",
+        "sourceConnectionIds",
+        "targetConnectionIds",
+        "inheritedAttributes",
+        "transformations",
+        "createdAt",
+        "updatedAt",
+        "createdBy",
+        "updatedBy",
+        "createdClient",
+        "updatedClient",
+        "sandboxId",
+        "sandboxName",
+        "imsOrgId",
+        "lastOperation",
+        "runs",
+    ):
+        assert key in item, key
+    assert item["flowSpec"] == {"id": "71471eba-b620-49e4-90fd-23f1fa0174d8", "version": "1.0"}
+    assert item["etag"].startswith('"') and item["etag"].endswith('"')
+    assert item["version"] == item["etag"]
+    assert item["inheritedAttributes"]["properties"] == {"isDestinationFlow": True}
+    target = item["inheritedAttributes"]["targetConnections"][0]
+    assert target["connectionSpec"]["id"] == NEW_SPEC_ID
+    assert target["baseConnection"]["id"] == account_id("prod", "new", "549755885176")
+    transform = item["transformations"][0]
+    assert transform["name"] == "GeneralTransform"
+    assert transform["params"]["profileSelectors"]["selectors"]
+    assert item["runs"] == f"/runs?property=flowId=={item['id']}"
+    assert isinstance(item["createdAt"], int) and item["createdAt"] > 1_600_000_000_000
+
+    tc = adobe.one("targetConnections", item["targetConnectionIds"][0])
+    assert tc["params"] == {"advertiser_id": "549755885176"}
+    assert tc["baseConnectionId"] == target["baseConnection"]["id"]
+    spec = adobe.one("connectionSpecs", NEW_SPEC_ID)
+    assert spec["name"] == "(New) Pinterest"
+    assert adobe.get("/flows/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_connection_specs_by_name_in_every_sandbox(adobe: Platform) -> None:
+    for sandbox in ("prod", "dev"):
+        for name, ident in (
+            ("(Deprecating) Pinterest", LEGACY_SPEC_ID),
+            ("(New) Pinterest", NEW_SPEC_ID),
+            ("Amazon S3", S3_SPEC_ID),
+        ):
+            items, _ = adobe.pages(
+                "connectionSpecs", sandbox=sandbox, properties=(f"name=={name}",)
+            )
+            assert [(i["id"], i["name"]) for i in items] == [(ident, name)]
+
+
+@pytest.mark.parametrize("page_size", [1, 2])
+def test_paging_reaches_every_item_exactly_once(
+    emulator: Emulator, adobe: Platform, page_size: int
+) -> None:
+    expected = {f["id"] for f in emulator.state.find("flows", sandbox="prod")}
+    emulator.configure(page_size=page_size)
+    items, hrefs = adobe.pages("flows")
+    ids = [i["id"] for i in items]
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert set(ids) == expected
+    assert len(hrefs) == -(-len(expected) // page_size) - 1
+
+
+def test_limit_is_capped_and_next_href_is_relative_and_keeps_the_filters(
+    adobe: Platform,
+) -> None:
+    prop = f"inheritedAttributes.targetConnections[].connectionSpec.id=={LEGACY_SPEC_ID}"
+    items, hrefs = adobe.pages("flows", properties=(prop,), params={"limit": "2"})
+    assert len(items) == 6  # the six legacy flows in prod
+    assert len(hrefs) == 2
+    for href in hrefs:
+        assert href.startswith("/flows?")
+        query = parse_qs(urlsplit(href).query)
+        assert query["property"] == [prop]
+        assert query["limit"] == ["2"]
+        assert query["continuationToken"]
+    # A page never holds more than the cap, whatever the limit asks.
+    big = adobe.get("/flows", params={"limit": "1000"}).json()
+    assert len(big["items"]) == 13 and big["_links"] == {}
+
+
+def test_orderby_name_both_ways_with_paging(emulator: Emulator, adobe: Platform) -> None:
+    emulator.configure(page_size=3)
+    up, _ = adobe.pages("flows", params={"orderby": "name"})
+    down, _ = adobe.pages("flows", params={"orderby": "-name"})
+    assert [f["name"] for f in up] == sorted(f["name"] for f in up)
+    assert [f["id"] for f in down] == [f["id"] for f in reversed(up)]
+    assert adobe.get("/flows", params={"orderby": "colour"}).status_code == 400
+
+
+def test_count_answers_only_the_count(adobe: Platform) -> None:
+    answer = adobe.get("/flows", params=[("count", "true"), ("property", "state==enabled")])
+    assert answer.json() == {"count": 6}
+
+
+def test_bad_continuation_token_or_limit_is_a_400(adobe: Platform) -> None:
+    for params in ({"continuationToken": "garbage!"}, {"limit": "0"}, {"limit": "ten"}):
+        answer = adobe.get("/flows", params=params)
+        assert answer.status_code == 400
+        assert answer.json()["title"] == "Bad request"
+
+
+@pytest.mark.parametrize(
+    ("kind", "sandbox", "properties", "expected"),
+    [
+        ("flows", "prod", ("state==enabled",), 6),
+        ("flows", "prod", ("state==disabled",), 7),
+        ("flows", "prod", ("state!=enabled",), 7),
+        ("flows", "prod", ("inheritedAttributes.properties.isDestinationFlow==true",), 13),
+        (
+            "flows",
+            "prod",
+            (f"inheritedAttributes.targetConnections[].connectionSpec.id=={NEW_SPEC_ID}",),
+            6,
+        ),
+        (
+            "flows",
+            "prod",
+            (
+                f"inheritedAttributes.targetConnections[].connectionSpec.id=={NEW_SPEC_ID},"
+                f"{LEGACY_SPEC_ID}",
+            ),
+            12,
+        ),
+        (
+            "flows",
+            "prod",
+            (
+                f"inheritedAttributes.targetConnections[].connectionSpec.id=={NEW_SPEC_ID}",
+                "state==disabled",
+            ),
+            5,
+        ),
+        ("flows", "prod", ("name==Lookalike seeds",), 3),
+        ("flows", "prod", ("name==Lookalike seeds,Spring sale",), 5),
+        ("flows", "dev", ("state==enabled",), 2),
+        # Without [] an array is not walked into: no match, as a strict server would answer.
+        (
+            "flows",
+            "prod",
+            (f"inheritedAttributes.targetConnections.connectionSpec.id=={NEW_SPEC_ID}",),
+            0,
+        ),
+        ("connections", "prod", (f"connectionSpec.id=={NEW_SPEC_ID}",), 2),
+        ("connections", "dev", (f"connectionSpec.id=={LEGACY_SPEC_ID}",), 2),
+        ("targetConnections", "prod", (f"connectionSpec.id=={NEW_SPEC_ID}",), 6),
+        ("targetConnections", "prod", ("params.advertiser_id==549755885176",), 2),
+        ("flows", "prod", ("createdAt>1700000000000",), 6),
+    ],
+)
+def test_property_filters(
+    adobe: Platform, kind: str, sandbox: str, properties: tuple[str, ...], expected: int
+) -> None:
+    items, _ = adobe.pages(kind, sandbox=sandbox, properties=properties, params={"limit": "4"})
+    assert len(items) == expected
+
+
+def test_invalid_property_filter_is_a_400(adobe: Platform) -> None:
+    answer = adobe.get("/flows", params={"property": "state"})
+    assert answer.status_code == 400
+    assert "invalid property filter" in answer.json()["errorMessage"]
+
+
+def test_runs_filter_by_flow(emulator: Emulator, adobe: Platform) -> None:
+    flow = emulator.state.get("flows", flow_id("prod", "legacy", "Loyalty members"))
+    assert flow is not None
+    items, _ = adobe.pages("runs", properties=(f"flowId=={flow['id']}",))
+    assert [r["flowId"] for r in items] == [flow["id"]]
+    assert items[0]["metrics"]["statusSummary"]["status"].lower() == "success"
+
+
+def test_secrets_are_masked_on_read_and_expiry_is_in_clear(
+    emulator: Emulator, adobe: Platform
+) -> None:
+    accounts, _ = adobe.pages("connections", properties=(f"connectionSpec.id=={NEW_SPEC_ID}",))
+    by_name = {a["name"]: a for a in accounts}
+    expired = by_name["Pinterest - ad account 549755885176"]["auth"]
+    assert expired["specName"] == "OAuth2 Authorization Code"
+    assert expired["params"]["accessToken"] == "***"
+    assert expired["params"]["refreshToken"] == "***"
+    assert parse_iso(expired["params"]["expiresAt"]) < emulator.state.clock()
+    missing = by_name["Pinterest - ad account 549755885175"]["auth"]["params"]
+    assert missing == {}
+    s3 = [a for a in adobe.pages("connections")[0] if a["connectionSpec"]["id"] == S3_SPEC_ID]
+    assert s3[0]["auth"]["params"]["s3SecretKey"] == "***"
+    # Stored in clear, so the control state can show what the tool wrote.
+    stored = emulator.state.get("connections", account_id("prod", "new", "549755885176"))
+    assert stored is not None and stored["auth"]["params"]["accessToken"].startswith("pina_")
+    assert "***" not in json.dumps(adobe.one("flows", new_flow(emulator, "Spring sale")["id"]))
+
+
+# --- Flow Service writes -----------------------------------------------------------------------
+
+
+def test_patch_needs_if_match_and_refuses_a_stale_etag(emulator: Emulator, adobe: Platform) -> None:
+    flow = adobe.one("flows", new_flow(emulator, "Cart abandoners")["id"])
+    ops = audiences_add("aud-new")
+    answer = adobe.call("PATCH", f"/flows/{flow['id']}", json=ops)
+    assert answer.status_code == 400
+    assert "If-Match" in answer.json()["errorMessage"]
+
+    first = adobe.call(
+        "PATCH", f"/flows/{flow['id']}", json=ops, headers={"If-Match": flow["etag"]}
+    )
+    assert first.status_code == 200
+    assert first.json()["id"] == flow["id"]
+    new_etag = first.json()["etag"]
+    assert new_etag != flow["etag"] and new_etag.startswith('"')
+
+    stale = adobe.call(
+        "PATCH",
+        f"/flows/{flow['id']}",
+        json=audiences_add("aud-other"),
+        headers={"If-Match": flow["etag"]},
+    )
+    assert stale.status_code == 412
+    assert stale.json()["errorMessage"] == (
+        f"Supplied version=[{flow['etag']}] does not match the current version on "
+        f"entity=[{new_etag}]"
+    )
+    after = adobe.one("flows", flow["id"])
+    assert after["etag"] == new_etag
+    selectors = after["transformations"][0]["params"]["segmentSelectors"]["selectors"]
+    assert [s["value"]["id"] for s in selectors][-1] == "aud-new"
+    assert len(selectors) == 3
+    assert after["lastOperation"]["operation"] == "update"
+    assert after["updatedBy"] == f"{CLIENT_ID}@AdobeID"
+
+
+def test_etag_changes_on_every_write(emulator: Emulator, adobe: Platform) -> None:
+    flow_ref = new_flow(emulator, "Winback 2023")
+    seen = {adobe.one("flows", flow_ref["id"])["etag"]}
+    etag = next(iter(seen))
+    for name in ("a1", "a2"):
+        answer = adobe.call(
+            "PATCH",
+            f"/flows/{flow_ref['id']}",
+            json=audiences_add(name),
+            headers={"If-Match": etag},
+        )
+        etag = answer.json()["etag"]
+        seen.add(etag)
+    etag = adobe.call("POST", f"/flows/{flow_ref['id']}/action", params={"op": "enable"}).json()[
+        "etag"
+    ]
+    seen.add(etag)
+    seen.add(
+        adobe.call("POST", f"/flows/{flow_ref['id']}/action", params={"op": "disable"}).json()[
+            "etag"
+        ]
+    )
+    seen.add(emulator.state.change_object("flows", flow_ref["id"], {"description": "x"})["etag"])
+    assert len(seen) == 6
+    assert adobe.one("flows", flow_ref["id"])["etag"] in seen
+
+
+def test_patch_errors_are_400s_and_change_nothing(emulator: Emulator, adobe: Platform) -> None:
+    flow = adobe.one("flows", new_flow(emulator, "Loyalty members")["id"])
+    existing = flow["transformations"][0]["params"]["segmentSelectors"]["selectors"][0]
+    cases = [
+        [{"op": "add", "path": "/transformations/7/params/x", "value": 1}],
+        [{"op": "replace", "path": "/nosuchfield/deeper", "value": 1}],
+        [{"op": "remove", "path": f"{AUDIENCES}/9"}],
+        [{"op": "replace", "path": "/state", "value": "enabled"}],
+        [{"op": "replace", "path": "/id", "value": "other"}],
+        [{"op": "frobnicate", "path": "/name", "value": "x"}],
+        [{"op": "add", "path": f"{AUDIENCES}/-", "value": existing}],
+        [{"op": "add", "path": f"{AUDIENCES}/-", "value": {"type": "PLATFORM_SEGMENT"}}],
+        {"op": "add", "path": "/name", "value": "not a list"},
+        [],
+    ]
+    for ops in cases:
+        answer = adobe.call(
+            "PATCH", f"/flows/{flow['id']}", json=ops, headers={"If-Match": flow["etag"]}
+        )
+        assert answer.status_code == 400, (ops, answer.text)
+        assert answer.json()["title"] == "Bad request"
+    bad_json = adobe.call(
+        "PATCH",
+        f"/flows/{flow['id']}",
+        data=b"[{not json",
+        headers={"If-Match": flow["etag"], "Content-Type": "application/json"},
+    )
+    assert bad_json.status_code == 400
+    assert adobe.one("flows", flow["id"]) == flow
+
+
+def test_patch_remove_and_rename(emulator: Emulator, adobe: Platform) -> None:
+    flow = adobe.one("flows", new_flow(emulator, "Loyalty members")["id"])
+    answer = adobe.call(
+        "PATCH",
+        f"/flows/{flow['id']}",
+        headers={"If-Match": flow["etag"]},
+        json=[
+            {"op": "remove", "path": f"{AUDIENCES}/0"},
+            {"op": "replace", "path": "/name", "value": "Loyalty (v5)"},
+        ],
+    )
+    assert answer.status_code == 200
+    after = adobe.one("flows", flow["id"])
+    assert after["name"] == "Loyalty (v5)"
+    assert len(after["transformations"][0]["params"]["segmentSelectors"]["selectors"]) == 1
+
+
+def test_patch_status_202_is_switchable(emulator: Emulator, adobe: Platform) -> None:
+    requests.post(emulator.url + "/_emulator/config", json={"patch_status": 202})
+    flow = adobe.one("flows", new_flow(emulator, "Cart abandoners")["id"])
+    answer = adobe.call(
+        "PATCH", f"/flows/{flow['id']}", json=audiences_add("x"), headers={"If-Match": flow["etag"]}
+    )
+    assert answer.status_code == 202
+    assert answer.content == b""
+    assert adobe.one("flows", flow["id"])["etag"] != flow["etag"]
+
+
+def test_reconnect_replaces_auth_params_and_reads_stay_masked(
+    emulator: Emulator, adobe: Platform
+) -> None:
+    account = adobe.one("connections", account_id("prod", "new", "549755885175"))
+    tokens = emulator.tokens("emu_marketer")
+    expires = "2030-01-01T00:00:00Z"
+    value = {
+        "accessToken": tokens["access_token"],
+        "refreshToken": tokens["refresh_token"],
+        "expiresAt": expires,
+    }
+    answer = adobe.call(
+        "PATCH",
+        f"/connections/{account['id']}",
+        json=[{"op": "replace", "path": "/auth/params", "value": value}],
+        headers={"If-Match": account["etag"]},
+    )
+    assert answer.status_code == 200, answer.text
+    after = adobe.one("connections", account["id"])
+    assert after["auth"]["params"] == {
+        "accessToken": "***",
+        "refreshToken": "***",
+        "expiresAt": expires,
+    }
+    assert emulator.state.dump()["pinterest"]["credential_owners"] == {account["id"]: "1000000001"}
+    bad = adobe.call(
+        "PATCH",
+        f"/connections/{account['id']}",
+        json=[{"op": "replace", "path": "/auth/params/expiresAt", "value": "soon"}],
+        headers={"If-Match": after["etag"]},
+    )
+    assert bad.status_code == 400
+    assert "expiresAt" in bad.json()["errorMessage"]
+
+
+def test_flow_actions_enable_and_disable(emulator: Emulator, adobe: Platform) -> None:
+    flow = adobe.one("flows", new_flow(emulator, "Newsletter subscribers", "dev")["id"], "dev")
+    assert flow["state"] == "disabled"
+    answer = adobe.call(
+        "POST", f"/flows/{flow['id']}/action", sandbox="dev", params={"op": "ENABLE"}
+    )
+    assert answer.status_code == 200
+    assert answer.json()["id"] == flow["id"]
+    enabled = adobe.one("flows", flow["id"], "dev")
+    assert enabled["state"] == "enabled"
+    assert enabled["etag"] == answer.json()["etag"] != flow["etag"]
+    runs, _ = adobe.pages("runs", sandbox="dev", properties=(f"flowId=={flow['id']}",))
+    assert len(runs) == 1
+    assert runs[0]["metrics"]["statusSummary"]["status"] == "Success"
+    assert enabled["lastRunDetails"]["id"] == runs[0]["id"]
+
+    again = adobe.call(
+        "POST", f"/flows/{flow['id']}/action", sandbox="dev", params={"op": "enable"}
+    )
+    assert again.status_code == 200 and again.json()["etag"] == enabled["etag"]
+    assert len(adobe.pages("runs", sandbox="dev", properties=(f"flowId=={flow['id']}",))[0]) == 1
+
+    stale = adobe.call(
+        "POST",
+        f"/flows/{flow['id']}/action",
+        sandbox="dev",
+        params={"op": "disable"},
+        headers={"If-Match": flow["etag"]},
+    )
+    assert stale.status_code == 412
+    good = adobe.call(
+        "POST",
+        f"/flows/{flow['id']}/action",
+        sandbox="dev",
+        params={"op": "disable"},
+        headers={"If-Match": enabled["etag"]},
+    )
+    assert good.status_code == 200
+    assert adobe.one("flows", flow["id"], "dev")["state"] == "disabled"
+    for op in (None, "pause"):
+        bad = adobe.call(
+            "POST", f"/flows/{flow['id']}/action", sandbox="dev", params={"op": op} if op else None
+        )
+        assert bad.status_code == 400
+
+
+def test_enabling_a_flow_whose_account_lacks_credentials_gives_a_failed_run(
+    emulator: Emulator, adobe: Platform
+) -> None:
+    flow = new_flow(emulator, "Loyalty members")
+    adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
+    runs, _ = adobe.pages("runs", properties=(f"flowId=={flow['id']}",))
+    summary = runs[0]["metrics"]["statusSummary"]
+    assert summary["status"] == "Failed"
+    assert "reconnect" in summary["errors"][0]["message"]
+
+
+# --- the demo scenario --------------------------------------------------------------------------
+
+
+def test_demo_scenario_matches_the_architecture_document() -> None:
+    clock = FakeClock()
+    state = EmulatorState("demo", clock=clock)
+    assert state.sandboxes == ["prod", "dev"]
+
+    def expiry(sandbox: str, adv: str) -> float | None:
+        account = state.get("connections", account_id(sandbox, "new", adv))
+        assert account is not None
+        assert account["name"] == f"Pinterest - ad account {adv}"
+        value = account["auth"]["params"].get("expiresAt")
+        return None if value is None else (parse_iso(value) - clock.now) / DAY
+
+    assert expiry("prod", "549755885175") is None
+    assert expiry("prod", "549755885176") == pytest.approx(-2, abs=0.001)
+    assert expiry("dev", "549755885177") == pytest.approx(50, abs=0.001)
+    assert expiry("dev", "549755885178") == pytest.approx(3, abs=0.001)
+    for account in state.find("connections", card="legacy"):
+        assert parse_iso(account["auth"]["params"]["expiresAt"]) > clock.now + 30 * DAY
+
+    def flows(name: str, card: str) -> list[dict[str, Any]]:
+        return state.find("flows", name=name, card=card)
+
+    def advertiser(flow: dict[str, Any]) -> str:
+        tc = state.get("targetConnections", flow["targetConnectionIds"][0])
+        assert tc is not None
+        return str(tc["params"]["advertiser_id"])
+
+    def audiences(flow: dict[str, Any]) -> list[str]:
+        selectors = flow["transformations"][0]["params"]["segmentSelectors"]["selectors"]
+        return [s["value"]["id"] for s in selectors]
+
+    table = [
+        ("prod", "Loyalty members", "549755885175", "enabled", ["disabled"]),
+        ("prod", "Cart abandoners", "549755885176", "enabled", ["disabled"]),
+        ("prod", "Winback 2023", "549755885175", "disabled", ["disabled"]),
+        ("prod", "Spring sale", "549755885175", "disabled", ["enabled"]),
+        ("prod", "Holiday prospects", "549755885175", "enabled", []),
+        ("prod", "Lookalike seeds", "549755885175", "enabled", ["disabled", "disabled"]),
+        ("dev", "Newsletter subscribers", "549755885177", "enabled", ["disabled"]),
+        ("dev", "Dev smoke test", "549755885178", "enabled", ["disabled"]),
+    ]
+    for sandbox, name, adv, legacy_state, twin_states in table:
+        (legacy,) = flows(name, "legacy")
+        twins = flows(name, "new")
+        assert legacy["sandboxName"] == sandbox and legacy["state"] == legacy_state
+        assert advertiser(legacy) == adv
+        assert [t["state"] for t in twins] == twin_states
+        for twin in twins:
+            assert advertiser(twin) == adv and twin["sandboxName"] == sandbox
+            base = twin["inheritedAttributes"]["targetConnections"][0]["baseConnection"]["id"]
+            assert base == account_id(sandbox, "new", adv)
+            if name == "Cart abandoners":
+                assert len(audiences(legacy)) == 3
+                assert audiences(twin) == audiences(legacy)[:2]
+            else:
+                assert audiences(twin) == audiences(legacy)
+    (s3,) = state.find("flows", name="S3 nightly export")
+    assert s3["state"] == "enabled"
+    assert s3["inheritedAttributes"]["targetConnections"][0]["connectionSpec"]["id"] == S3_SPEC_ID
+    assert len(state.find("flows")) == 17
+    assert {u.username: u.ad_account_ids for u in state.users.values()} == {
+        "emu_marketer": ["549755885175", "549755885176", "549755885177", "549755885178"],
+        "emu_analyst": ["549755885175"],
+    }
+    # Deterministic ids: a second build agrees.
+    assert {f["id"] for f in EmulatorState("demo").find("flows")} == {
+        f["id"] for f in state.find("flows")
+    }
+
+
+def test_empty_and_scale_scenarios(emulator: Emulator, adobe: Platform) -> None:
+    answer = requests.post(emulator.url + "/_emulator/reset", json={"scenario": "empty"})
+    assert answer.status_code == 200
+    assert answer.json()["counts"]["prod"]["flows"] == 0
+    assert adobe.pages("flows")[0] == []
+    assert adobe.pages("connections", properties=(f"connectionSpec.id=={NEW_SPEC_ID}",))[0] == []
+    assert len(adobe.pages("connectionSpecs")[0]) == 3
+
+    answer = requests.post(emulator.url + "/_emulator/reset", json={"scenario": "scale:50"})
+    counts = answer.json()["counts"]
+    assert answer.json()["sandboxes"] == ["prod", "dev", "stage"]
+    assert sum(c["flows"] for c in counts.values()) == 100
+    assert sum(c["targetConnections"] for c in counts.values()) == 100
+    state = emulator.state
+    legacy = state.find("flows", card="legacy")
+    twins = state.find("flows", card="new")
+    assert len(legacy) == len(twins) == 50
+    assert {f["state"] for f in legacy} == {"enabled"} and {f["state"] for f in twins} == {
+        "disabled"
+    }
+    short = [
+        t
+        for t in twins
+        if len(t["transformations"][0]["params"]["segmentSelectors"]["selectors"]) == 1
+    ]
+    assert len(short) == 5
+    advertisers = {
+        (tc["sandboxName"], tc["params"]["advertiser_id"]) for tc in state.find("targetConnections")
+    }
+    assert len(advertisers) == 30
+    for account in state.find("connections", card="new"):
+        assert parse_iso(account["auth"]["params"]["expiresAt"]) > state.clock() + 30 * DAY
+    assert (
+        requests.post(emulator.url + "/_emulator/reset", json={"scenario": "bogus"}).status_code
+        == 400
+    )
+
+
+def test_scale_pages_do_not_refilter_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = EmulatorState("scale:3000")
+    calls = {"n": 0}
+    original = query_module.Condition.matches
+
+    def counting(self: Any, obj: Any) -> bool:
+        calls["n"] += 1
+        return original(self, obj)
+
+    monkeypatch.setattr(query_module.Condition, "matches", counting)
+    prop = f"inheritedAttributes.targetConnections[].connectionSpec.id=={LEGACY_SPEC_ID}"
+    params: dict[str, list[str]] = {"property": [prop], "limit": ["100"]}
+    seen: list[str] = []
+    while True:
+        page = state.list_objects("prod", "flows", params)
+        seen.extend(i["id"] for i in page["items"])
+        if not page["_links"]:
+            break
+        params = parse_qs(urlsplit(page["_links"]["next"]["href"]).query)
+    assert len(seen) == len(set(seen)) == 1000
+    assert calls["n"] == 2000  # one pass over prod's flows, not one per page
+
+
+# --- Pinterest OAuth ------------------------------------------------------------------------
+
+
+def authorize_params(**over: str) -> dict[str, str]:
+    params = {
+        "client_id": PINTEREST_APP_ID,
+        "redirect_uri": "http://localhost:8085/",
+        "response_type": "code",
+        "scope": "ads:read,ads:write,user_accounts:read",
+        "state": "st4te",
+    }
+    params.update(over)
+    return {k: v for k, v in params.items() if v != ""}
+
+
+def basic(app_id: str = PINTEREST_APP_ID, secret: str = PINTEREST_APP_SECRET) -> dict[str, str]:
+    raw = base64.b64encode(f"{app_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def consent(
+    emu: Emulator, decision: str = "allow", user: str = "emu_marketer", **over: str
+) -> requests.Response:
+    form = {**authorize_params(**over), "decision": decision, "user": user}
+    return requests.post(emu.url + "/oauth/", data=form, allow_redirects=False)
+
+
+def code_from(answer: requests.Response) -> str:
+    assert answer.status_code == 302, answer.text
+    query = parse_qs(urlsplit(answer.headers["Location"]).query)
+    assert query["state"] == ["st4te"]
+    return query["code"][0]
+
+
+def exchange(
+    emu: Emulator, code: str, redirect_uri: str = "http://localhost:8085/", **extra: str
+) -> requests.Response:
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "continuous_refresh": "true",
+        **extra,
+    }
+    return requests.post(emu.url + "/v5/oauth/token", data=data, headers=basic())
+
+
+def test_consent_page_shows_the_app_scopes_users_and_buttons(emulator: Emulator) -> None:
+    answer = requests.get(emulator.url + "/oauth/", params=authorize_params())
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/html")
+    page = answer.text
+    for text in (
+        "pinmigrate (emulator)",
+        "ads:read",
+        "ads:write",
+        "user_accounts:read",
+        "emu_marketer",
+        "emu_analyst",
+        'value="allow"',
+        'value="deny"',
+        'name="state" value="st4te"',
+        'action="/oauth/"',
+    ):
+        assert text in page, text
+    assert (
+        requests.get(
+            emulator.url + "/oauth",
+            params=authorize_params(client_id="", consumer_id=PINTEREST_APP_ID),
+        ).status_code
+        == 200
+    )
+
+
+def test_consent_allow_and_deny_redirect_to_the_loopback_uri(emulator: Emulator) -> None:
+    allowed = consent(emulator, redirect_uri="http://127.0.0.1:9999/cb?x=1")
+    location = urlsplit(allowed.headers["Location"])
+    assert (location.scheme, location.netloc, location.path) == ("http", "127.0.0.1:9999", "/cb")
+    query = parse_qs(location.query)
+    assert query["x"] == ["1"] and query["state"] == ["st4te"] and len(query["code"][0]) >= 20
+    denied = consent(emulator, decision="deny")
+    assert denied.status_code == 302
+    assert parse_qs(urlsplit(denied.headers["Location"]).query) == {
+        "error": ["access_denied"],
+        "state": ["st4te"],
+    }
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"redirect_uri": "https://evil.example.com/cb"},
+        {"redirect_uri": ""},
+        {"response_type": "token"},
+        {"response_type": ""},
+        {"client_id": "999"},
+        {"client_id": ""},
+        {"scope": "ads:read,launch:missiles"},
+    ],
+)
+def test_consent_refuses_bad_requests_with_an_error_page(
+    emulator: Emulator, over: dict[str, str]
+) -> None:
+    answer = requests.get(
+        emulator.url + "/oauth/", params=authorize_params(**over), allow_redirects=False
+    )
+    assert answer.status_code == 400
+    assert "Something went wrong" in answer.text
+    assert "Location" not in answer.headers
+
+
+def test_auto_approve_redirects_at_once_with_a_code_for_the_default_user(
+    emulator: Emulator,
+) -> None:
+    answer = requests.post(
+        emulator.url + "/_emulator/config",
+        json={"auto_approve": True, "auto_approve_user": "emu_analyst"},
+    )
+    assert answer.status_code == 200
+    redirect = requests.get(
+        emulator.url + "/oauth/", params=authorize_params(), allow_redirects=False
+    )
+    tokens = exchange(emulator, code_from(redirect)).json()
+    me = requests.get(
+        emulator.url + "/v5/user_account",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
+    assert me.json()["username"] == "emu_analyst"
+    assert Emulator(auto_approve=True).state.config.auto_approve is True
+
+
+def test_code_exchange_gives_the_documented_token_json(emulator: Emulator) -> None:
+    before = emulator.state.clock()
+    answer = exchange(emulator, code_from(consent(emulator)))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {
+        "access_token",
+        "refresh_token",
+        "response_type",
+        "token_type",
+        "expires_in",
+        "refresh_token_expires_in",
+        "refresh_token_expires_at",
+        "scope",
+    }
+    assert body["access_token"].startswith("pina_")
+    assert body["refresh_token"].startswith("pinr_")
+    assert body["response_type"] == "authorization_code"
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 2592000
+    assert body["refresh_token_expires_in"] == 5184000
+    assert abs(body["refresh_token_expires_at"] - (before + 5184000)) < 5
+    assert body["scope"] == "ads:read ads:write user_accounts:read"
+
+
+def test_codes_are_single_use_and_bound_to_the_redirect_uri(emulator: Emulator) -> None:
+    code = code_from(consent(emulator))
+    wrong_uri = exchange(emulator, code, redirect_uri="http://localhost:9999/")
+    assert wrong_uri.status_code == 400
+    assert "redirect_uri" in wrong_uri.json()["message"]
+    assert exchange(emulator, code).status_code == 200
+    reuse = exchange(emulator, code)
+    assert reuse.status_code == 400
+    assert isinstance(reuse.json()["code"], int) and "used" in reuse.json()["message"]
+    assert exchange(emulator, "no-such-code").status_code == 400
+
+
+def test_codes_expire_after_ten_minutes() -> None:
+    clock = FakeClock()
+    with Emulator(clock=clock) as emu:
+        fresh = code_from(consent(emu))
+        stale = code_from(consent(emu))
+        clock.now += 599
+        assert exchange(emu, fresh).status_code == 200
+        clock.now += 2
+        answer = exchange(emu, stale)
+        assert answer.status_code == 400
+        assert "expired" in answer.json()["message"]
+
+
+def test_token_endpoint_needs_the_app_credentials(emulator: Emulator) -> None:
+    code = code_from(consent(emulator))
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": "http://localhost:8085/",
+    }
+    for headers in ({}, basic(secret="wrong"), basic(app_id="42"), {"Authorization": "Basic !!"}):
+        answer = requests.post(emulator.url + "/v5/oauth/token", data=data, headers=headers)
+        assert answer.status_code == 401
+        assert answer.json() == {"code": 2, "message": "Authentication failed."}
+    assert exchange(emulator, code).status_code == 200  # the failures did not burn the code
+
+
+def test_refresh_rotates_and_the_old_refresh_token_dies(emulator: Emulator) -> None:
+    first = exchange(emulator, code_from(consent(emulator))).json()
+
+    def refresh(token: str) -> requests.Response:
+        return requests.post(
+            emulator.url + "/v5/oauth/token",
+            headers=basic(),
+            data={"grant_type": "refresh_token", "refresh_token": token},
+        )
+
+    second = refresh(first["refresh_token"])
+    assert second.status_code == 200
+    body = second.json()
+    assert body["response_type"] == "refresh_token"
+    assert body["refresh_token"] != first["refresh_token"]
+    assert body["access_token"] != first["access_token"]
+    assert body["scope"] == first["scope"]
+    old = refresh(first["refresh_token"])
+    assert old.status_code == 401
+    assert old.json()["code"] == 2
+    assert refresh(body["refresh_token"]).status_code == 200
+    bad_grant = requests.post(
+        emulator.url + "/v5/oauth/token", headers=basic(), data={"grant_type": "client_credentials"}
+    )
+    assert bad_grant.status_code == 400
+
+
+def test_refresh_tokens_expire_after_sixty_days() -> None:
+    clock = FakeClock()
+    with Emulator(clock=clock) as emu:
+        tokens = emu.tokens("emu_marketer")
+        clock.now += 5184000 + 1
+        answer = requests.post(
+            emu.url + "/v5/oauth/token",
+            headers=basic(),
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        )
+        assert answer.status_code == 401
+
+
+def test_scope_separator_and_extra_scope_are_switchable(emulator: Emulator) -> None:
+    emulator.configure(scope_separator=",", extra_scope="pins:read")
+    body = exchange(emulator, code_from(consent(emulator))).json()
+    assert body["scope"] == "ads:read,ads:write,user_accounts:read,pins:read"
+    bad = requests.post(emulator.url + "/_emulator/config", json={"scope_separator": ";"})
+    assert bad.status_code == 400
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_user_account_and_paged_ad_accounts(emulator: Emulator) -> None:
+    token = exchange(emulator, code_from(consent(emulator))).json()["access_token"]
+    me = requests.get(emulator.url + "/v5/user_account", headers=bearer(token))
+    assert me.status_code == 200
+    assert me.json()["id"] == "1000000001" and me.json()["username"] == "emu_marketer"
+    assert me.json()["account_type"] == "BUSINESS"
+    for size in (1, 2, 250):
+        ids: list[str] = []
+        params: dict[str, str] = {"page_size": str(size)}
+        while True:
+            page = requests.get(
+                emulator.url + "/v5/ad_accounts", params=params, headers=bearer(token)
+            ).json()
+            assert len(page["items"]) <= size
+            ids.extend(a["id"] for a in page["items"])
+            if page["bookmark"] is None:
+                break
+            params = {"page_size": str(size), "bookmark": page["bookmark"]}
+        assert ids == ["549755885175", "549755885176", "549755885177", "549755885178"]
+    first = requests.get(emulator.url + "/v5/ad_accounts", headers=bearer(token)).json()
+    account = first["items"][0]
+    assert account["owner"] == {"id": "1000000001", "username": "emu_marketer"}
+    assert account["permissions"] == ["OWNER"]
+    assert (
+        requests.get(
+            emulator.url + "/v5/ad_accounts", params={"page_size": "0"}, headers=bearer(token)
+        ).status_code
+        == 400
+    )
+
+    analyst = emulator.tokens("emu_analyst")["access_token"]
+    shared = requests.get(emulator.url + "/v5/ad_accounts", headers=bearer(analyst)).json()
+    assert [a["id"] for a in shared["items"]] == ["549755885175"]
+    own_only = requests.get(
+        emulator.url + "/v5/ad_accounts",
+        headers=bearer(analyst),
+        params={"include_shared_accounts": "false"},
+    ).json()
+    assert own_only["items"] == []
+
+
+def test_pinterest_api_refuses_bad_tokens_and_missing_scopes() -> None:
+    clock = FakeClock()
+    with Emulator(clock=clock) as emu:
+        for headers in ({}, bearer("pina_nope"), {"Authorization": "pina_nope"}):
+            answer = requests.get(emu.url + "/v5/user_account", headers=headers)
+            assert answer.status_code == 401
+            assert answer.json() == {"code": 2, "message": "Authentication failed."}
+        narrow = emu.tokens("emu_marketer", scope="ads:read")["access_token"]
+        assert requests.get(emu.url + "/v5/user_account", headers=bearer(narrow)).status_code == 403
+        assert requests.get(emu.url + "/v5/ad_accounts", headers=bearer(narrow)).status_code == 200
+        short = emu.tokens("emu_marketer", expires_in=60)["access_token"]
+        assert requests.get(emu.url + "/v5/ad_accounts", headers=bearer(short)).status_code == 200
+        clock.now += 61
+        assert requests.get(emu.url + "/v5/ad_accounts", headers=bearer(short)).status_code == 401
+        assert requests.get(emu.url + "/v5/pins", headers=bearer(narrow)).status_code == 404
+
+
+def test_control_endpoint_mints_tokens_for_ci(emulator: Emulator) -> None:
+    answer = requests.post(emulator.url + "/_emulator/tokens", json={"user": "emu_analyst"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["access_token"].startswith("pina_") and body["refresh_token"].startswith("pinr_")
+    me = requests.get(emulator.url + "/v5/user_account", headers=bearer(body["access_token"]))
+    assert me.json()["username"] == "emu_analyst"
+    assert (
+        requests.post(emulator.url + "/_emulator/tokens", json={"user": "nobody"}).status_code
+        == 400
+    )
+
+
+# --- faults, latency and the request log ------------------------------------------------------
+
+
+def test_seeded_faults_give_429s_503s_and_real_dropped_connections(emulator: Emulator) -> None:
+    adobe = Platform(emulator)
+    spec = {"rate_429": 0.3, "rate_5xx": 0.2, "rate_drop": 0.2, "seed": 7, "retry_after": "0"}
+    answer = requests.post(emulator.url + "/_emulator/faults", json=spec)
+    assert answer.status_code == 200 and answer.json()["seed"] == 7
+
+    def outcomes() -> list[str]:
+        seen = []
+        for _ in range(40):
+            try:
+                response = requests.get(emulator.url + FS + "/flows", headers=adobe.headers())
+            except requests.ConnectionError:
+                seen.append("drop")
+                continue
+            if response.status_code == 429:
+                assert response.headers["Retry-After"] == "0"
+                assert response.json()["error_code"]
+            if response.status_code == 503:
+                assert response.json()["message"]
+            seen.append(str(response.status_code))
+        return seen
+
+    first = outcomes()
+    assert {"200", "429", "503", "drop"} <= set(first)
+    # Faults never touch the control API.
+    for _ in range(20):
+        assert requests.get(emulator.url + "/_emulator/state?summary=true").status_code == 200
+    log = emulator.requests()
+    assert log["faults"] == {
+        k: first.count(v)
+        for k, v in (("429", "429"), ("5xx", "503"), ("drop", "drop"))
+        if v in first
+    }
+    assert log["by_status"].get("dropped") == first.count("drop")
+    # The same seed gives the same sequence.
+    requests.post(emulator.url + "/_emulator/faults", json=spec)
+    assert outcomes() == first
+    requests.delete(emulator.url + "/_emulator/faults")
+    assert all(o == "200" for o in outcomes())
+
+
+def test_a_dropped_connection_closes_the_socket_without_a_byte(emulator: Emulator) -> None:
+    emulator.set_faults(rate_drop=1.0)
+    host, port = emulator.host, emulator.port
+    with socket.create_connection((host, port), timeout=5) as raw:
+        raw.sendall(b"GET /v5/user_account HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert raw.recv(1024) == b""
+
+
+def test_faults_can_be_limited_to_one_service(emulator: Emulator) -> None:
+    emulator.set_faults({"rate_429": 1.0, "services": ["pinterest"]})
+    adobe = Platform(emulator)
+    assert adobe.get("/flows").status_code == 200
+    answer = requests.get(emulator.url + "/v5/user_account")
+    assert answer.status_code == 429
+    assert answer.json()["code"] == 8
+
+
+def test_latency_and_jitter_sleep_in_the_handler() -> None:
+    slept: list[float] = []
+    with Emulator(latency_ms=250, sleep=slept.append) as emu:
+        requests.get(emu.url + "/v5/user_account")
+        requests.get(emu.url + "/_emulator/state?summary=true")
+        assert slept == [0.25]
+        emu.set_faults("latency=10,jitter=20,seed=3")
+        requests.get(emu.url + "/v5/user_account")
+        assert 0.010 <= slept[-1] <= 0.030
+
+
+def test_fault_spec_parsing() -> None:
+    from pinmigrate.emulator import parse_fault_spec
+
+    faults = parse_fault_spec("429=0.2,5xx=0.1,drop=0.05,jitter=20,seed=1")
+    assert (faults.rate_429, faults.rate_5xx, faults.rate_drop, faults.jitter_ms, faults.seed) == (
+        0.2,
+        0.1,
+        0.05,
+        20.0,
+        1,
+    )
+    for bad in ("429", "teapot=1", "429=2", "429=0.6,5xx=0.6", "jitter=-1", "seed=x"):
+        with pytest.raises(ValueError):
+            parse_fault_spec(bad)
+
+
+def test_request_log_counts_by_templated_endpoint(emulator: Emulator, adobe: Platform) -> None:
+    flow = adobe.one("flows", new_flow(emulator, "Cart abandoners")["id"])
+    adobe.pages("flows", params={"limit": "5"})
+    adobe.call(
+        "PATCH", f"/flows/{flow['id']}", json=audiences_add("z"), headers={"If-Match": flow["etag"]}
+    )
+    adobe.call(
+        "PATCH", f"/flows/{flow['id']}", json=audiences_add("y"), headers={"If-Match": flow["etag"]}
+    )  # stale: 412
+    adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
+    requests.get(emulator.url + "/_emulator/state?summary=true")
+    log = requests.get(emulator.url + "/_emulator/requests").json()
+    assert log["by_endpoint"] == {
+        "POST /ims/token/v3": 1,
+        "GET /flows/{id}": 1,
+        "GET /flows": 3,
+        "PATCH /flows/{id}": 2,
+        "POST /flows/{id}/action": 1,
+    }
+    assert log["total"] == 8
+    assert log["writes"] == 2 and log["write_attempts"] == 3
+    entry = log["log"][-1]
+    assert entry["method"] == "POST" and entry["path"] == f"{FS}/flows/{flow['id']}/action"
+    assert entry["query"] == {"op": ["enable"]} and entry["status"] == 200
+    assert entry["sandbox"] == "prod" and isinstance(entry["ts"], float)
+    cleared = requests.delete(emulator.url + "/_emulator/requests").json()
+    assert cleared["total"] == 0 and cleared["log"] == [] and emulator.requests()["total"] == 0
+
+
+# --- control API ---------------------------------------------------------------------------------
+
+
+def test_control_state_dump_has_everything_and_marks_secrets(
+    emulator: Emulator, adobe: Platform
+) -> None:
+    emulator.tokens()
+    dump = requests.get(emulator.url + "/_emulator/state").json()
+    assert dump["scenario"] == "demo" and dump["org_id"] == ORG_ID
+    assert len(dump["objects"]["prod"]["flows"]) == 13
+    assert "test-only" in dump["secrets"]["warning"]
+    assert len(dump["secrets"]["ims_tokens"]) == 1
+    assert {t["kind"] for t in dump["secrets"]["pinterest_tokens"]} == {"access", "refresh"}
+    assert [u["username"] for u in dump["pinterest"]["users"]] == ["emu_marketer", "emu_analyst"]
+    summary = requests.get(emulator.url + "/_emulator/state?summary=true").json()
+    assert "objects" not in summary and summary["counts"]["dev"]["flows"] == 4
+
+
+def test_change_objects_behind_the_tools_back(emulator: Emulator, adobe: Platform) -> None:
+    legacy = adobe.one("flows", flow_id("prod", "legacy", "Loyalty members"))
+    answer = requests.patch(
+        emulator.url + f"/_emulator/objects/flows/{legacy['id']}", json={"state": "disabled"}
+    )
+    assert answer.status_code == 200
+    assert answer.json()["sandbox"] == "prod"
+    after = adobe.one("flows", legacy["id"])
+    assert after["state"] == "disabled" and after["etag"] == answer.json()["etag"] != legacy["etag"]
+    nested = requests.patch(
+        emulator.url + f"/_emulator/objects/connections/{account_id('dev', 'new', '549755885177')}",
+        json={"auth": {"params": {"expiresAt": None}}},
+    )
+    assert nested.status_code == 200
+    account = adobe.one("connections", account_id("dev", "new", "549755885177"), "dev")
+    assert "expiresAt" not in account["auth"]["params"]
+    assert account["auth"]["params"]["accessToken"] == "***"
+    for path, body, status in (
+        (f"/_emulator/objects/widgets/{legacy['id']}", {"a": 1}, 400),
+        ("/_emulator/objects/flows/unknown", {"a": 1}, 404),
+        (f"/_emulator/objects/flows/{legacy['id']}", {"etag": "x"}, 400),
+        (f"/_emulator/objects/flows/{legacy['id']}", [1], 400),
+    ):
+        assert requests.patch(emulator.url + path, json=body).status_code == status
+
+
+def test_control_config_validation(emulator: Emulator) -> None:
+    url = emulator.url + "/_emulator/config"
+    assert requests.get(url).json()["page_size"] == 100
+    for body in (
+        {"page_size": 0},
+        {"colour": "red"},
+        {"patch_status": 204},
+        {"auto_approve_user": "nobody"},
+        {"extra_scope": "root"},
+    ):
+        answer = requests.post(url, json=body)
+        assert answer.status_code == 400 and answer.json()["error"]
+    assert requests.post(url, data="{oops").status_code == 400
+    assert requests.post(url, json={"page_size": 7}).json()["page_size"] == 7
+    assert requests.get(emulator.url + "/_emulator/nothing").status_code == 404
+
+
+def test_reset_restores_the_world_and_clears_grants(emulator: Emulator, adobe: Platform) -> None:
+    flow = new_flow(emulator, "Loyalty members")
+    adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
+    tokens = emulator.tokens()
+    requests.post(emulator.url + "/_emulator/reset", json={})
+    assert adobe.one("flows", flow["id"])["state"] == "disabled"  # same scenario, same ids
+    assert (
+        requests.get(
+            emulator.url + "/v5/user_account", headers=bearer(tokens["access_token"])
+        ).status_code
+        == 401
+    )
+    assert emulator.requests()["total"] == 2  # the two GETs above; the log started over
+
+
+# --- robustness ------------------------------------------------------------------------------
+
+
+def test_garbage_requests_get_json_errors_and_the_server_keeps_serving(emulator: Emulator) -> None:
+    with socket.create_connection((emulator.host, emulator.port), timeout=5) as raw:
+        raw.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        reply = raw.recv(4096)
+    assert reply.startswith(b"HTTP/1.") and b"400" in reply.split(b"\r\n", 1)[0]
+    with socket.create_connection((emulator.host, emulator.port), timeout=5) as raw:
+        raw.sendall(b"POST /_emulator/config HTTP/1.1\r\nHost: x\r\nContent-Length: 999\r\n\r\n{")
+        raw.shutdown(socket.SHUT_WR)
+        raw.recv(4096)
+    assert requests.get(emulator.url + "/nowhere").status_code == 404
+    assert requests.get(emulator.url + "/").status_code == 200
+    assert requests.get(emulator.url + "/_emulator/state?summary=true").status_code == 200
+
+
+def test_chunked_bodies_are_read(emulator: Emulator) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"page_size": '
+        yield b"5}"
+
+    answer = requests.post(
+        emulator.url + "/_emulator/config",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200 and answer.json()["page_size"] == 5
+
+
+def test_env_points_pinmigrate_at_the_emulator(emulator: Emulator) -> None:
+    env = emulator.env()
+    url = emulator.url
+    assert url.startswith("http://127.0.0.1:") and emulator.port > 0
+    assert env == {
+        "PINMIGRATE_ADOBE_ORG_ID": ORG_ID,
+        "PINMIGRATE_ADOBE_CLIENT_ID": CLIENT_ID,
+        "PINMIGRATE_ADOBE_CLIENT_SECRET": CLIENT_SECRET,
+        "PINMIGRATE_ADOBE_IMS_URL": url,
+        "PINMIGRATE_ADOBE_PLATFORM_URL": url,
+        "PINMIGRATE_ADOBE_SANDBOXES": "prod,dev",
+        "PINMIGRATE_PINTEREST_APP_ID": PINTEREST_APP_ID,
+        "PINMIGRATE_PINTEREST_APP_SECRET": PINTEREST_APP_SECRET,
+        "PINMIGRATE_PINTEREST_OAUTH_URL": url + "/oauth/",
+        "PINMIGRATE_PINTEREST_API_URL": url + "/v5",
+    }
+
+
+def test_stop_closes_kept_alive_connections() -> None:
+    emu = Emulator().start()
+    session = requests.Session()
+    assert session.get(emu.url + "/_emulator/config").status_code == 200
+    url = emu.url
+    emu.stop()
+    with pytest.raises(requests.ConnectionError):
+        session.get(url + "/_emulator/config", timeout=5)
+    emu.stop()  # idempotent
+    with pytest.raises(RuntimeError):
+        _ = emu.url
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_wait(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Replace the command's blocking wait with one request to the running emulator."""
+    from pinmigrate.commands import emulator as command_module
+
+    seen: list[dict[str, Any]] = []
+
+    def probe(emu: Emulator) -> None:
+        seen.append(requests.get(emu.url + "/_emulator/state?summary=true").json())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command_module, "wait", probe)
+    return seen
+
+
+def test_command_prints_url_and_exports_then_stops_cleanly(
+    cli: Any, no_wait: list[dict[str, Any]]
+) -> None:
+    result = cli(
+        [
+            "emulator",
+            "--port",
+            "0",
+            "--scenario",
+            "scale:30",
+            "--page-size",
+            "7",
+            "--faults",
+            "429=0.1,seed=2",
+            "--auto-approve",
+        ]
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("# pinmigrate emulator: http://127.0.0.1:")
+    exports = dict(line[len("export ") :].split("=", 1) for line in lines[1:])
+    assert exports["PINMIGRATE_ADOBE_SANDBOXES"] == "prod,dev,stage"
+    assert exports["PINMIGRATE_PINTEREST_API_URL"].endswith("/v5")
+    assert len(exports) == 10
+    (state,) = no_wait
+    assert state["scenario"] == "scale:30"
+    assert state["config"]["page_size"] == 7 and state["config"]["auto_approve"] is True
+    assert state["faults"]["rate_429"] == 0.1 and state["faults"]["seed"] == 2
+    assert "stopped" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_command_json_output(cli: Any, no_wait: list[dict[str, Any]]) -> None:
+    result = cli(["emulator", "--port", "0", "--output", "json"])
+    assert result.exit_code == 0
+    body = result.json()
+    assert (
+        body["kind"] == "pinmigrate.emulator" and body["env"]["PINMIGRATE_ADOBE_ORG_ID"] == ORG_ID
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--host", "0.0.0.0"], "loopback"),
+        (["--host", "192.168.1.10"], "loopback"),
+        (["--scenario", "nope"], "scenario"),
+        (["--scenario", "scale:0"], "scale"),
+        (["--faults", "429=lots"], "faults"),
+        (["--port", "70000"], "port"),
+    ],
+)
+def test_command_usage_errors_exit_64(
+    cli: Any, no_wait: list[dict[str, Any]], args: list[str], needle: str
+) -> None:
+    result = cli(["emulator", *args])
+    assert result.exit_code == 64
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert no_wait == []
+
+
+def test_command_port_in_use_exits_1_with_one_line(cli: Any, no_wait: list[dict[str, Any]]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli(["emulator", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port}" in result.stderr and "in use" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_ctrl_c_stops_the_real_process_cleanly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pinmigrate", "emulator", "--port", "0", "--scenario", "empty"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell without job control starts background jobs with SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(11)]
+        url = lines[0].split()[3]
+        assert "export PINMIGRATE_ADOBE_SANDBOXES=prod\n" in lines
+        assert (
+            requests.get(url + "/_emulator/state?summary=true", timeout=10).json()["scenario"]
+            == "empty"
+        )
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "stopped" in err
+    assert out == ""
+
+
+def test_quiet_by_default_and_one_line_per_request_when_verbose(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Emulator() as quiet:
+        requests.get(quiet.url + "/v5/user_account")
+        requests.get(quiet.url + "/nowhere")
+    assert capsys.readouterr().err == ""
+    with Emulator(verbose=True) as loud:
+        code = loud.tokens()["access_token"]
+        requests.get(loud.url + "/v5/ad_accounts", params={"bookmark": "b"}, headers=bearer(code))
+    err = capsys.readouterr().err
+    assert "GET /v5/ad_accounts 400" in err
+    assert code not in err and "bookmark" not in err
