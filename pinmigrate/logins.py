@@ -2,13 +2,38 @@
 
 The planner sees logins only through :attr:`Login.ad_account_ids` and :attr:`Login.user_id`;
 tokens are ``SecretStr`` so that printing a login never shows them.
+
+The store file is ``{"version": 1, "logins": [...]}`` with the tokens in clear, so it is
+created 0600 (never a moment wider), replaced atomically, and every read-modify-write
+happens under an ``flock`` on a separate lock file: a refresh token rotated by one process
+is never overwritten by another that read the file before the rotation.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from pinmigrate import redact
+from pinmigrate.errors import PinmigrateError
+
+log = logging.getLogger("pinmigrate.logins")
+
+STORE_VERSION = 1
+STORE_FILE = "logins.json"
+LOCK_FILE = "logins.lock"
 
 
 class AdAccountAccess(BaseModel):
@@ -35,6 +60,17 @@ class Login(BaseModel):
     #: "browser" | "paste" | "token" | "environment"
     source: str = "browser"
     created_at: datetime | None = None
+    #: For logins made from ``pinterest.refresh_token``: a SHA-256 digest of that token, so
+    #: that later runs with the same setting find the rotated descendant in the store.
+    origin: str | None = None
+
+    @field_validator("access_expires_at", "refresh_expires_at", "created_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # A hand-edited file may hold naive times; comparing them with aware ones would raise.
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
     @property
     def ad_account_ids(self) -> frozenset[str]:
@@ -46,3 +82,235 @@ class Login(BaseModel):
     def credential_expiry(self) -> datetime | None:
         """The expiry Adobe should record for this grant (refresh token's when it has one)."""
         return self.refresh_expires_at or self.access_expires_at
+
+    @property
+    def label(self) -> str:
+        """``username (user id)`` for messages."""
+        return f"{self.username} ({self.user_id})" if self.username else self.user_id
+
+
+def login_to_record(login: Login) -> dict[str, Any]:
+    """The store's JSON form of a login: every field, tokens in clear."""
+    record = login.model_dump(mode="json")
+    record["access_token"] = login.access_token.get_secret_value()
+    record["refresh_token"] = (
+        login.refresh_token.get_secret_value() if login.refresh_token is not None else None
+    )
+    return record
+
+
+class LoginStoreError(PinmigrateError):
+    """``logins.json`` cannot be read or written: corrupt, from a newer pinmigrate, or I/O.
+
+    The file is never overwritten in that case: it may hold the only copy of a refresh token.
+    """
+
+
+class LoginStore:
+    """``logins.json`` in the state dir: 0600, atomic, locked, keyed by Pinterest user id."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / STORE_FILE
+        self.lock_path = self.state_dir / LOCK_FILE
+        # flock is per open file, so threads of this process exclude each other through it
+        # too; the RLock and depth make nested use within one thread (update -> put) safe.
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._lock_fd: int | None = None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def load(self) -> list[Login]:
+        """Every stored login, in file order; ``[]`` when the file does not exist yet."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise LoginStoreError(
+                f"cannot read the login store {self.path}: {exc.strerror}"
+            ) from None
+        self._warn_if_readable_by_others()
+        return self._parse(raw)
+
+    def get(self, user_id: str) -> Login | None:
+        return next((login for login in self.load() if login.user_id == user_id), None)
+
+    def find(self, user: str) -> list[Login]:
+        """Stored logins whose user id or username is ``user`` (usernames case-insensitively)."""
+        logins = self.load()
+        exact = [login for login in logins if login.user_id == user]
+        if exact:
+            return exact
+        folded = user.casefold()
+        return [login for login in logins if login.username and login.username.casefold() == folded]
+
+    def _parse(self, raw: bytes) -> list[Login]:
+        fix = f"move {self.path} aside and run `pinmigrate auth login` again"
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LoginStoreError(
+                f"the login store {self.path} is not valid JSON ({exc}); it was left as it is",
+                hint=fix,
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("logins"), list):
+            raise LoginStoreError(
+                f"the login store {self.path} is not a pinmigrate login store "
+                '(expected {"version": 1, "logins": [...]}); it was left as it is',
+                hint=fix,
+            )
+        version = data.get("version")
+        if version != STORE_VERSION:
+            raise LoginStoreError(
+                f"the login store {self.path} has version {version!r}; this pinmigrate reads "
+                f"version {STORE_VERSION}; it was left as it is",
+                hint="use the pinmigrate that wrote it, or " + fix,
+            )
+        logins: list[Login] = []
+        for index, record in enumerate(data["logins"]):
+            try:
+                login = Login.model_validate(record)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(p) for p in err["loc"])
+                raise LoginStoreError(
+                    f"the login store {self.path} has a bad entry (logins[{index}].{where}: "
+                    f"{err['msg']}); it was left as it is",
+                    hint=fix,
+                ) from None
+            redact.register(
+                login.access_token.get_secret_value(),
+                login.refresh_token.get_secret_value() if login.refresh_token else None,
+            )
+            logins.append(login)
+        return logins
+
+    def _warn_if_readable_by_others(self) -> None:
+        with contextlib.suppress(OSError):
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+            if mode & 0o077:
+                log.warning(
+                    "%s is readable by other users (mode %o); it holds tokens: chmod 600 it",
+                    self.path,
+                    mode,
+                )
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock (re-entrant within a thread) across a read-modify-write."""
+        with self._thread_lock:
+            if self._depth == 0:
+                self._ensure_dir()
+                try:
+                    fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except OSError as exc:
+                    raise LoginStoreError(
+                        f"cannot open the login store's lock {self.lock_path}: {exc.strerror}"
+                    ) from None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self._lock_fd = fd
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._lock_fd is not None:
+                    fd, self._lock_fd = self._lock_fd, None
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                    finally:
+                        os.close(fd)
+
+    def update(self, user_id: str, fn: Callable[[Login | None], Login | None]) -> Login | None:
+        """Read-modify-write one user's entry under the lock; returns what is stored afterwards.
+
+        ``fn`` gets the stored login (or None) as it is now, after any other process's
+        rotation, and returns the login to store; returning the very object it was given
+        writes nothing, returning None removes the entry. An exception from ``fn`` writes
+        nothing.
+        """
+        with self.locked():
+            logins = self.load()
+            index = next((i for i, lg in enumerate(logins) if lg.user_id == user_id), None)
+            current = logins[index] if index is not None else None
+            new = fn(current)
+            if new is current:
+                return current
+            if new is None:
+                assert index is not None
+                del logins[index]
+            else:
+                if new.user_id != user_id:
+                    raise ValueError(f"update of user {user_id} returned user {new.user_id}")
+                if index is None:
+                    logins.append(new)
+                else:
+                    logins[index] = new
+            self._write(logins)
+            return new
+
+    def put(self, login: Login) -> None:
+        """Store a login, replacing that Pinterest user's previous entry."""
+        self.update(login.user_id, lambda _current: login)
+
+    def remove(self, user: str) -> bool:
+        """Forget the login of a user id (or username); False when none matched."""
+        with self.locked():
+            matches = {login.user_id for login in self.find(user)}
+            if not matches:
+                return False
+            self._write([login for login in self.load() if login.user_id not in matches])
+            return True
+
+    def _ensure_dir(self) -> None:
+        try:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LoginStoreError(
+                f"cannot create the state directory {self.state_dir}: {exc.strerror}",
+                hint="set PINMIGRATE_STATE_DIR to a writable directory",
+            ) from None
+
+    def _write(self, logins: list[Login]) -> None:
+        payload = {"version": STORE_VERSION, "logins": [login_to_record(lg) for lg in logins]}
+        text = json.dumps(payload, indent=2) + "\n"
+        self._ensure_dir()
+        tmp = self.state_dir / f".{STORE_FILE}.{secrets.token_hex(8)}.tmp"
+        try:
+            # Created 0600 by open(2) itself: the tokens are never in a wider file.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            try:
+                os.replace(tmp, self.path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            self._fsync_dir()
+        except OSError as exc:
+            raise LoginStoreError(
+                f"cannot write the login store {self.path}: {exc.strerror}"
+            ) from None
+
+    def _fsync_dir(self) -> None:
+        # The rename is durable only once the directory entry is on disk.
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)

@@ -1,0 +1,835 @@
+"""OAuth units: authorize URL, callback and state checks, the loopback listener, verification,
+refresh with rotation, environment logins and the LoginProvider used by apply."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from pydantic import SecretStr
+
+from pinmigrate import redact
+from pinmigrate.errors import AuthError, ConfigError, ExitCode, PinmigrateError, UsageError
+from pinmigrate.http import HttpClient
+from pinmigrate.logins import AdAccountAccess, Login, LoginStore
+from pinmigrate.oauth import (
+    Callback,
+    CallbackListener,
+    LoginProvider,
+    LoginResolver,
+    NonInteractiveLoginResolver,
+    authorization_url,
+    code_from_callback,
+    environment_login,
+    fresh_login,
+    login_from_grant,
+    needs_refresh,
+    parse_pasted,
+    parse_scopes,
+    parse_token_text,
+    token_digest,
+    token_expiries,
+)
+from pinmigrate.pinterest import PinterestClient
+from pinmigrate.settings import Settings, load_settings
+
+API = "https://api.pinterest.test/v5"
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+SCOPES = "ads:read,ads:write,user_accounts:read"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_settings(tmp_path: Path, **extra: str) -> Settings:
+    env = {
+        "PINMIGRATE_PINTEREST_APP_ID": "1234567",
+        "PINMIGRATE_PINTEREST_APP_SECRET": "app-secret-value-123",
+        "PINMIGRATE_PINTEREST_API_URL": API,
+        "PINMIGRATE_PINTEREST_OAUTH_URL": "https://www.pinterest.test/oauth/",
+        "PINMIGRATE_PINTEREST_REDIRECT_URI": f"http://localhost:{free_port()}/",
+        "PINMIGRATE_STATE_DIR": str(tmp_path / "state"),
+    }
+    env.update(extra)
+    return load_settings(env=env)
+
+
+class FakePinterest:
+    """An in-memory Pinterest: rotating refresh tokens (the old one dies), two users."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counter = itertools.count(1)
+        self.users = {
+            "1000000001": {"id": "1000000001", "username": "emu_marketer"},
+            "1000000002": {"id": "1000000002", "username": "emu_analyst"},
+        }
+        self.ad = {
+            "1000000001": [
+                {"id": str(549755885175 + i), "name": f"Account {i}", "permissions": ["ADMIN"]}
+                for i in range(4)
+            ],
+            "1000000002": [{"id": "549755885175", "name": "Account 0", "permissions": ["ANALYST"]}],
+        }
+        self.access: dict[str, str] = {}
+        self.refresh_tokens: dict[str, str] = {}
+        self.codes: dict[str, str] = {}
+        self.refresh_calls = 0
+        self.exchange_calls = 0
+        self.scope = "ads:read ads:write user_accounts:read"
+
+    def grant(self, user_id: str) -> dict[str, Any]:
+        n = next(self.counter)
+        access, refresh = f"pina_{user_id}_{n}", f"pinr_{user_id}_{n}"
+        self.access[access] = user_id
+        self.refresh_tokens[refresh] = user_id
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "bearer",
+            "expires_in": 2592000,
+            "refresh_token_expires_in": 5184000,
+            "scope": self.scope,
+        }
+
+    def code_for(self, user_id: str) -> str:
+        code = f"code_{user_id}_{next(self.counter)}"
+        self.codes[code] = user_id
+        return code
+
+    def exchange_code(self, code: str) -> dict[str, Any]:
+        with self.lock:
+            self.exchange_calls += 1
+            user = self.codes.pop(code, None)
+            if user is None:
+                raise AuthError("Pinterest refused the authorization code: invalid (code 1)")
+            return self.grant(user)
+
+    def refresh(self, refresh_token: str) -> dict[str, Any]:
+        with self.lock:
+            self.refresh_calls += 1
+            user = self.refresh_tokens.pop(refresh_token, None)
+            if user is None:
+                raise AuthError("Pinterest refused the refresh token: expired (code 2)")
+            return self.grant(user)
+
+    def user_account(self, access_token: str) -> dict[str, Any]:
+        user = self.access.get(access_token)
+        if user is None:
+            raise AuthError("Pinterest refused the access token for /user_account")
+        return dict(self.users[user])
+
+    def ad_accounts(self, access_token: str) -> list[dict[str, Any]]:
+        user = self.access.get(access_token)
+        if user is None:
+            raise AuthError("Pinterest refused the access token for /ad_accounts")
+        return [dict(a) for a in self.ad[user]]
+
+
+@pytest.fixture
+def fake() -> FakePinterest:
+    return FakePinterest()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def store(settings: Settings) -> LoginStore:
+    return LoginStore(settings.state_dir)
+
+
+def stored_login(fake: FakePinterest, user_id: str = "1000000001", **kw: Any) -> Login:
+    token = fake.grant(user_id)
+    values: dict[str, Any] = {
+        "user_id": user_id,
+        "username": fake.users[user_id]["username"],
+        "ad_accounts": [AdAccountAccess(**a) for a in fake.ad[user_id]],
+        "access_token": SecretStr(token["access_token"]),
+        "refresh_token": SecretStr(token["refresh_token"]),
+        "access_expires_at": NOW + timedelta(days=30),
+        "refresh_expires_at": NOW + timedelta(days=60),
+    }
+    values.update(kw)
+    return Login.model_validate(values)
+
+
+# --- scopes, expiries, token text ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("ads:read,ads:write", ["ads:read", "ads:write"]),
+        ("ads:read ads:write  user_accounts:read", ["ads:read", "ads:write", "user_accounts:read"]),
+        ("ads:read, ads:read", ["ads:read"]),
+        (["a", "b"], ["a", "b"]),
+        (None, []),
+        ("", []),
+    ],
+)
+def test_parse_scopes(value: Any, expected: list[str]) -> None:
+    assert parse_scopes(value) == expected
+
+
+def test_token_expiries() -> None:
+    access, refresh = token_expiries(
+        {"refresh_token": "r", "expires_in": 60, "refresh_token_expires_at": 1735689600}, NOW
+    )
+    assert access == NOW + timedelta(seconds=60)
+    assert refresh == datetime(2025, 1, 1, tzinfo=UTC)
+    _, in_ms = token_expiries(
+        {"refresh_token": "r", "refresh_token_expires_at": 1735689600000}, NOW
+    )
+    assert in_ms == datetime(2025, 1, 1, tzinfo=UTC)
+    _, relative = token_expiries({"refresh_token": "r", "refresh_token_expires_in": "3600"}, NOW)
+    assert relative == NOW + timedelta(hours=1)
+    assert token_expiries({"access_token": "a", "refresh_token_expires_in": 5}, NOW) == (None, None)
+    assert token_expiries({"expires_in": "soon"}, NOW) == (None, None)
+
+
+def test_needs_refresh_within_five_minutes() -> None:
+    login = Login(user_id="1", access_token=SecretStr("a"), access_expires_at=NOW)
+    assert needs_refresh(login, NOW - timedelta(minutes=4))
+    assert needs_refresh(login, NOW + timedelta(days=1))
+    assert not needs_refresh(login, NOW - timedelta(minutes=6))
+    assert not needs_refresh(Login(user_id="1", access_token=SecretStr("a")), NOW)
+
+
+def test_parse_token_text() -> None:
+    assert parse_token_text("  pina_bare_token\n") == {"access_token": "pina_bare_token"}
+    data = parse_token_text('{"access_token": "pina_j", "refresh_token": "pinr_j"}')
+    assert data["refresh_token"] == "pinr_j"
+    assert "pinr_j" not in redact.redact("pinr_j")
+    for bad in ("", "two words", '{"refresh_token": "x"}', '{"access_token": '):
+        with pytest.raises(UsageError) as info:
+            parse_token_text(bad)
+        assert info.value.exit_code == ExitCode.USAGE
+        assert "pina" not in info.value.line()
+
+
+# --- authorize URL and callbacks -------------------------------------------------------
+
+
+def test_authorization_url_joins_scopes_with_commas(settings: Settings) -> None:
+    url = authorization_url(settings, "S" * 43)
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert url.startswith("https://www.pinterest.test/oauth/?")
+    assert query == {
+        "response_type": "code",
+        "client_id": "1234567",
+        "redirect_uri": settings.pinterest.redirect_uri,
+        "scope": SCOPES,
+        "state": "S" * 43,
+    }
+
+
+def test_http_oauth_url_only_for_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
+    loopback = make_settings(tmp_path, PINMIGRATE_PINTEREST_OAUTH_URL="http://127.0.0.1:9/oauth/")
+    assert authorization_url(loopback, "s").startswith("http://127.0.0.1:9/oauth/?")
+    import os
+
+    assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ
+    remote = make_settings(tmp_path, PINMIGRATE_PINTEREST_OAUTH_URL="http://pinterest.test/oauth/")
+    with pytest.raises(ConfigError, match="must be https"):
+        authorization_url(remote, "s")
+
+
+def test_callback_checks() -> None:
+    good = Callback(code="c0de_value", state="expected")
+    assert code_from_callback(good, "expected") == "c0de_value"
+    cases = [
+        (Callback(code="c", state="other"), "does not match"),
+        (Callback(code="c"), "carries no state"),
+        (Callback(code="c", state=""), "carries no state"),
+        (Callback(state="expected"), "carries no code"),
+        (
+            Callback(error="access_denied", error_description="The user said no", state="expected"),
+            "The user said no",
+        ),
+        (Callback(error="access_denied"), "access_denied"),
+    ]
+    for callback, message in cases:
+        with pytest.raises(AuthError, match=message) as info:
+            code_from_callback(callback, "expected")
+        assert info.value.exit_code == ExitCode.AUTH
+
+
+def test_parse_pasted() -> None:
+    url = "http://localhost:8085/?code=pasted_code_1&state=st"
+    assert parse_pasted(url, "st") == "pasted_code_1"
+    assert parse_pasted("?code=pasted_code_2&state=st", "st") == "pasted_code_2"
+    assert parse_pasted("  bare_code_3 ", "st") == "bare_code_3"
+    with pytest.raises(AuthError, match="does not match"):
+        parse_pasted("http://localhost:8085/?code=x&state=evil", "st")
+    with pytest.raises(AuthError, match="no state"):
+        parse_pasted("http://localhost:8085/?code=x", "st")
+    with pytest.raises(AuthError, match="carries no code, state or error"):
+        parse_pasted("http://localhost:8085/", "st")
+    with pytest.raises(AuthError):
+        parse_pasted("not a code at all", "st")
+    with pytest.raises(AuthError, match="nothing was pasted"):
+        parse_pasted("   ", "st")
+
+
+# --- the loopback listener -------------------------------------------------------------
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+class Browser:
+    """An opener that visits the redirect URI like a browser coming back from Pinterest."""
+
+    def __init__(self, query: Callable[[str], str], extra: tuple[str, ...] = ()) -> None:
+        self.query = query
+        self.extra = extra
+        self.pages: list[tuple[int, str]] = []
+        self.thread: threading.Thread | None = None
+
+    def __call__(self, url: str) -> bool:
+        params = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        redirect = params["redirect_uri"]
+
+        def visit() -> None:
+            for path in self.extra:
+                self.pages.append(fetch(redirect.rstrip("/") + path))
+            self.pages.append(fetch(f"{redirect}?{self.query(params['state'])}"))
+
+        self.thread = threading.Thread(target=visit, daemon=True)
+        self.thread.start()
+        return True
+
+    def done(self) -> list[tuple[int, str]]:
+        """The pages the browser got, once it has read them all."""
+        assert self.thread is not None
+        self.thread.join(timeout=30)
+        return self.pages
+
+
+def resolver(
+    settings: Settings, store: LoginStore, fake: FakePinterest, notes: list[str], **kw: Any
+) -> LoginResolver:
+    return LoginResolver(settings, store, fake, notify=notes.append, now=lambda: NOW, **kw)
+
+
+@pytest.mark.filterwarnings("error")
+def test_browser_login_end_to_end_in_process(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    code = fake.code_for("1000000001")
+    notes: list[str] = []
+    browser = Browser(lambda state: f"code={code}&state={state}", extra=("/favicon.ico",))
+    login = resolver(settings, store, fake, notes, open_browser=browser).browser(timeout=30)
+    pages = browser.done()
+    assert login.user_id == "1000000001" and login.source == "browser"
+    assert len(login.ad_accounts) == 4
+    assert login.access_expires_at == NOW + timedelta(days=30)
+    assert store.get("1000000001") == login
+    assert pages[0][0] == 404  # /favicon.ico did not end the wait
+    status, page = pages[1]
+    assert status == 200 and "Logged in" in page and "close this tab" in page
+    assert code not in page
+    # The URL is always printed, with a state of at least 128 bits.
+    url = next(n for n in notes if "oauth/?" in n).split("\n")[-1]
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    assert len(state) >= 43
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (lambda state: "code=CODE&state=wrong", "does not match"),
+        (lambda state: "code=CODE", "no state"),
+        (
+            lambda state: f"error=access_denied&error_description=Denied+by+user&state={state}",
+            "Denied by user",
+        ),
+    ],
+)
+def test_browser_refusals_store_nothing(
+    settings: Settings,
+    store: LoginStore,
+    fake: FakePinterest,
+    query: Callable[[str], str],
+    message: str,
+) -> None:
+    code = fake.code_for("1000000001")
+    browser = Browser(lambda state: query(state).replace("CODE", code))
+    with pytest.raises(AuthError, match=message) as info:
+        resolver(settings, store, fake, [], open_browser=browser).browser(timeout=30)
+    assert info.value.exit_code == ExitCode.AUTH
+    assert fake.exchange_calls == 0
+    assert not store.path.exists()
+    status, page = browser.done()[-1]
+    assert status == 400 and "Login failed" in page and code not in page
+
+
+def test_a_refused_code_exchange_is_shown_in_the_browser_and_raised(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    browser = Browser(lambda state: f"code=never_issued&state={state}")
+    with pytest.raises(AuthError, match="refused the authorization code"):
+        resolver(settings, store, fake, [], open_browser=browser).browser(timeout=30)
+    assert "refused the authorization code" in browser.done()[-1][1]
+    assert not store.path.exists()
+
+
+def test_listener_rejects_non_loopback_redirects() -> None:
+    with pytest.raises(ConfigError) as info:
+        CallbackListener("http://example.com:8085/")
+    assert info.value.exit_code == ExitCode.USAGE
+
+
+def test_listener_binds_loopback_only(settings: Settings) -> None:
+    with CallbackListener(settings.pinterest.redirect_uri) as listener:
+        assert listener.host == "127.0.0.1"
+        assert listener._server is not None
+        assert listener._server.server_address[0] == "127.0.0.1"
+
+
+def test_port_in_use_is_a_clear_error(settings: Settings) -> None:
+    port = urlsplit(settings.pinterest.redirect_uri).port
+    assert port is not None
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        with (
+            pytest.raises(PinmigrateError) as info,
+            CallbackListener(settings.pinterest.redirect_uri),
+        ):
+            pass
+    assert info.value.exit_code == ExitCode.FAILED
+    assert f"127.0.0.1:{port}" in info.value.line()
+    assert "pinterest.redirect_uri" in info.value.line()
+    assert "PINMIGRATE_PINTEREST_REDIRECT_URI" in info.value.line()
+
+
+def test_timeout_uses_the_injected_clock(settings: Settings) -> None:
+    ticks = iter([0.0, 301.0])
+    listener = CallbackListener(settings.pinterest.redirect_uri, clock=lambda: next(ticks))
+    with listener, pytest.raises(AuthError, match="timed out after 300 s") as info:
+        listener.wait(300, lambda cb: (None, ""))
+    assert info.value.exit_code == ExitCode.AUTH
+
+
+def test_ctrl_c_closes_the_listener_and_says_so(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    def clock() -> float:
+        raise KeyboardInterrupt
+
+    notes: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        LoginResolver(
+            settings, store, fake, notify=notes.append, open_browser=lambda url: True, clock=clock
+        ).browser(timeout=30)
+    assert "Login cancelled; nothing was stored." in notes
+    # The port is free again.
+    with CallbackListener(settings.pinterest.redirect_uri):
+        pass
+
+
+def test_a_browser_that_cannot_start_still_leaves_the_url(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    ticks = iter([0.0, 99.0])
+    notes: list[str] = []
+
+    def broken(url: str) -> bool:
+        raise OSError("no display")
+
+    with pytest.raises(AuthError, match="timed out"):
+        LoginResolver(
+            settings,
+            store,
+            fake,
+            notify=notes.append,
+            open_browser=broken,
+            clock=lambda: next(ticks),
+        ).browser(timeout=5)
+    assert any("oauth/?" in n for n in notes)
+    assert any("Could not start a browser" in n for n in notes)
+
+
+def test_paste_flow(settings: Settings, store: LoginStore, fake: FakePinterest) -> None:
+    code = fake.code_for("1000000002")
+    notes: list[str] = []
+
+    def prompt(text: str) -> str:
+        url = notes[-1].split("\n")[-1]
+        state = parse_qs(urlsplit(url).query)["state"][0]
+        return f"{settings.pinterest.redirect_uri}?code={code}&state={state}"
+
+    login = resolver(settings, store, fake, notes, prompt=prompt).paste()
+    assert login.username == "emu_analyst" and login.source == "paste"
+    assert store.get("1000000002") is not None
+
+
+def test_non_interactive_resolver_never_prompts(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    def never(*args: Any) -> Any:
+        raise AssertionError("must not be called")
+
+    ni = NonInteractiveLoginResolver(
+        settings, store, fake, notify=never, prompt=never, open_browser=never
+    )
+    for call in (lambda: ni.login(), lambda: ni.login(no_browser=True)):
+        with pytest.raises(AuthError) as info:
+            call()
+        assert info.value.exit_code == ExitCode.AUTH
+        assert "PINMIGRATE_PINTEREST_REFRESH_TOKEN" in info.value.line()
+        assert "PINMIGRATE_PINTEREST_ACCESS_TOKEN" in info.value.line()
+
+
+# --- verification ----------------------------------------------------------------------
+
+
+def test_missing_scopes_are_listed_and_nothing_is_stored(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    token = fake.grant("1000000001") | {"scope": "ads:read,user_accounts:read,pins:read"}
+    with pytest.raises(AuthError, match="needs ads:write") as info:
+        login_from_grant(fake, store, token, settings=settings, source="browser", now=NOW)
+    assert info.value.exit_code == ExitCode.AUTH
+    assert not store.path.exists()
+
+
+def test_extra_scopes_space_separated_are_fine(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    token = fake.grant("1000000001") | {"scope": "pins:read ads:read ads:write user_accounts:read"}
+    login = login_from_grant(fake, store, token, settings=settings, source="token", now=NOW)
+    assert login.scopes == ["pins:read", "ads:read", "ads:write", "user_accounts:read"]
+
+
+@pytest.fixture
+def mock() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+def real_client(settings: Settings) -> PinterestClient:
+    return PinterestClient(settings, http=HttpClient(service="pinterest", sleep=lambda s: None))
+
+
+def test_verification_reads_every_ad_account_page(
+    settings: Settings, store: LoginStore, mock: responses.RequestsMock
+) -> None:
+    mock.post(
+        f"{API}/oauth/token",
+        json={
+            "access_token": "pina_from_code",
+            "refresh_token": "pinr_from_code",
+            "expires_in": 2592000,
+            "refresh_token_expires_at": 1740000000,
+            "scope": "user_accounts:read ads:write ads:read",
+        },
+    )
+    mock.get(f"{API}/user_account", json={"id": "77", "username": "paged"})
+    mock.get(
+        f"{API}/ad_accounts",
+        json={"items": [{"id": "1", "name": "One", "permissions": ["ADMIN"]}], "bookmark": "b2"},
+        match=[responses.matchers.query_param_matcher({"page_size": "250"})],
+    )
+    mock.get(
+        f"{API}/ad_accounts",
+        json={"items": [{"id": 2, "name": "Two", "permissions": []}], "bookmark": None},
+        match=[responses.matchers.query_param_matcher({"page_size": "250", "bookmark": "b2"})],
+    )
+    client = real_client(settings)
+    login = LoginResolver(
+        settings, store, client, notify=lambda m: None, now=lambda: NOW
+    )._exchange("the_code", source="browser")
+    assert [a.id for a in login.ad_accounts] == ["1", "2"]
+    assert login.refresh_expires_at == datetime.fromtimestamp(1740000000, UTC)
+    body = mock.calls[0].request.body
+    assert "continuous_refresh=true" in str(body)
+    assert mock.calls[0].request.headers["Authorization"].startswith("Basic ")
+
+
+def test_pinterest_error_on_exchange_is_shown_as_is(
+    settings: Settings, store: LoginStore, mock: responses.RequestsMock
+) -> None:
+    mock.post(f"{API}/oauth/token", status=400, json={"code": 1, "message": "Invalid code."})
+    resolver_ = LoginResolver(
+        settings, store, real_client(settings), notify=lambda m: None, now=lambda: NOW
+    )
+    with pytest.raises(AuthError, match=r"Invalid code\. \(code 1\)") as info:
+        resolver_._exchange("used_code", source="browser")
+    assert info.value.exit_code == ExitCode.AUTH
+    assert not store.path.exists()
+
+
+# --- refresh ---------------------------------------------------------------------------
+
+
+def test_fresh_login_leaves_a_valid_token_alone(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    login = stored_login(fake)
+    store.put(login)
+    assert fresh_login(login, settings, store, now=NOW, client=fake) is login
+    assert fake.refresh_calls == 0
+
+
+def test_fresh_login_refreshes_and_stores_the_rotated_token(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    login = stored_login(fake, access_expires_at=NOW + timedelta(minutes=4))
+    store.put(login)
+    fresh = fresh_login(login, settings, store, now=NOW, client=fake)
+    assert fake.refresh_calls == 1
+    assert fresh.access_token != login.access_token
+    assert fresh.refresh_token != login.refresh_token
+    assert fresh.access_expires_at == NOW + timedelta(days=30)
+    assert fresh.ad_accounts == login.ad_accounts
+    assert store.get(login.user_id) == fresh
+    # The rotated token works; the old one is dead.
+    assert fresh.refresh_token is not None
+    assert fake.refresh_tokens[fresh.refresh_token.get_secret_value()] == login.user_id
+
+
+def test_fresh_login_uses_a_rotation_another_process_already_stored(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    old = stored_login(fake, access_expires_at=NOW - timedelta(hours=1))
+    newer = stored_login(fake)  # what the other process stored after its refresh
+    store.put(newer)
+    assert fresh_login(old, settings, store, now=NOW, client=fake) == newer
+    assert fake.refresh_calls == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message", "calls"),
+    [
+        ({"refresh_token": SecretStr("pinr_unknown")}, "cannot refresh", 1),
+        ({"refresh_token": None}, "cannot be refreshed", 0),
+        ({"refresh_expires_at": NOW - timedelta(days=1)}, "refresh token expired", 0),
+    ],
+)
+def test_refusals_say_run_auth_login(
+    settings: Settings,
+    store: LoginStore,
+    fake: FakePinterest,
+    changes: dict[str, Any],
+    message: str,
+    calls: int,
+) -> None:
+    login = stored_login(fake, access_expires_at=NOW - timedelta(days=1)).model_copy(update=changes)
+    store.put(login)
+    with pytest.raises(AuthError, match=message) as info:
+        fresh_login(login, settings, store, now=NOW, client=fake)
+    assert "pinmigrate auth login" in info.value.line()
+    assert info.value.exit_code == ExitCode.AUTH
+    assert fake.refresh_calls == calls
+    assert store.get(login.user_id) == login
+
+
+def test_concurrent_refreshes_in_threads_refresh_once(
+    settings: Settings, fake: FakePinterest
+) -> None:
+    login = stored_login(fake, access_expires_at=NOW)
+    LoginStore(settings.state_dir).put(login)
+    results: list[Login] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(
+                fresh_login(login, settings, LoginStore(settings.state_dir), now=NOW, client=fake)
+            )
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert fake.refresh_calls == 1
+    final = LoginStore(settings.state_dir).get(login.user_id)
+    assert final is not None and all(r == final for r in results)
+    assert final.refresh_token is not None
+    assert final.refresh_token.get_secret_value() in fake.refresh_tokens
+
+
+# --- environment logins ----------------------------------------------------------------
+
+
+def test_environment_refresh_token_login(tmp_path: Path, fake: FakePinterest) -> None:
+    env_token = fake.grant("1000000001")["refresh_token"]
+    settings = make_settings(tmp_path, PINMIGRATE_PINTEREST_REFRESH_TOKEN=env_token)
+    store = LoginStore(settings.state_dir)
+    notes: list[str] = []
+    login = environment_login(settings, store, fake, now=NOW, notify=notes.append)
+    assert login is not None and login.source == "environment"
+    assert login.origin == token_digest(env_token)
+    assert len(login.ad_accounts) == 4
+    assert store.get("1000000001") == login
+    assert notes and str(store.path) in notes[0]
+    assert env_token not in notes[0]
+    assert login.refresh_token is not None
+    assert login.refresh_token.get_secret_value() not in notes[0]
+    # The next run with the same (now dead) setting continues from the stored descendant.
+    again = environment_login(settings, store, fake, now=NOW, notify=notes.append)
+    assert again is not None and again.access_token == login.access_token
+    assert fake.refresh_calls == 1
+
+
+def test_environment_refresh_token_refused(tmp_path: Path, fake: FakePinterest) -> None:
+    settings = make_settings(tmp_path, PINMIGRATE_PINTEREST_REFRESH_TOKEN="pinr_bogus")
+    store = LoginStore(settings.state_dir)
+    with pytest.raises(AuthError) as info:
+        environment_login(settings, store, fake, now=NOW)
+    assert "PINMIGRATE_PINTEREST_REFRESH_TOKEN" in info.value.line()
+    assert "pinr_bogus" not in info.value.line()
+    assert not store.path.exists()
+
+
+def test_environment_access_token_login(tmp_path: Path, fake: FakePinterest) -> None:
+    access = fake.grant("1000000002")["access_token"]
+    settings = make_settings(tmp_path, PINMIGRATE_PINTEREST_ACCESS_TOKEN=access)
+    store = LoginStore(settings.state_dir)
+    login = environment_login(settings, store, fake, now=NOW)
+    assert login is not None and login.refresh_token is None and login.source == "environment"
+    assert store.get("1000000002") == login
+    bad = make_settings(tmp_path, PINMIGRATE_PINTEREST_ACCESS_TOKEN="pina_bogus")
+    with pytest.raises(AuthError, match="PINMIGRATE_PINTEREST_ACCESS_TOKEN"):
+        environment_login(bad, store, fake, now=NOW)
+
+
+def test_no_environment_token_means_none(settings: Settings, store: LoginStore) -> None:
+    assert environment_login(settings, store, FakePinterest(), now=NOW) is None
+
+
+# --- LoginProvider ---------------------------------------------------------------------
+
+
+def test_provider_uses_the_named_login_refreshed(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    login = stored_login(fake, access_expires_at=NOW)
+    store.put(login)
+    provider = LoginProvider(settings, store, fake, interactive=False, now=lambda: NOW)
+    got = provider.for_account({"549755885176"}, "1000000001", allow_interactive=True)
+    assert got.user_id == "1000000001" and got.access_token != login.access_token
+
+
+def test_provider_falls_back_to_the_environment_then_other_stored_logins(
+    tmp_path: Path, fake: FakePinterest
+) -> None:
+    env_token = fake.grant("1000000002")["refresh_token"]
+    settings = make_settings(tmp_path, PINMIGRATE_PINTEREST_REFRESH_TOKEN=env_token)
+    store = LoginStore(settings.state_dir)
+    store.put(stored_login(fake, "1000000001"))
+    provider = LoginProvider(settings, store, fake, interactive=False, now=lambda: NOW)
+    assert provider.for_account(["549755885175"], None).user_id == "1000000002"
+    assert provider.for_account(["549755885178"], None).user_id == "1000000001"
+    assert fake.refresh_calls == 1  # the environment's login was made once
+
+
+def test_provider_without_a_covering_login_names_the_accounts(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    store.put(stored_login(fake, "1000000002"))
+    provider = LoginProvider(settings, store, fake, interactive=False, now=lambda: NOW)
+    with pytest.raises(AuthError) as info:
+        provider.for_account({"549755885177", "549755885178"}, None, allow_interactive=True)
+    line = info.value.line()
+    assert "549755885177, 549755885178" in line and "pinmigrate auth login" in line
+    assert info.value.exit_code == ExitCode.AUTH
+    with pytest.raises(AuthError, match="no longer stored"):
+        provider.for_account({"549755885177"}, "1000000009")
+
+
+def test_provider_runs_one_inline_browser_login_for_many_threads(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    calls: list[int] = []
+
+    class Inline(LoginResolver):
+        def browser(self, *, timeout: float = 300, open_browser: bool = True) -> Login:
+            calls.append(1)
+            login = stored_login(fake)
+            self.store.put(login)
+            return login
+
+    provider = LoginProvider(
+        settings,
+        store,
+        fake,
+        interactive=True,
+        now=lambda: NOW,
+        resolver=Inline(settings, store, fake, notify=lambda m: None),
+    )
+    got: list[str] = []
+    threads = [
+        threading.Thread(
+            target=lambda: got.append(
+                provider.for_account({"549755885175"}, None, allow_interactive=True).user_id
+            )
+        )
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert got == ["1000000001"] * 6
+    assert calls == [1]
+    with pytest.raises(AuthError):
+        LoginProvider(
+            settings,
+            LoginStore(settings.state_dir / "x"),
+            fake,
+            interactive=True,
+            resolver=Inline(settings, store, fake, notify=lambda m: None),
+            now=lambda: NOW,
+        ).for_account({"1"}, None, allow_interactive=False)
+
+
+def test_provider_serialises_refreshes_across_threads(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    store.put(stored_login(fake, access_expires_at=NOW))
+    provider = LoginProvider(settings, store, fake, interactive=False, now=lambda: NOW)
+    tokens: list[str] = []
+    threads = [
+        threading.Thread(
+            target=lambda: tokens.append(
+                provider.for_account({"549755885175"}, "1000000001").access_token.get_secret_value()
+            )
+        )
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(tokens) == 8 and len(set(tokens)) == 1
+    assert fake.refresh_calls == 1
