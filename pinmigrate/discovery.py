@@ -1,0 +1,218 @@
+"""Discovery: read both Pinterest cards of every sandbox into an immutable inventory.
+
+Only filtered list calls with full paging, never one GET per object, so the number of
+requests grows with pages, not flows. Sandboxes are read in parallel, and within a sandbox
+the three lists (accounts, target connections, flows) too: the wall time is then about the
+longest chain of pages, not their sum.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pinmigrate.errors import ConfigError, NotFoundError
+from pinmigrate.inventory import Account, Card, Flow, Inventory, SandboxInventory, TargetConnection
+
+if TYPE_CHECKING:
+    from pinmigrate.adobe import AdobeClient
+    from pinmigrate.settings import Settings
+
+#: A progress sink: receives short human lines ("prod: 300 flows read"); called from threads.
+Progress = Callable[[str], None]
+
+#: Sandboxes read at once; each reads its three lists at once (so at most 12 requests in flight).
+SANDBOX_WORKERS = 4
+#: How often (in items) a long list reports progress: about once per page.
+PROGRESS_EVERY = 100
+
+T = TypeVar("T")
+
+
+def discover(
+    adobe: AdobeClient,
+    settings: Settings,
+    sandboxes: Sequence[str] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> Inventory:
+    """The inventory of both cards in these sandboxes (default: the configured ones)."""
+    names = list(dict.fromkeys(sandboxes or settings.adobe.sandboxes))
+    org_id = settings.adobe.org_id or ""
+    if not names:
+        return Inventory(org_id=org_id)
+    report = _locked(progress)
+    with ThreadPoolExecutor(
+        max_workers=min(SANDBOX_WORKERS, len(names)), thread_name_prefix="discover"
+    ) as pool:
+        futures = [pool.submit(_sandbox, adobe, settings, name, report) for name in names]
+        results = _gather(pool, futures)
+    return Inventory(org_id=org_id, sandboxes=tuple(results))
+
+
+def card_of_flow(raw: Mapping[str, Any], cards: Mapping[str, Card]) -> Card | None:
+    """The card a ``GET /flows`` item delivers to, from its target connections' spec ids."""
+    inherited = raw.get("inheritedAttributes")
+    targets = inherited.get("targetConnections") if isinstance(inherited, dict) else None
+    for target in targets if isinstance(targets, list) else []:
+        spec = target.get("connectionSpec") if isinstance(target, dict) else None
+        spec_id = spec.get("id") if isinstance(spec, dict) else None
+        if isinstance(spec_id, str) and spec_id in cards:
+            return cards[spec_id]
+    return None
+
+
+def card_of_connection(raw: Mapping[str, Any], cards: Mapping[str, Card]) -> Card | None:
+    """The card of a ``GET /connections`` or ``GET /targetConnections`` item."""
+    spec = raw.get("connectionSpec")
+    spec_id = spec.get("id") if isinstance(spec, dict) else None
+    return cards.get(spec_id) if isinstance(spec_id, str) else None
+
+
+# -- one sandbox ------------------------------------------------------------------------------
+
+
+def _sandbox(
+    adobe: AdobeClient, settings: Settings, sandbox: str, progress: Progress | None
+) -> SandboxInventory:
+    from pinmigrate import models
+
+    legacy_id, new_id = _spec_ids(adobe, settings, sandbox)
+    cards: dict[str, Card] = {legacy_id: "legacy", new_id: "new"}
+    either = f"{legacy_id},{new_id}"
+
+    def accounts() -> list[Account]:
+        items = adobe.list(
+            "connections", sandbox=sandbox, properties=[f"connectionSpec.id=={either}"]
+        )
+        return [
+            models.account_from_payload(raw, card, sandbox=sandbox)
+            for raw, card in _of_cards(items, cards, card_of_connection)
+        ]
+
+    def targets() -> list[TargetConnection]:
+        items = adobe.list(
+            "targetConnections", sandbox=sandbox, properties=[f"connectionSpec.id=={either}"]
+        )
+        return [
+            models.target_from_payload(raw, card, sandbox=sandbox)
+            for raw, card in _of_cards(items, cards, card_of_connection)
+        ]
+
+    def flows() -> list[Flow]:
+        items = adobe.list(
+            "flows",
+            sandbox=sandbox,
+            properties=[f"inheritedAttributes.targetConnections[].connectionSpec.id=={either}"],
+        )
+        found = []
+        for raw, card in _of_cards(items, cards, card_of_flow):
+            found.append(models.flow_from_payload(raw, card, sandbox=sandbox))
+            if progress and len(found) % PROGRESS_EVERY == 0:
+                progress(f"{sandbox}: {len(found)} flows read")
+        return found
+
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"discover-{sandbox}") as pool:
+        jobs: list[Future[Any]] = [pool.submit(accounts), pool.submit(targets), pool.submit(flows)]
+        account_list, target_list, flow_list = _gather(pool, jobs)
+
+    by_id = {tc.id: tc for tc in target_list}
+    flow_list = [
+        _with_target(flow, by_id.get(flow.target_connection_id or "")) for flow in flow_list
+    ]
+    if progress:
+        progress(
+            f"{sandbox}: {len(account_list)} accounts, {len(target_list)} target connections, "
+            f"{len(flow_list)} flows"
+        )
+    return SandboxInventory(
+        name=sandbox,
+        legacy_spec_id=legacy_id,
+        new_spec_id=new_id,
+        accounts=tuple(sorted(account_list, key=lambda a: (a.card, a.name, a.id))),
+        target_connections=tuple(sorted(target_list, key=lambda t: (t.card, t.id))),
+        flows=tuple(sorted(flow_list, key=lambda f: (f.card, f.name, f.id))),
+    )
+
+
+def _spec_ids(adobe: AdobeClient, settings: Settings, sandbox: str) -> tuple[str, str]:
+    migration = settings.migration
+    wanted = [
+        ("legacy", migration.legacy_spec_id, migration.legacy_destination),
+        ("new", migration.new_spec_id, migration.new_destination),
+    ]
+    lookups = [(card, name) for card, spec_id, name in wanted if not spec_id]
+    found: dict[str, str] = {card: spec_id for card, spec_id, _ in wanted if spec_id}
+    if lookups:
+        with ThreadPoolExecutor(max_workers=len(lookups)) as pool:
+            jobs = [pool.submit(_find_spec, adobe, card, name, sandbox) for card, name in lookups]
+            for (card, _), spec_id in zip(lookups, _gather(pool, jobs), strict=True):
+                found[card] = spec_id
+    if found["legacy"] == found["new"]:
+        raise ConfigError(
+            f"the legacy and new Pinterest cards are the same connection spec ({found['new']}) "
+            f"in sandbox {sandbox}",
+            hint="check migration.legacy_destination / new_destination and the *_spec_id overrides",
+        )
+    return found["legacy"], found["new"]
+
+
+def _find_spec(adobe: AdobeClient, card: str, name: str, sandbox: str) -> str:
+    spec = adobe.find_connection_spec(name, sandbox=sandbox)
+    spec_id = spec.get("id") if spec else None
+    if not isinstance(spec_id, str) or not spec_id:
+        raise NotFoundError(
+            f"no destination card (connection spec) named {name!r} in sandbox {sandbox}",
+            service="adobe",
+            hint=f"check migration.{card}_destination, or set migration.{card}_spec_id "
+            "to the card's connection spec id",
+        )
+    return spec_id
+
+
+def _of_cards(
+    items: Iterator[dict[str, Any]],
+    cards: Mapping[str, Card],
+    card_of: Callable[[Mapping[str, Any], Mapping[str, Card]], Card | None],
+) -> Iterator[tuple[dict[str, Any], Card]]:
+    """Items of the two Pinterest cards only: a server that ignores the filter widens nothing."""
+    for raw in items:
+        card = card_of(raw, cards)
+        if card is not None:
+            yield raw, card
+
+
+def _with_target(flow: Flow, target: TargetConnection | None) -> Flow:
+    """The flow's ad account and account as its target connection says (it is the truth)."""
+    if target is None:
+        return flow
+    advertiser = target.advertiser_id or flow.advertiser_id
+    account = flow.account_id or target.base_connection_id
+    if (advertiser, account) == (flow.advertiser_id, flow.account_id):
+        return flow
+    return dataclasses.replace(flow, advertiser_id=advertiser, account_id=account)
+
+
+def _gather(pool: ThreadPoolExecutor, futures: Sequence[Future[T]]) -> list[T]:
+    """Results in submission order; on the first failure, drop what has not started."""
+    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    failed = next((f for f in futures if f in done and f.exception() is not None), None)
+    if failed is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+        failed.result()
+    return [future.result() for future in futures]
+
+
+def _locked(progress: Progress | None) -> Progress | None:
+    if progress is None:
+        return None
+    lock = threading.Lock()
+
+    def report(message: str) -> None:
+        with lock:
+            progress(message)
+
+    return report

@@ -1,0 +1,542 @@
+"""The planner: a pure function from an inventory (and the stored logins) to a plan.
+
+No I/O and no clock: the caller passes ``options.now``, so the same inventory, logins,
+settings and options always give the same plan, down to its fingerprint. The action
+semantics (preconditions, details, ids) are those documented in :mod:`pinmigrate.plan`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pinmigrate.errors import UsageError
+from pinmigrate.inventory import Flow, Inventory, SandboxInventory
+from pinmigrate.logins import Login
+from pinmigrate.plan import KIND_ORDER, Action, ActionKind, Blocker, Orphan, Pair, Plan, action_id
+from pinmigrate.settings import Settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanOptions:
+    """What the operator narrowed or decided on the command line."""
+
+    #: Narrow to these sandboxes; empty means every sandbox of the inventory.
+    sandboxes: tuple[str, ...] = ()
+    #: Narrow to the pairs whose legacy or new flow id is given.
+    flows: tuple[str, ...] = ()
+    #: ``--match LEGACY_ID=NEW_ID``: explicit pairs, which settle ambiguities.
+    matches: Mapping[str, str] = field(default_factory=dict)
+    keep_legacy: bool = False
+    #: The planner's only notion of time (credential expiry, ``created_at``).
+    now: datetime
+
+
+def make_plan(
+    inventory: Inventory, logins: Sequence[Login], settings: Settings, options: PlanOptions
+) -> Plan:
+    """Decide every action the contract calls for; return the sealed plan."""
+    now = _aware(options.now)
+    sandboxes = _select_sandboxes(inventory, options.sandboxes)
+    flows = {f.id: f for sb in inventory.sandboxes for f in sb.flows}
+    selected_names = {sb.name for sb in sandboxes}
+    _check_flow_ids(options.flows, flows, selected_names)
+    matches = _check_matches(options.matches, flows, selected_names)
+
+    planner = _Planner(
+        logins=_usable_logins(logins, now),
+        now=now,
+        margin=timedelta(days=settings.migration.reconnect_margin_days),
+        disable_legacy=settings.migration.disable_legacy and not options.keep_legacy,
+        only_flows=frozenset(options.flows),
+        matches=matches,
+    )
+    for sandbox in sandboxes:
+        planner.plan_sandbox(sandbox)
+
+    order = {sb.name: i for i, sb in enumerate(sandboxes)}
+    kind_rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+    actions = sorted(
+        planner.actions,
+        key=lambda a: (kind_rank[a.kind], order[a.sandbox], a.target_name, a.id),
+    )
+    pairs = sorted(
+        planner.pairs, key=lambda p: (order[p.sandbox], p.legacy_flow_name, p.legacy_flow_id)
+    )
+    orphans = sorted(planner.orphans, key=lambda o: (order[o.sandbox], o.flow_name, o.flow_id))
+    blockers = sorted(
+        planner.blockers, key=lambda b: (order[b.sandbox], b.flow_name, b.flow_id, b.kind)
+    )
+    plan = Plan(
+        created_at=now.isoformat(timespec="seconds"),
+        org_id=inventory.org_id,
+        sandboxes=[sb.name for sb in sandboxes],
+        actions=actions,
+        pairs=pairs,
+        orphans=orphans,
+        blockers=blockers,
+        warnings=list(dict.fromkeys(planner.warnings)),
+    )
+    return plan.sealed()
+
+
+def needs_reconnect(expires_at: datetime | None, now: datetime, margin: timedelta) -> bool:
+    """True when credentials are missing, expired, or expire within the margin."""
+    return expires_at is None or _aware(expires_at) <= _aware(now) + margin
+
+
+def choose_login(advertiser_ids: Iterable[str], logins: Sequence[Login]) -> Login | None:
+    """The login that covers every advertiser id; the longest-lived one, then smallest user id."""
+    wanted = frozenset(advertiser_ids)
+    covering = [login for login in logins if login.covers(wanted)]
+    if not covering:
+        return None
+
+    def preference(login: Login) -> tuple[int, float, str]:
+        expiry = login.credential_expiry()
+        if expiry is None:
+            return (1, 0.0, login.user_id)
+        return (0, -_aware(expiry).timestamp(), login.user_id)
+
+    return min(covering, key=preference)
+
+
+# -- checks of the operator's options -------------------------------------------------------
+
+
+def _select_sandboxes(inventory: Inventory, wanted: Sequence[str]) -> list[SandboxInventory]:
+    if not wanted:
+        return list(inventory.sandboxes)
+    known = [sb.name for sb in inventory.sandboxes]
+    unknown = [name for name in dict.fromkeys(wanted) if name not in known]
+    if unknown:
+        raise UsageError(
+            f"unknown sandbox {', '.join(unknown)} (--sandbox)",
+            hint=f"known sandboxes: {', '.join(known) or 'none'}",
+        )
+    keep = set(wanted)
+    return [sb for sb in inventory.sandboxes if sb.name in keep]
+
+
+def _check_flow_ids(ids: Sequence[str], flows: Mapping[str, Flow], sandboxes: set[str]) -> None:
+    for flow_id in ids:
+        flow = flows.get(flow_id)
+        if flow is None:
+            raise UsageError(
+                f"no Pinterest flow with id {flow_id} (--flow)",
+                hint="`pinmigrate discover` lists the flow ids of both cards",
+            )
+        if flow.sandbox not in sandboxes:
+            raise UsageError(
+                f"flow {flow_id} ({flow.name}) is in sandbox {flow.sandbox}, "
+                "which --sandbox leaves out"
+            )
+
+
+def _check_matches(
+    matches: Mapping[str, str], flows: Mapping[str, Flow], sandboxes: set[str]
+) -> dict[str, Flow]:
+    """Validate ``--match`` pairs; return legacy flow id -> the new flow it is matched with."""
+    result: dict[str, Flow] = {}
+    claimed: dict[str, str] = {}
+    for legacy_id, new_id in sorted(matches.items()):
+        where = f"--match {legacy_id}={new_id}"
+        legacy, new = flows.get(legacy_id), flows.get(new_id)
+        if legacy is None or legacy.card != "legacy":
+            raise UsageError(f"{where}: {legacy_id} is not a flow of the legacy Pinterest card")
+        if new is None or new.card != "new":
+            raise UsageError(f"{where}: {new_id} is not a flow of the new Pinterest card")
+        if legacy.sandbox != new.sandbox:
+            raise UsageError(
+                f"{where}: the flows are in different sandboxes "
+                f"({legacy.sandbox} and {new.sandbox})"
+            )
+        if legacy.sandbox not in sandboxes:
+            raise UsageError(f"{where}: sandbox {legacy.sandbox} is left out by --sandbox")
+        if legacy.advertiser_id != new.advertiser_id:
+            raise UsageError(
+                f"{where}: the flows deliver to different Pinterest ad accounts "
+                f"({legacy.advertiser_id or 'none'} and {new.advertiser_id or 'none'})"
+            )
+        if new_id in claimed:
+            raise UsageError(
+                f"{where}: {new_id} is already matched with {claimed[new_id]}",
+                hint="a new flow can be the twin of one legacy flow only",
+            )
+        claimed[new_id] = legacy_id
+        result[legacy_id] = new
+    return result
+
+
+def _usable_logins(logins: Sequence[Login], now: datetime) -> list[Login]:
+    """Logins whose grant has not run out (an unknown expiry counts as usable)."""
+    usable = []
+    for login in logins:
+        expiry = login.credential_expiry()
+        if expiry is None or _aware(expiry) > now:
+            usable.append(login)
+    return usable
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else _aware(moment).astimezone(UTC).isoformat()
+
+
+# -- the planning itself ----------------------------------------------------------------------
+
+
+@dataclass
+class _PairDecision:
+    """A pair whose legacy flow is enabled: what it needs, before dependencies are known."""
+
+    legacy: Flow
+    new: Flow
+    missing: list[str]
+    note: str
+
+
+@dataclass
+class _Planner:
+    logins: list[Login]
+    now: datetime
+    margin: timedelta
+    disable_legacy: bool
+    only_flows: frozenset[str]
+    matches: Mapping[str, Flow]
+    actions: list[Action] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    orphans: list[Orphan] = field(default_factory=list)
+    blockers: list[Blocker] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def _selected(self, *flow_ids: str | None) -> bool:
+        return not self.only_flows or any(fid in self.only_flows for fid in flow_ids if fid)
+
+    def plan_sandbox(self, sb: SandboxInventory) -> None:
+        legacy_flows = sorted(sb.flows_of("legacy"), key=lambda f: (f.name, f.id))
+        new_flows = sorted(sb.flows_of("new"), key=lambda f: (f.name, f.id))
+        self._warn_about_data(sb, legacy_flows, new_flows)
+
+        matched = {lid: new for lid, new in self.matches.items() if new.sandbox == sb.name}
+        claimed = {new.id for new in matched.values()}
+        new_by_key: dict[tuple[str, str], list[Flow]] = defaultdict(list)
+        for flow in new_flows:
+            if flow.id not in claimed and flow.advertiser_id is not None:
+                new_by_key[(flow.name, flow.advertiser_id)].append(flow)
+        legacy_by_key: dict[tuple[str, str], list[Flow]] = defaultdict(list)
+        for flow in legacy_flows:
+            if flow.id not in matched and flow.advertiser_id is not None:
+                legacy_by_key[(flow.name, flow.advertiser_id)].append(flow)
+
+        decisions: list[_PairDecision] = []
+        #: new flows that are, or will be, enabled: their accounts need live credentials
+        live: set[str] = set()
+        seen_new: set[str] = set()
+        for legacy in legacy_flows:
+            if legacy.id in matched:
+                twin = matched[legacy.id]
+                note = "paired by --match"
+                if twin.name != legacy.name:
+                    note += f" (the new flow is named {twin.name!r})"
+                self._pair(sb, legacy, twin, note, decisions, live, seen_new)
+                continue
+            if legacy.advertiser_id is None:
+                candidates = [f for f in new_flows if f.name == legacy.name]
+                if self._selected(legacy.id, *(c.id for c in candidates)):
+                    seen_new.update(c.id for c in candidates)
+                    self._block(
+                        sb,
+                        legacy,
+                        "no_advertiser_id",
+                        candidates,
+                        f"legacy flow {legacy.name!r} has no Pinterest ad account id, so its "
+                        f"twin cannot be told; pair it by hand with --match {legacy.id}=NEW_ID",
+                    )
+                continue
+            key = (legacy.name, legacy.advertiser_id)
+            candidates = new_by_key.get(key, [])
+            rivals = legacy_by_key[key]
+            if not self._selected(legacy.id, *(c.id for c in candidates)):
+                continue
+            seen_new.update(c.id for c in candidates)
+            if not candidates:
+                self.orphans.append(
+                    Orphan(
+                        sandbox=sb.name,
+                        flow_id=legacy.id,
+                        flow_name=legacy.name,
+                        advertiser_id=legacy.advertiser_id,
+                        state=legacy.state,
+                        reason="no flow of the new card has this name and ad account",
+                    )
+                )
+            elif len(candidates) == 1 and len(rivals) == 1:
+                self._pair(sb, legacy, candidates[0], "", decisions, live, seen_new)
+            elif len(candidates) > 1:
+                self._block(
+                    sb,
+                    legacy,
+                    "ambiguous",
+                    candidates,
+                    f"{len(candidates)} new flows are named {legacy.name!r} for ad account "
+                    f"{legacy.advertiser_id}; settle it with --match {legacy.id}=NEW_ID",
+                )
+            else:
+                others = ", ".join(r.id for r in rivals if r.id != legacy.id)
+                self._block(
+                    sb,
+                    legacy,
+                    "ambiguous",
+                    candidates,
+                    f"legacy flows {legacy.id} and {others} share the name {legacy.name!r} and "
+                    f"ad account {legacy.advertiser_id} but there is one new flow; "
+                    f"settle it with --match LEGACY_ID={candidates[0].id}",
+                )
+
+        for flow in new_flows:
+            selected = flow.id in seen_new if self.only_flows else True
+            if flow.enabled and (selected or flow.id in self.only_flows):
+                live.add(flow.id)
+
+        reconnects = self._reconnects(sb, [f for f in new_flows if f.id in live])
+        for decision in decisions:
+            self._pair_actions(sb, decision, reconnects)
+
+    def _warn_about_data(
+        self, sb: SandboxInventory, legacy_flows: list[Flow], new_flows: list[Flow]
+    ) -> None:
+        for flow in (*legacy_flows, *new_flows):
+            if flow.advertiser_id is None and self._selected(flow.id):
+                self.warnings.append(
+                    f"{sb.name}: {flow.card} flow {flow.name!r} ({flow.id}) has no Pinterest "
+                    "ad account id on its target connection"
+                )
+        if self.only_flows:
+            return
+        served = {tc.base_connection_id for tc in sb.target_connections}
+        for account in sorted(sb.accounts, key=lambda a: (a.name, a.id)):
+            if account.card == "new" and account.id not in served:
+                self.warnings.append(
+                    f"{sb.name}: new-card account {account.name!r} ({account.id}) has no "
+                    "target connection (no ad account is set up on it)"
+                )
+
+    def _block(
+        self, sb: SandboxInventory, legacy: Flow, kind: str, candidates: list[Flow], message: str
+    ) -> None:
+        ids = sorted(c.id for c in candidates)
+        self.blockers.append(
+            Blocker(
+                sandbox=sb.name,
+                kind=kind,
+                flow_id=legacy.id,
+                flow_name=legacy.name,
+                candidates=ids,
+                message=message,
+            )
+        )
+        self.pairs.append(
+            Pair(
+                sandbox=sb.name,
+                legacy_flow_id=legacy.id,
+                legacy_flow_name=legacy.name,
+                new_flow_id=None,
+                advertiser_id=legacy.advertiser_id,
+                legacy_state=legacy.state,
+                status="blocked",
+                note=message,
+            )
+        )
+
+    def _pair(
+        self,
+        sb: SandboxInventory,
+        legacy: Flow,
+        new: Flow,
+        note: str,
+        decisions: list[_PairDecision],
+        live: set[str],
+        seen_new: set[str],
+    ) -> None:
+        if not self._selected(legacy.id, new.id):
+            return
+        seen_new.add(new.id)
+        missing = _missing_audiences(legacy, new)
+        if not legacy.enabled:
+            status = "migrated" if new.enabled else "legacy_disabled"
+            self.pairs.append(_pair_record(sb, legacy, new, status, missing, note))
+            return
+        if not new.enabled:
+            live.add(new.id)
+        decisions.append(_PairDecision(legacy, new, missing, note))
+
+    def _reconnects(self, sb: SandboxInventory, live_flows: list[Flow]) -> dict[str, Action]:
+        """One reconnect per new-card account of a live flow whose credentials run out."""
+        accounts = {a.id: a for a in sb.accounts}
+        flows_of: dict[str, list[str]] = defaultdict(list)
+        for flow in live_flows:
+            account = accounts.get(flow.account_id or "")
+            if account is None:
+                self.warnings.append(
+                    f"{sb.name}: new flow {flow.name!r} ({flow.id}) uses account "
+                    f"{flow.account_id or '(none)'}, which is not on the new card; "
+                    "its credentials cannot be checked"
+                )
+                continue
+            if account.card == "new":
+                flows_of[account.id].append(flow.id)
+        advertisers: dict[str, set[str]] = defaultdict(set)
+        for tc in sb.target_connections:
+            if tc.base_connection_id and tc.advertiser_id:
+                advertisers[tc.base_connection_id].add(tc.advertiser_id)
+        for flow in sb.flows_of("new"):
+            if flow.account_id in flows_of and flow.advertiser_id:
+                advertisers[flow.account_id].add(flow.advertiser_id)
+
+        result: dict[str, Action] = {}
+        for account_id, flow_ids in flows_of.items():
+            account = accounts[account_id]
+            if not needs_reconnect(account.expires_at, self.now, self.margin):
+                continue
+            ids = sorted(advertisers.get(account_id, set()))
+            login = choose_login(ids, self.logins)
+            action = Action(
+                id=action_id("reconnect_account", sb.name, account.id),
+                kind="reconnect_account",
+                sandbox=sb.name,
+                target_id=account.id,
+                target_name=account.name,
+                precondition={"expires_at": _iso(account.expires_at)},
+                details={
+                    "advertiser_ids": ids,
+                    "login": login.user_id if login else None,
+                    "needs_login": login is None,
+                    "flows": sorted(flow_ids),
+                },
+            )
+            result[account_id] = action
+            self.actions.append(action)
+        return result
+
+    def _pair_actions(
+        self, sb: SandboxInventory, decision: _PairDecision, reconnects: Mapping[str, Action]
+    ) -> None:
+        legacy, new, missing = decision.legacy, decision.new, decision.missing
+        on_legacy = {"legacy_flow_id": legacy.id, "legacy_state": legacy.state}
+        add = enable = disable = None
+        if missing:
+            wanted = set(missing)
+            audiences = sorted(
+                {a.id: a for a in legacy.audiences if a.id in wanted}.values(), key=lambda a: a.id
+            )
+            add = self._action(
+                "add_audiences",
+                sb,
+                new,
+                precondition={**on_legacy, "missing": missing},
+                details={
+                    "audiences": [
+                        {"id": a.id, "name": a.name, "description": a.description}
+                        for a in audiences
+                    ],
+                    "legacy_flow_id": legacy.id,
+                },
+            )
+        reconnect = reconnects.get(new.account_id or "")
+        if not new.enabled:
+            enable = self._action(
+                "enable_flow",
+                sb,
+                new,
+                precondition={"state": new.state, **on_legacy},
+                details={"account_id": new.account_id, "advertiser_id": new.advertiser_id},
+                depends_on=[a.id for a in (reconnect, add) if a is not None],
+            )
+        elif self.disable_legacy:
+            self.warnings.append(
+                f"{sb.name}: legacy flow {legacy.name!r} ({legacy.id}) and its twin are both "
+                "enabled, so its audiences are delivered twice; the plan switches the legacy "
+                "flow off"
+            )
+        if self.disable_legacy:
+            # Switch the legacy flow off only once its twin can take over: after the enable,
+            # or, when the twin is already on, after its audiences and credentials are fixed.
+            after = [enable] if enable is not None else [reconnect, add]
+            disable = self._action(
+                "disable_flow",
+                sb,
+                legacy,
+                precondition={
+                    "state": legacy.state,
+                    "twin_flow_id": new.id,
+                    "twin_state": new.state,
+                },
+                details={"twin_flow_id": new.id, "advertiser_id": legacy.advertiser_id},
+                depends_on=[a.id for a in after if a is not None],
+            )
+        planned = any(a is not None for a in (add, enable, disable))
+        status = "migrate" if planned else "migrated"
+        note = decision.note
+        if not planned and legacy.enabled:
+            note = _join(note, "legacy flow kept enabled")
+        self.pairs.append(_pair_record(sb, legacy, new, status, missing, note))
+
+    def _action(
+        self,
+        kind: ActionKind,
+        sb: SandboxInventory,
+        flow: Flow,
+        *,
+        precondition: dict[str, Any],
+        details: dict[str, Any],
+        depends_on: list[str] | None = None,
+    ) -> Action:
+        action = Action(
+            id=action_id(kind, sb.name, flow.id),
+            kind=kind,
+            sandbox=sb.name,
+            target_id=flow.id,
+            target_name=flow.name,
+            precondition=precondition,
+            details=details,
+            depends_on=depends_on or [],
+        )
+        self.actions.append(action)
+        return action
+
+
+def _missing_audiences(legacy: Flow, new: Flow) -> list[str]:
+    have = new.audience_ids
+    return sorted({a.id for a in legacy.audiences if a.id not in have})
+
+
+def _pair_record(
+    sb: SandboxInventory, legacy: Flow, new: Flow, status: str, missing: list[str], note: str
+) -> Pair:
+    return Pair(
+        sandbox=sb.name,
+        legacy_flow_id=legacy.id,
+        legacy_flow_name=legacy.name,
+        new_flow_id=new.id,
+        new_flow_name=new.name,
+        advertiser_id=legacy.advertiser_id,
+        legacy_state=legacy.state,
+        new_state=new.state,
+        status=status,
+        missing_audiences=missing,
+        note=note,
+    )
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+__all__ = ["PlanOptions", "choose_login", "make_plan", "needs_reconnect"]

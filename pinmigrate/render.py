@@ -1,0 +1,574 @@
+"""Text (rich) and JSON renderings of inventories and plans.
+
+Plans read summary first, then what needs a person (blockers, logins), then one table per
+sandbox, and end with the list of legacy flows that will be switched off, so the only
+destructive step is never buried. One symbol per action kind, explained in a legend.
+Everything user-supplied is printed as plain text (never parsed as rich markup). Colour is
+the console's business: ``App.out`` turns it off for pipes, ``NO_COLOR`` and ``--no-color``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from pinmigrate.inventory import Account, Flow, Inventory, SandboxInventory
+from pinmigrate.plan import KIND_ORDER, Action, Pair, Plan
+
+#: action kind -> (symbol, words, style)
+KIND_STYLE: dict[str, tuple[str, str, str]] = {
+    "reconnect_account": ("~", "reconnect account", "yellow"),
+    "add_audiences": ("+", "add audiences", "green"),
+    "enable_flow": (">", "enable flow", "green"),
+    "disable_flow": ("-", "disable legacy flow", "red"),
+}
+BLOCKED = ("!", "blocked", "bold red")
+ORPHAN = ("?", "orphan (no twin)", "yellow")
+#: Consoles at least this wide get the plan's flow ids in their own table columns.
+WIDE = 176
+CARDS = (("legacy", "Legacy card"), ("new", "New card"))
+#: Pairs with nothing to do are named one by one up to this many per sandbox, then counted.
+QUIET_PAIRS_NAMED = 10
+STATUS_WORDS = {
+    "migrate": "to migrate",
+    "migrated": "migrated",
+    "legacy_disabled": "legacy flow disabled",
+    "blocked": "blocked",
+    "excluded": "excluded",
+}
+AUTH_LOGIN = "pinmigrate auth login"
+
+
+# -- small pieces ---------------------------------------------------------------------------
+
+
+def describe_expiry(expires_at: datetime | None, now: datetime) -> str:
+    """``missing``, ``expired 2d ago``, ``in 3d`` (hours, then minutes, under a day)."""
+    if expires_at is None:
+        return "missing"
+    delta = _aware(expires_at) - _aware(now)
+    span = _span(abs(delta))
+    return f"in {span}" if delta > timedelta(0) else f"expired {span} ago"
+
+
+def _span(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds >= 86400:
+        return f"{round(seconds / 86400)}d"
+    if seconds >= 3600:
+        return f"{round(seconds / 3600)}h"
+    return f"{max(1, round(seconds / 60))}m"
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def _plural(count: int, word: str, many: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def _text(value: object, style: str = "") -> Text:
+    return Text(str(value), style=style)
+
+
+def _say(console: Console, line: Text | None = None) -> None:
+    """One line of prose: never hard-wrapped, so it greps whole (the terminal wraps it)."""
+    console.print(line if line is not None else "", soft_wrap=True)
+
+
+def _table(*columns: str) -> Table:
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        header_style="bold",
+    )
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def legend() -> str:
+    parts = [f"{sym} {words}" for sym, words, _ in (*KIND_STYLE.values(), BLOCKED, ORPHAN)]
+    return "Legend: " + "   ".join(parts)
+
+
+# -- plans ----------------------------------------------------------------------------------
+
+
+def summary_line(plan: Plan) -> str:
+    """``Plan: 3 to reconnect, 1 to add audiences, 4 to enable, 4 to disable; 1 blocked, ...``"""
+    s = plan.summary
+    if not plan.actions:
+        head = "No changes: nothing to do"
+    else:
+        head = (
+            f"Plan: {s.get('reconnect_account', 0)} to reconnect, "
+            f"{s.get('add_audiences', 0)} to add audiences, "
+            f"{s.get('enable_flow', 0)} to enable, {s.get('disable_flow', 0)} to disable"
+        )
+    return f"{head}; {s.get('blocked', 0)} blocked, {_plural(s.get('orphans', 0), 'orphan')}."
+
+
+def render_plan(console: Console, plan: Plan) -> None:
+    """The whole plan as text: summary, blockers, logins, one table per sandbox, switch-offs."""
+    made = _parse_time(plan.created_at) or datetime.now(UTC)
+    _say(
+        console,
+        _text(
+            f"Plan for {plan.org_id}, sandbox{'es' if len(plan.sandboxes) != 1 else ''} "
+            f"{', '.join(plan.sandboxes) or '(none)'} (made {plan.created_at})",
+            "bold",
+        ),
+    )
+    _say(console, _text(summary_line(plan), "bold"))
+    counts = Counter(a.kind for a in plan.actions)
+    for kind in KIND_ORDER:
+        symbol, words, style = KIND_STYLE[kind]
+        _say(console, _text(f"  {symbol} {words:<22}{counts.get(kind, 0):>6}", style))
+    _say(console, _text(f"  {BLOCKED[0]} {'blocked':<22}{len(plan.blockers):>6}", BLOCKED[2]))
+    _say(console, _text(f"  {ORPHAN[0]} {'orphans':<22}{len(plan.orphans):>6}", ORPHAN[2]))
+
+    if plan.blockers:
+        _say(console)
+        _say(
+            console,
+            _text(
+                f"Blocked ({len(plan.blockers)}): nothing is planned for these until you decide",
+                BLOCKED[2],
+            ),
+        )
+        for blocker in plan.blockers:
+            _say(
+                console,
+                _text(
+                    f"  ! {blocker.sandbox}  {blocker.flow_name} ({blocker.flow_id}): "
+                    f"{blocker.message}",
+                    "red",
+                ),
+            )
+            if blocker.candidates:
+                _say(console, _text(f"      candidates: {', '.join(blocker.candidates)}"))
+
+    reconnects = [a for a in plan.actions if a.kind == "reconnect_account"]
+    unserved = [a for a in reconnects if a.details.get("needs_login")]
+    if unserved:
+        _say(console)
+        _say(
+            console,
+            _text(
+                f"Needs a Pinterest login: {_plural(len(unserved), 'account')} to reconnect "
+                "have no stored login that covers their ad accounts",
+                "bold yellow",
+            ),
+        )
+        for action in unserved:
+            ids = ", ".join(action.details.get("advertiser_ids") or []) or "unknown ad accounts"
+            _say(console, _text(f"  ~ {action.sandbox}  {action.target_name}: ad accounts {ids}"))
+        _say(
+            console,
+            _text(
+                f"  Run `{AUTH_LOGIN}` as a Pinterest user with access to them (or set "
+                "PINMIGRATE_PINTEREST_REFRESH_TOKEN), then plan again."
+            ),
+        )
+
+    for sandbox in plan.sandboxes:
+        _render_plan_sandbox(console, plan, sandbox, made)
+
+    if plan.orphans:
+        _say(console)
+        _say(
+            console,
+            _text(f"Orphans: {_plural(len(plan.orphans), 'legacy flow')} with no twin", "yellow"),
+        )
+        for orphan in plan.orphans:
+            _say(
+                console,
+                _text(
+                    f"  ? {orphan.sandbox}  {orphan.flow_name} ({orphan.flow_id}), ad account "
+                    f"{orphan.advertiser_id or 'none'}, {orphan.state or 'state unknown'}: "
+                    f"{orphan.reason}"
+                ),
+            )
+
+    if plan.warnings:
+        _say(console)
+        _say(console, _text(f"Warnings ({len(plan.warnings)})", "yellow"))
+        for warning in plan.warnings:
+            _say(console, _text(f"  - {warning}", "yellow"))
+
+    disables = [a for a in plan.actions if a.kind == "disable_flow"]
+    _say(console)
+    if disables:
+        _say(
+            console, _text(f"Will switch off {_plural(len(disables), 'legacy flow')}:", "bold red")
+        )
+        for action in disables:
+            twin = action.precondition.get("twin_flow_id", "?")
+            _say(
+                console,
+                _text(
+                    f"  - {action.sandbox}  {action.target_name} ({action.target_id}), "
+                    f"after its twin {twin} is on",
+                    "red",
+                ),
+            )
+    elif plan.actions:
+        _say(console, _text("No legacy flow will be switched off."))
+    if not plan.actions:
+        _say(console, _text("Nothing to change.", "bold"))
+    _say(console, _text(legend(), "dim"))
+
+
+def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datetime) -> None:
+    actions = [a for a in plan.actions if a.sandbox == sandbox]
+    pairs = [p for p in plan.pairs if p.sandbox == sandbox]
+    by_target: dict[str, list[Action]] = defaultdict(list)
+    reconnect_of: dict[str, Action] = {}
+    for action in actions:
+        by_target[action.target_id].append(action)
+        if action.kind == "reconnect_account":
+            for flow_id in action.details.get("flows") or []:
+                reconnect_of[flow_id] = action
+    busy = [p for p in pairs if p.status in ("migrate", "blocked")]
+    quiet = [p for p in pairs if p.status not in ("migrate", "blocked")]
+    # Ids get their own columns only where they fit; they are always in the lists below
+    # the tables (blockers, reconnects, switch-offs) and in --output json.
+    wide = console.width >= WIDE
+
+    _say(console)
+    _say(
+        console,
+        _text(
+            f"Sandbox {sandbox}: {_plural(len(actions), 'action')}, {_plural(len(pairs), 'pair')}",
+            "bold",
+        ),
+    )
+    if busy:
+        columns = ["", "Flow", "Ad account", "Legacy flow", "New flow", "Audiences"]
+        table = _table(*columns, *(["Legacy flow id", "New flow id"] if wide else []))
+        if wide:
+            _fit_ids(console, table, 6, (p.legacy_flow_id for p in busy))
+            _fit_ids(console, table, 7, (p.new_flow_id or "" for p in busy))
+        for pair in busy:
+            row = _pair_row(pair, by_target, reconnect_of)
+            if wide:
+                row += [_text(pair.legacy_flow_id), _text(pair.new_flow_id or "")]
+            table.add_row(*row)
+        console.print(table)
+
+    reconnects = [a for a in actions if a.kind == "reconnect_account"]
+    if reconnects:
+        columns = ["", "Account to reconnect", "Ad accounts", "Credentials", "Login", "Flows"]
+        table = _table(*columns, *(["Account id"] if wide else []))
+        for action in reconnects:
+            expires = _parse_time(action.precondition.get("expires_at"))
+            login = action.details.get("login")
+            row = [
+                _text("~", KIND_STYLE["reconnect_account"][2]),
+                _text(action.target_name or action.target_id),
+                _text(", ".join(action.details.get("advertiser_ids") or []) or "none"),
+                _text(describe_expiry(expires, made), "red" if expires is None else ""),
+                _text(f"user {login}") if login else _text("NEEDS LOGIN", "bold yellow"),
+                _text(len(action.details.get("flows") or [])),
+            ]
+            table.add_row(*row, *([_text(action.target_id)] if wide else []))
+        console.print(table)
+
+    if quiet:
+        if len(quiet) <= QUIET_PAIRS_NAMED:
+            named = ", ".join(
+                f"{p.legacy_flow_name} ({STATUS_WORDS.get(p.status, p.status)})" for p in quiet
+            )
+            _say(console, _text(f"  Nothing to do for {_plural(len(quiet), 'pair')}: {named}"))
+        else:
+            counts = Counter(STATUS_WORDS.get(p.status, p.status) for p in quiet)
+            listed = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            _say(
+                console,
+                _text(
+                    f"  Nothing to do for {_plural(len(quiet), 'pair')} ({listed}); "
+                    "`pinmigrate discover` or --output json lists them"
+                ),
+            )
+
+
+def _pair_row(
+    pair: Pair, by_target: dict[str, list[Action]], reconnect_of: dict[str, Action]
+) -> list[Text]:
+    if pair.status == "blocked":
+        return [
+            _text(BLOCKED[0], BLOCKED[2]),
+            _text(pair.legacy_flow_name),
+            _text(pair.advertiser_id or "none"),
+            _text(pair.legacy_state),
+            _text("blocked: see above", "red"),
+            _text(""),
+        ]
+    kinds = {a.kind for a in by_target.get(pair.new_flow_id or "", [])}
+    kinds |= {a.kind for a in by_target.get(pair.legacy_flow_id, [])}
+    reconnect = reconnect_of.get(pair.new_flow_id or "")
+    symbols = "".join(
+        KIND_STYLE[k][0]
+        for k in KIND_ORDER
+        if k in kinds or (k == "reconnect_account" and reconnect is not None)
+    )
+    legacy = pair.legacy_state
+    if "disable_flow" in kinds:
+        legacy = f"{pair.legacy_state} -> disabled"
+    new = pair.new_state or "?"
+    if "enable_flow" in kinds:
+        new = f"{new} -> enabled"
+    audiences = "all there"
+    if pair.missing_audiences:
+        audiences = f"+{len(pair.missing_audiences)} to add"
+    name = pair.legacy_flow_name
+    if pair.new_flow_name and pair.new_flow_name != pair.legacy_flow_name:
+        name = f"{name} -> {pair.new_flow_name}"
+    return [
+        _text(symbols, "bold"),
+        _text(name),
+        _text(pair.advertiser_id or "none"),
+        _text(legacy, "red" if "disable_flow" in kinds else ""),
+        _text(new, "green" if "enable_flow" in kinds else ""),
+        _text(audiences, "green" if pair.missing_audiences else ""),
+    ]
+
+
+# -- inventories ----------------------------------------------------------------------------
+
+
+def advertisers_by_account(sb: SandboxInventory) -> dict[str, list[str]]:
+    found: dict[str, set[str]] = defaultdict(set)
+    for tc in sb.target_connections:
+        if tc.base_connection_id and tc.advertiser_id:
+            found[tc.base_connection_id].add(tc.advertiser_id)
+    return {account: sorted(ids) for account, ids in found.items()}
+
+
+def render_inventory(console: Console, inventory: Inventory, pairing: Plan, now: datetime) -> None:
+    """``discover``: per sandbox, both cards' accounts and flows, then the pairing."""
+    total = sum(len(sb.flows) for sb in inventory.sandboxes)
+    _say(
+        console,
+        _text(
+            f"Inventory of {inventory.org_id}: "
+            f"{_plural(len(inventory.sandboxes), 'sandbox', 'sandboxes')}, "
+            f"{_plural(total, 'Pinterest flow')}",
+            "bold",
+        ),
+    )
+    for sb in inventory.sandboxes:
+        _say(console)
+        _say(
+            console,
+            _text(
+                f"Sandbox {sb.name}  (legacy card {sb.legacy_spec_id}, new card {sb.new_spec_id})",
+                "bold",
+            ),
+        )
+        advertisers = advertisers_by_account(sb)
+        flows_of = Counter(f.account_id for f in sb.flows)
+        for card, label in CARDS:
+            accounts = _ordered_accounts(a for a in sb.accounts if a.card == card)
+            _say(console, _text(f"  {label} accounts ({len(accounts)})"))
+            if not accounts:
+                continue
+            table = _table("Account", "Ad accounts", "Credentials", "Flows")
+            _fit_ids(console, table, 0, (a.id for a in accounts))
+            for account in accounts:
+                table.add_row(
+                    _text(f"{account.name}\n{account.id}"),
+                    _text(", ".join(advertisers.get(account.id, [])) or "none"),
+                    _text(describe_expiry(account.expires_at, now), _expiry_style(account, now)),
+                    _text(flows_of.get(account.id, 0)),
+                )
+            console.print(table)
+        for card, label in CARDS:
+            flows = _ordered_flows(f for f in sb.flows if f.card == card)
+            _say(console, _text(f"  {label} flows ({len(flows)})"))
+            if not flows:
+                continue
+            table = _table("Flow", "State", "Ad account", "Audiences")
+            _fit_ids(console, table, 0, (f.id for f in flows))
+            for flow in flows:
+                table.add_row(
+                    _text(f"{flow.name}\n{flow.id}"),
+                    _text(flow.state, "green" if flow.enabled else "dim"),
+                    _text(flow.advertiser_id or "none"),
+                    _text(len(flow.audiences)),
+                )
+            console.print(table)
+        _render_pairing(console, pairing, sb)
+    if pairing.warnings:
+        _say(console)
+        _say(console, _text(f"Warnings ({len(pairing.warnings)})", "yellow"))
+        for warning in pairing.warnings:
+            _say(console, _text(f"  - {warning}", "yellow"))
+
+
+def _fit_ids(console: Console, table: Table, column: int, ids: Iterable[str]) -> None:
+    """Keep a column wide enough for its ids where the console allows, so they do not break.
+
+    Rich crops what cannot fit, so narrow consoles get no minimum: ids then fold, whole.
+    """
+    if console.width >= 80:
+        longest = max((len(i) for i in ids), default=0)
+        table.columns[column].min_width = min(longest, 40)
+
+
+def _render_pairing(console: Console, pairing: Plan, sb: SandboxInventory) -> None:
+    """One block per legacy flow: the pair's status, then the flows with ids and states."""
+    pairs = [p for p in pairing.pairs if p.sandbox == sb.name]
+    orphans = [o for o in pairing.orphans if o.sandbox == sb.name]
+    blockers = {b.flow_id: b for b in pairing.blockers if b.sandbox == sb.name}
+    states = {f.id: f.state for f in sb.flows}
+    _say(
+        console,
+        _text(
+            f"  Pairing ({_plural(len(pairs) - len(blockers), 'pair')}, "
+            f"{len(blockers)} blocked, {_plural(len(orphans), 'orphan')})"
+        ),
+    )
+    for pair in pairs:
+        blocker = blockers.get(pair.legacy_flow_id)
+        if blocker is not None:
+            status, style = f"BLOCKED ({blocker.kind}): {blocker.message}", "red"
+        else:
+            status, style = STATUS_WORDS.get(pair.status, pair.status), ""
+            if pair.missing_audiences:
+                status += f", {_plural(len(pair.missing_audiences), 'audience')} missing"
+        head = f"    {pair.legacy_flow_name}, ad account {pair.advertiser_id or 'none'}: "
+        _say(console, _text(head + status, style))
+        _say(console, _text(f"      legacy  {pair.legacy_flow_id}  {pair.legacy_state}"))
+        if blocker is not None:
+            for candidate in blocker.candidates:
+                _say(
+                    console,
+                    _text(f"      new?    {candidate}  {states.get(candidate, '?')}, candidate"),
+                )
+        elif pair.new_flow_id:
+            name = ""
+            if pair.new_flow_name and pair.new_flow_name != pair.legacy_flow_name:
+                name = f"  named {pair.new_flow_name!r}"
+            _say(console, _text(f"      new     {pair.new_flow_id}  {pair.new_state}{name}"))
+    for orphan in orphans:
+        _say(
+            console,
+            _text(
+                f"    {orphan.flow_name}, ad account {orphan.advertiser_id or 'none'}: "
+                "orphan, no twin on the new card",
+                "yellow",
+            ),
+        )
+        _say(console, _text(f"      legacy  {orphan.flow_id}  {orphan.state}"))
+
+
+def _ordered_accounts(accounts: Iterable[Account]) -> list[Account]:
+    return sorted(accounts, key=lambda a: (a.card != "legacy", a.name, a.id))
+
+
+def _ordered_flows(flows: Iterable[Flow]) -> list[Flow]:
+    return sorted(flows, key=lambda f: (f.card != "legacy", f.name, f.id))
+
+
+def _expiry_style(account: Account, now: datetime) -> str:
+    if account.expires_at is None or _aware(account.expires_at) <= _aware(now):
+        return "red"
+    if _aware(account.expires_at) - _aware(now) < timedelta(days=7):
+        return "yellow"
+    return ""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else _aware(moment).astimezone(UTC).isoformat()
+
+
+def inventory_json(inventory: Inventory, pairing: Plan) -> dict[str, Any]:
+    """``discover --output json``: sandboxes, accounts, target connections, flows, pairing."""
+    accounts: list[dict[str, Any]] = []
+    targets: list[dict[str, Any]] = []
+    flows: list[dict[str, Any]] = []
+    for sb in inventory.sandboxes:
+        advertisers = advertisers_by_account(sb)
+        accounts.extend(
+            {
+                "id": a.id,
+                "name": a.name,
+                "sandbox": a.sandbox,
+                "card": a.card,
+                "state": a.state,
+                "expires_at": _iso(a.expires_at),
+                "advertiser_ids": advertisers.get(a.id, []),
+            }
+            for a in _ordered_accounts(sb.accounts)
+        )
+        targets.extend(
+            {
+                "id": t.id,
+                "name": t.name,
+                "sandbox": t.sandbox,
+                "card": t.card,
+                "account_id": t.base_connection_id,
+                "advertiser_id": t.advertiser_id,
+            }
+            for t in sb.target_connections
+        )
+        flows.extend(
+            {
+                "id": f.id,
+                "name": f.name,
+                "sandbox": f.sandbox,
+                "card": f.card,
+                "state": f.state,
+                "account_id": f.account_id,
+                "target_connection_id": f.target_connection_id,
+                "advertiser_id": f.advertiser_id,
+                "audiences": [{"id": a.id, "name": a.name} for a in f.audiences],
+            }
+            for f in _ordered_flows(sb.flows)
+        )
+    dumped = pairing.model_dump(mode="json")
+    return {
+        "schema_version": 1,
+        "kind": "pinmigrate.inventory",
+        "org_id": inventory.org_id,
+        "sandboxes": [
+            {"name": sb.name, "legacy_spec_id": sb.legacy_spec_id, "new_spec_id": sb.new_spec_id}
+            for sb in inventory.sandboxes
+        ],
+        "accounts": accounts,
+        "target_connections": targets,
+        "flows": flows,
+        "pairing": {key: dumped[key] for key in ("pairs", "orphans", "blockers")},
+        "warnings": dumped["warnings"],
+    }
+
+
+__all__: Sequence[str] = (
+    "describe_expiry",
+    "inventory_json",
+    "legend",
+    "render_inventory",
+    "render_plan",
+    "summary_line",
+)

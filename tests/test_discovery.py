@@ -1,0 +1,327 @@
+"""Discovery: filtered list calls only, both cards, nothing else, sandboxes in order."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+
+from pinmigrate.discovery import discover
+from pinmigrate.errors import ConfigError, NotFoundError
+from pinmigrate.settings import AdobeSettings, MigrationSettings, Settings
+
+LEGACY, NEW, S3 = "spec-legacy", "spec-new", "spec-s3"
+SPECS = {"(Deprecating) Pinterest": LEGACY, "(New) Pinterest": NEW, "Amazon S3": S3}
+
+
+def settings(sandboxes: Sequence[str] = ("prod",), **migration: Any) -> Settings:
+    return Settings(
+        adobe=AdobeSettings(
+            org_id="TEST@AdobeOrg",
+            client_id="client",
+            client_secret="not-a-real-secret",  # type: ignore[arg-type]
+            sandboxes=tuple(sandboxes),
+            ims_url="http://adobe.test",
+            platform_url="http://adobe.test",
+        ),
+        migration=MigrationSettings(**migration),
+    )
+
+
+def account(aid: str, spec: str, expires: str | None = None) -> dict[str, Any]:
+    params = {"expiresAt": expires} if expires else {}
+    return {
+        "id": aid,
+        "name": f"Account {aid}",
+        "connectionSpec": {"id": spec, "version": "1.0"},
+        "auth": {"specName": "OAuth2 Authorization Code", "params": params},
+        "state": "enabled",
+        "etag": f'"{aid}"',
+    }
+
+
+def target(tid: str, spec: str, base: str, advertiser: str | None) -> dict[str, Any]:
+    return {
+        "id": tid,
+        "name": f"Target {tid}",
+        "baseConnectionId": base,
+        "connectionSpec": {"id": spec, "version": "1.0"},
+        "params": {"advertiser_id": advertiser} if advertiser else {},
+        "state": "enabled",
+        "etag": f'"{tid}"',
+    }
+
+
+def flow(
+    fid: str, name: str, spec: str, tc: str, base: str, state: str = "enabled", auds: int = 2
+) -> dict[str, Any]:
+    return {
+        "id": fid,
+        "name": name,
+        "state": state,
+        "etag": f'"{fid}"',
+        "targetConnectionIds": [tc],
+        "inheritedAttributes": {
+            "properties": {"isDestinationFlow": True},
+            "targetConnections": [
+                {
+                    "id": tc,
+                    "connectionSpec": {"id": spec, "version": "1.0"},
+                    "baseConnection": {"id": base, "connectionSpec": {"id": spec}},
+                }
+            ],
+        },
+        "transformations": [
+            {
+                "name": "GeneralTransform",
+                "params": {
+                    "segmentSelectors": {
+                        "selectors": [
+                            {"type": "PLATFORM_SEGMENT", "value": {"id": f"aud{i}", "name": ""}}
+                            for i in range(auds)
+                        ]
+                    }
+                },
+            }
+        ],
+    }
+
+
+def world(sandbox: str) -> dict[str, list[dict[str, Any]]]:
+    """One sandbox's objects, including another destination's, which must be left out."""
+    return {
+        "connections": [
+            account(f"{sandbox}-acc-l", LEGACY, "2030-01-01T00:00:00Z"),
+            account(f"{sandbox}-acc-n", NEW),
+            account(f"{sandbox}-acc-s3", S3),
+        ],
+        "targetConnections": [
+            target(f"{sandbox}-tc-l", LEGACY, f"{sandbox}-acc-l", "549755885175"),
+            target(f"{sandbox}-tc-n", NEW, f"{sandbox}-acc-n", "549755885175"),
+            target(f"{sandbox}-tc-s3", S3, f"{sandbox}-acc-s3", None),
+        ],
+        "flows": [
+            flow(f"{sandbox}-fl", "Loyalty", LEGACY, f"{sandbox}-tc-l", f"{sandbox}-acc-l"),
+            flow(
+                f"{sandbox}-fn",
+                "Loyalty",
+                NEW,
+                f"{sandbox}-tc-n",
+                f"{sandbox}-acc-n",
+                "disabled",
+                1,
+            ),
+            flow(f"{sandbox}-fs3", "S3 export", S3, f"{sandbox}-tc-s3", f"{sandbox}-acc-s3"),
+        ],
+    }
+
+
+class FakeAdobe:
+    """The AdobeClient interface; it ignores filters (as a careless server might) and
+    refuses single GETs, which discovery must never make."""
+
+    def __init__(self, sandboxes: Sequence[str], barrier: threading.Barrier | None = None) -> None:
+        self.data = {name: world(name) for name in sandboxes}
+        self.calls: list[tuple[str, str, tuple[str, ...]]] = []
+        self.spec_lookups: list[tuple[str, str]] = []
+        self.barrier = barrier
+        self.lock = threading.Lock()
+        self.specs = dict(SPECS)
+
+    def token(self) -> str:
+        return "token"
+
+    def list(
+        self,
+        resource: str,
+        *,
+        sandbox: str,
+        properties: Sequence[str] = (),
+        params: Mapping[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        with self.lock:
+            self.calls.append((resource, sandbox, tuple(properties)))
+        if self.barrier is not None:
+            self.barrier.wait()
+        yield from self.data[sandbox][resource]
+
+    def get(self, resource: str, object_id: str, *, sandbox: str) -> dict[str, Any]:
+        raise AssertionError(f"discovery made a per-object GET of {resource}/{object_id}")
+
+    def find_connection_spec(self, name: str, *, sandbox: str) -> dict[str, Any] | None:
+        with self.lock:
+            self.spec_lookups.append((name, sandbox))
+        spec_id = self.specs.get(name)
+        return {"id": spec_id, "name": name} if spec_id else None
+
+
+def test_filtered_lists_only_and_both_cards_only() -> None:
+    adobe = FakeAdobe(["prod"])
+    inventory = discover(adobe, settings(), ["prod"])  # type: ignore[arg-type]
+    either = f"{LEGACY},{NEW}"
+    assert sorted(adobe.calls) == [
+        ("connections", "prod", (f"connectionSpec.id=={either}",)),
+        (
+            "flows",
+            "prod",
+            (f"inheritedAttributes.targetConnections[].connectionSpec.id=={either}",),
+        ),
+        ("targetConnections", "prod", (f"connectionSpec.id=={either}",)),
+    ]
+    assert sorted(adobe.spec_lookups) == [
+        ("(Deprecating) Pinterest", "prod"),
+        ("(New) Pinterest", "prod"),
+    ]
+    (sb,) = inventory.sandboxes
+    assert (sb.name, sb.legacy_spec_id, sb.new_spec_id) == ("prod", LEGACY, NEW)
+    assert {f.id: f.card for f in sb.flows} == {"prod-fl": "legacy", "prod-fn": "new"}
+    assert {a.id: a.card for a in sb.accounts} == {"prod-acc-l": "legacy", "prod-acc-n": "new"}
+    assert {t.id for t in sb.target_connections} == {"prod-tc-l", "prod-tc-n"}
+
+
+def test_flow_values_come_from_the_payloads_and_target_connections() -> None:
+    inventory = discover(FakeAdobe(["prod"]), settings())  # type: ignore[arg-type]
+    new = inventory.flow("prod-fn")
+    assert new is not None
+    # The flow payload carries no params: the ad account comes from the target connection.
+    assert new.advertiser_id == "549755885175"
+    assert (new.account_id, new.target_connection_id, new.state) == (
+        "prod-acc-n",
+        "prod-tc-n",
+        "disabled",
+    )
+    assert [a.id for a in new.audiences] == ["aud0"]
+    sb = inventory.sandboxes[0]
+    assert sb.account("prod-acc-n") is not None
+    assert sb.account("prod-acc-n").expires_at is None  # type: ignore[union-attr]
+    assert sb.account("prod-acc-l").expires_at.year == 2030  # type: ignore[union-attr]
+    assert inventory.org_id == "TEST@AdobeOrg"
+
+
+def test_spec_id_overrides_skip_the_lookup() -> None:
+    adobe = FakeAdobe(["prod"])
+    inventory = discover(adobe, settings(legacy_spec_id=LEGACY, new_spec_id=NEW))  # type: ignore[arg-type]
+    assert adobe.spec_lookups == []
+    assert len(inventory.sandboxes[0].flows) == 2
+
+
+def test_one_override_looks_up_the_other_card_only() -> None:
+    adobe = FakeAdobe(["prod"])
+    discover(adobe, settings(new_spec_id=NEW))  # type: ignore[arg-type]
+    assert adobe.spec_lookups == [("(Deprecating) Pinterest", "prod")]
+
+
+def test_missing_card_names_the_card_the_sandbox_and_the_override() -> None:
+    adobe = FakeAdobe(["prod"])
+    del adobe.specs["(New) Pinterest"]
+    with pytest.raises(NotFoundError) as caught:
+        discover(adobe, settings())  # type: ignore[arg-type]
+    line = caught.value.line()
+    assert "'(New) Pinterest'" in line
+    assert "sandbox prod" in line
+    assert "migration.new_spec_id" in line
+    assert all(resource == "connectionSpecs" for resource, *_ in adobe.calls)
+
+
+def test_both_cards_on_one_spec_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="same connection spec"):
+        discover(FakeAdobe(["prod"]), settings(legacy_spec_id=NEW, new_spec_id=NEW))  # type: ignore[arg-type]
+
+
+def test_sandboxes_and_lists_run_in_parallel_and_keep_their_order() -> None:
+    # Every list of every sandbox must be in flight at once to pass this barrier.
+    names = ["prod", "dev", "stage"]
+    barrier = threading.Barrier(len(names) * 3, timeout=10)
+    adobe = FakeAdobe(names, barrier)
+    inventory = discover(adobe, settings(names))  # type: ignore[arg-type]
+    assert [sb.name for sb in inventory.sandboxes] == names
+    assert len(adobe.calls) == 9
+
+
+def test_default_sandboxes_come_from_settings() -> None:
+    adobe = FakeAdobe(["dev", "prod"])
+    inventory = discover(adobe, settings(["dev", "prod"]))  # type: ignore[arg-type]
+    assert [sb.name for sb in inventory.sandboxes] == ["dev", "prod"]
+
+
+def test_progress_lines() -> None:
+    lines: list[str] = []
+    discover(FakeAdobe(["prod"]), settings(), progress=lines.append)  # type: ignore[arg-type]
+    assert lines == ["prod: 2 accounts, 2 target connections, 2 flows"]
+
+
+# -- the real AdobeClient over HTTP (mocked): query strings, paging, no single GETs ----------
+
+
+BASE = "http://adobe.test/data/foundation/flowservice"
+
+
+@responses.activate
+def test_real_client_sends_the_filters_and_follows_pages() -> None:
+    from pinmigrate.adobe import AdobeClient
+    from pinmigrate.http import HttpClient
+
+    responses.add(
+        responses.POST,
+        "http://adobe.test/ims/token/v3",
+        json={"access_token": "ims-token-value", "expires_in": 86399},
+    )
+
+    def spec_page(request: Any) -> tuple[int, dict[str, str], str]:
+        import json
+
+        name = parse_qs(urlsplit(request.url).query)["property"][0].removeprefix("name==")
+        items = [{"id": SPECS[name], "name": name}] if name in SPECS else []
+        return 200, {}, json.dumps({"items": items, "_links": {}})
+
+    responses.add_callback(responses.GET, f"{BASE}/connectionSpecs", callback=spec_page)
+    data = world("prod")
+    for resource in ("connections", "targetConnections"):
+        responses.add(responses.GET, f"{BASE}/{resource}", json={"items": data[resource]})
+    # Two pages of flows: the second is reached through a relative next link.
+    first, second = data["flows"][:1], data["flows"][1:]
+
+    def flows_page(request: Any) -> tuple[int, dict[str, str], str]:
+        import json
+
+        query = parse_qs(urlsplit(request.url).query)
+        if "continuationToken" in query:
+            return 200, {}, json.dumps({"items": second, "_links": {}})
+        body = {"items": first, "_links": {"next": {"href": "/flows?continuationToken=p2"}}}
+        return 200, {}, json.dumps(body)
+
+    responses.add_callback(responses.GET, f"{BASE}/flows", callback=flows_page)
+
+    adobe = AdobeClient(settings(), http=HttpClient(service="adobe", sleep=lambda s: None))
+    inventory = discover(adobe, settings())
+    assert {f.id for f in inventory.sandboxes[0].flows} == {"prod-fl", "prod-fn"}
+
+    seen: dict[str, list[dict[str, list[str]]]] = {}
+    for call in responses.calls:
+        parts = urlsplit(call.request.url)
+        assert call.request.method in ("GET", "POST")
+        path = parts.path.removeprefix("/data/foundation/flowservice")
+        seen.setdefault(path, []).append(parse_qs(parts.query))
+        if path != "/ims/token/v3":
+            assert call.request.headers["x-sandbox-name"] == "prod"
+    # No GET /flows/{id}, /connections/{id} or /targetConnections/{id}: lists only.
+    assert set(seen) == {
+        "/ims/token/v3",
+        "/connectionSpecs",
+        "/connections",
+        "/targetConnections",
+        "/flows",
+    }
+    either = f"{LEGACY},{NEW}"
+    assert seen["/connections"][0]["property"] == [f"connectionSpec.id=={either}"]
+    assert seen["/targetConnections"][0]["property"] == [f"connectionSpec.id=={either}"]
+    assert [q.get("continuationToken") for q in seen["/flows"]] == [None, ["p2"]]
+    assert all(
+        q["property"] == [f"inheritedAttributes.targetConnections[].connectionSpec.id=={either}"]
+        for q in seen["/flows"]
+    )
+    assert len(seen["/connectionSpecs"]) == 2

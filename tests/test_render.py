@@ -1,0 +1,247 @@
+"""Text and JSON renderings of plans and inventories."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from rich.console import Console
+
+from pinmigrate.inventory import (
+    Account,
+    Audience,
+    Flow,
+    Inventory,
+    SandboxInventory,
+    TargetConnection,
+)
+from pinmigrate.plan import Plan
+from pinmigrate.planner import PlanOptions, make_plan
+from pinmigrate.render import (
+    describe_expiry,
+    inventory_json,
+    legend,
+    render_inventory,
+    render_plan,
+    summary_line,
+)
+from pinmigrate.settings import Settings
+
+NOW = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
+
+
+def flow(fid: str, name: str, card: str, state: str, adv: str = "175", auds: int = 1) -> Flow:
+    return Flow(
+        id=fid,
+        name=name,
+        sandbox="prod",
+        card=card,  # type: ignore[arg-type]
+        state=state,
+        account_id="acc-new" if card == "new" else "acc-old",
+        target_connection_id=f"tc-{fid}",
+        advertiser_id=adv,
+        audiences=tuple(Audience(f"a{i}", f"Audience {i}") for i in range(auds)),
+    )
+
+
+def inventory(*flows: Flow, expires: datetime | None = None) -> Inventory:
+    accounts = (
+        Account(id="acc-old", name="Old account", sandbox="prod", card="legacy", expires_at=NOW),
+        Account(id="acc-new", name="New account", sandbox="prod", card="new", expires_at=expires),
+    )
+    tcs = tuple(
+        TargetConnection(
+            id=f"tc-{f.id}",
+            sandbox="prod",
+            card=f.card,
+            base_connection_id=f.account_id,
+            advertiser_id=f.advertiser_id,
+        )
+        for f in flows
+    )
+    sb = SandboxInventory(
+        name="prod",
+        legacy_spec_id="spec-l",
+        new_spec_id="spec-n",
+        accounts=accounts,
+        target_connections=tcs,
+        flows=flows,
+    )
+    return Inventory(org_id="ORG@AdobeOrg", sandboxes=(sb,))
+
+
+def plan_of(inv: Inventory) -> Plan:
+    return make_plan(inv, [], Settings(), PlanOptions(now=NOW))
+
+
+def text_of(render: object, *args: object, terminal: bool = False) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=terminal or None)
+    render(console, *args)  # type: ignore[operator]
+    return out.getvalue()
+
+
+BUSY = inventory(
+    flow("l1", "Cart abandoners", "legacy", "enabled", auds=3),
+    flow("n1", "Cart abandoners", "new", "disabled", auds=2),
+    flow("l2", "Lookalike", "legacy", "enabled"),
+    flow("n2a", "Lookalike", "new", "disabled"),
+    flow("n2b", "Lookalike", "new", "disabled"),
+    flow("l3", "Holiday", "legacy", "enabled"),
+    flow("l4", "Winback", "legacy", "disabled"),
+    flow("n4", "Winback", "new", "disabled"),
+    expires=NOW - timedelta(days=2),
+)
+
+
+@pytest.mark.parametrize(
+    ("expires", "text"),
+    [
+        (None, "missing"),
+        (NOW - timedelta(days=2, seconds=5), "expired 2d ago"),
+        (NOW + timedelta(days=3) - timedelta(seconds=5), "in 3d"),
+        (NOW + timedelta(hours=5), "in 5h"),
+        (NOW - timedelta(minutes=20), "expired 20m ago"),
+        (datetime(2024, 2, 29, 12, 0), "in 50d"),
+    ],
+)
+def test_describe_expiry(expires: datetime | None, text: str) -> None:
+    assert describe_expiry(expires, NOW) == text
+
+
+def test_plan_text_reads_summary_first_and_ends_with_the_switch_offs() -> None:
+    plan = plan_of(BUSY)
+    text = text_of(render_plan, plan)
+    lines = text.splitlines()
+    assert lines[0].startswith("Plan for ORG@AdobeOrg, sandbox prod")
+    assert lines[1] == (
+        "Plan: 1 to reconnect, 1 to add audiences, 1 to enable, 1 to disable; 1 blocked, 1 orphan."
+    )
+    assert "  ~ reconnect account          1" in lines
+    assert "  ! blocked                    1" in lines
+    assert any(line.startswith("Blocked (1)") for line in lines)
+    assert "      candidates: n2a, n2b" in lines
+    assert "Run `pinmigrate auth login`" in text
+    assert "NEEDS LOGIN" in text
+    assert "expired 2d ago" in text
+    assert "Nothing to do for 1 pair: Winback (legacy flow disabled)" in text
+    assert "? prod  Holiday (l3)" in text
+    switch_off = lines.index("Will switch off 1 legacy flow:")
+    assert lines[switch_off + 1].strip() == "- prod  Cart abandoners (l1), after its twin n1 is on"
+    assert lines[-1].strip().startswith("Legend: ~ reconnect account")
+    # Each action kind has its symbol on the pair's row.
+    row = next(line for line in lines if "Cart abandoners" in line and "->" in line)
+    assert row.startswith("~+>-")
+    assert "\x1b[" not in text  # not a terminal: no colour, no cursor tricks
+
+
+def test_colour_only_on_a_terminal() -> None:
+    assert "\x1b[" in text_of(render_plan, plan_of(BUSY), terminal=True)
+
+
+def test_names_are_not_rich_markup() -> None:
+    inv = inventory(
+        flow("l1", "[bold red]Promo[/]", "legacy", "enabled"),
+        flow("n1", "[bold red]Promo[/]", "new", "disabled"),
+        expires=NOW + timedelta(days=30),
+    )
+    text = text_of(render_plan, plan_of(inv))
+    assert "[bold red]Promo[/]" in text
+
+
+def test_nothing_to_change() -> None:
+    inv = inventory(
+        flow("l1", "Done", "legacy", "disabled"),
+        flow("n1", "Done", "new", "enabled"),
+        expires=NOW + timedelta(days=30),
+    )
+    text = text_of(render_plan, plan_of(inv))
+    assert "No changes: nothing to do; 0 blocked, 0 orphans." in text
+    assert "Nothing to change." in text
+    assert "Will switch off" not in text
+
+
+def test_many_quiet_pairs_are_counted_not_listed() -> None:
+    flows = []
+    for i in range(30):
+        flows += [
+            flow(f"l{i}", f"Old {i:02}", "legacy", "disabled"),
+            flow(f"n{i}", f"Old {i:02}", "new", "enabled" if i % 3 else "disabled"),
+        ]
+    text = text_of(render_plan, plan_of(inventory(*flows, expires=NOW + timedelta(days=30))))
+    assert "Nothing to do for 30 pairs (10 legacy flow disabled, 20 migrated)" in text
+    assert "Old 05" not in text
+
+
+def test_legend_names_every_symbol() -> None:
+    assert legend() == (
+        "Legend: ~ reconnect account   + add audiences   > enable flow   "
+        "- disable legacy flow   ! blocked   ? orphan (no twin)"
+    )
+
+
+def test_summary_line_of_a_plan_with_changes() -> None:
+    assert summary_line(plan_of(BUSY)).startswith("Plan: 1 to reconnect")
+
+
+def test_inventory_text() -> None:
+    text = text_of(render_inventory, BUSY, plan_of(BUSY), NOW)
+    assert "Inventory of ORG@AdobeOrg: 1 sandbox, 8 Pinterest flows" in text
+    assert "Sandbox prod  (legacy card spec-l, new card spec-n)" in text
+    assert "expired 2d ago" in text
+    assert "Legacy card accounts (1)" in text
+    assert "New card flows (4)" in text
+    assert "Lookalike, ad account 175: BLOCKED (ambiguous)" in text
+    assert "      new?    n2a  disabled, candidate" in text
+    assert "Holiday, ad account 175: orphan, no twin on the new card" in text
+    assert "Cart abandoners, ad account 175: to migrate, 1 audience missing" in text
+    assert "      legacy  l1  enabled" in text
+    assert "      new     n1  disabled" in text
+    assert "Winback, ad account 175: legacy flow disabled" in text
+
+
+def test_wide_consoles_get_id_columns() -> None:
+    out = io.StringIO()
+    render_plan(Console(file=out, width=200), plan_of(BUSY))
+    header = next(line for line in out.getvalue().splitlines() if "Audiences" in line)
+    assert "Legacy flow id" in header and "New flow id" in header
+    assert "Legacy flow id" not in text_of(render_plan, plan_of(BUSY))
+
+
+def test_narrow_console_crops_nothing() -> None:
+    out = io.StringIO()
+    render_inventory(Console(file=out, width=60), BUSY, plan_of(BUSY), NOW)
+    text = out.getvalue()
+    for header in ("Ad accounts", "Credentials", "Flows", "Audiences"):
+        assert header in text
+
+
+def test_inventory_json_shape() -> None:
+    data = inventory_json(BUSY, plan_of(BUSY))
+    assert data["kind"] == "pinmigrate.inventory"
+    assert data["schema_version"] == 1
+    assert data["sandboxes"] == [
+        {"name": "prod", "legacy_spec_id": "spec-l", "new_spec_id": "spec-n"}
+    ]
+    new_account = next(a for a in data["accounts"] if a["id"] == "acc-new")
+    assert new_account == {
+        "id": "acc-new",
+        "name": "New account",
+        "sandbox": "prod",
+        "card": "new",
+        "state": "enabled",
+        "expires_at": "2024-01-08T12:00:00+00:00",
+        "advertiser_ids": ["175"],
+    }
+    cart = next(f for f in data["flows"] if f["id"] == "n1")
+    assert cart["audiences"] == [
+        {"id": "a0", "name": "Audience 0"},
+        {"id": "a1", "name": "Audience 1"},
+    ]
+    assert cart["advertiser_id"] == "175"
+    assert [f["card"] for f in data["flows"]][:4] == ["legacy"] * 4
+    assert {p["legacy_flow_id"] for p in data["pairing"]["pairs"]} == {"l1", "l2", "l4"}
+    assert [o["flow_id"] for o in data["pairing"]["orphans"]] == ["l3"]
+    assert data["pairing"]["blockers"][0]["candidates"] == ["n2a", "n2b"]
+    assert len(data["target_connections"]) == 8
