@@ -1,0 +1,109 @@
+"""``pinmigrate rollback [RUN_ID]``: undo the flow-state changes of an apply run.
+
+Legacy flows the run switched off are switched back on first, then the new flows it
+switched on are switched off, each only while it is still as the run left it. Audiences
+added and accounts reconnected stay: undoing them would only break the new card again.
+"""
+
+from __future__ import annotations
+
+import click
+
+from pinmigrate.app import App
+from pinmigrate.cli import global_options, pass_app
+from pinmigrate.commands.apply import confirm, make_adobe, output_report, raise_if_failed
+from pinmigrate.errors import UsageError
+
+
+@click.command("rollback")
+@click.argument("run_id", required=False)
+@click.option("--yes", "-y", is_flag=True, help="Roll back without asking.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    help="Parallel writes (default: migration.concurrency).",
+)
+@global_options
+@pass_app
+def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) -> None:
+    """Undo the flow-state changes of apply run RUN_ID (default: the latest that wrote).
+
+    New flows the run enabled are disabled and legacy flows it disabled are enabled again,
+    each only if it is still in the state the run left it in. Added audiences and
+    reconnected accounts are left as they are. Needs --yes without a terminal (else exit 5).
+    """
+    from pinmigrate.executor import rollback_plan, rollback_run
+    from pinmigrate.journal import Journal, StateLock, latest_run, new_run_id, read_run, runs_dir
+    from pinmigrate.report import make_progress
+
+    settings = app.settings
+    state_dir = settings.state_dir
+    if run_id is None:
+        run_id = latest_run(state_dir, kind="apply", with_writes=True)
+        if run_id is None:
+            raise UsageError(
+                f"no apply run with changes to roll back in {runs_dir(state_dir)}",
+                hint="name a run: `pinmigrate rollback RUN_ID`",
+            )
+    record = read_run(state_dir, run_id)
+    if record.kind != "apply":
+        raise UsageError(
+            f"run {run_id} is a {record.kind} run; only apply runs can be rolled back",
+            hint="name the apply run it undid to see what it changed",
+        )
+    plan = rollback_plan(record)
+    if not plan.actions:
+        if app.json:
+            app.print_json(
+                {
+                    "schema_version": 1,
+                    "kind": "pinmigrate.rollback",
+                    "run_id": None,
+                    "rollback_of": run_id,
+                    "results": [],
+                    "summary": {"done": 0, "already_done": 0, "skipped": 0, "failed": 0},
+                    "left_alone": plan.left_alone,
+                }
+            )
+        else:
+            app.note(f"Nothing to roll back: run {run_id} changed no flow state.")
+            for line in plan.left_alone:
+                app.note(f"Note: {line}")
+        return
+
+    if not app.json:
+        app.out.print(f"Rollback of run {run_id}:", markup=False)
+        for action in plan.actions:
+            verb = "enable legacy" if action.kind == "enable_flow" else "disable new"
+            name = f"{action.target_name!r}" if action.target_name else action.target_id
+            app.out.print(f"  {verb} flow {name} ({action.sandbox})", markup=False)
+        if plan.left_alone:
+            app.out.print(
+                f"  left alone: {len(plan.left_alone)} audience or account change(s) "
+                "(rollback undoes flow states only; listed at the end)",
+                markup=False,
+            )
+    confirm(
+        app,
+        f"Roll back {len(plan.actions)} flow-state change(s) of run {run_id}?",
+        yes=yes,
+        what="rollback",
+    )
+
+    adobe = make_adobe(settings)
+    new_id = new_run_id()
+    with StateLock(state_dir, new_id):
+        journal = Journal(state_dir, new_id, kind="rollback")
+        try:
+            report = rollback_run(
+                plan,
+                adobe=adobe,
+                settings=settings,
+                journal=journal,
+                concurrency=concurrency or settings.migration.concurrency,
+                progress=make_progress(app.err, description="rolling back"),
+            )
+        finally:
+            journal.close()
+    output_report(app, report)
+    raise_if_failed(report, "rollback")

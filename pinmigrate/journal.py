@@ -1,0 +1,454 @@
+"""The run journal (``runs/RUN_ID.jsonl``) and the state-dir lock.
+
+Every write the executor makes is bracketed by a ``before`` and an ``after`` record, each
+flushed and fsynced before the process moves on, so a run killed at any instant leaves a
+journal that says what may have happened. The journal never holds a token: values are
+scrubbed by key and by the redaction registry before they reach the disk.
+
+The lock (``state_dir/lock``) keeps two runs from writing to one org from one state dir at
+once. It is created with ``O_EXCL`` and holds ``{pid, host, run_id, started}``; a lock
+left by a dead process on this host is taken over, one from another host never is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pinmigrate import redact
+from pinmigrate.errors import LockedError, PinmigrateError, UsageError
+
+RUNS_DIR = "runs"
+LOCK_NAME = "lock"
+#: Keys whose values are credentials; dropped from any record whatever the caller passed.
+_SECRET_KEYS = frozenset(
+    {
+        "accesstoken",
+        "refreshtoken",
+        "access_token",
+        "refresh_token",
+        "token",
+        "client_secret",
+        "app_secret",
+        "code",
+        "password",
+    }
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A sortable run id: UTC timestamp to the millisecond plus a short random suffix."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    stamp = moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}Z"
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def runs_dir(state_dir: Path) -> Path:
+    return Path(state_dir) / RUNS_DIR
+
+
+def _scrub(value: Any) -> Any:
+    """Drop credential-named keys at any depth; mask registered secrets in strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _scrub(v) for k, v in value.items() if str(k).lower() not in _SECRET_KEYS}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value) if isinstance(value, set | frozenset) else value
+        return [_scrub(v) for v in items]
+    if isinstance(value, str):
+        return redact.redact(value)
+    return value
+
+
+class Journal:
+    """One run's append-only JSONL journal. Thread-safe; the file is created on first record."""
+
+    def __init__(self, state_dir: Path, run_id: str | None = None, *, kind: str = "apply") -> None:
+        self.run_id = run_id or new_run_id()
+        self.kind = kind
+        self.path = runs_dir(state_dir) / f"{self.run_id}.jsonl"
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._handle: Any = None
+        self._written = 0
+        self._synced = 0
+
+    def record(self, event: str, **fields: Any) -> dict[str, Any]:
+        """Append one record; it is on disk (fsynced) when this returns."""
+        entry: dict[str, Any] = {"ts": now_iso(), "run_id": self.run_id, "event": event}
+        entry.update(_scrub({k: v for k, v in fields.items() if v is not None}))
+        line = json.dumps(entry, ensure_ascii=False, sort_keys=False, default=str)
+        with self._lock:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                self._handle = os.fdopen(fd, "a", encoding="utf-8")
+                _fsync_dir(self.path.parent)
+            self._handle.write(line + "\n")
+            self._handle.flush()
+            self._written += 1
+            mine = self._written
+            fileno = self._handle.fileno()
+        # Group commit: threads that wrote while another fsync ran share the next one, so
+        # parallel writers are not serialised behind one fsync each.
+        with self._sync_lock:
+            if self._synced < mine:
+                with self._lock:
+                    upto = self._written
+                os.fsync(fileno)
+                self._synced = upto
+        return entry
+
+    def run_start(self, *, fingerprint: str | None, action_ids: list[str], **extra: Any) -> None:
+        self.record(
+            "run_start",
+            kind=self.kind,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            fingerprint=fingerprint,
+            action_ids=action_ids,
+            **extra,
+        )
+
+    def before(self, action: ActionRef, before: Mapping[str, Any], **extra: Any) -> None:
+        self.record("before", **action.fields(), before=dict(before), **extra)
+
+    def after(self, action: ActionRef, after: Mapping[str, Any], **extra: Any) -> None:
+        self.record("after", **action.fields(), after=dict(after), **extra)
+
+    def error(self, action: ActionRef, message: str) -> None:
+        self.record("error", **action.fields(), error=message)
+
+    def run_end(self, summary: Mapping[str, Any]) -> None:
+        self.record("run_end", summary=dict(summary))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    @property
+    def started(self) -> bool:
+        return self._handle is not None or self.path.exists()
+
+
+@dataclass(frozen=True)
+class ActionRef:
+    """What a journal record says about the action it belongs to."""
+
+    action_id: str
+    kind: str
+    sandbox: str
+    target_id: str
+    target_name: str = ""
+
+    def fields(self) -> dict[str, str]:
+        fields = {
+            "action_id": self.action_id,
+            "kind": self.kind,
+            "sandbox": self.sandbox,
+            "target_id": self.target_id,
+        }
+        if self.target_name:
+            fields["target_name"] = self.target_name
+        return fields
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes a new file's directory entry durable too; not every filesystem allows it.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A journal read back: its records, and what kind of run it was."""
+
+    run_id: str
+    path: Path
+    records: tuple[dict[str, Any], ...]
+
+    @property
+    def start(self) -> dict[str, Any]:
+        return next((r for r in self.records if r.get("event") == "run_start"), {})
+
+    @property
+    def kind(self) -> str:
+        return str(self.start.get("kind", "apply"))
+
+    @property
+    def finished(self) -> bool:
+        return any(r.get("event") == "run_end" for r in self.records)
+
+    @property
+    def writes(self) -> list[dict[str, Any]]:
+        """The ``before`` records: every write this run started."""
+        return [r for r in self.records if r.get("event") == "before"]
+
+    def after_of(self, action_id: str) -> dict[str, Any] | None:
+        return next(
+            (
+                r
+                for r in self.records
+                if r.get("event") == "after" and r.get("action_id") == action_id
+            ),
+            None,
+        )
+
+    def interrupted_writes(self) -> list[dict[str, Any]]:
+        """Writes with a ``before`` and no ``after``: they may or may not have happened."""
+        done = {r.get("action_id") for r in self.records if r.get("event") in ("after", "error")}
+        return [r for r in self.writes if r.get("action_id") not in done]
+
+
+def read_run(state_dir: Path, run_id: str) -> RunRecord:
+    """Read one journal. A torn last line (the process was killed mid-write) is ignored."""
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise UsageError(f"{run_id!r} is not a run id")
+    path = runs_dir(state_dir) / f"{run_id}.jsonl"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(
+            f"no run {run_id} in {runs_dir(state_dir)}",
+            hint="list runs with `ls` on that directory, or omit RUN_ID for the latest",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PinmigrateError(f"cannot read journal {path}: {exc}") from None
+    records: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict):
+            records.append(entry)
+    return RunRecord(run_id, path, tuple(records))
+
+
+def list_runs(state_dir: Path) -> list[str]:
+    """Run ids in the state dir, oldest first (run ids sort by time)."""
+    directory = runs_dir(state_dir)
+    if not directory.is_dir():
+        return []
+    return sorted(p.stem for p in directory.glob("*.jsonl"))
+
+
+def latest_run(state_dir: Path, *, kind: str = "apply", with_writes: bool = False) -> str | None:
+    """The newest run of ``kind`` (optionally only one that started a write)."""
+    for run_id in reversed(list_runs(state_dir)):
+        record = read_run(state_dir, run_id)
+        if record.kind != kind:
+            continue
+        if with_writes and not record.writes:
+            continue
+        return run_id
+    return None
+
+
+# --- the lock ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    host: str
+    run_id: str
+    started: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid}@{self.host}, run {self.run_id}, since {self.started}"
+
+    @classmethod
+    def parse(cls, text: str) -> LockHolder | None:
+        try:
+            data = json.loads(text)
+            return cls(
+                int(data["pid"]), str(data["host"]), str(data["run_id"]), str(data["started"])
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True unless the process certainly does not exist (EPERM means it does, as another user)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError as exc:
+        return exc.errno != errno.ESRCH
+    return True
+
+
+class StateLock:
+    """The state dir's exclusive lock, as a context manager.
+
+    ``acquire`` raises :class:`LockedError` (exit 1) naming the holder. A lock whose
+    process is gone (same host, no such pid) is replaced atomically under a short-lived
+    takeover guard, then re-read to make sure this process owns it.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        run_id: str,
+        *,
+        host: str | None = None,
+        pid: int | None = None,
+        alive: Any = pid_alive,
+    ) -> None:
+        self.path = Path(state_dir) / LOCK_NAME
+        self.run_id = run_id
+        self.host = host or socket.gethostname()
+        self.pid = os.getpid() if pid is None else pid
+        self._alive = alive
+        self.held = False
+        self.took_over: LockHolder | None = None
+
+    def _content(self) -> str:
+        return json.dumps(
+            {"pid": self.pid, "host": self.host, "run_id": self.run_id, "started": now_iso()}
+        )
+
+    def holder(self) -> LockHolder | None:
+        """Who holds the lock now (None when free or unreadable)."""
+        try:
+            return LockHolder.parse(self.path.read_text(encoding="utf-8"))
+        except OSError:
+            return None
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self._content())
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
+    def acquire(self) -> StateLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            if self._create():
+                self.held = True
+                return self
+            holder = self.holder()
+            if holder is None:
+                if not self.path.exists():
+                    continue  # released between our attempt and the read: try again
+                raise LockedError(
+                    f"the state dir lock {self.path} exists but is unreadable",
+                    hint=f"if no pinmigrate run is active, remove {self.path}",
+                )
+            if holder.host != self.host:
+                raise LockedError(
+                    f"another pinmigrate run holds the lock ({holder.describe()})",
+                    hint=(
+                        f"it runs on another machine, so it is never taken over automatically; "
+                        f"if that run is gone, remove {self.path}"
+                    ),
+                )
+            if self._alive(holder.pid):
+                raise LockedError(
+                    f"another pinmigrate run holds the lock ({holder.describe()})",
+                    hint="wait for it to finish",
+                )
+            if self._take_over(holder):
+                self.held = True
+                self.took_over = holder
+                return self
+        holder = self.holder()
+        raise LockedError(
+            "another pinmigrate run holds the lock"
+            + (f" ({holder.describe()})" if holder else f" ({self.path})"),
+            hint="wait for it to finish",
+        )
+
+    def _take_over(self, stale: LockHolder) -> bool:
+        guard = self.path.with_name(LOCK_NAME + ".takeover")
+        try:
+            fd = os.open(guard, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            # Another process is taking over right now, or died doing so.
+            other = LockHolder.parse(_read(guard)) if guard.exists() else None
+            if other is not None and other.host == self.host and not self._alive(other.pid):
+                with contextlib.suppress(FileNotFoundError):
+                    guard.unlink()
+            return False
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self._content())
+            # Under the guard nobody else replaces the lock; check it is still the stale one.
+            if self.holder() != stale:
+                return False
+            tmp = self.path.with_name(f".{LOCK_NAME}.{self.run_id}.{os.getpid()}")
+            tmp.write_text(self._content(), encoding="utf-8")
+            os.replace(tmp, self.path)
+            current = self.holder()
+            return current is not None and current.run_id == self.run_id and current.pid == self.pid
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                guard.unlink()
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        current = self.holder()
+        if current is not None and current.run_id == self.run_id and current.pid == self.pid:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    def __enter__(self) -> StateLock:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def locked(state_dir: Path, run_id: str) -> Iterator[StateLock]:
+    """Hold the state dir's lock for the duration of the block."""
+    lock = StateLock(state_dir, run_id)
+    with lock:
+        yield lock

@@ -1,0 +1,171 @@
+"""How an apply or rollback shows itself: progress on stderr while it runs, a table at the end.
+
+Progress goes to stderr only (a rich bar on a terminal, one plain line per action
+otherwise), so stdout carries nothing but the final report or its JSON.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from pinmigrate.executor import ActionResult, ApplyReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
+
+#: status -> (symbol, words, colour)
+STATUS_STYLE: dict[str, tuple[str, str, str]] = {
+    "done": ("✓", "done", "green"),
+    "already_done": ("=", "already done", "cyan"),
+    "skipped": ("-", "skipped", "yellow"),
+    "failed": ("✗", "failed", "red"),
+    "pending": ("?", "not run", "yellow"),
+}
+
+
+def progress_line(index: int, total: int, result: ActionResult) -> str:
+    """``[3/12] enable_flow prod 'Loyalty members' done`` (plus why, when it did not succeed)."""
+    words = STATUS_STYLE.get(result.status, ("", result.status, ""))[1]
+    why = f": {result.error}" if result.error and result.status in ("failed", "skipped") else ""
+    note = f" ({result.note})" if result.note and not why else ""
+    return f"[{index}/{total}] {result.label} {words}{why}{note}"
+
+
+class LineProgress:
+    """One plain line per finished action on stderr (CI logs, pipes)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.total = 0
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def advance(self, result: ActionResult) -> None:
+        with self._lock:
+            self.count += 1
+            line = progress_line(self.count, self.total, result)
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def finish(self) -> None:
+        return None
+
+
+class BarProgress:
+    """A rich progress bar on a terminal; actions that did not succeed are printed above it."""
+
+    def __init__(self, console: Console, description: str = "applying") -> None:
+        self.console = console
+        self.description = description
+        self.count = 0
+        self.total = 0
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
+
+    def start(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.total = total
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=self.console,
+            transient=True,
+        )
+        self._task = self._bar.add_task(self.description, total=total, last="")
+        self._bar.start()
+
+    def advance(self, result: ActionResult) -> None:
+        self.count += 1
+        if result.status in ("failed", "skipped"):
+            self.console.print(
+                progress_line(self.count, self.total, result), markup=False, highlight=False
+            )
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, advance=1, last=result.label)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def make_progress(console: Console, *, description: str = "applying") -> LineProgress | BarProgress:
+    """A bar when stderr is a terminal, plain lines otherwise."""
+    if console.is_terminal and not console.is_dumb_terminal:
+        return BarProgress(console, description)
+    return LineProgress(console)
+
+
+def _why(result: ActionResult) -> str:
+    if result.error:
+        return result.error
+    return result.note
+
+
+def render_report(console: Console, report: ApplyReport) -> None:
+    """The final table: what was done, already done, skipped and failed, and why."""
+    from rich.table import Table
+    from rich.text import Text
+
+    counts = report.counts()
+    what = "Rollback" if report.kind.endswith("rollback") else "Apply"
+    of = f" of run {report.extra['rollback_of']}" if report.extra.get("rollback_of") else ""
+    parts = [
+        f"{counts[k]} {STATUS_STYLE[k][1]}" for k in ("done", "already_done", "skipped", "failed")
+    ]
+    if report.retries:
+        parts.append(f"{report.retries} HTTP {'retry' if report.retries == 1 else 'retries'}")
+    console.print(
+        Text(f"{what}{of} (run {report.run_id}): " + ", ".join(parts), style="bold"),
+    )
+    if report.results:
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        table.add_column("")
+        table.add_column("status")
+        table.add_column("action")
+        table.add_column("sandbox")
+        table.add_column("object", overflow="fold")
+        table.add_column("why", overflow="fold")
+        for result in report.results:
+            symbol, words, colour = STATUS_STYLE.get(result.status, ("?", result.status, ""))
+            table.add_row(
+                Text(symbol, style=colour),
+                Text(words, style=colour),
+                result.kind,
+                result.sandbox,
+                Text(result.target_name or result.target_id),
+                Text(_why(result)),
+            )
+        console.print(table)
+    else:
+        console.print("Nothing to change.")
+    if report.runs:
+        console.print(Text("First runs after enabling:", style="bold"))
+        for run in report.runs:
+            detail = f": {run.detail}" if run.detail else ""
+            console.print(
+                Text(f"  {run.sandbox} {run.flow_name!r}: {run.status}{detail}"),
+            )
+    if report.blockers or report.orphans:
+        console.print(Text("Not handled (no action was planned for these):", style="bold"))
+        for blocker in report.blockers:
+            console.print(
+                Text(f"  blocked  {blocker.sandbox} {blocker.flow_name!r}: {blocker.message}")
+            )
+        for orphan in report.orphans:
+            reason = orphan.reason or "no twin on the new card"
+            console.print(Text(f"  orphan   {orphan.sandbox} {orphan.flow_name!r}: {reason}"))
+    for note in report.notes:
+        console.print(Text(f"Note: {note}"))
+
+
+def report_json(report: ApplyReport) -> dict[str, Any]:
+    return report.to_json()

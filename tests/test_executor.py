@@ -1,0 +1,974 @@
+"""The executor with a fake Adobe: order, dependencies, parallelism, 412s, staleness, logins,
+the journal, rollback and ``--wait-runs``. No HTTP, no real sleeping."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from pinmigrate.errors import (
+    ApiError,
+    AuthError,
+    ExitCode,
+    NotFoundError,
+    StaleObjectError,
+    StalePlanError,
+)
+from pinmigrate.executor import (
+    ActionResult,
+    Executor,
+    apply_plan,
+    rollback_plan,
+    rollback_run,
+    waves_of,
+)
+from pinmigrate.journal import Journal, read_run
+from pinmigrate.logins import AdAccountAccess, Login
+from pinmigrate.plan import Action, Plan, action_id
+from pinmigrate.settings import AdobeSettings, Settings
+
+NOW = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
+LEGACY_SPEC = "spec-legacy"
+NEW_SPEC = "spec-new"
+ACCESS = "pina_ACCESS_TOKEN_never_journalled"
+REFRESH = "pinr_REFRESH_TOKEN_never_journalled"
+
+
+# --- a fake Adobe -----------------------------------------------------------------------------
+
+
+def flow(fid: str, name: str, spec: str, state: str, audiences: Iterable[str] = ()) -> dict:
+    return {
+        "id": fid,
+        "name": name,
+        "state": state,
+        "etag": f'"{fid}-1"',
+        "inheritedAttributes": {
+            "targetConnections": [
+                {
+                    "id": f"tc-{fid}",
+                    "connectionSpec": {"id": spec},
+                    "baseConnection": {"id": f"acct-{fid}"},
+                    "params": {"advertiser_id": "549755885175"},
+                }
+            ]
+        },
+        "transformations": [
+            {"name": "Other", "params": {}},
+            {
+                "name": "GeneralTransform",
+                "params": {
+                    "segmentSelectors": {
+                        "selectors": [
+                            {"type": "PLATFORM_SEGMENT", "value": {"id": a, "name": a.upper()}}
+                            for a in audiences
+                        ]
+                    }
+                },
+            },
+        ],
+    }
+
+
+def account(aid: str, expires_at: datetime | None) -> dict:
+    params = {"expiresAt": expires_at.isoformat()} if expires_at else {}
+    return {
+        "id": aid,
+        "name": f"Pinterest - {aid}",
+        "connectionSpec": {"id": NEW_SPEC},
+        "auth": {"specName": "OAuth2 Authorization Code", "params": params},
+        "etag": f'"{aid}-1"',
+    }
+
+
+class FakeAdobe:
+    """Flow Service in memory, with the request log, hooks and faults tests need."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, dict]] = {}
+        self.log: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+        self.inflight = 0
+        self.max_inflight = 0
+        self.barrier: threading.Barrier | None = None
+        #: (method, object id) -> exception to raise instead of writing
+        self.fail: dict[tuple[str, str], Exception] = {}
+        #: called before a write is applied; may change the world "behind our back"
+        self.before_write: Callable[[str, str], None] | None = None
+        #: flow ids whose enable/disable is accepted but never takes effect
+        self.ignore_action: set[str] = set()
+        self.runs_by_flow: dict[str, list[list[dict]]] = {}
+        self.http = type("H", (), {"stats": type("S", (), {"retries": 0})()})()
+        self.etag_counter = 100
+
+    # world setup
+    def add(self, sandbox: str, kind: str, obj: dict) -> dict:
+        obj = copy.deepcopy(obj)
+        obj["sandboxName"] = sandbox
+        self.objects.setdefault((sandbox, kind), {})[obj["id"]] = obj
+        return obj
+
+    def obj(self, sandbox: str, kind: str, oid: str) -> dict:
+        return self.objects[(sandbox, kind)][oid]
+
+    def bump(self, obj: dict) -> None:
+        self.etag_counter += 1
+        obj["etag"] = f'"{obj["id"]}-{self.etag_counter}"'
+
+    def writes(self) -> list[tuple[str, str, str]]:
+        return [entry for entry in self.log if entry[0] != "GET"]
+
+    def reads(self) -> list[tuple[str, str, str]]:
+        return [entry for entry in self.log if entry[0] == "GET"]
+
+    # the AdobeClient surface the executor uses
+    def list(
+        self,
+        resource: str,
+        *,
+        sandbox: str,
+        properties: Sequence[str] = (),
+        params: Any = None,
+    ) -> Iterator[dict]:
+        with self.lock:
+            self.log.append(("GET", f"/{resource}", ",".join(properties)))
+        if resource == "connectionSpecs":
+            specs = {"(Deprecating) Pinterest": LEGACY_SPEC, "(New) Pinterest": NEW_SPEC}
+            for prop in properties:
+                name = prop.split("==", 1)[1]
+                if name in specs:
+                    yield {"id": specs[name], "name": name}
+            return
+        items = list(self.objects.get((sandbox, resource), {}).values())
+        for prop in properties:
+            path, value = prop.split("==", 1)
+            if path.startswith("inheritedAttributes"):
+                items = [
+                    i
+                    for i in items
+                    if i["inheritedAttributes"]["targetConnections"][0]["connectionSpec"]["id"]
+                    == value
+                ]
+            elif path == "connectionSpec.id":
+                items = [i for i in items if i["connectionSpec"]["id"] == value]
+        for item in items:
+            yield copy.deepcopy(item)
+
+    def get(self, resource: str, object_id: str, *, sandbox: str) -> dict:
+        with self.lock:
+            self.log.append(("GET", f"/{resource}/{object_id}", ""))
+        found = self.objects.get((sandbox, resource), {}).get(object_id)
+        if found is None:
+            raise NotFoundError(f"no {resource} {object_id}", status=404)
+        return copy.deepcopy(found)
+
+    def find_connection_spec(self, name: str, *, sandbox: str) -> dict | None:
+        return next(
+            iter(self.list("connectionSpecs", sandbox=sandbox, properties=[f"name=={name}"])), None
+        )
+
+    def _write(self, method: str, resource: str, oid: str) -> None:
+        with self.lock:
+            self.log.append((method, f"/{resource}/{oid}", ""))
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            if self.barrier is not None:
+                self.barrier.wait(timeout=5)
+            if self.before_write:
+                self.before_write(method, oid)
+            if (method, oid) in self.fail:
+                raise self.fail.pop((method, oid))
+        finally:
+            with self.lock:
+                self.inflight -= 1
+
+    def patch(self, resource: str, object_id: str, ops: list, *, etag: str, sandbox: str) -> str:
+        self._write("PATCH", resource, object_id)
+        with self.lock:
+            obj = self.objects[(sandbox, resource)][object_id]
+            if obj["etag"] != etag:
+                raise StaleObjectError("412", object_id=object_id)
+            for op in ops:
+                if op["op"] == "add":
+                    index = int(op["path"].split("/")[2])
+                    selectors = obj["transformations"][index]["params"]["segmentSelectors"]
+                    assert op["path"].endswith("/segmentSelectors/selectors/-")
+                    selectors["selectors"].append(op["value"])
+                elif op["op"] == "replace" and op["path"] == "/auth/params":
+                    value = op["value"]
+                    assert set(value) <= {"accessToken", "refreshToken", "expiresAt"}
+                    obj["auth"]["params"] = {**value, "accessToken": "***", "refreshToken": "***"}
+            self.bump(obj)
+            return obj["etag"]
+
+    def flow_action(self, flow_id: str, op: str, *, sandbox: str, etag: str | None = None) -> dict:
+        self._write("POST", "flows", f"{flow_id}/action?op={op}")
+        with self.lock:
+            obj = self.objects[(sandbox, "flows")][flow_id]
+            if etag is not None and obj["etag"] != etag:
+                raise StaleObjectError("412", object_id=flow_id)
+            if flow_id not in self.ignore_action:
+                obj["state"] = "enabled" if op == "enable" else "disabled"
+            self.bump(obj)
+            return {"id": flow_id, "etag": obj["etag"]}
+
+    def runs(self, flow_id: str, *, sandbox: str) -> list[dict]:
+        with self.lock:
+            self.log.append(("GET", "/runs", flow_id))
+        answers = self.runs_by_flow.get(flow_id, [[]])
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+
+class FakeLogins:
+    def __init__(self, login: Login | None = None, error: Exception | None = None) -> None:
+        self.login = login
+        self.error = error
+        self.calls: list[tuple[list[str], str | None, bool]] = []
+
+    def for_account(
+        self,
+        advertiser_ids: Iterable[str],
+        login_user_id: str | None,
+        *,
+        allow_interactive: bool = False,
+    ) -> Login:
+        self.calls.append((sorted(advertiser_ids), login_user_id, allow_interactive))
+        if self.error is not None:
+            raise self.error
+        assert self.login is not None
+        return self.login
+
+
+def marketer() -> Login:
+    return Login(
+        user_id="1000000001",
+        username="emu_marketer",
+        ad_accounts=[AdAccountAccess(id=str(549755885175 + i)) for i in range(4)],
+        access_token=SecretStr(ACCESS),
+        refresh_token=SecretStr(REFRESH),
+        access_expires_at=NOW + timedelta(days=30),
+        refresh_expires_at=NOW + timedelta(days=60),
+    )
+
+
+# --- plans built the planner's way ------------------------------------------------------------
+
+
+def reconnect(sandbox: str, aid: str, *, login: str | None = "1000000001") -> Action:
+    return Action(
+        id=action_id("reconnect_account", sandbox, aid),
+        kind="reconnect_account",
+        sandbox=sandbox,
+        target_id=aid,
+        target_name=f"Pinterest - {aid}",
+        precondition={"expires_at": None},
+        details={
+            "advertiser_ids": ["549755885175"],
+            "login": login,
+            "needs_login": login is None,
+            "flows": [],
+        },
+    )
+
+
+def add_audiences(sandbox: str, new: str, legacy: str, missing: list[str], deps=()) -> Action:
+    return Action(
+        id=action_id("add_audiences", sandbox, new),
+        kind="add_audiences",
+        sandbox=sandbox,
+        target_id=new,
+        target_name=f"flow {new}",
+        precondition={"legacy_flow_id": legacy, "legacy_state": "enabled", "missing": missing},
+        details={
+            "audiences": [{"id": a, "name": a.upper(), "description": ""} for a in missing],
+            "legacy_flow_id": legacy,
+        },
+        depends_on=list(deps),
+    )
+
+
+def enable(sandbox: str, new: str, legacy: str, deps=()) -> Action:
+    return Action(
+        id=action_id("enable_flow", sandbox, new),
+        kind="enable_flow",
+        sandbox=sandbox,
+        target_id=new,
+        target_name=f"flow {new}",
+        precondition={"state": "disabled", "legacy_flow_id": legacy, "legacy_state": "enabled"},
+        depends_on=list(deps),
+    )
+
+
+def disable(sandbox: str, legacy: str, twin: str, twin_state: str = "disabled", deps=()) -> Action:
+    return Action(
+        id=action_id("disable_flow", sandbox, legacy),
+        kind="disable_flow",
+        sandbox=sandbox,
+        target_id=legacy,
+        target_name=f"flow {legacy}",
+        precondition={"state": "enabled", "twin_flow_id": twin, "twin_state": twin_state},
+        details={"twin_flow_id": twin},
+        depends_on=list(deps),
+    )
+
+
+def make_plan(actions: list[Action]) -> Plan:
+    return Plan(org_id="X@AdobeOrg", sandboxes=["prod"], actions=actions).sealed()
+
+
+def pair(adobe: FakeAdobe, sandbox: str, n: int, *, legacy_aud=("a1",), new_aud=("a1",)) -> None:
+    adobe.add(sandbox, "flows", flow(f"L{n}", f"Flow {n}", LEGACY_SPEC, "enabled", legacy_aud))
+    adobe.add(sandbox, "flows", flow(f"N{n}", f"Flow {n}", NEW_SPEC, "disabled", new_aud))
+
+
+def full_pair_actions(sandbox: str, n: int, *, acct: str | None = None, missing=()) -> list[Action]:
+    actions: list[Action] = []
+    deps: list[str] = []
+    if acct:
+        actions.append(reconnect(sandbox, acct))
+        deps.append(actions[-1].id)
+    if missing:
+        actions.append(add_audiences(sandbox, f"N{n}", f"L{n}", list(missing)))
+        deps.append(actions[-1].id)
+    actions.append(enable(sandbox, f"N{n}", f"L{n}", deps))
+    actions.append(disable(sandbox, f"L{n}", f"N{n}", deps=[actions[-1].id]))
+    return actions
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(adobe=AdobeSettings(org_id="X@AdobeOrg"), state_dir=tmp_path)
+
+
+def run(
+    adobe: FakeAdobe,
+    settings: Settings,
+    actions: list[Action],
+    *,
+    logins: FakeLogins | None = None,
+    concurrency: int = 4,
+    progress: Any = None,
+) -> tuple[Any, Journal]:
+    journal = Journal(settings.state_dir, "run-test")
+    report = apply_plan(
+        make_plan(actions),
+        adobe=adobe,  # type: ignore[arg-type]
+        settings=settings,
+        logins=logins or FakeLogins(marketer()),
+        journal=journal,
+        concurrency=concurrency,
+        progress=progress,
+        now=lambda: NOW,
+    )
+    journal.close()
+    return report, journal
+
+
+def statuses(report: Any) -> dict[str, str]:
+    return {r.action_id: r.status for r in report.results}
+
+
+# --- the happy path, order and journal --------------------------------------------------------
+
+
+def test_a_full_pair_runs_in_the_contracts_order_and_is_journalled(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1, legacy_aud=("a1", "a2", "a3"), new_aud=("a1",))
+    adobe.add("prod", "connections", account("acct-1", None))
+    actions = full_pair_actions("prod", 1, acct="acct-1", missing=["a2", "a3"])
+
+    report, journal = run(adobe, settings, actions)
+
+    assert report.ok and set(statuses(report).values()) == {"done"}
+    assert adobe.writes() == [
+        ("PATCH", "/connections/acct-1", ""),
+        ("PATCH", "/flows/N1", ""),
+        ("POST", "/flows/N1/action?op=enable", ""),
+        ("POST", "/flows/L1/action?op=disable", ""),
+    ]
+    new = adobe.obj("prod", "flows", "N1")
+    ids = [
+        s["value"]["id"]
+        for s in new["transformations"][1]["params"]["segmentSelectors"]["selectors"]
+    ]
+    assert ids == ["a1", "a2", "a3"]
+    assert new["state"] == "enabled"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "disabled"
+    assert adobe.obj("prod", "connections", "acct-1")["auth"]["params"]["expiresAt"].startswith(
+        "2024-03-10"
+    )
+
+    records = read_run(settings.state_dir, journal.run_id).records
+    events = [(r["event"], r.get("kind")) for r in records]
+    assert events[0] == ("run_start", "apply") and events[-1][0] == "run_end"
+    for a in actions:
+        mine = [r["event"] for r in records if r.get("action_id") == a.id]
+        assert mine == ["before", "after"], a.id
+    reconnect_after = next(
+        r for r in records if r["event"] == "after" and r["kind"] == "reconnect_account"
+    )
+    assert reconnect_after["after"] == {"expiresAt": "2024-03-10T12:00:00Z"}
+    audiences_after = next(
+        r for r in records if r["event"] == "after" and r["kind"] == "add_audiences"
+    )
+    assert audiences_after["after"] == {"audiences": ["a1", "a2", "a3"]}
+    text = journal.path.read_text()
+    assert ACCESS not in text and REFRESH not in text
+    assert report.summary() == {
+        "done": 4,
+        "already_done": 0,
+        "skipped": 0,
+        "failed": 0,
+        "retries": 0,
+        "blocked": 0,
+        "orphans": 0,
+    }
+
+
+def test_goals_already_reached_are_already_done_with_no_write(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    adobe.add("prod", "flows", flow("L1", "Flow 1", LEGACY_SPEC, "disabled", ["a1", "a2"]))
+    adobe.add("prod", "flows", flow("N1", "Flow 1", NEW_SPEC, "enabled", ["a1", "a2"]))
+    adobe.add("prod", "connections", account("acct-1", NOW + timedelta(days=40)))
+    actions = full_pair_actions("prod", 1, acct="acct-1", missing=["a2"])
+    logins = FakeLogins(error=AuthError("no login"))
+
+    report, _ = run(adobe, settings, actions, logins=logins)
+
+    assert set(statuses(report).values()) == {"already_done"} and report.ok
+    assert adobe.writes() == []
+    assert logins.calls == []  # nothing to reconnect, so no login was asked for
+
+
+def test_a_failure_skips_only_what_depends_on_it(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.add("prod", "connections", account("acct-1", None))
+    adobe.fail[("PATCH", "acct-1")] = ApiError("Adobe said no", status=500)
+    actions = full_pair_actions("prod", 1, acct="acct-1") + full_pair_actions("prod", 2)
+    lines: list[str] = []
+
+    class Lines:
+        def start(self, total: int) -> None:
+            lines.append(f"start {total}")
+
+        def advance(self, result: ActionResult) -> None:
+            lines.append(f"{result.action_id} {result.status}")
+
+        def finish(self) -> None:
+            lines.append("finish")
+
+    report, journal = run(adobe, settings, actions, progress=Lines())
+
+    got = statuses(report)
+    assert got["reconnect_account:prod:acct-1"] == "failed"
+    assert got["enable_flow:prod:N1"] == "skipped"
+    assert got["disable_flow:prod:L1"] == "skipped"
+    assert got["enable_flow:prod:N2"] == "done" and got["disable_flow:prod:L2"] == "done"
+    by_id = {r.action_id: r for r in report.results}
+    assert "Adobe said no" in (by_id["reconnect_account:prod:acct-1"].error or "")
+    assert "reconnect_account:prod:acct-1" in (by_id["enable_flow:prod:N1"].error or "")
+    # transitively: the disable depends on the enable, which was skipped
+    assert "enable_flow:prod:N1, which was skipped" in (by_id["disable_flow:prod:L1"].error or "")
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"  # never left unserved
+    assert not report.ok
+    assert lines[0] == "start 5" and lines[-1] == "finish" and len(lines) == 7
+    records = read_run(settings.state_dir, journal.run_id).records
+    assert any(
+        r["event"] == "error" and r["action_id"] == "reconnect_account:prod:acct-1" for r in records
+    )
+
+
+def test_independent_actions_run_in_parallel_up_to_the_concurrency(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    actions = []
+    for n in range(9):
+        pair(adobe, "prod", n)
+        actions.append(enable("prod", f"N{n}", f"L{n}"))
+    # Each write waits until three are in flight: a serial executor would break the barrier.
+    adobe.barrier = threading.Barrier(3)
+
+    report, _ = run(adobe, settings, actions, concurrency=3)
+
+    assert report.ok
+    assert adobe.max_inflight == 3
+
+
+# --- 412 on add_audiences ---------------------------------------------------------------------
+
+
+def test_412_with_the_audiences_already_there_is_already_done(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1, legacy_aud=("a1", "a2"), new_aud=("a1",))
+
+    def meanwhile(method: str, oid: str) -> None:
+        if method == "PATCH":
+            adobe.before_write = None
+            obj = adobe.obj("prod", "flows", "N1")
+            obj["transformations"][1]["params"]["segmentSelectors"]["selectors"].append(
+                {"type": "PLATFORM_SEGMENT", "value": {"id": "a2", "name": "A2"}}
+            )
+            adobe.bump(obj)
+
+    adobe.before_write = meanwhile
+    report, _ = run(adobe, settings, [add_audiences("prod", "N1", "L1", ["a2"])])
+
+    assert statuses(report) == {"add_audiences:prod:N1": "already_done"}
+    selectors = adobe.obj("prod", "flows", "N1")["transformations"][1]["params"]["segmentSelectors"]
+    assert [s["value"]["id"] for s in selectors["selectors"]] == ["a1", "a2"]
+    assert len([w for w in adobe.writes() if w[0] == "PATCH"]) == 1
+
+
+def test_412_retries_once_adding_only_what_is_still_missing(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1, legacy_aud=("a1", "a2", "a3"), new_aud=("a1",))
+
+    def meanwhile(method: str, oid: str) -> None:
+        adobe.before_write = None
+        obj = adobe.obj("prod", "flows", "N1")
+        obj["transformations"][1]["params"]["segmentSelectors"]["selectors"].append(
+            {"type": "PLATFORM_SEGMENT", "value": {"id": "a3", "name": "A3"}}
+        )
+        adobe.bump(obj)
+
+    adobe.before_write = meanwhile
+    report, journal = run(adobe, settings, [add_audiences("prod", "N1", "L1", ["a2", "a3"])])
+
+    assert statuses(report) == {"add_audiences:prod:N1": "done"}
+    assert "412" in report.results[0].note
+    selectors = adobe.obj("prod", "flows", "N1")["transformations"][1]["params"]["segmentSelectors"]
+    ids = [s["value"]["id"] for s in selectors["selectors"]]
+    assert sorted(ids) == ["a1", "a2", "a3"] and len(ids) == 3  # never twice
+    befores = [
+        r for r in read_run(settings.state_dir, journal.run_id).records if r["event"] == "before"
+    ]
+    assert [b["adding"] for b in befores] == [["a2", "a3"], ["a2"]]
+
+
+def test_a_second_412_fails_the_action_without_duplicates(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1, legacy_aud=("a1", "a2"), new_aud=("a1",))
+
+    def always_changing(method: str, oid: str) -> None:
+        adobe.bump(adobe.obj("prod", "flows", "N1"))
+
+    adobe.before_write = always_changing
+    actions = [add_audiences("prod", "N1", "L1", ["a2"])]
+    actions.append(enable("prod", "N1", "L1", deps=[actions[0].id]))
+    report, _ = run(adobe, settings, actions)
+
+    got = statuses(report)
+    assert got == {"add_audiences:prod:N1": "failed", "enable_flow:prod:N1": "skipped"}
+    selectors = adobe.obj("prod", "flows", "N1")["transformations"][1]["params"]["segmentSelectors"]
+    assert [s["value"]["id"] for s in selectors["selectors"]] == ["a1"]
+
+
+# --- staleness --------------------------------------------------------------------------------
+
+
+def test_legacy_switched_off_since_the_plan_is_stale_before_any_write(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    actions = full_pair_actions("prod", 1) + full_pair_actions("prod", 2)
+    adobe.obj("prod", "flows", "L2")["state"] = "disabled"  # the operator switched it off
+
+    with pytest.raises(StalePlanError) as err:
+        run(adobe, settings, actions)
+
+    assert err.value.exit_code == ExitCode.STALE
+    line = err.value.line()
+    assert "'Flow 2'" in line and "L2" in line and "now disabled" in line
+    assert "nothing was changed" in line
+    assert adobe.writes() == []
+    assert not (settings.state_dir / "runs").exists()  # no journal for a run that wrote nothing
+
+
+def test_a_deleted_object_and_a_switched_off_twin_are_stale(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    adobe.add("prod", "flows", flow("L1", "Flow 1", LEGACY_SPEC, "enabled"))
+    adobe.add("prod", "flows", flow("N1", "Flow 1", NEW_SPEC, "disabled"))  # plan saw enabled
+    actions = [disable("prod", "L1", "N1", twin_state="enabled"), enable("prod", "N9", "L1")]
+
+    with pytest.raises(StalePlanError) as err:
+        run(adobe, settings, actions)
+
+    assert len(err.value.changes) == 2
+    assert any("N1" in c and "now disabled" in c for c in err.value.changes)
+    assert any("N9" in c and "no longer exists" in c for c in err.value.changes)
+    assert adobe.writes() == []
+
+
+def test_many_objects_are_re_read_with_list_calls_not_one_get_each(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    actions: list[Action] = []
+    for n in range(30):
+        pair(adobe, "prod", n)
+        actions += full_pair_actions("prod", n)
+
+    report, _ = run(adobe, settings, actions, concurrency=8)
+
+    assert report.ok
+    gets = [r for r in adobe.reads() if r[1].startswith("/flows/")]
+    assert gets == []
+    # the staleness read (2 specs + 2 flow lists) and one confirming list per wave
+    assert len(adobe.reads()) <= 8
+    assert len(adobe.writes()) == 60
+
+
+def test_a_write_adobe_accepts_but_does_not_keep_fails_and_stops_its_dependents(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.ignore_action.add("N1")
+    report, _ = run(adobe, settings, full_pair_actions("prod", 1))
+
+    by_id = {r.action_id: r for r in report.results}
+    assert by_id["enable_flow:prod:N1"].status == "failed"
+    assert "reads back disabled" in (by_id["enable_flow:prod:N1"].error or "")
+    assert by_id["disable_flow:prod:L1"].status == "skipped"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+
+
+# --- logins -----------------------------------------------------------------------------------
+
+
+def test_needs_login_without_a_terminal_fails_with_exit_4_before_any_write(
+    settings: Settings,
+) -> None:
+    from pinmigrate.logins import LoginStore
+    from pinmigrate.oauth import LoginProvider
+
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.add("prod", "connections", account("acct-1", None))
+    actions = [reconnect("prod", "acct-1", login=None), *full_pair_actions("prod", 1)]
+    actions[1] = enable("prod", "N1", "L1", deps=[actions[0].id])
+    provider = LoginProvider(
+        settings,
+        LoginStore(settings.state_dir),
+        client=None,
+        interactive=False,  # type: ignore[arg-type]
+    )
+
+    with pytest.raises(AuthError) as err:
+        run(adobe, settings, actions, logins=provider)  # type: ignore[arg-type]
+
+    assert err.value.exit_code == ExitCode.AUTH
+    assert "549755885175" in err.value.line()
+    assert adobe.writes() == []
+
+
+def test_one_login_serves_every_account_it_covers(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    for n in range(3):
+        adobe.add("prod", "connections", account(f"acct-{n}", NOW - timedelta(days=1)))
+    logins = FakeLogins(marketer())
+    actions = [reconnect("prod", f"acct-{n}", login=None) for n in range(3)]
+
+    report, journal = run(adobe, settings, actions, logins=logins)
+
+    assert report.ok
+    assert logins.calls == [(["549755885175"], None, False)]
+    text = journal.path.read_text()
+    assert ACCESS not in text and REFRESH not in text and "expiresAt" in text
+
+
+# --- waves ------------------------------------------------------------------------------------
+
+
+def test_waves_follow_kind_order_then_dependencies() -> None:
+    a = reconnect("prod", "acct")
+    b = add_audiences("prod", "N1", "L1", ["x"], deps=[a.id])
+    c = enable("prod", "N1", "L1", deps=[a.id, b.id])
+    d = disable("prod", "L1", "N1", deps=[c.id])
+    e = enable("prod", "N2", "L2")
+    waves = waves_of([d, e, c, b, a])
+    assert [{x.id for x in w} for w in waves] == [{a.id}, {b.id}, {c.id, e.id}, {d.id}]
+    # a dependency cycle (a hand-made plan) must not hang
+    loop1 = enable("prod", "N3", "L3", deps=[action_id("enable_flow", "prod", "N4")])
+    loop2 = enable("prod", "N4", "L4", deps=[loop1.id])
+    assert sum(len(w) for w in waves_of([loop1, loop2])) == 2
+
+
+# --- rollback ---------------------------------------------------------------------------------
+
+
+def test_rollback_restores_flow_states_and_is_idempotent(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1, legacy_aud=("a1", "a2"), new_aud=("a1",))
+    pair(adobe, "prod", 2)
+    adobe.add("prod", "connections", account("acct-1", None))
+    actions = full_pair_actions("prod", 1, acct="acct-1", missing=["a2"]) + full_pair_actions(
+        "prod", 2
+    )
+    report, journal = run(adobe, settings, actions)
+    assert report.ok
+
+    plan = rollback_plan(read_run(settings.state_dir, journal.run_id))
+    assert [a.kind for a in plan.actions] == [
+        "enable_flow",
+        "enable_flow",
+        "disable_flow",
+        "disable_flow",
+    ]
+    assert any("audiences" in line for line in plan.left_alone)
+    assert any("credentials" in line for line in plan.left_alone)
+
+    adobe.log.clear()
+    undo_journal = Journal(settings.state_dir, "undo-1", kind="rollback")
+    undo = rollback_run(
+        plan,
+        adobe=adobe,
+        settings=settings,
+        journal=undo_journal,
+        concurrency=4,  # type: ignore[arg-type]
+    )
+    undo_journal.close()
+    assert undo.ok and set(statuses(undo).values()) == {"done"}
+    for n in (1, 2):
+        assert adobe.obj("prod", "flows", f"L{n}")["state"] == "enabled"
+        assert adobe.obj("prod", "flows", f"N{n}")["state"] == "disabled"
+    # legacy flows come back on before their twins go off
+    order = [w[1] for w in adobe.writes()]
+    assert order.index("/flows/L1/action?op=enable") < order.index("/flows/N1/action?op=disable")
+    # audiences and credentials stay
+    selectors = adobe.obj("prod", "flows", "N1")["transformations"][1]["params"]["segmentSelectors"]
+    assert len(selectors["selectors"]) == 2
+    assert undo.to_json()["kind"] == "pinmigrate.rollback"
+    assert undo.to_json()["rollback_of"] == journal.run_id
+    assert read_run(settings.state_dir, "undo-1").kind == "rollback"
+
+    adobe.log.clear()
+    again_journal = Journal(settings.state_dir, "undo-2", kind="rollback")
+    again = rollback_run(
+        plan,
+        adobe=adobe,
+        settings=settings,
+        journal=again_journal,
+        concurrency=4,  # type: ignore[arg-type]
+    )
+    assert set(statuses(again).values()) == {"already_done"}
+    assert adobe.writes() == []
+
+
+def test_rollback_skips_what_changed_since_and_keeps_the_twin_on(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    report, journal = run(adobe, settings, full_pair_actions("prod", 1))
+    assert report.ok
+    del adobe.objects[("prod", "flows")]["L1"]  # the legacy flow was deleted since
+
+    plan = rollback_plan(read_run(settings.state_dir, journal.run_id))
+    undo_journal = Journal(settings.state_dir, "undo", kind="rollback")
+    undo = rollback_run(
+        plan,
+        adobe=adobe,
+        settings=settings,
+        journal=undo_journal,
+        concurrency=2,  # type: ignore[arg-type]
+    )
+    got = {r.action_id: r for r in undo.results}
+    assert got["enable_flow:prod:L1"].status == "skipped"
+    assert "no longer exists" in (got["enable_flow:prod:L1"].error or "")
+    assert got["disable_flow:prod:N1"].status == "skipped"  # its legacy twin is not back on
+    assert adobe.obj("prod", "flows", "N1")["state"] == "enabled"
+    assert not undo.ok
+
+
+# --- --wait-runs ------------------------------------------------------------------------------
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+    def clock(self) -> float:
+        return self.t
+
+
+def _run(run_id: str, status: str, created: datetime) -> dict:
+    return {
+        "id": run_id,
+        "flowId": "N1",
+        "createdAt": int(created.timestamp() * 1000),
+        "metrics": {
+            "statusSummary": {
+                "status": status,
+                "errors": [{"code": "E1", "message": "boom"}] if status == "Failed" else [],
+            }
+        },
+    }
+
+
+def test_wait_runs_polls_until_the_first_run_after_enabling_ends(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    old = _run("old", "Success", NOW - timedelta(days=3))
+    adobe.runs_by_flow["N1"] = [
+        [old],
+        [old, _run("r1", "Processing", NOW)],
+        [old, _run("r1", "Success", NOW)],
+    ]
+    adobe.runs_by_flow["N2"] = [[_run("r2", "Failed", NOW + timedelta(seconds=1))]]
+    fake = FakeTime()
+    executor = Executor(
+        adobe=adobe,
+        settings=settings,
+        journal=Journal(settings.state_dir, "w"),  # type: ignore[arg-type]
+        concurrency=2,
+        now=lambda: NOW,
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
+    checks = executor.wait_runs(
+        [("N1", "prod", "Flow 1"), ("N2", "prod", "Flow 2")], timeout=300, interval=10
+    )
+    assert [(c.flow_id, c.status, c.run_id) for c in checks] == [
+        ("N1", "success", "r1"),
+        ("N2", "failed", "r2"),
+    ]
+    assert "E1: boom" in checks[1].detail
+    assert fake.sleeps == [10, 10]
+
+
+def test_wait_runs_gives_up_at_the_timeout(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    adobe.runs_by_flow["N1"] = [[]]
+    fake = FakeTime()
+    executor = Executor(
+        adobe=adobe,
+        settings=settings,
+        journal=Journal(settings.state_dir, "w"),  # type: ignore[arg-type]
+        concurrency=2,
+        now=lambda: NOW,
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
+    checks = executor.wait_runs([("N1", "prod", "Flow 1")], timeout=35, interval=10)
+    assert checks[0].status == "timeout"
+    assert sum(fake.sleeps) <= 35
+
+
+def test_the_apply_json_has_exactly_the_contracts_shape(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    report, _ = run(adobe, settings, full_pair_actions("prod", 1))
+    payload = json.loads(json.dumps(report.to_json()))
+    assert list(payload) == ["schema_version", "kind", "run_id", "results", "summary"]
+    assert payload["kind"] == "pinmigrate.apply" and payload["schema_version"] == 1
+    assert set(payload["results"][0]) == {"action_id", "kind", "target_id", "status", "error"}
+    assert set(payload["summary"]) == {
+        "done",
+        "already_done",
+        "skipped",
+        "failed",
+        "retries",
+        "blocked",
+        "orphans",
+    }
+
+
+# --- progress and the report -----------------------------------------------------------------
+
+
+def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one() -> None:
+    import io
+
+    from rich.console import Console
+
+    from pinmigrate.report import BarProgress, LineProgress, make_progress
+
+    done = ActionResult("enable_flow:prod:N1", "enable_flow", "prod", "N1", "Loyalty members")
+    done.status = "done"
+    failed = ActionResult("disable_flow:prod:L1", "disable_flow", "prod", "L1", "Loyalty members")
+    failed.status, failed.error = "skipped", "not attempted: it depends on x, which failed"
+
+    plain = io.StringIO()
+    lines = make_progress(Console(file=plain, width=200))
+    assert isinstance(lines, LineProgress)
+    lines.start(12)
+    lines.advance(done)
+    lines.advance(failed)
+    lines.finish()
+    assert plain.getvalue().splitlines() == [
+        "[1/12] enable_flow prod 'Loyalty members' done",
+        "[2/12] disable_flow prod 'Loyalty members' skipped: not attempted: it depends on x, "
+        "which failed",
+    ]
+
+    tty = io.StringIO()
+    bar = make_progress(Console(file=tty, force_terminal=True, width=100))
+    assert isinstance(bar, BarProgress)
+    bar.start(2)
+    bar.advance(done)
+    bar.advance(failed)
+    bar.finish()
+    assert "skipped: not attempted" in tty.getvalue()  # problems stay visible above the bar
+
+
+def test_the_text_report_says_what_happened_and_why(settings: Settings) -> None:
+    import io
+
+    from rich.console import Console
+
+    from pinmigrate.plan import Orphan
+    from pinmigrate.report import render_report
+
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.add("prod", "connections", account("acct-1", None))
+    adobe.fail[("PATCH", "acct-1")] = ApiError("Adobe said no", status=500)
+    report, _ = run(adobe, settings, full_pair_actions("prod", 1, acct="acct-1"))
+    report.orphans = [Orphan(sandbox="prod", flow_id="h", flow_name="Holiday", reason="no twin")]
+    out = io.StringIO()
+    render_report(Console(file=out, width=250), report)
+    text = out.getvalue()
+    assert "0 done, 0 already done, 2 skipped, 1 failed" in text
+    assert "Adobe said no" in text and "not attempted" in text
+    assert "orphan" in text and "Holiday" in text
+
+
+def test_a_slow_browser_login_is_followed_by_a_fresh_staleness_check(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.add("prod", "connections", account("acct-1", None))
+    actions = [reconnect("prod", "acct-1", login=None), *full_pair_actions("prod", 1)]
+    fake = FakeTime()
+
+    class SlowPerson(FakeLogins):
+        def for_account(self, *args: Any, **kwargs: Any) -> Login:
+            fake.t += 120  # two minutes in the browser, meanwhile the operator acts
+            adobe.obj("prod", "flows", "L1")["state"] = "disabled"
+            return super().for_account(*args, **kwargs)
+
+    with pytest.raises(StalePlanError, match="now disabled"):
+        apply_plan(
+            make_plan(actions),
+            adobe=adobe,  # type: ignore[arg-type]
+            settings=settings,
+            logins=SlowPerson(marketer()),
+            journal=Journal(settings.state_dir, "slow"),
+            concurrency=2,
+            allow_interactive=True,
+            now=lambda: NOW,
+            clock=fake.clock,
+        )
+    assert adobe.writes() == []
