@@ -34,5 +34,7 @@ def command(app: App, path: str, force: bool) -> None:
     if app.json:
         app.print_json({"kind": "pinmigrate.init", "path": str(target)})
     else:
-        app.note(f"Wrote {target}. Edit it, keep secrets in the environment, then run "
-                 "`pinmigrate doctor`.")
+        app.note(
+            f"Wrote {target}. Edit it, keep secrets in the environment, then run "
+            "`pinmigrate doctor`."
+        )
