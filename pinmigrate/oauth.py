@@ -212,8 +212,27 @@ def login_from_grant(
         )
     accounts = [a for a in map(_ad_account, client.ad_accounts(access)) if a is not None]
     login = login.model_copy(update={"ad_accounts": accounts})
-    store.put(login)
-    return login
+    stored = store.update(user_id, lambda previous: _keeping_refresh(previous, login, now))
+    return stored or login
+
+
+def _keeping_refresh(previous: Login | None, login: Login, now: datetime) -> Login:
+    """``login``, but with the stored refresh token when it brings none of its own.
+
+    A grant made from a bare access token (``--with-token``, ``pinterest.access_token``)
+    must not destroy a live refresh token of the same user: that token may be the only way
+    to keep the login alive without a browser.
+    """
+    if login.refresh_token is not None or previous is None or previous.refresh_token is None:
+        return login
+    if previous.refresh_expires_at is not None and previous.refresh_expires_at <= now:
+        return login
+    return login.model_copy(
+        update={
+            "refresh_token": previous.refresh_token,
+            "refresh_expires_at": previous.refresh_expires_at,
+        }
+    )
 
 
 def _reverified(login: Login, client: PinterestAuth, store: LoginStore) -> Login:

@@ -723,6 +723,37 @@ def test_environment_access_token_login(tmp_path: Path, fake: FakePinterest) -> 
         environment_login(bad, store, fake, now=NOW)
 
 
+def test_an_access_token_login_keeps_the_stored_refresh_token(
+    tmp_path: Path, fake: FakePinterest
+) -> None:
+    settings = make_settings(tmp_path)
+    store = LoginStore(settings.state_dir)
+    browser = stored_login(fake)
+    store.put(browser)
+    access = fake.grant("1000000001")["access_token"]
+    with_access = make_settings(tmp_path, PINMIGRATE_PINTEREST_ACCESS_TOKEN=access)
+    login = environment_login(with_access, store, fake, now=NOW)
+    assert login is not None
+    kept = store.get("1000000001")
+    assert kept is not None
+    assert kept.access_token.get_secret_value() == access
+    assert kept.refresh_token == browser.refresh_token
+    assert kept.refresh_expires_at == browser.refresh_expires_at
+
+
+def test_an_access_token_login_drops_an_expired_stored_refresh_token(
+    tmp_path: Path, fake: FakePinterest
+) -> None:
+    settings = make_settings(tmp_path)
+    store = LoginStore(settings.state_dir)
+    store.put(stored_login(fake, refresh_expires_at=NOW - timedelta(days=1)))
+    access = fake.grant("1000000001")["access_token"]
+    with_access = make_settings(tmp_path, PINMIGRATE_PINTEREST_ACCESS_TOKEN=access)
+    environment_login(with_access, store, fake, now=NOW)
+    kept = store.get("1000000001")
+    assert kept is not None and kept.refresh_token is None
+
+
 def test_no_environment_token_means_none(settings: Settings, store: LoginStore) -> None:
     assert environment_login(settings, store, FakePinterest(), now=NOW) is None
 
