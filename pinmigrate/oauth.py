@@ -753,8 +753,27 @@ def _click_prompt(text: str) -> str:
     return str(click.prompt(text, err=True, prompt_suffix=": "))
 
 
-def _open_browser(url: str) -> bool:
-    return webbrowser.open(url, new=1)
+def _open_browser(url: str, *, settle: float = 1.0) -> bool:
+    """Open ``url`` without waiting for the browser to finish.
+
+    ``webbrowser`` runs a ``BROWSER`` command in the foreground and waits for it. A headless
+    browser or curl only finishes once our listener has answered, and the listener answers
+    from the thread that called this: waiting here would deadlock. So the browser runs on its
+    own thread; a browser that fails at once is still reported as not opened.
+    """
+    outcome: list[bool] = []
+
+    def launch() -> None:
+        try:
+            outcome.append(bool(webbrowser.open(url, new=1)))
+        except (webbrowser.Error, OSError) as exc:
+            log.debug("could not open a browser: %s", exc)
+            outcome.append(False)
+
+    thread = threading.Thread(target=launch, name="pinmigrate-browser", daemon=True)
+    thread.start()
+    thread.join(settle)
+    return outcome[0] if outcome else True
 
 
 class LoginResolver:
@@ -813,14 +832,30 @@ class LoginResolver:
             self.client, self.store, token, settings=self.settings, source="token", now=self.now()
         )
 
-    def browser(self, *, timeout: float = DEFAULT_TIMEOUT, open_browser: bool = True) -> Login:
-        """RFC 8252: a loopback listener catches Pinterest's redirect."""
+    def browser(
+        self,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        open_browser: bool = True,
+        must_open: bool = False,
+    ) -> Login:
+        """RFC 8252: a loopback listener catches Pinterest's redirect.
+
+        ``must_open``: nobody is at the terminal to open the address by hand, so a browser
+        that cannot start ends the login at once instead of waiting for the timeout.
+        """
         self.settings.require_pinterest_app()
         state = secrets.token_urlsafe(32)
         url = authorization_url(self.settings, state)
         with CallbackListener(self.settings.pinterest.redirect_uri, clock=self.clock) as listener:
             self.notify(f"Open this address to let pinmigrate use your Pinterest account:\n{url}")
             if open_browser and not self._open(url):
+                if must_open:
+                    raise AuthError(
+                        "could not start the browser named by BROWSER; nothing was stored",
+                        hint="check the BROWSER command, or set "
+                        f"{ENV_REFRESH_TOKEN} for logins without a browser",
+                    )
                 self.notify("Could not start a browser: open the address above yourself.")
             self.notify(
                 f"Waiting up to {timeout:g} s for Pinterest to send you back to "
@@ -869,8 +904,20 @@ class NonInteractiveLoginResolver(LoginResolver):
     """For ``--no-input`` and sessions without a terminal: never prompts, never waits."""
 
     interactive = False
+    #: A browser command named in BROWSER (a headless browser in CI) can finish the login with
+    #: nobody at the keyboard; without one, nobody would ever answer the consent page.
+    #: ``--no-input`` rules it out too: the consent page is a question to a person.
+    browser_command = False
 
-    def browser(self, *, timeout: float = DEFAULT_TIMEOUT, open_browser: bool = True) -> Login:
+    def browser(
+        self,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        open_browser: bool = True,
+        must_open: bool = False,
+    ) -> Login:
+        if open_browser and self.browser_command:
+            return super().browser(timeout=timeout, open_browser=True, must_open=True)
         raise self.cannot_prompt()
 
     def paste(self) -> Login:
@@ -881,8 +928,8 @@ class NonInteractiveLoginResolver(LoginResolver):
         return AuthError(
             "cannot log in to Pinterest here: a browser login needs a terminal (this session "
             "has --no-input or no terminal on stdin) and no token is configured",
-            hint=f"set {ENV_REFRESH_TOKEN} (or {ENV_ACCESS_TOKEN}), or pipe a token to "
-            "`pinmigrate auth login --with-token`",
+            hint=f"set {ENV_REFRESH_TOKEN} (or {ENV_ACCESS_TOKEN}), pipe a token to "
+            "`pinmigrate auth login --with-token`, or name a browser command in BROWSER",
         )
 
 
@@ -917,8 +964,11 @@ def resolver_for(
     app: App, settings: Settings, store: LoginStore, client: PinterestAuth, **kwargs: Any
 ) -> LoginResolver:
     """The interactive/CI split, decided once from :meth:`App.can_prompt`."""
-    cls = LoginResolver if app.can_prompt() else NonInteractiveLoginResolver
-    return cls(settings, store, client, notify=app.note, **kwargs)
+    if app.can_prompt():
+        return LoginResolver(settings, store, client, notify=app.note, **kwargs)
+    resolver = NonInteractiveLoginResolver(settings, store, client, notify=app.note, **kwargs)
+    resolver.browser_command = not app.no_input and bool(os.environ.get("BROWSER"))
+    return resolver
 
 
 def pinterest_client(settings: Settings) -> PinterestAuth:

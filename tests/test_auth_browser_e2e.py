@@ -218,6 +218,27 @@ def test_browser_login_through_the_loopback_listener(
     assert code not in out + err and stored["access_token"] not in out + err
 
 
+def test_a_browser_that_waits_for_the_listener_does_not_deadlock(
+    emulator: Any, env: dict[str, str], state_dir: Path, tmp_path: Path
+) -> None:
+    """A BROWSER command that runs in the foreground until the page has loaded (a headless
+    browser, curl) only finishes after the listener answers: login must not wait for it."""
+    emulator.configure(auto_approve=True)
+    browser = tmp_path / "foreground-browser.py"
+    browser.write_text(
+        f"#!{sys.executable}\n"
+        "import sys, urllib.request\n"
+        "page = urllib.request.urlopen(sys.argv[1], timeout=20).read().decode()\n"
+        f"open({str(tmp_path / 'page.html')!r}, 'w').write(page)\n"
+    )
+    browser.chmod(0o755)
+    done = run_cli(["auth", "login", "--timeout", "20"], {**env, "BROWSER": str(browser)})
+    assert done.returncode == 0, done.stderr
+    assert "Logged in" in (tmp_path / "page.html").read_text()
+    stored = LoginStore(state_dir).load()
+    assert [login.username for login in stored] == ["emu_marketer"]
+
+
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [
