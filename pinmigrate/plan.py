@@ -136,9 +136,12 @@ class Plan(_Model):
     def _canonical_parts(self) -> Iterator[str]:
         """``json.dumps(self.content(), sort_keys=True, separators=(",", ":"))``, in pieces.
 
-        JSON encoding composes, so lists are dumped item by item: a plan of tens of thousands
-        of actions is fingerprinted without holding its whole dump and text in memory.
+        JSON encoding composes, so lists are dumped a slice at a time: a plan of tens of
+        thousands of actions is fingerprinted without holding its whole dump and text in
+        memory, and without paying two calls' overhead per item (a third of the cost).
         """
+        from pydantic_core import to_jsonable_python
+
         names = sorted(name for name in type(self).model_fields if name != "fingerprint")
         yield "{"
         for index, name in enumerate(names):
@@ -146,9 +149,10 @@ class Plan(_Model):
             value = getattr(self, name)
             if isinstance(value, list):
                 yield "["
-                for position, item in enumerate(value):
-                    data = item.model_dump(mode="json") if isinstance(item, BaseModel) else item
-                    yield ("," if position else "") + _canonical(data)
+                for start in range(0, len(value), _SLICE):
+                    # "[a,b]" without its brackets is "a,b": slices join with a comma.
+                    text = _canonical(to_jsonable_python(value[start : start + _SLICE]))
+                    yield ("," if start else "") + text[1:-1]
                 yield "]"
             else:
                 yield _canonical(self.model_dump(mode="json", include={name})[name])
@@ -164,6 +168,10 @@ class Plan(_Model):
         # pydantic's serializer writes the same text as json.dumps(indent=2, ensure_ascii=False),
         # many times faster (json's indenting encoder is pure Python): plans can be large.
         return self.model_dump_json(indent=2) + "\n"
+
+
+#: List items dumped per call when fingerprinting.
+_SLICE = 1000
 
 
 def _canonical(value: Any) -> str:
@@ -219,6 +227,10 @@ def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
         raise PlanFileError(
             f"plan file {path} is not valid JSON (truncated?): {exc.msg} at line {exc.lineno}"
         ) from None
+    except RecursionError:
+        raise PlanFileError(
+            f"plan file {path} is not a pinmigrate plan (nested too deeply)"
+        ) from None
     if not isinstance(data, dict):
         raise PlanFileError(f"plan file {path} is not a pinmigrate plan (not a JSON object)")
     if data.get("kind") != PLAN_KIND:
@@ -246,4 +258,72 @@ def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
         raise PlanFileError(
             f"plan file {path} was made for org {plan.org_id}, not the configured {org_id}"
         )
+    problem = structure_problem(plan)
+    if problem:
+        raise PlanFileError(
+            f"plan file {path} is not a plan pinmigrate made: {problem}",
+            hint="make a new plan with `pinmigrate plan --out FILE`",
+        )
     return plan
+
+
+#: Precondition keys the executor's staleness check reads, per action kind (see the module doc).
+_PRECONDITION_KEYS: dict[str, tuple[str, ...]] = {
+    "reconnect_account": ("expires_at",),
+    "add_audiences": ("legacy_flow_id", "legacy_state", "missing"),
+    "enable_flow": ("state", "legacy_flow_id", "legacy_state"),
+    "disable_flow": ("state", "twin_flow_id", "twin_state"),
+}
+_STATES = ("enabled", "disabled")
+
+
+def structure_problem(plan: Plan) -> str | None:
+    """What makes this plan one the planner cannot have made, or None.
+
+    The fingerprint only proves the file was not edited after sealing; anyone can reseal.
+    The executor trusts these invariants (every precondition it checks is there, the
+    dependencies run in the contract's order), so a plan without them is refused whole
+    rather than half carried out.
+    """
+    rank = {kind: index for index, kind in enumerate(KIND_ORDER)}
+    by_id: dict[str, Action] = {}
+    for number, action in enumerate(plan.actions):
+        where = f"action {number} ({action.id})"
+        if action.id in by_id:
+            return f"{where} appears twice"
+        by_id[action.id] = action
+        if action.id != action_id(action.kind, action.sandbox, action.target_id):
+            return f"{where} does not match its kind, sandbox and target_id"
+        if action.sandbox not in plan.sandboxes:
+            return f"{where} is in sandbox {action.sandbox!r}, not one of the plan's sandboxes"
+        pre = action.precondition
+        missing = [key for key in _PRECONDITION_KEYS[action.kind] if key not in pre]
+        if missing:
+            return f"{where} lacks precondition {', '.join(missing)}"
+        for key in ("state", "legacy_state", "twin_state"):
+            if key in pre and pre[key] not in _STATES:
+                return f"{where} has precondition {key} {pre[key]!r}, not enabled or disabled"
+        for key in ("legacy_flow_id", "twin_flow_id"):
+            if key in pre and not (isinstance(pre[key], str) and pre[key]):
+                return f"{where} has precondition {key} that is not an id"
+        if action.kind == "add_audiences":
+            audiences = action.details.get("audiences")
+            if not (
+                isinstance(audiences, list)
+                and audiences
+                and all(isinstance(a, dict) and isinstance(a.get("id"), str) for a in audiences)
+            ):
+                return f"{where} has no list of audiences with ids in its details"
+        if action.kind == "reconnect_account":
+            ids = action.details.get("advertiser_ids")
+            if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+                return f"{where} has no list of advertiser_ids in its details"
+    for action in plan.actions:
+        for dep in action.depends_on:
+            first = by_id.get(dep)
+            if first is None:
+                return f"action {action.id} depends on {dep}, which is not in the plan"
+            # The contract's order: every dependency is of an earlier kind (so no cycles).
+            if rank[first.kind] >= rank[action.kind]:
+                return f"action {action.id} depends on {dep}, which does not come before it"
+    return None

@@ -38,6 +38,14 @@ def register(*values: str | None) -> None:
             _pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
 
+def reset() -> None:
+    """Forget every registered secret (a new process starts this way; tests call it)."""
+    global _pattern
+    with _lock:
+        _secrets.clear()
+        _pattern = None
+
+
 def redact(text: str) -> str:
     """Mask registered secrets, bearer/basic credentials and secret-looking fields."""
     pattern = _pattern

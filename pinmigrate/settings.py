@@ -265,6 +265,18 @@ def _explain(exc: ValidationError, section: str, sources: dict[str, str]) -> Con
     return ConfigError(f"invalid setting {dotted} (from {where}): {message}")
 
 
+def _check_state_dir(path: Path, where: str) -> None:
+    """A state dir that can never be a directory is a config error now, not a crash mid-apply."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise ConfigError(
+                    f"invalid state dir {path} (from {where}): {candidate} is not a directory",
+                    hint="set PINMIGRATE_STATE_DIR to a directory (it is created if missing)",
+                )
+            return
+
+
 _SECTION_MODELS: dict[str, type[_Section]] = {
     "adobe": AdobeSettings,
     "pinterest": PinterestSettings,
@@ -310,9 +322,11 @@ def load_settings(
         except ValidationError as exc:
             raise _explain(exc, section, sources) from None
     state_dir = env.get("PINMIGRATE_STATE_DIR")
+    state_path = Path(state_dir) if state_dir else default_state_dir()
+    _check_state_dir(state_path, "environment PINMIGRATE_STATE_DIR" if state_dir else "default")
     return Settings(
         **built,
-        state_dir=Path(state_dir) if state_dir else default_state_dir(),
+        state_dir=state_path,
         config_path=path,
         sources=sources,
     )

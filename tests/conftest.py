@@ -44,6 +44,17 @@ def _pinmigrate_env() -> list[str]:
     return [k for k in os.environ if k.startswith("PINMIGRATE_")]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_secret_registry() -> Iterator[None]:
+    """Each test starts with no registered secrets, as each pinmigrate process does: a short
+    fake secret registered by one test must not mask words in another test's output."""
+    from pinmigrate import redact
+
+    redact.reset()
+    yield
+    redact.reset()
+
+
 @pytest.fixture
 def cli() -> Any:
     return invoke
