@@ -28,7 +28,7 @@ from pinmigrate.errors import (
     StalePlanError,
 )
 from pinmigrate.inventory import Account, Audience, Card, Flow
-from pinmigrate.journal import ActionRef, Journal, RunRecord
+from pinmigrate.journal import ActionRef, Journal, RunRecord, WriteOutcome
 from pinmigrate.plan import KIND_ORDER, Action, Blocker, Orphan, Plan
 from pinmigrate.plan import action_id as action_id_of
 
@@ -145,8 +145,30 @@ class ApplyReport:
             "run_id": self.run_id,
             **self.extra,
             "results": [r.to_json() for r in self.results],
-            "summary": self.summary(),
         }
+        if self.kind == "pinmigrate.apply":
+            # What the plan left out, itemised for scripts (the summary only counts them).
+            payload["blockers"] = [
+                {
+                    "sandbox": b.sandbox,
+                    "flow_id": b.flow_id,
+                    "name": b.flow_name,
+                    "kind": b.kind,
+                    "candidates": list(b.candidates),
+                    "reason": b.message,
+                }
+                for b in self.blockers
+            ]
+            payload["orphans"] = [
+                {
+                    "sandbox": o.sandbox,
+                    "flow_id": o.flow_id,
+                    "name": o.flow_name,
+                    "reason": o.reason or "no twin on the new card",
+                }
+                for o in self.orphans
+            ]
+        payload["summary"] = self.summary()
         if self.runs:
             payload["runs"] = [r.to_json() for r in self.runs]
         return payload
@@ -404,8 +426,15 @@ def credentials_ok(expires_at: datetime | None, now: datetime, margin: timedelta
     return expires_at is not None and _aware(expires_at) > _aware(now) + margin
 
 
-def assess(action: Action, world: World, *, now: datetime, margin: timedelta) -> Verdict:
-    """Goal first (already done?), then the precondition (still valid?), on fresh reads."""
+def assess(
+    action: Action, world: World, *, now: datetime, margin: timedelta, during_run: bool = False
+) -> Verdict:
+    """Goal first (already done?), then the precondition (still valid?), on fresh reads.
+
+    ``during_run`` is the check right before a later wave writes: a legacy flow switched off
+    since the run began stops its twin's changes, and a legacy flow is switched off only
+    while its twin reads back enabled, whatever the plan saw.
+    """
     sandbox = action.sandbox
     if action.kind == "reconnect_account":
         account = world.accounts.get(action.target_id)
@@ -449,11 +478,25 @@ def assess(action: Action, world: World, *, now: datetime, margin: timedelta) ->
             return Verdict("stale", f"legacy {legacy_label} no longer exists")
         expected = pre.get("legacy_state", "enabled")
         if legacy.state != expected:
+            if during_run and expected == "enabled":
+                return Verdict(
+                    "stale",
+                    f"legacy {legacy_label} was switched off during the run; "
+                    f"its twin {flow.name!r} is left as it is",
+                )
             return Verdict(
                 "stale",
                 f"legacy {legacy_label} is now {legacy.state} (the plan saw {expected}); "
                 f"its twin {flow.name!r} is left as it is",
             )
+        if action.kind == "add_audiences":
+            gone = _audiences_gone_from_legacy(action, flow, legacy)
+            if gone:
+                return Verdict(
+                    "stale",
+                    f"legacy {legacy_label} no longer has audience {gone} "
+                    f"(the plan would add it to its twin {flow.name!r}); nothing is added",
+                )
     twin_id = pre.get("twin_flow_id")
     if twin_id:
         twin = world.flow(str(twin_id))
@@ -461,14 +504,25 @@ def assess(action: Action, world: World, *, now: datetime, margin: timedelta) ->
         if twin is None:
             return Verdict("stale", f"its twin {twin_label} no longer exists")
         # A twin the plan saw disabled is enabled by this plan first; one it saw enabled must
-        # still be, or switching the legacy flow off would leave the audience unserved.
-        if pre.get("twin_state") == "enabled" and twin.state != "enabled":
+        # still be, or switching the legacy flow off would leave the audience unserved. Once
+        # the run is under way, the twin must read back enabled either way.
+        if (during_run or pre.get("twin_state") == "enabled") and twin.state != "enabled":
+            seen = "it changed during the run" if during_run else "the plan saw enabled"
             return Verdict(
                 "stale",
-                f"twin {twin_label} is now {twin.state} (the plan saw enabled); "
-                f"legacy {flow.name!r} stays on",
+                f"twin {twin_label} is now {twin.state} ({seen}); legacy {flow.name!r} stays on",
             )
     return TODO
+
+
+def _audiences_gone_from_legacy(action: Action, flow: Flow, legacy: Flow) -> str:
+    """The audiences an add_audiences action still has to add that its legacy flow no longer
+    has (the operator removed them since the plan), as shown in a message; "" when none."""
+    audiences = action.details.get("audiences", [])
+    names = {str(a.get("id")): str(a.get("name") or "") for a in audiences}
+    wanted = [str(a) for a in action.precondition.get("missing") or names]
+    gone = [a for a in wanted if a not in flow.audience_ids and a not in legacy.audience_ids]
+    return ", ".join(f"{names[a]!r} ({a})" if names.get(a) else a for a in gone)
 
 
 def waves_of(actions: Sequence[Action]) -> list[list[Action]]:
@@ -557,7 +611,10 @@ class Executor:
         *,
         fingerprint: str | None = None,
         start_extra: Mapping[str, Any] | None = None,
+        journal_start: bool = True,
     ) -> list[ActionResult]:
+        """Check, then carry out ``actions``; every action ends with a status. With
+        ``journal_start`` False the actions join a run whose run_start is already written."""
         results = {
             a.id: ActionResult(a.id, a.kind, a.sandbox, a.target_id, a.target_name) for a in actions
         }
@@ -575,20 +632,37 @@ class Executor:
                 results[ident].status = "skipped"
                 results[ident].error = verdict.reason
 
-        self.journal.run_start(
-            fingerprint=fingerprint, action_ids=[a.id for a in actions], **(start_extra or {})
-        )
+        if journal_start:
+            self.journal.run_start(
+                fingerprint=fingerprint, action_ids=[a.id for a in actions], **(start_extra or {})
+            )
         for action in actions:
             if verdicts[action.id].outcome == "already_done":
                 results[action.id].status = "already_done"
         if self.progress:
             self.progress.start(len(actions))
+        waves = waves_of(actions)
         try:
             with ThreadPoolExecutor(
                 max_workers=self.concurrency, thread_name_prefix="write"
             ) as pool:
-                for wave in waves_of(actions):
-                    self._run_wave(pool, wave, verdicts, results, logins)
+                # The staleness check just read everything: the first wave needs no re-read.
+                fresh = True
+                for index, wave in enumerate(waves):
+                    upcoming = waves[index + 1] if index + 1 < len(waves) else []
+                    fresh = self._run_wave(pool, wave, results, logins, fresh, upcoming)
+        except Exception as exc:
+            # A bug of ours must still end in a report and a run_end: the journal holds the
+            # truth about any write that was under way.
+            log.debug("the run stopped on an unexpected error", exc_info=True)
+            for result in results.values():
+                if result.status == "pending":
+                    result.status = "failed"
+                    result.error = (
+                        f"the run stopped on an unexpected error ({describe(exc)}); "
+                        "run apply again to check this action"
+                    )
+                    self._report(result)
         finally:
             if self.progress:
                 self.progress.finish()
@@ -646,10 +720,12 @@ class Executor:
         self,
         pool: ThreadPoolExecutor,
         wave: Sequence[Action],
-        verdicts: Mapping[str, Verdict],
         results: dict[str, ActionResult],
         logins: Mapping[str, Login],
-    ) -> None:
+        fresh: bool,
+        upcoming: Sequence[Action],
+    ) -> bool:
+        """Run one wave; True when its confirming read also re-read the next wave's objects."""
         runnable: list[Action] = []
         for action in wave:
             result = results[action.id]
@@ -663,10 +739,28 @@ class Executor:
                 self._report(result)
                 continue
             runnable.append(action)
+        if runnable and not fresh:
+            try:
+                self._merge(self.reader.read(wants_of(runnable, self.cards)))
+                fresh = True
+            except Exception as exc:  # an unexpected one too: the run must still end
+                log.debug("re-reading before a wave failed", exc_info=True)
+                why = describe(exc)
+                for action in runnable:
+                    self._end(
+                        results[action.id],
+                        "failed",
+                        f"not attempted: re-reading it before writing failed: {why}; "
+                        "run apply again",
+                    )
+                runnable = []
+        runnable = self._recheck(runnable, results)
 
-        futures = {pool.submit(self._execute, a, logins.get(a.id)): a for a in runnable}
+        futures: dict[Future[tuple[Status, str]], Action] = {}
         written: list[_Written] = []
         try:
+            for action in runnable:
+                futures[pool.submit(self._execute, action, logins.get(action.id))] = action
             for future in as_completed(futures):
                 action = futures[future]
                 result = results[action.id]
@@ -674,9 +768,8 @@ class Executor:
                     outcome = future.result()
                 except Exception as exc:  # one action's surprise must not stop the others
                     log.debug("action %s raised", action.id, exc_info=True)
-                    message = exc.line() if isinstance(exc, PinmigrateError) else f"{exc!r}"
                     result.status = "failed"
-                    result.error = redact.redact(message)
+                    result.error = describe(exc)
                     self.journal.error(_ref(action), result.error)
                     self._report(result)
                     continue
@@ -690,7 +783,41 @@ class Executor:
             for future in futures:
                 future.cancel()
             raise
-        self._confirm(written)
+        if not runnable:
+            return fresh  # nothing was sent, no time passed: the world is as fresh as it was
+        return self._confirm(written, [a for a in upcoming if results[a.id].status == "pending"])
+
+    def _recheck(
+        self, runnable: Sequence[Action], results: Mapping[str, ActionResult]
+    ) -> list[Action]:
+        """Judge each action again on the world as last read, right before its wave writes.
+
+        The staleness check ran once, before the first wave; the operator may have acted
+        since (switched a legacy flow off, say). What no longer holds is not attempted."""
+        now = self.now()
+        with self._world_lock:
+            world = World(dict(self.world.flows), dict(self.world.accounts))
+        keep: list[Action] = []
+        for action in runnable:
+            verdict = assess(action, world, now=now, margin=self.margin, during_run=True)
+            result = results[action.id]
+            if verdict.outcome == "todo":
+                keep.append(action)
+            elif verdict.outcome == "already_done":
+                result.note = "already so when its wave began"
+                self._end(result, "already_done")
+            else:
+                self._end(result, "skipped", f"not attempted: {verdict.reason}")
+        return keep
+
+    def _end(self, result: ActionResult, status: Status, error: str | None = None) -> None:
+        result.status = status
+        result.error = redact.redact(error) if error else None
+        self._report(result)
+
+    def _merge(self, world: World) -> None:
+        with self._world_lock:
+            self.world.merge(world)
 
     def _failed_dependency(self, action: Action, results: Mapping[str, ActionResult]) -> str | None:
         for dep in action.depends_on:
@@ -852,10 +979,12 @@ class Executor:
 
     # -- the wave's confirming re-read --
 
-    def _confirm(self, written: Sequence[_Written]) -> None:
-        if not written:
-            return
+    def _confirm(self, written: Sequence[_Written], upcoming: Sequence[Action]) -> bool:
+        """One batched read that confirms this wave's writes and re-reads what the next wave
+        will look at; True when the latter worked (the next wave then needs no read)."""
         wants: dict[str, Wants] = defaultdict(Wants)
+        for sandbox, want in wants_of(upcoming, self.cards).items():
+            wants[sandbox] = want
         for item in written:
             action = item.action
             if action.kind == "reconnect_account":
@@ -863,19 +992,22 @@ class Executor:
             else:
                 card = self.cards.get(action.id) or target_card(action)
                 wants[action.sandbox].flows[action.target_id] = card
+        if not any(len(w) for w in wants.values()):
+            return True
         try:
             fresh = self.reader.read(wants)
-        except PinmigrateError as exc:
+        except Exception as exc:  # an unexpected one too: the run must still end in a report
+            log.debug("the confirming read failed", exc_info=True)
             for item in written:
                 item.result.status = "failed"
-                item.result.error = (
-                    f"Adobe accepted the change, but reading it back failed: {exc.line()}; "
+                item.result.error = redact.redact(
+                    f"Adobe accepted the change, but reading it back failed: {describe(exc)}; "
                     "run apply again to check"
                 )
+                self.journal.error(_ref(item.action), item.result.error)
                 self._report(item.result)
-            return
-        with self._world_lock:
-            self.world.merge(fresh)
+            return False
+        self._merge(fresh)
         now = self.now()
         for item in written:
             problem = self._goal_problem(item.action, fresh, now)
@@ -884,6 +1016,7 @@ class Executor:
                 item.result.error = problem
                 self.journal.error(_ref(item.action), problem)
             self._report(item.result)
+        return True
 
     def _goal_problem(self, action: Action, world: World, now: datetime) -> str | None:
         """Why a confirmed read shows the goal not reached, or None when it is."""
@@ -958,17 +1091,18 @@ class Executor:
     def _latest_run(self, check: RunCheck, since: datetime) -> RunCheck:
         try:
             raws = self.adobe.runs(check.flow_id, sandbox=check.sandbox)
-        except PinmigrateError as exc:
+            candidates = []
+            for raw in raws:
+                run = models.parse_run(raw)
+                created = _run_time(raw)
+                if created is not None and created < since - timedelta(seconds=5):
+                    continue  # a run from before the flow was enabled
+                candidates.append((created or since, run))
+        except Exception as exc:  # a bad answer must not cost the report of what was done
+            log.debug("reading the runs of %s failed", check.flow_id, exc_info=True)
             return RunCheck(
-                check.flow_id, check.sandbox, check.flow_name, "waiting", None, exc.line()
+                check.flow_id, check.sandbox, check.flow_name, "waiting", None, describe(exc)
             )
-        candidates = []
-        for raw in raws:
-            run = models.parse_run(raw)
-            created = _run_time(raw)
-            if created is not None and created < since - timedelta(seconds=5):
-                continue  # a run from before the flow was enabled
-            candidates.append((created or since, run))
         if not candidates:
             return RunCheck(check.flow_id, check.sandbox, check.flow_name, "waiting")
         _, run = max(candidates, key=lambda pair: pair[0])
@@ -992,6 +1126,13 @@ def _replace_flow(flow: Flow, **changes: Any) -> Flow:
     from dataclasses import replace
 
     return replace(flow, **changes)
+
+
+def describe(exc: BaseException) -> str:
+    """One redacted line about an error: ours say what to do; others give type and message."""
+    if isinstance(exc, PinmigrateError):
+        return redact.redact(exc.line())
+    return redact.redact(f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _past(status: str) -> str:
@@ -1022,9 +1163,11 @@ def apply_plan(
     now: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] | None = None,
+    start_extra: Mapping[str, Any] | None = None,
 ) -> ApplyReport:
     """Carry out a plan: staleness check, logins, then the waves. Raises StalePlanError (exit 3)
-    or AuthError (exit 4) before any write; otherwise returns the report, failures included."""
+    or AuthError (exit 4) before any write; otherwise returns the report, failures included.
+    ``start_extra`` goes into the journal's run_start (e.g. the interrupted run it finishes)."""
     executor = Executor(
         adobe=adobe,
         settings=settings,
@@ -1038,7 +1181,7 @@ def apply_plan(
         clock=clock,
     )
     retries_before = _retries(adobe)
-    results = executor.run(plan.actions, fingerprint=plan.fingerprint)
+    results = executor.run(plan.actions, fingerprint=plan.fingerprint, start_extra=start_extra)
     report = ApplyReport(
         run_id=journal.run_id,
         results=results,
@@ -1071,57 +1214,177 @@ class RollbackPlan:
     actions: list[Action]
     cards: dict[str, Card]
     left_alone: list[str]
+    #: Every run undone, newest first: the run named and the earlier runs it carried on.
+    runs: list[str] = field(default_factory=list)
+    #: Undo action id -> a remark shown with its result when it is done.
+    notes: dict[str, str] = field(default_factory=dict)
+    #: Undo action id -> the run whose interrupted write it undoes (assumed done).
+    assumed: dict[str, str] = field(default_factory=dict)
+    #: Re-enable of a legacy flow -> the switch-off of its twin: a pair rolled back as a unit.
+    units: dict[str, str] = field(default_factory=dict)
 
 
-def rollback_plan(record: RunRecord) -> RollbackPlan:
-    """From a run's journal: revert its flow-state writes; leave audiences and reconnects."""
+def _shown(write: Mapping[str, Any]) -> str:
+    sandbox, target = str(write.get("sandbox", "")), str(write.get("target_id", ""))
+    name = str(write.get("target_name", ""))
+    return f"{name!r} ({sandbox}, {target})" if name else f"{target} ({sandbox})"
+
+
+def rollback_plan(record: RunRecord, earlier: Sequence[RunRecord] = ()) -> RollbackPlan:
+    """Undo the flow-state changes of a run and of the ``earlier`` runs it carried on (newest
+    first; see :func:`pinmigrate.journal.run_chain`). Audiences and reconnects stay.
+
+    Which writes are undone:
+
+    - a write with an ``after`` record: the run changed the object. Undone, each object at
+      most once (its newest change wins), and only while it is still as the run left it.
+    - a write that ended in an error, including a 412 whose re-read found the goal already
+      reached by someone else: the run did not change the object, so it is left alone.
+      Undoing it would switch on a flow the run never switched off.
+    - an interrupted write (a ``before`` with neither ``after`` nor ``error``: the run was
+      killed mid-call): undone only if its before-state differs from its target state and,
+      at rollback time, the object reads back in the target state; it is then reported as
+      "interrupted write, assumed done". Otherwise the write did not take effect and there
+      is nothing to undo.
+
+    Pairs are undone as a unit. A new flow is switched off after its legacy twin is back on,
+    or, when the legacy flow is not being switched back on, only while that legacy flow is
+    enabled (the audience is never left unserved). A legacy flow switched back on takes its
+    twin down with it when these runs enabled, or set out to enable, that twin (a plan that
+    saw it disabled), so a rollback never leaves both on and the audience delivered twice.
+    """
+    records = [record, *earlier]
+    #: (kind, sandbox, target) -> (before record, outcome, run id); newest change first
+    changes: dict[tuple[str, str, str], tuple[dict[str, Any], WriteOutcome, str]] = {}
+    #: (sandbox, new flow id) -> a run that wrote an enable of it, whatever came of it
+    tried_enable: dict[tuple[str, str], str] = {}
+    #: (sandbox, new flow id) -> a run whose plan set out to enable it
+    planned_enable: dict[tuple[str, str], str] = {}
+    for rec in records:
+        for action_id in rec.action_ids:
+            kind, _, rest = action_id.partition(":")
+            sandbox, _, target = rest.partition(":")
+            if kind == "enable_flow" and target:
+                planned_enable.setdefault((sandbox, target), rec.run_id)
+        for write, outcome in rec.write_outcomes().values():
+            kind = str(write.get("kind", ""))
+            key = (kind, str(write.get("sandbox", "")), str(write.get("target_id", "")))
+            if kind == "enable_flow":
+                tried_enable.setdefault(key[1:], rec.run_id)
+            if outcome == "error":
+                continue
+            if outcome == "interrupted" and kind in ("enable_flow", "disable_flow"):
+                goal = "enabled" if kind == "enable_flow" else "disabled"
+                if (write.get("before") or {}).get("state") == goal:
+                    continue  # it could not have changed anything
+            known = changes.get(key)
+            if known is None or (known[1] == "interrupted" and outcome == "done"):
+                changes[key] = (write, outcome, rec.run_id)
+
     actions: list[Action] = []
     cards: dict[str, Card] = {}
     left: list[str] = []
-    reenabled: dict[str, str] = {}
-    # A retried write has several "before" records: one undo per action is enough.
-    writes = list({str(w.get("action_id")): w for w in record.writes}.values())
-    for write in writes:
-        kind = write.get("kind")
-        sandbox = str(write.get("sandbox", ""))
-        target = str(write.get("target_id", ""))
-        name = str(write.get("target_name", ""))
-        shown = f"{name!r} ({sandbox}, {target})" if name else f"{target} ({sandbox})"
+    notes: dict[str, str] = {}
+    assumed: dict[str, str] = {}
+    units: dict[str, str] = {}
+    reenabled: dict[tuple[str, str], str] = {}
+    twins: dict[tuple[str, str], str] = {}
+
+    def add(action: Action, card: Card, write_run: tuple[str, str] | None = None) -> None:
+        actions.append(action)
+        cards[action.id] = card
+        if write_run is not None and write_run[0] == "interrupted":
+            assumed[action.id] = write_run[1]
+
+    for (kind, sandbox, target), (write, outcome, run_id) in changes.items():
         if kind == "disable_flow":
             undo = Action(
                 id=action_id_of("enable_flow", sandbox, target),
                 kind="enable_flow",
                 sandbox=sandbox,
                 target_id=target,
-                target_name=name,
+                target_name=str(write.get("target_name", "")),
                 precondition={"state": "disabled"},
             )
-            actions.append(undo)
-            cards[undo.id] = "legacy"
-            reenabled[target] = undo.id
+            add(undo, "legacy", (outcome, run_id))
+            reenabled[(sandbox, target)] = undo.id
+            if write.get("twin_flow_id"):
+                twins[(sandbox, target)] = str(write["twin_flow_id"])
         elif kind == "add_audiences":
-            left.append(f"audiences added to flow {shown} stay (rollback leaves audiences alone)")
+            left.append(
+                f"audiences added to flow {_shown(write)} stay (rollback leaves audiences alone)"
+            )
         elif kind == "reconnect_account":
-            left.append(f"account {shown} keeps its new credentials (reconnects are not undone)")
-    for write in writes:
-        if write.get("kind") != "enable_flow":
+            left.append(
+                f"account {_shown(write)} keeps its new credentials (reconnects are not undone)"
+            )
+    switched_off: dict[tuple[str, str], str] = {}
+    for (kind, sandbox, target), (write, outcome, run_id) in changes.items():
+        if kind != "enable_flow":
             continue
-        sandbox = str(write.get("sandbox", ""))
-        target = str(write.get("target_id", ""))
         legacy = str(write.get("legacy_flow_id", ""))
+        precondition: dict[str, Any] = {"state": "enabled"}
+        depends: list[str] = []
+        if (sandbox, legacy) in reenabled:
+            # Switch the new flow off only once its legacy twin serves the audience again.
+            depends = [reenabled[(sandbox, legacy)]]
+        elif legacy:
+            precondition.update(legacy_flow_id=legacy, legacy_state="enabled")
         undo = Action(
             id=action_id_of("disable_flow", sandbox, target),
             kind="disable_flow",
             sandbox=sandbox,
             target_id=target,
             target_name=str(write.get("target_name", "")),
-            precondition={"state": "enabled"},
-            # Switch the new flow off only once its legacy twin serves the audience again.
-            depends_on=[reenabled[legacy]] if legacy in reenabled else [],
+            precondition=precondition,
+            depends_on=depends,
         )
-        actions.append(undo)
-        cards[undo.id] = "new"
-    return RollbackPlan(record.run_id, actions, cards, left)
+        add(undo, "new", (outcome, run_id))
+        switched_off[(sandbox, target)] = undo.id
+
+    for (sandbox, legacy), undo_id in reenabled.items():
+        twin = twins.get((sandbox, legacy))
+        if not twin:
+            continue
+        if (sandbox, twin) in switched_off:
+            units[undo_id] = switched_off[(sandbox, twin)]
+            continue
+        why_run = tried_enable.get((sandbox, twin)) or planned_enable.get((sandbox, twin))
+        if why_run is None:
+            left.append(
+                f"new flow {twin} ({sandbox}) was enabled before run(s) "
+                f"{', '.join(r.run_id for r in records)} and stays on next to its legacy twin "
+                f"{legacy}, as it was before"
+            )
+            continue
+        # The runs' journals do not show this twin switched on by them (already on when the
+        # run looked, or its enable ended in an error that may have hidden success), but
+        # they set out to switch it on: off it goes with the legacy flow back on.
+        undo = Action(
+            id=action_id_of("disable_flow", sandbox, twin),
+            kind="disable_flow",
+            sandbox=sandbox,
+            target_id=twin,
+            precondition={"state": "enabled"},
+            depends_on=[undo_id],
+        )
+        add(undo, "new")
+        notes[undo.id] = (
+            f"switched off with its legacy twin {legacy}: run {why_run} set out to enable it, "
+            "and both on would deliver its audiences twice"
+        )
+        units[undo_id] = undo.id
+        switched_off[(sandbox, twin)] = undo.id
+    return RollbackPlan(
+        record.run_id,
+        actions,
+        cards,
+        left,
+        runs=[r.run_id for r in records],
+        notes=notes,
+        assumed=assumed,
+        units=units,
+    )
 
 
 def rollback_run(
@@ -1133,7 +1396,9 @@ def rollback_run(
     concurrency: int,
     progress: Progress | None = None,
 ) -> ApplyReport:
-    """Revert a run's flow-state changes, each only if it is still as that run left it."""
+    """Revert the flow-state changes of a run (and the runs it carried on), each only if it is
+    still as the runs left it. A legacy flow switched back on whose twin then fails to switch
+    off is switched off again, so the pair is left as the runs left it, never both on."""
     executor = Executor(
         adobe=adobe,
         settings=settings,
@@ -1144,15 +1409,73 @@ def rollback_run(
         cards=plan.cards,
     )
     retries_before = _retries(adobe)
-    results = executor.run(plan.actions, start_extra={"rollback_of": plan.run_id})
+    start = {"rollback_of": plan.run_id, "covers": plan.runs or [plan.run_id]}
+    results = executor.run(plan.actions, start_extra=start)
+    by_id = {r.action_id: r for r in results}
+    for result in results:
+        run_id = plan.assumed.get(result.action_id)
+        if run_id and result.status == "done":
+            result.note = f"interrupted write of run {run_id}, assumed done"
+        elif run_id and result.status == "already_done":
+            result.note = f"the interrupted write of run {run_id} had not taken effect"
+        elif result.action_id in plan.notes and result.status == "done":
+            result.note = plan.notes[result.action_id]
+    results += _keep_pairs_whole(plan, by_id, executor)
+    notes = list(plan.left_alone)
+    if len(plan.runs) > 1:
+        notes.append(
+            f"this rollback covers run {plan.runs[0]} and the earlier run(s) it carried on: "
+            f"{', '.join(plan.runs[1:])}"
+        )
     report = ApplyReport(
         run_id=journal.run_id,
         results=results,
         kind="pinmigrate.rollback",
-        notes=list(plan.left_alone),
-        extra={"rollback_of": plan.run_id, "left_alone": list(plan.left_alone)},
+        notes=notes,
+        extra={
+            "rollback_of": plan.run_id,
+            "covers": plan.runs or [plan.run_id],
+            "left_alone": list(plan.left_alone),
+        },
     )
     report.retries = _retries(adobe) - retries_before
     if results:
         journal.run_end(report.summary())
     return report
+
+
+def _keep_pairs_whole(
+    plan: RollbackPlan, by_id: Mapping[str, ActionResult], executor: Executor
+) -> list[ActionResult]:
+    """Switch a legacy flow off again when it is back on but its twin failed to go off."""
+    again: list[Action] = []
+    for reenable_id, switch_off_id in plan.units.items():
+        legacy, twin = by_id.get(reenable_id), by_id.get(switch_off_id)
+        if legacy is None or twin is None or legacy.status != "done" or twin.status != "failed":
+            continue
+        action = Action(
+            id=action_id_of("disable_flow", legacy.sandbox, legacy.target_id),
+            kind="disable_flow",
+            sandbox=legacy.sandbox,
+            target_id=legacy.target_id,
+            target_name=legacy.target_name,
+            precondition={
+                "state": "enabled",
+                "twin_flow_id": twin.target_id,
+                "twin_state": "enabled",
+            },
+        )
+        again.append(action)
+        executor.cards[action.id] = "legacy"
+    if not again:
+        return []
+    # The progress display was sized for the rollback proper; the report lists these.
+    executor.progress = None
+    results = executor.run(again, journal_start=False)
+    for result in results:
+        if result.status == "done":
+            result.note = (
+                "switched off again: its twin could not be switched off, and both on would "
+                "deliver its audiences twice; the pair stays as the run left it"
+            )
+    return results

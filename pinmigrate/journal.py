@@ -6,31 +6,40 @@ journal that says what may have happened. The journal never holds a token: value
 scrubbed by key and by the redaction registry before they reach the disk.
 
 The lock (``state_dir/lock``) keeps two runs from writing to one org from one state dir at
-once. It is created with ``O_EXCL`` and holds ``{pid, host, run_id, started}``; a lock
-left by a dead process on this host is taken over, one from another host never is.
+once. It holds ``{pid, host, run_id, started}`` and appears atomically (a fully written temp
+file hard-linked into place); a lock left by a dead process on this host is taken over, one
+from another host never is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from pinmigrate import redact
 from pinmigrate.errors import LockedError, PinmigrateError, UsageError
 
 RUNS_DIR = "runs"
 LOCK_NAME = "lock"
+WriteOutcome = Literal["done", "error", "interrupted"]
+#: A lock read empty or half written is read again this often, this far apart, first.
+UNREADABLE_RETRIES = 10
+UNREADABLE_PAUSE = 0.05
+#: link() errors meaning "this filesystem has no hard links" (then O_EXCL is used).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 #: Keys whose values are credentials; dropped from any record whatever the caller passed.
 _SECRET_KEYS = frozenset(
     {
@@ -201,8 +210,60 @@ class RunRecord:
 
     @property
     def writes(self) -> list[dict[str, Any]]:
-        """The ``before`` records: every write this run started."""
+        """The ``before`` records: every write this run started, whatever became of it.
+        What the run actually changed is :meth:`write_outcomes`."""
         return [r for r in self.records if r.get("event") == "before"]
+
+    @property
+    def end(self) -> dict[str, Any]:
+        return next((r for r in self.records if r.get("event") == "run_end"), {})
+
+    @property
+    def action_ids(self) -> list[str]:
+        """The actions the run set out to carry out (its plan's, as run_start lists them)."""
+        ids = self.start.get("action_ids")
+        return [str(i) for i in ids] if isinstance(ids, list) else []
+
+    @property
+    def ended_ok(self) -> bool:
+        """It finished, and every action ended done or already done."""
+        summary = self.end.get("summary")
+        if not self.finished or not isinstance(summary, dict):
+            return False
+        return not summary.get("failed") and not summary.get("skipped")
+
+    def write_outcomes(self) -> dict[str, tuple[dict[str, Any], WriteOutcome]]:
+        """Per action: its last ``before`` record and what became of the write.
+
+        ``done``: an ``after`` record, so Adobe accepted it and the run changed the object
+        (a later ``error`` from the confirming read does not undo that). ``error``: every
+        attempt ended in an error, which includes a 412 whose re-read found the goal already
+        reached by someone else: the run did not change the object. ``interrupted``: the
+        last attempt has neither, so it may or may not have happened.
+        """
+        last_before: dict[str, dict[str, Any]] = {}
+        open_attempt: dict[str, bool] = {}
+        done: set[str] = set()
+        for record in self.records:
+            action = str(record.get("action_id", ""))
+            event = record.get("event")
+            if event == "before":
+                last_before[action] = record
+                open_attempt[action] = True
+            elif event == "after":
+                done.add(action)
+                open_attempt[action] = False
+            elif event == "error":
+                open_attempt[action] = False
+        outcomes: dict[str, tuple[dict[str, Any], WriteOutcome]] = {}
+        for action, before in last_before.items():
+            if action in done:
+                outcomes[action] = (before, "done")
+            elif open_attempt.get(action):
+                outcomes[action] = (before, "interrupted")
+            else:
+                outcomes[action] = (before, "error")
+        return outcomes
 
     def after_of(self, action_id: str) -> dict[str, Any] | None:
         return next(
@@ -215,9 +276,17 @@ class RunRecord:
         )
 
     def interrupted_writes(self) -> list[dict[str, Any]]:
-        """Writes with a ``before`` and no ``after``: they may or may not have happened."""
-        done = {r.get("action_id") for r in self.records if r.get("event") in ("after", "error")}
-        return [r for r in self.writes if r.get("action_id") not in done]
+        """Writes whose last ``before`` has no ``after`` or ``error`` after it: they may or
+        may not have happened. An earlier attempt's error (a 412, then a retry) settles
+        nothing about the attempt that followed it."""
+        last: dict[Any, dict[str, Any] | None] = {}
+        for record in self.records:
+            event = record.get("event")
+            if event == "before":
+                last[record.get("action_id")] = record
+            elif event in ("after", "error"):
+                last[record.get("action_id")] = None
+        return [r for r in last.values() if r is not None]
 
 
 def read_run(state_dir: Path, run_id: str) -> RunRecord:
@@ -235,13 +304,19 @@ def read_run(state_dir: Path, run_id: str) -> RunRecord:
     except (OSError, UnicodeDecodeError) as exc:
         raise PinmigrateError(f"cannot read journal {path}: {exc}") from None
     records: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    for position, (number, line) in enumerate(lines):
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+        except (json.JSONDecodeError, RecursionError):
+            if position == len(lines) - 1:
+                continue
+            # Only a kill can tear a line, and only the last one: skipping a damaged line
+            # in the middle could hide a write from rollback and from the resume check.
+            raise PinmigrateError(
+                f"journal {path} is damaged at line {number} (not a JSON record)",
+                hint="restore the file, or move it out of the runs directory to ignore that run",
+            ) from None
         if isinstance(entry, dict):
             records.append(entry)
     return RunRecord(run_id, path, tuple(records))
@@ -265,6 +340,59 @@ def latest_run(state_dir: Path, *, kind: str = "apply", with_writes: bool = Fals
             continue
         return run_id
     return None
+
+
+def carries_on(previous: RunRecord, action_ids: Iterable[str]) -> bool:
+    """Whether a run of these actions carries on ``previous``: that run did not end cleanly
+    (killed, or an action failed or was skipped) and the two share an action. Action ids are
+    stable across replans, so a rerun of the same plan and a fresh plan made after a partial
+    apply both count."""
+    if previous.kind != "apply" or previous.ended_ok:
+        return False
+    return bool(set(previous.action_ids) & set(action_ids))
+
+
+def continued_run(state_dir: Path, action_ids: Iterable[str]) -> str | None:
+    """The apply run a new run of these actions carries on, if any (see :func:`carries_on`):
+    the newest run in the state dir, when it is an apply run. A rollback since breaks the
+    chain: what it undid is not carried on."""
+    runs = list_runs(state_dir)
+    if not runs:
+        return None
+    previous = read_run(state_dir, runs[-1])
+    return previous.run_id if carries_on(previous, action_ids) else None
+
+
+def run_chain(state_dir: Path, run_id: str) -> list[RunRecord]:
+    """A run and the earlier apply runs it carried on, transitively; newest first.
+
+    A run_start that records ``continues`` (apply does) is followed as recorded; for older
+    journals the rule of :func:`continued_run` is applied to the run just before.
+    """
+    order = list_runs(state_dir)
+    chain = [read_run(state_dir, run_id)]
+    seen = {run_id}
+    while True:
+        record = chain[-1]
+        start = record.start
+        links: list[str] = []
+        if isinstance(start.get("continues"), list):
+            links = [str(i) for i in start["continues"]]
+        elif record.run_id in order and order.index(record.run_id) > 0:
+            before = read_run(state_dir, order[order.index(record.run_id) - 1])
+            if carries_on(before, record.action_ids):
+                links = [before.run_id]
+        # ``resumes`` (the killed run before this one) is not followed by itself: a killed
+        # run of an unrelated plan is no part of this migration step.
+        nexts = [i for i in dict.fromkeys(links) if i not in seen and i in order]
+        if not nexts:
+            return chain
+        # Only one predecessor is ever recorded; more would be a hand-edited journal.
+        seen.add(nexts[0])
+        previous = read_run(state_dir, nexts[0])
+        if previous.kind != "apply":
+            return chain
+        chain.append(previous)
 
 
 # --- the lock ---------------------------------------------------------------------------------
@@ -309,9 +437,10 @@ def pid_alive(pid: int) -> bool:
 class StateLock:
     """The state dir's exclusive lock, as a context manager.
 
-    ``acquire`` raises :class:`LockedError` (exit 1) naming the holder. A lock whose
-    process is gone (same host, no such pid) is replaced atomically under a short-lived
-    takeover guard, then re-read to make sure this process owns it.
+    ``acquire`` raises :class:`LockedError` (exit 1) naming the holder. The lock file is
+    written in full to a private temp file and hard-linked into place, so it never exists
+    empty or half written. A lock whose process is gone (same host, no such pid) is taken
+    over: takeovers serialise on an ``flock`` of that stale file, see :meth:`_take_over`.
     """
 
     def __init__(
@@ -322,12 +451,14 @@ class StateLock:
         host: str | None = None,
         pid: int | None = None,
         alive: Any = pid_alive,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.path = Path(state_dir) / LOCK_NAME
         self.run_id = run_id
         self.host = host or socket.gethostname()
         self.pid = os.getpid() if pid is None else pid
         self._alive = alive
+        self._sleep = sleep
         self.held = False
         self.took_over: LockHolder | None = None
 
@@ -343,7 +474,49 @@ class StateLock:
         except OSError:
             return None
 
+    def _settled_holder(self) -> LockHolder | None:
+        """The holder; a lock that reads empty or half written (older versions created the
+        file first and wrote it after) is read again for a moment before it counts as
+        unreadable."""
+        for _ in range(UNREADABLE_RETRIES):
+            holder = self.holder()
+            if holder is not None or not self.path.exists():
+                return holder
+            self._sleep(UNREADABLE_PAUSE)
+        return self.holder()
+
+    def _written_temp(self) -> Path:
+        """A private file next to the lock holding this process's lock content, fsynced."""
+        tmp = self.path.with_name(f".{LOCK_NAME}.{os.getpid()}.{secrets.token_hex(6)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self._content())
+            handle.flush()
+            os.fsync(handle.fileno())
+        return tmp
+
     def _create(self) -> bool:
+        """Put this process's lock in place; False when a lock is there already."""
+        tmp = self._written_temp()
+        try:
+            try:
+                # Atomic, and refuses an existing path: the lock appears complete or not at all.
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                return self._create_exclusive()
+            _fsync_dir(self.path.parent)
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def _create_exclusive(self) -> bool:
+        # Filesystems without hard links: O_EXCL, then the content. A reader can catch the
+        # file empty for a moment; _settled_holder reads it again before giving up.
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -354,13 +527,17 @@ class StateLock:
             os.fsync(handle.fileno())
         return True
 
+    def _owned(self) -> bool:
+        current = self.holder()
+        return current is not None and current.run_id == self.run_id and current.pid == self.pid
+
     def acquire(self) -> StateLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
             if self._create():
                 self.held = True
                 return self
-            holder = self.holder()
+            holder = self._settled_holder()
             if holder is None:
                 if not self.path.exists():
                     continue  # released between our attempt and the read: try again
@@ -393,30 +570,41 @@ class StateLock:
         )
 
     def _take_over(self, stale: LockHolder) -> bool:
-        guard = self.path.with_name(LOCK_NAME + ".takeover")
+        """Replace the lock of a dead process; False when someone else got there first.
+
+        Every contender opens the lock file and takes an exclusive ``flock`` on it. The first
+        to get it checks that the lock path still names that very file (same inode) with the
+        stale content, then swaps its own lock in with an atomic rename. A contender that gets
+        the flock later finds the path naming another file and backs off. Nothing is ever
+        deleted on a guess, and the flock dies with its process, so no guard is left behind
+        for others to judge (the old ``lock.takeover`` guard file is ignored).
+        """
         try:
-            fd = os.open(guard, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            # Another process is taking over right now, or died doing so.
-            other = LockHolder.parse(_read(guard)) if guard.exists() else None
-            if other is not None and other.host == self.host and not self._alive(other.pid):
-                with contextlib.suppress(FileNotFoundError):
-                    guard.unlink()
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
             return False
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(self._content())
-            # Under the guard nobody else replaces the lock; check it is still the stale one.
-            if self.holder() != stale:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                named = os.stat(self.path)
+            except FileNotFoundError:
                 return False
-            tmp = self.path.with_name(f".{LOCK_NAME}.{self.run_id}.{os.getpid()}")
-            tmp.write_text(self._content(), encoding="utf-8")
-            os.replace(tmp, self.path)
-            current = self.holder()
-            return current is not None and current.run_id == self.run_id and current.pid == self.pid
+            opened = os.fstat(fd)
+            if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):
+                return False
+            if LockHolder.parse(os.pread(fd, 1 << 16, 0).decode("utf-8", "replace")) != stale:
+                return False
+            tmp = self._written_temp()
+            try:
+                os.replace(tmp, self.path)
+            except OSError:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                raise
+            _fsync_dir(self.path.parent)
+            return self._owned()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                guard.unlink()
+            os.close(fd)
 
     def release(self) -> None:
         if not self.held:
@@ -437,13 +625,6 @@ class StateLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
 
 
 @contextlib.contextmanager

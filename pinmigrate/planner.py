@@ -7,6 +7,7 @@ semantics (preconditions, details, ids) are those documented in :mod:`pinmigrate
 
 from __future__ import annotations
 
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ def make_plan(
         disable_legacy=settings.migration.disable_legacy and not options.keep_legacy,
         only_flows=frozenset(options.flows),
         matches=matches,
+        kept_by="--keep-legacy" if options.keep_legacy else "migration.disable_legacy = false",
     )
     for sandbox in sandboxes:
         planner.plan_sandbox(sandbox)
@@ -210,6 +212,8 @@ class _Planner:
     disable_legacy: bool
     only_flows: frozenset[str]
     matches: Mapping[str, Flow]
+    #: What keeps legacy flows on when ``disable_legacy`` is off (for the warnings).
+    kept_by: str = "--keep-legacy"
     actions: list[Action] = field(default_factory=list)
     pairs: list[Pair] = field(default_factory=list)
     orphans: list[Orphan] = field(default_factory=list)
@@ -235,6 +239,9 @@ class _Planner:
             if flow.id not in matched and flow.advertiser_id is not None:
                 legacy_by_key[(flow.name, flow.advertiser_id)].append(flow)
 
+        exactly_paired = frozenset(
+            f.id for key, flows in new_by_key.items() if key in legacy_by_key for f in flows
+        )
         decisions: list[_PairDecision] = []
         #: new flows that are, or will be, enabled: their accounts need live credentials
         live: set[str] = set()
@@ -274,7 +281,7 @@ class _Planner:
                         flow_name=legacy.name,
                         advertiser_id=legacy.advertiser_id,
                         state=legacy.state,
-                        reason="no flow of the new card has this name and ad account",
+                        reason=_orphan_reason(legacy, new_flows, matched, exactly_paired),
                     )
                 )
             elif len(candidates) == 1 and len(rivals) == 1:
@@ -450,6 +457,13 @@ class _Planner:
                 },
             )
         reconnect = reconnects.get(new.account_id or "")
+        if not self.disable_legacy:
+            now_or_later = "are both enabled" if new.enabled else "will both be enabled"
+            self.warnings.append(
+                f"{sb.name}: legacy flow {legacy.name!r} ({legacy.id}) and its twin "
+                f"{now_or_later}, so its audiences are delivered twice until the legacy flow "
+                f"is switched off ({self.kept_by} leaves it on)"
+            )
         if not new.enabled:
             enable = self._action(
                 "enable_flow",
@@ -510,6 +524,69 @@ class _Planner:
         )
         self.actions.append(action)
         return action
+
+
+def _loose_name(name: str) -> str:
+    """A name as a person reads it: Unicode NFC, spaces collapsed and trimmed, case folded."""
+    folded = " ".join(unicodedata.normalize("NFC", name).split()).casefold()
+    return unicodedata.normalize("NFC", folded)
+
+
+def _name_difference(a: str, b: str) -> str:
+    """What tells two loosely equal names apart, in words."""
+    parts = []
+    x, y = unicodedata.normalize("NFC", a), unicodedata.normalize("NFC", b)
+    if (x, y) != (a, b):
+        parts.append("Unicode form (composed or decomposed accents)")
+    if x != y and (" ".join(x.split()), " ".join(y.split())) != (x, y):
+        parts.append("spacing")
+        x, y = " ".join(x.split()), " ".join(y.split())
+    if x != y:
+        parts.append("case")
+    return " and ".join(parts)
+
+
+def _orphan_reason(
+    legacy: Flow,
+    new_flows: Sequence[Flow],
+    matched: Mapping[str, Flow] | None = None,
+    exactly_paired: frozenset[str] = frozenset(),
+) -> str:
+    """Why a legacy flow has no twin, with the likely fix when one is in sight.
+
+    Pairing stays by equal name (the contract). A new flow of the same ad account whose name
+    differs only in Unicode form, spacing or case is pointed out with the ``--match`` that
+    pairs them, and a twin by name that a ``--match`` gave to another legacy flow is named.
+    ``exactly_paired``: new flows an exact-name legacy flow claims, never offered again."""
+    reason = "no flow of the new card has this name and ad account"
+    taken_by = {new.id: lid for lid, new in (matched or {}).items()}
+    for flow in new_flows:
+        if (
+            flow.id in taken_by
+            and flow.name == legacy.name
+            and flow.advertiser_id == legacy.advertiser_id
+        ):
+            return (
+                f"its twin by name, new flow {flow.name!r} ({flow.id}), is paired with legacy "
+                f"flow {taken_by[flow.id]} by --match; pair this one with another new flow "
+                f"(--match {legacy.id}=NEW_ID) or leave it"
+            )
+    loose = _loose_name(legacy.name)
+    near = [
+        f
+        for f in new_flows
+        if f.advertiser_id == legacy.advertiser_id
+        and f.name != legacy.name
+        and f.id not in taken_by
+        and f.id not in exactly_paired
+        and _loose_name(f.name) == loose
+    ]
+    if not near:
+        return reason
+    named = ", ".join(
+        f"{f.name!r} ({f.id}) differs only in {_name_difference(legacy.name, f.name)}" for f in near
+    )
+    return f"{reason}; {named}: if it is the twin, pair them with --match {legacy.id}={near[0].id}"
 
 
 def _missing_audiences(legacy: Flow, new: Flow) -> list[str]:

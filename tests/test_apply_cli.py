@@ -151,7 +151,15 @@ def test_plan_apply_then_nothing_left_and_the_end_state_is_exact(
     assert report["summary"]["done"] == TOTAL_WRITES
     assert report["summary"]["blocked"] == 1 and report["summary"]["orphans"] == 1
     assert report["summary"]["retries"] == 0
-    assert list(report) == ["schema_version", "kind", "run_id", "results", "summary"]
+    assert list(report) == [
+        "schema_version",
+        "kind",
+        "run_id",
+        "results",
+        "blockers",
+        "orphans",
+        "summary",
+    ]
     assert "[12/12]" in result.stderr  # progress lines on stderr, not stdout
     assert emulator.requests()["writes"] == TOTAL_WRITES
     assert_end_state(emulator)
@@ -479,3 +487,30 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(
     assert "Took over the lock" in result.stderr and "ghost" in result.stderr
     assert not lock.exists()
     assert_end_state(emulator)
+
+
+def test_json_output_at_a_terminal_needs_yes_and_never_prompts_blind(
+    cli: Callable[..., Any], env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(App, "stdin_is_tty", lambda self: True)
+    emulator.clear_requests()
+    result = cli(["apply", "--output", "json"], env, input="y\n")
+    assert result.exit_code == 5
+    assert "--output json needs --yes (or a plan file)" in result.stderr
+    assert "pass --yes" in result.stderr
+    assert result.stdout == ""  # no plan, no prompt, no report
+    assert emulator.requests()["write_attempts"] == 0
+
+
+def test_the_json_report_itemises_what_the_plan_left_out(
+    cli: Callable[..., Any], env: dict[str, str], plan_file: Path
+) -> None:
+    result = cli(["apply", str(plan_file), "--output", "json"], env)
+    assert result.exit_code == 0, result.stderr
+    report = result.json()
+    [blocker] = report["blockers"]
+    assert blocker["name"] == "Lookalike seeds" and blocker["kind"] == "ambiguous"
+    assert len(blocker["candidates"]) == 2 and blocker["reason"]
+    [orphan] = report["orphans"]
+    assert orphan["name"] == "Holiday prospects" and orphan["sandbox"] == "prod"
+    assert set(orphan) == {"sandbox", "flow_id", "name", "reason"}

@@ -30,7 +30,7 @@ from pinmigrate.executor import (
     rollback_run,
     waves_of,
 )
-from pinmigrate.journal import Journal, read_run
+from pinmigrate.journal import ActionRef, Journal, read_run
 from pinmigrate.logins import AdAccountAccess, Login
 from pinmigrate.plan import Action, Plan, action_id
 from pinmigrate.settings import AdobeSettings, Settings
@@ -870,7 +870,16 @@ def test_the_apply_json_has_exactly_the_contracts_shape(settings: Settings) -> N
     pair(adobe, "prod", 1)
     report, _ = run(adobe, settings, full_pair_actions("prod", 1))
     payload = json.loads(json.dumps(report.to_json()))
-    assert list(payload) == ["schema_version", "kind", "run_id", "results", "summary"]
+    # the contract's shape, plus the itemised blockers and orphans (additive)
+    assert list(payload) == [
+        "schema_version",
+        "kind",
+        "run_id",
+        "results",
+        "blockers",
+        "orphans",
+        "summary",
+    ]
     assert payload["kind"] == "pinmigrate.apply" and payload["schema_version"] == 1
     assert set(payload["results"][0]) == {"action_id", "kind", "target_id", "status", "error"}
     assert set(payload["summary"]) == {
@@ -972,3 +981,435 @@ def test_a_slow_browser_login_is_followed_by_a_fresh_staleness_check(
             clock=fake.clock,
         )
     assert adobe.writes() == []
+
+
+# --- regressions: rollback undoes only what the runs changed ----------------------------------
+
+
+def _rollback(
+    adobe: FakeAdobe, settings: Settings, plan: Any, run_id: str = "undo"
+) -> tuple[Any, Journal]:
+    journal = Journal(settings.state_dir, run_id, kind="rollback")
+    report = rollback_run(
+        plan,
+        adobe=adobe,  # type: ignore[arg-type]
+        settings=settings,
+        journal=journal,
+        concurrency=2,
+    )
+    journal.close()
+    return report, journal
+
+
+def test_rollback_never_switches_on_a_legacy_flow_the_run_did_not_switch_off(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+
+    def operator(method: str, oid: str) -> None:
+        # The operator switches the legacy flow off just before the run's own switch-off.
+        if oid == "L1/action?op=disable":
+            legacy = adobe.obj("prod", "flows", "L1")
+            legacy["state"] = "disabled"
+            adobe.bump(legacy)
+
+    adobe.before_write = operator
+    report, journal = run(adobe, settings, full_pair_actions("prod", 1))
+    adobe.before_write = None
+    assert statuses(report)["disable_flow:prod:L1"] == "already_done"  # a 412, then found off
+
+    plan = rollback_plan(read_run(settings.state_dir, journal.run_id))
+    assert [(a.kind, a.target_id) for a in plan.actions] == [("disable_flow", "N1")]
+    undo, _ = _rollback(adobe, settings, plan)
+
+    assert adobe.obj("prod", "flows", "L1")["state"] == "disabled"  # as the operator left it
+    # ... and its twin is not switched off with nothing left to serve the audience
+    assert adobe.obj("prod", "flows", "N1")["state"] == "enabled"
+    [result] = undo.results
+    assert result.status == "skipped" and "L1" in (result.error or "")
+    assert ("POST", "/flows/L1/action?op=enable", "") not in adobe.writes()
+
+
+def _interrupted_run(settings: Settings, run_id: str, kind: str, target: str, state: str) -> None:
+    """A journal of a run killed inside one flow-state write."""
+    journal = Journal(settings.state_dir, run_id)
+    ref = action_id(kind, "prod", target)
+    journal.run_start(fingerprint="sha256:x", action_ids=[ref])
+    extra = {"twin_flow_id": "N1"} if kind == "disable_flow" else {"legacy_flow_id": "L1"}
+    journal.before(
+        ActionRef(ref, kind, "prod", target, f"flow {target}"),
+        {"state": state},
+        attempt=1,
+        **extra,
+    )
+    journal.close()
+
+
+@pytest.mark.parametrize("happened", [True, False])
+def test_an_interrupted_write_is_undone_only_if_the_flow_reads_back_as_it_would_leave_it(
+    settings: Settings, happened: bool
+) -> None:
+    adobe = FakeAdobe()
+    adobe.add("prod", "flows", flow("L1", "Flow 1", LEGACY_SPEC, "enabled"))
+    adobe.add("prod", "flows", flow("N1", "Flow 1", NEW_SPEC, "enabled"))
+    if happened:
+        adobe.obj("prod", "flows", "L1")["state"] = "disabled"
+    _interrupted_run(settings, "killed", "disable_flow", "L1", "enabled")
+
+    plan = rollback_plan(read_run(settings.state_dir, "killed"))
+    undo, _ = _rollback(adobe, settings, plan)
+
+    got = {r.action_id: r for r in undo.results}
+    legacy = got["enable_flow:prod:L1"]
+    if happened:
+        assert legacy.status == "done" and "interrupted write of run killed" in legacy.note
+        assert "assumed done" in legacy.note
+    else:
+        assert legacy.status == "already_done" and "had not taken effect" in legacy.note
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+
+
+def test_an_interrupted_write_that_could_change_nothing_is_not_undone(settings: Settings) -> None:
+    _interrupted_run(settings, "killed", "disable_flow", "L1", "disabled")
+    assert rollback_plan(read_run(settings.state_dir, "killed")).actions == []
+
+
+# --- regressions: the legacy flow is re-checked during the run --------------------------------
+
+
+def test_an_audience_removed_from_the_legacy_flow_since_the_plan_is_stale(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1, legacy_aud=("a1", "a2"), new_aud=("a1",))
+    legacy = adobe.obj("prod", "flows", "L1")
+    selectors = legacy["transformations"][1]["params"]["segmentSelectors"]
+    selectors["selectors"] = [s for s in selectors["selectors"] if s["value"]["id"] != "a2"]
+    adobe.bump(legacy)
+
+    with pytest.raises(StalePlanError) as err:
+        run(adobe, settings, full_pair_actions("prod", 1, missing=["a2"]))
+
+    assert err.value.exit_code == ExitCode.STALE
+    line = err.value.line()
+    assert "'Flow 1' (prod, L1)" in line and "'A2' (a2)" in line and "no longer has" in line
+    assert adobe.writes() == []
+
+
+def _switch_off_legacy_when(adobe: FakeAdobe, trigger: str) -> None:
+    def operator(method: str, oid: str) -> None:
+        if oid == trigger:
+            legacy = adobe.obj("prod", "flows", "L1")
+            legacy["state"] = "disabled"
+            adobe.bump(legacy)
+
+    adobe.before_write = operator
+
+
+@pytest.mark.parametrize(
+    ("trigger", "first_stopped"),
+    [("acct-1", "add_audiences:prod:N1"), ("N1", "enable_flow:prod:N1")],
+    ids=["during-reconnect", "during-add-audiences"],
+)
+def test_a_legacy_flow_switched_off_during_the_run_stops_its_twin_being_enabled(
+    settings: Settings, trigger: str, first_stopped: str
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1, legacy_aud=("a1", "a2"), new_aud=("a1",))
+    adobe.add("prod", "connections", account("acct-1", None))
+    _switch_off_legacy_when(adobe, trigger)
+
+    report, journal = run(
+        adobe, settings, full_pair_actions("prod", 1, acct="acct-1", missing=["a2"])
+    )
+
+    by_id = {r.action_id: r for r in report.results}
+    stopped = by_id[first_stopped]
+    assert stopped.status == "skipped"
+    assert "legacy flow 'Flow 1' (prod, L1) was switched off during the run" in (
+        stopped.error or ""
+    )
+    assert by_id["enable_flow:prod:N1"].status == "skipped"
+    assert by_id["disable_flow:prod:L1"].status == "skipped"
+    assert ("POST", "/flows/N1/action?op=enable", "") not in adobe.writes()
+    assert adobe.obj("prod", "flows", "N1")["state"] == "disabled"
+    assert not report.ok
+    assert read_run(settings.state_dir, journal.run_id).finished
+
+
+def test_the_legacy_switch_off_uses_an_etag_read_after_the_twin_was_enabled(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+
+    def operator(method: str, oid: str) -> None:
+        if oid == "N1/action?op=enable":  # the legacy flow is edited meanwhile (still on)
+            adobe.bump(adobe.obj("prod", "flows", "L1"))
+
+    adobe.before_write = operator
+    report, _ = run(adobe, settings, full_pair_actions("prod", 1))
+
+    result = {r.action_id: r for r in report.results}["disable_flow:prod:L1"]
+    assert result.status == "done" and "412" not in result.note
+    assert adobe.writes().count(("POST", "/flows/L1/action?op=disable", "")) == 1
+
+
+def test_a_twin_switched_off_during_the_run_keeps_its_legacy_flow_on(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.obj("prod", "flows", "N2")["state"] = "enabled"
+    actions = [
+        *full_pair_actions("prod", 1),
+        disable("prod", "L2", "N2", twin_state="enabled"),
+    ]
+    # the disable of L2 waits behind the enable of N1; meanwhile N2 is switched off
+    actions[-1] = disable("prod", "L2", "N2", twin_state="enabled", deps=[actions[0].id])
+
+    def operator(method: str, oid: str) -> None:
+        if oid == "N1/action?op=enable":
+            twin = adobe.obj("prod", "flows", "N2")
+            twin["state"] = "disabled"
+            adobe.bump(twin)
+
+    adobe.before_write = operator
+    report, _ = run(adobe, settings, actions)
+
+    result = {r.action_id: r for r in report.results}["disable_flow:prod:L2"]
+    assert result.status == "skipped" and "changed during the run" in (result.error or "")
+    assert adobe.obj("prod", "flows", "L2")["state"] == "enabled"
+
+
+# --- regressions: rollback after a rerun ------------------------------------------------------
+
+
+def _apply(adobe: FakeAdobe, settings: Settings, run_id: str, actions: list[Action]) -> Any:
+    journal = Journal(settings.state_dir, run_id)
+    report = apply_plan(
+        make_plan(actions),
+        adobe=adobe,  # type: ignore[arg-type]
+        settings=settings,
+        logins=FakeLogins(marketer()),
+        journal=journal,
+        concurrency=2,
+        now=lambda: NOW,
+    )
+    journal.close()
+    return report
+
+
+@pytest.mark.parametrize("rerun", ["same-plan", "fresh-plan"])
+def test_rolling_back_a_rerun_also_undoes_the_run_it_carried_on(
+    settings: Settings, rerun: str
+) -> None:
+    from pinmigrate.journal import latest_run, run_chain
+
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.fail[("POST", "L1/action?op=disable")] = ApiError("503 after retries", service="adobe")
+    first = _apply(adobe, settings, "20240101T000000000Z-aaaaaa", full_pair_actions("prod", 1))
+    assert statuses(first)["disable_flow:prod:L1"] == "failed"
+    # The rerun: the same plan file, or a fresh plan (which only switches the legacy flow off).
+    again = (
+        full_pair_actions("prod", 1)
+        if rerun == "same-plan"
+        else [disable("prod", "L1", "N1", twin_state="enabled")]
+    )
+    second = _apply(adobe, settings, "20240101T000001000Z-bbbbbb", again)
+    assert second.ok
+
+    latest = latest_run(settings.state_dir, kind="apply", with_writes=True)
+    assert latest == "20240101T000001000Z-bbbbbb"
+    chain = run_chain(settings.state_dir, latest)
+    assert [r.run_id for r in chain] == [latest, "20240101T000000000Z-aaaaaa"]
+    plan = rollback_plan(chain[0], chain[1:])
+    undo, _ = _rollback(adobe, settings, plan, "20240101T000002000Z-cccccc")
+
+    assert undo.ok
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+    assert adobe.obj("prod", "flows", "N1")["state"] == "disabled"  # never both on
+    assert undo.to_json()["covers"] == [latest, "20240101T000000000Z-aaaaaa"]
+    assert any("carried on" in note for note in undo.notes)
+    # run 1: enable + failed disable; run 2: disable; rollback: each flow change undone once
+    assert len(adobe.writes()) == 5
+
+
+def test_rolling_back_only_the_rerun_still_never_leaves_the_pair_both_on(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.fail[("POST", "L1/action?op=disable")] = ApiError("503 after retries", service="adobe")
+    _apply(adobe, settings, "20240101T000000000Z-aaaaaa", full_pair_actions("prod", 1))
+    _apply(adobe, settings, "20240101T000001000Z-bbbbbb", full_pair_actions("prod", 1))
+
+    plan = rollback_plan(read_run(settings.state_dir, "20240101T000001000Z-bbbbbb"))
+    undo, _ = _rollback(adobe, settings, plan)
+
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+    assert adobe.obj("prod", "flows", "N1")["state"] == "disabled"
+    note = {r.action_id: r.note for r in undo.results}["disable_flow:prod:N1"]
+    assert "set out to enable it" in note and "twice" in note
+
+
+def test_a_twin_that_fails_to_switch_off_sends_its_legacy_flow_back_off(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    report, journal = run(adobe, settings, full_pair_actions("prod", 1))
+    assert report.ok
+    adobe.fail[("POST", "N1/action?op=disable")] = ApiError("Adobe said no", status=500)
+
+    plan = rollback_plan(read_run(settings.state_dir, journal.run_id))
+    undo, undo_journal = _rollback(adobe, settings, plan)
+
+    got = {r.action_id: r for r in undo.results}
+    assert got["enable_flow:prod:L1"].status == "done"
+    assert got["disable_flow:prod:N1"].status == "failed"
+    assert got["disable_flow:prod:L1"].status == "done"
+    assert "switched off again" in got["disable_flow:prod:L1"].note
+    # the pair is as the run left it: never both on
+    assert adobe.obj("prod", "flows", "L1")["state"] == "disabled"
+    assert adobe.obj("prod", "flows", "N1")["state"] == "enabled"
+    assert not undo.ok
+    records = read_run(settings.state_dir, undo_journal.run_id).records
+    assert [r["event"] for r in records].count("run_start") == 1
+    assert records[-1]["event"] == "run_end"
+
+
+# --- regressions: surprises end in a report ---------------------------------------------------
+
+
+def test_an_unexpected_error_in_a_write_or_its_read_back_still_ends_in_a_report(
+    settings: Settings,
+) -> None:
+    class Breaking(FakeAdobe):
+        broken = False
+
+        def get(self, resource: str, object_id: str, *, sandbox: str) -> dict:
+            if self.broken:
+                raise ValueError("a payload we could not parse")
+            return super().get(resource, object_id, sandbox=sandbox)
+
+    adobe = Breaking()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.fail[("POST", "N2/action?op=enable")] = KeyError("state")
+
+    def after_first(method: str, oid: str) -> None:
+        if oid == "N1/action?op=enable":
+            adobe.broken = True
+
+    adobe.before_write = after_first
+    report, journal = run(
+        adobe, settings, [*full_pair_actions("prod", 1), enable("prod", "N2", "L2")]
+    )
+
+    by_id = {r.action_id: r for r in report.results}
+    assert by_id["enable_flow:prod:N2"].status == "failed"
+    assert by_id["enable_flow:prod:N2"].error == "unexpected KeyError: 'state'"
+    n1 = by_id["enable_flow:prod:N1"]
+    assert n1.status == "failed" and "reading it back failed" in (n1.error or "")
+    assert "unexpected ValueError: a payload we could not parse" in (n1.error or "")
+    assert by_id["disable_flow:prod:L1"].status == "skipped"
+    record = read_run(settings.state_dir, journal.run_id)
+    assert record.finished and record.end["summary"]["failed"] == 2
+
+
+def test_an_unexpected_error_while_waiting_for_runs_is_a_detail_not_a_crash(
+    settings: Settings,
+) -> None:
+    class Breaking(FakeAdobe):
+        def runs(self, flow_id: str, *, sandbox: str) -> list[dict]:
+            raise TypeError("runs answered a list of strings")
+
+    fake = FakeTime()
+    executor = Executor(
+        adobe=Breaking(),  # type: ignore[arg-type]
+        settings=settings,
+        journal=Journal(settings.state_dir, "w"),
+        concurrency=2,
+        now=lambda: NOW,
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
+    [check] = executor.wait_runs([("N1", "prod", "Flow 1")], timeout=25, interval=10)
+    assert check.status == "timeout"
+
+
+def test_ctrl_c_while_writes_are_submitted_cancels_the_queued_ones(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pinmigrate.executor as executor_module
+
+    adobe = FakeAdobe()
+    actions = []
+    for n in range(3):
+        pair(adobe, "prod", n)
+        actions.append(enable("prod", f"N{n}", f"L{n}"))
+    release = threading.Event()
+
+    def slow(method: str, oid: str) -> None:
+        release.wait(10)
+
+    adobe.before_write = slow
+
+    class Interrupted(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            if self._thread_name_prefix.startswith("write"):
+                Interrupted.submitted += 1
+                if Interrupted.submitted == 3:
+                    raise KeyboardInterrupt
+            return super().submit(*args, **kwargs)
+
+        def shutdown(self, *args: Any, **kwargs: Any) -> None:
+            release.set()  # by now the queued write has been cancelled
+            super().shutdown(*args, **kwargs)
+
+    monkeypatch.setattr(executor_module, "ThreadPoolExecutor", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(adobe, settings, actions, concurrency=1)
+    assert adobe.writes() == [("POST", "/flows/N0/action?op=enable", "")]
+
+
+def test_the_apply_json_itemises_blockers_and_orphans(settings: Settings) -> None:
+    from pinmigrate.executor import ApplyReport
+    from pinmigrate.plan import Blocker, Orphan
+
+    report = ApplyReport(
+        run_id="r",
+        results=[],
+        blockers=[
+            Blocker(
+                sandbox="prod",
+                kind="ambiguous",
+                flow_id="l9",
+                flow_name="Lookalike",
+                candidates=["n8", "n9"],
+                message="2 new flows are named 'Lookalike'",
+            )
+        ],
+        orphans=[Orphan(sandbox="prod", flow_id="h1", flow_name="Holiday", reason="no twin")],
+    )
+    payload = report.to_json()
+    assert payload["blockers"] == [
+        {
+            "sandbox": "prod",
+            "flow_id": "l9",
+            "name": "Lookalike",
+            "kind": "ambiguous",
+            "candidates": ["n8", "n9"],
+            "reason": "2 new flows are named 'Lookalike'",
+        }
+    ]
+    assert payload["orphans"] == [
+        {"sandbox": "prod", "flow_id": "h1", "name": "Holiday", "reason": "no twin"}
+    ]
+    assert payload["summary"]["blocked"] == 1 and payload["summary"]["orphans"] == 1

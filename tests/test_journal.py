@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,6 +124,74 @@ def test_latest_run_by_kind_and_writes(tmp_path: Path) -> None:
     assert latest_run(tmp_path / "nowhere") is None
 
 
+def test_write_outcomes_tell_changed_from_refused_from_unsure(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, "r1")
+    journal.run_start(fingerprint=None, action_ids=[])
+    done, refused, retried, unsure = (
+        ActionRef(f"enable_flow:prod:{f}", "enable_flow", "prod", f) for f in "abcd"
+    )
+    journal.before(done, {"state": "disabled"})
+    journal.after(done, {"state": "enabled"})
+    journal.error(done, "reads back disabled")  # the confirming read: Adobe still took it
+    journal.before(refused, {"state": "disabled"})
+    journal.error(refused, "412: found enabled on re-read")
+    journal.before(retried, {"state": "disabled"}, attempt=1)
+    journal.error(retried, "412")
+    journal.before(retried, {"state": "disabled"}, attempt=2)
+    journal.after(retried, {"state": "enabled"})
+    journal.before(unsure, {"state": "disabled"})
+    journal.close()
+
+    outcomes = read_run(tmp_path, "r1").write_outcomes()
+    assert {k.split(":")[-1]: v[1] for k, v in outcomes.items()} == {
+        "a": "done",
+        "b": "error",
+        "c": "done",
+        "d": "interrupted",
+    }
+    assert outcomes[retried.action_id][0]["attempt"] == 2  # the last attempt's record
+
+
+def _finished(
+    tmp_path: Path, run_id: str, actions: list[str], *, failed: int = 0, **extra: object
+) -> None:
+    journal = Journal(tmp_path, run_id)
+    journal.run_start(fingerprint=None, action_ids=actions, **extra)
+    journal.run_end({"done": len(actions) - failed, "failed": failed, "skipped": 0})
+    journal.close()
+
+
+def test_a_rerun_after_a_partial_apply_carries_it_on(tmp_path: Path) -> None:
+    from pinmigrate.journal import continued_run, run_chain
+
+    a, b, c = "enable_flow:prod:n1", "disable_flow:prod:l1", "enable_flow:prod:n2"
+    _finished(tmp_path, "20240101T000000000Z-aaaaaa", [a, b], failed=1)
+    assert continued_run(tmp_path, [b]) == "20240101T000000000Z-aaaaaa"  # shares an action
+    assert continued_run(tmp_path, [c]) is None  # another migration step
+    # recorded by apply, or (older journals) worked out the same way
+    _finished(tmp_path, "20240101T000001000Z-bbbbbb", [b], continues=["20240101T000000000Z-aaaaaa"])
+    chain = run_chain(tmp_path, "20240101T000001000Z-bbbbbb")
+    assert [r.run_id for r in chain] == ["20240101T000001000Z-bbbbbb", "20240101T000000000Z-aaaaaa"]
+    _finished(tmp_path, "20240101T000002000Z-cccccc", [b])  # no record: the same rule
+    assert continued_run(tmp_path, [b]) is None  # bbbbbb ended ok: the chain stops there
+    assert [r.run_id for r in run_chain(tmp_path, "20240101T000002000Z-cccccc")] == [
+        "20240101T000002000Z-cccccc"
+    ]
+
+
+def test_a_rollback_in_between_breaks_the_chain(tmp_path: Path) -> None:
+    from pinmigrate.journal import continued_run, run_chain
+
+    action = "enable_flow:prod:n1"
+    _finished(tmp_path, "20240101T000000000Z-aaaaaa", [action], failed=1)
+    undo = Journal(tmp_path, "20240101T000001000Z-bbbbbb", kind="rollback")
+    undo.run_start(fingerprint=None, action_ids=[])
+    undo.close()
+    assert continued_run(tmp_path, [action]) is None
+    _finished(tmp_path, "20240101T000002000Z-cccccc", [action])
+    assert len(run_chain(tmp_path, "20240101T000002000Z-cccccc")) == 1
+
+
 # --- the lock ---------------------------------------------------------------------------------
 
 
@@ -191,8 +260,10 @@ def test_release_never_removes_someone_elses_lock(tmp_path: Path) -> None:
 
 def test_an_unreadable_lock_says_how_to_clear_it(tmp_path: Path) -> None:
     (tmp_path / "lock").write_text("")
+    pauses: list[float] = []
     with pytest.raises(LockedError) as err:
-        StateLock(tmp_path, "run-1").acquire()
+        StateLock(tmp_path, "run-1", sleep=pauses.append).acquire()
+    assert pauses  # read again (without really sleeping) before giving up
     assert f"remove {tmp_path / 'lock'}" in err.value.line()
 
 
@@ -214,3 +285,206 @@ def test_parallel_writers_all_land_on_disk(tmp_path: Path) -> None:
     records = read_run(tmp_path, "r1").records
     assert len(records) == 200
     assert len({r["action_id"] for r in records}) == 200
+
+
+# --- the lock under races ---------------------------------------------------------------------
+
+
+def test_a_lock_being_created_is_never_seen_empty(tmp_path: Path) -> None:
+    """A second apply that looks at the very moment the first writes its lock must be told
+    who holds it, never that the lock is unreadable."""
+    seen: dict[str, object] = {}
+
+    class First(StateLock):
+        def _content(self) -> str:
+            if "second" not in seen:  # the other process looks while this one writes
+                try:
+                    seen["second"] = StateLock(
+                        tmp_path, "run-2", pid=2222, alive=lambda pid: True
+                    ).acquire()
+                except LockedError as exc:
+                    seen["second"] = exc
+            return super()._content()
+
+    try:
+        first: object = First(tmp_path, "run-1", pid=1111, alive=lambda pid: True).acquire()
+    except LockedError as exc:
+        first = exc
+    second = seen["second"]
+    winners = [x for x in (first, second) if isinstance(x, StateLock)]
+    [loser] = [x for x in (first, second) if isinstance(x, LockedError)]
+    assert len(winners) == 1
+    assert "unreadable" not in loser.line()
+    holder = winners[0]
+    assert isinstance(holder, StateLock)
+    assert f"pid {holder.pid}@" in loser.line() and f"run {holder.run_id}" in loser.line()
+    assert not [p for p in tmp_path.iterdir() if p.name != "lock"]  # no temp file left
+
+
+def test_a_lock_read_empty_is_read_again_before_it_counts_as_unreadable(tmp_path: Path) -> None:
+    lock = tmp_path / "lock"
+    lock.write_text("")  # an older version: created, not yet written
+    pauses: list[float] = []
+
+    def meanwhile(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            lock.write_text(
+                json.dumps({"pid": 4242, "host": "h", "run_id": "older", "started": "t"})
+            )
+
+    with pytest.raises(LockedError) as err:
+        StateLock(tmp_path, "run-1", host="h", alive=lambda pid: True, sleep=meanwhile).acquire()
+    assert "unreadable" not in err.value.line()
+    assert "pid 4242@h, run older" in err.value.line()
+    assert len(pauses) == 2 and sum(pauses) < 1
+
+
+DEAD = 999_991
+
+
+def _stale_lock(directory: Path, pid: int = DEAD, host: str = "h") -> None:
+    (directory / "lock").write_text(
+        json.dumps({"pid": pid, "host": host, "run_id": "dead-run", "started": "t"})
+    )
+
+
+def _race(tmp_path: Path, hold_flock: str, wait_flock: str) -> dict[str, object]:
+    """Two takeovers of one stale lock: ``hold_flock`` pauses right after it got the flock
+    until ``wait_flock`` is about to ask for it; each thread records what it got."""
+    import fcntl
+    import threading
+
+    real = fcntl.flock
+    inside, asking = threading.Event(), threading.Event()
+    got: dict[str, object] = {}
+
+    def flock(fd: int, op: int) -> None:
+        name = threading.current_thread().name
+        if name == wait_flock and op == fcntl.LOCK_EX:
+            asking.set()
+        real(fd, op)
+        if name == hold_flock and op == fcntl.LOCK_EX:
+            inside.set()
+            assert asking.wait(5)
+
+    def contender(name: str, pid: int) -> None:
+        try:
+            got[name] = StateLock(
+                tmp_path, name, host="h", pid=pid, alive=lambda p: p != DEAD
+            ).acquire()
+        except LockedError as exc:
+            got[name] = exc
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(fcntl, "flock", flock)
+    try:
+        holder = threading.Thread(target=contender, args=(hold_flock, 2002), name=hold_flock)
+        other = threading.Thread(target=contender, args=(wait_flock, 1001), name=wait_flock)
+        holder.start()
+        assert inside.wait(5), "the first contender never took the flock"
+        other.start()
+        holder.join(10)
+        other.join(10)
+    finally:
+        mp.undo()
+    return got
+
+
+def test_two_takeovers_of_one_stale_lock_have_exactly_one_winner(tmp_path: Path) -> None:
+    _stale_lock(tmp_path)
+    # A leftover guard from an older version's takeover that died must not matter.
+    (tmp_path / "lock.takeover").write_text(
+        json.dumps({"pid": 999_992, "host": "h", "run_id": "G", "started": "t"})
+    )
+    got = _race(tmp_path, hold_flock="C", wait_flock="B")
+    assert isinstance(got["C"], StateLock) and got["C"].took_over is not None
+    assert isinstance(got["B"], LockedError)
+    assert "pid 2002@h, run C" in got["B"].line()
+    assert LockHolder.parse((tmp_path / "lock").read_text()).run_id == "C"  # type: ignore[union-attr]
+
+
+def test_a_takeover_that_opened_the_stale_lock_late_backs_off(tmp_path: Path) -> None:
+    """B opened the stale file, then C replaced it: B's flock is on a file no longer in place."""
+    import fcntl
+    import threading
+
+    _stale_lock(tmp_path)
+    real = fcntl.flock
+    opened, replaced = threading.Event(), threading.Event()
+    got: dict[str, object] = {}
+
+    def flock(fd: int, op: int) -> None:
+        if threading.current_thread().name == "B" and op == fcntl.LOCK_EX:
+            opened.set()
+            assert replaced.wait(5)
+        real(fd, op)
+
+    def b() -> None:
+        try:
+            got["B"] = StateLock(
+                tmp_path, "B", host="h", pid=1001, alive=lambda p: p != DEAD
+            ).acquire()
+        except LockedError as exc:
+            got["B"] = exc
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(fcntl, "flock", flock)
+    try:
+        thread = threading.Thread(target=b, name="B")
+        thread.start()
+        assert opened.wait(5), "B never reached its takeover"
+        got["C"] = StateLock(tmp_path, "C", host="h", pid=2002, alive=lambda p: p != DEAD).acquire()
+        replaced.set()
+        thread.join(10)
+    finally:
+        mp.undo()
+    assert isinstance(got["C"], StateLock) and isinstance(got["B"], LockedError)
+    assert "run C" in got["B"].line()
+    assert LockHolder.parse((tmp_path / "lock").read_text()).run_id == "C"  # type: ignore[union-attr]
+
+
+def _contend(directory: str, start: Any, finish: Any, answers: Any) -> None:
+    start.wait(30)
+    try:
+        lock = StateLock(Path(directory), f"r{os.getpid()}").acquire()
+    except LockedError as exc:
+        answers.put(("lost", os.getpid(), exc.line()))
+        finish.wait(30)
+        return
+    answers.put(("held", os.getpid(), ""))
+    finish.wait(30)  # hold until every contender has tried
+    lock.release()
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["free", "stale"])
+def test_processes_racing_for_the_lock_leave_exactly_one_holder(
+    tmp_path: Path, stale: bool
+) -> None:
+    import multiprocessing
+    import socket
+
+    ctx = multiprocessing.get_context("fork")
+    dead = _dead_pid()
+    for round_ in range(12):
+        directory = tmp_path / f"r{round_}"
+        directory.mkdir()
+        if stale:
+            _stale_lock(directory, pid=dead, host=socket.gethostname())
+        n = 3
+        start, finish, answers = ctx.Barrier(n), ctx.Barrier(n), ctx.Queue()
+        procs = [
+            ctx.Process(target=_contend, args=(str(directory), start, finish, answers))
+            for _ in range(n)
+        ]
+        for proc in procs:
+            proc.start()
+        results = [answers.get(timeout=30) for _ in range(n)]
+        for proc in procs:
+            proc.join(30)
+        held = [pid for what, pid, _ in results if what == "held"]
+        assert len(held) == 1, results
+        for what, _, line in results:
+            if what == "lost":
+                assert f"pid {held[0]}@" in line and f"run r{held[0]}" in line, line
+        assert not (directory / "lock").exists()

@@ -658,6 +658,56 @@ def test_match_may_pair_flows_of_different_names() -> None:
     assert plan.orphans == []
 
 
+# -- hints for orphans and double delivery -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("legacy_name", "new_name", "difference"),
+    [
+        ("Café", "Cafe\u0301", "Unicode form"),
+        ("Loyalty ", "Loyalty", "spacing"),
+        ("Loyalty  members", "loyalty members", "spacing and case"),
+    ],
+)
+def test_an_orphan_with_a_near_namesake_is_told_the_match_that_pairs_them(
+    legacy_name: str, new_name: str, difference: str
+) -> None:
+    plan = plan_of(world(L("l1", name=legacy_name), N("n1", name=new_name)))
+    assert plan.actions == []  # pairing stays by exact name
+    [orphan] = plan.orphans
+    assert f"differs only in {difference}" in orphan.reason
+    assert "--match l1=n1" in orphan.reason
+
+
+def test_a_near_namesake_of_another_advertiser_or_already_paired_is_not_suggested() -> None:
+    plan = plan_of(world(L("l1", name="loyalty"), L("l2", name="Loyalty"), N("n1", name="Loyalty")))
+    [orphan] = plan.orphans
+    assert orphan.flow_id == "l1" and "--match" not in orphan.reason  # n1 is l2's twin
+    other = plan_of(world(L("l1", name="Loyalty"), N("n1", name="loyalty", adv="222")))
+    assert "--match" not in other.orphans[0].reason
+
+
+def test_an_orphan_whose_twin_a_match_took_is_told_so() -> None:
+    inv = world(L("l1"), L("l2", state="disabled"), N("n1"))
+    plan = plan_of(inv, matches={"l1": "n1"})
+    [orphan] = plan.orphans
+    assert orphan.flow_id == "l2"
+    assert "is paired with legacy flow l1 by --match" in orphan.reason
+    assert "no flow of the new card has this name" not in orphan.reason
+
+
+@pytest.mark.parametrize("new_state", ["enabled", "disabled"])
+def test_keep_legacy_warns_that_both_flows_deliver(new_state: str) -> None:
+    inv = world(L("l1", name="Loyalty"), N("n1", name="Loyalty", state=new_state))
+    plan = plan_of(inv, keep_legacy=True)
+    assert any(
+        "'Loyalty' (l1)" in w and "delivered twice" in w and "--keep-legacy" in w
+        for w in plan.warnings
+    ), plan.warnings
+    kept = plan_of(inv, conf=settings(disable_legacy=False))
+    assert any("migration.disable_legacy = false" in w for w in kept.warnings), kept.warnings
+
+
 # -- the demo scenario of docs/architecture.md, in Python --------------------------------------
 
 

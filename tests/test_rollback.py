@@ -119,3 +119,54 @@ def test_unknown_run_ids_and_empty_state_dirs_are_usage_errors(
     assert nothing.exit_code == 64 and "no apply run" in nothing.stderr
     unknown = cli(["rollback", "20200101T000000000Z-abcdef", "--yes"], env)
     assert unknown.exit_code == 64 and "20200101T000000000Z-abcdef" in unknown.stderr
+
+
+def test_rollback_of_a_rerun_undoes_the_partial_run_it_finished(
+    cli: Callable[..., Any], env: dict[str, str], emulator: Any
+) -> None:
+    from pinmigrate.emulator.state import bad_request
+
+    before = flow_states(emulator)
+    [legacy] = flows_by_key(emulator)[("prod", "Loyalty members", "legacy")]
+    original = emulator.state.flow_action
+
+    def refuse_once(caller: Any, ident: str, op: str | None, if_match: str | None) -> Any:
+        if ident == legacy["id"] and (op or "").lower() == "disable":
+            emulator.state.flow_action = original
+            raise bad_request("this flow is being edited", sandbox=caller.sandbox)
+        return original(caller, ident, op, if_match)
+
+    emulator.state.flow_action = refuse_once
+    first = cli(["apply", "--yes", "--output", "json"], env)
+    assert first.exit_code == 1  # its twin is on, the legacy flow is not off
+    second = cli(["apply", "--yes", "--output", "json"], env)  # a fresh plan finishes it
+    assert second.exit_code == 0, second.stderr
+    runs = [first.json()["run_id"], second.json()["run_id"]]
+
+    result = cli(["rollback", "--yes", "--output", "json"], env)
+
+    assert result.exit_code == 0, result.stderr
+    assert flow_states(emulator) == before  # Loyalty members: legacy on, twin off again
+    report = result.json()
+    assert report["rollback_of"] == runs[1] and report["covers"] == runs[::-1]
+    state_dir = Path(env["PINMIGRATE_STATE_DIR"])
+    assert read_run(state_dir, runs[1]).start["continues"] == [runs[0]]
+    text = cli(["rollback", "--yes"], env)
+    assert text.exit_code == 0, text.stderr
+    assert f"and the run(s) it carried on ({runs[0]})" in " ".join(text.stdout.split())
+
+
+def test_rollback_with_json_output_needs_yes_even_at_a_terminal(
+    cli: Callable[..., Any],
+    env: dict[str, str],
+    emulator: Any,
+    applied: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pinmigrate.app import App
+
+    monkeypatch.setattr(App, "stdin_is_tty", lambda self: True)
+    emulator.clear_requests()
+    result = cli(["rollback", "--output", "json"], env, input="y\n")
+    assert result.exit_code == 5 and "--output json needs --yes" in result.stderr
+    assert emulator.requests()["write_attempts"] == 0

@@ -7,8 +7,9 @@ stops with exit 3, before any write, when the world no longer matches the plan.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -31,10 +32,23 @@ def show_plan(app: App, plan: Plan) -> None:
     render.render_plan(app.out, plan)
 
 
-def confirm(app: App, question: str, *, yes: bool, what: str) -> None:
-    """Go ahead with ``--yes``; ask a person at a terminal; otherwise refuse (exit 5)."""
+def confirm(
+    app: App, question: str, *, yes: bool, what: str, instead: str = " (or a plan file)"
+) -> None:
+    """Go ahead with ``--yes``; ask a person at a terminal; otherwise refuse (exit 5).
+
+    JSON mode never asks: what is to be confirmed is not shown there, so a prompt would ask
+    for a blind yes (terraform's ``-json`` likewise needs ``-auto-approve``)."""
     if yes:
         return
+    if app.json:
+        raise ConfirmationError(
+            f"--output json needs --yes{instead}: JSON mode does not show what {what} would "
+            "change, so there is nothing to confirm; nothing was changed",
+            hint="pass --yes, or save a plan with `pinmigrate plan --out FILE` and apply FILE"
+            if instead
+            else "pass --yes, or run it in text mode to see it first",
+        )
     if not app.can_prompt():
         raise ConfirmationError(
             f"{what} needs confirmation and this session cannot prompt "
@@ -52,17 +66,21 @@ def make_adobe(settings: Settings) -> AdobeClient:
     return AdobeClient(settings)
 
 
-def note_interrupted(app: App, state_dir: Path) -> None:
-    """Say so when the previous apply was killed: this run finishes its work."""
+def note_interrupted(app: App, state_dir: Path) -> dict[str, Any]:
+    """Say so when the previous apply was killed: this run finishes its work.
+
+    Returns what this run's journal notes about it (``resumes``, ``unsure_actions``).
+    """
     from pinmigrate.journal import latest_run, read_run
 
     previous = latest_run(state_dir, kind="apply")
     if previous is None:
-        return
+        return {}
     record = read_run(state_dir, previous)
     if record.finished:
-        return
-    unsure = len(record.interrupted_writes())
+        return {}
+    interrupted = record.interrupted_writes()
+    unsure = len(interrupted)
     detail = (
         f"; {unsure} write(s) may or may not have happened and are re-checked" if unsure else ""
     )
@@ -70,6 +88,8 @@ def note_interrupted(app: App, state_dir: Path) -> None:
         f"The previous apply (run {previous}) did not finish{detail}. "
         "Actions it completed will show as already done."
     )
+    actions = sorted({str(w.get("action_id")) for w in interrupted})
+    return {"resumes": previous, "unsure_actions": actions}
 
 
 def output_report(app: App, report: ApplyReport) -> None:
@@ -182,7 +202,7 @@ def command(
     written (exit 3). Every write is journalled; if a run is interrupted, run apply again.
     """
     from pinmigrate.commands.plan import build_plan, parse_matches
-    from pinmigrate.journal import Journal, StateLock, new_run_id
+    from pinmigrate.journal import Journal, StateLock, continued_run, new_run_id
     from pinmigrate.plan import load_plan
 
     settings = app.settings
@@ -199,7 +219,12 @@ def command(
     else:
         # Exactly what `pinmigrate plan` would show with the same flags.
         plan = build_plan(
-            app, sandboxes=sandboxes, flows=flows, matches=pairs, keep_legacy=keep_legacy
+            app,
+            sandboxes=sandboxes,
+            flows=flows,
+            matches=pairs,
+            keep_legacy=keep_legacy,
+            adobe=adobe,
         )
         if not app.json:
             show_plan(app, plan)
@@ -219,11 +244,21 @@ def command(
     with lock:
         if lock.took_over is not None:
             app.note(f"Took over the lock of a run that is gone ({lock.took_over.describe()}).")
-        note_interrupted(app, settings.state_dir)
+        resumes = note_interrupted(app, settings.state_dir)
+        # A rerun after a partial apply carries it on; rollback undoes the two together.
+        carried = continued_run(settings.state_dir, [a.id for a in plan.actions])
+        resumes["continues"] = [carried] if carried else []
         journal = Journal(settings.state_dir, run_id)
         try:
             report = run_plan(
-                app, plan, adobe, journal, concurrency, wait_runs=wait_runs, timeout=run_timeout
+                app,
+                plan,
+                adobe,
+                journal,
+                concurrency,
+                wait_runs=wait_runs,
+                timeout=run_timeout,
+                start_extra=resumes,
             )
         finally:
             journal.close()
@@ -240,6 +275,7 @@ def run_plan(
     *,
     wait_runs: bool,
     timeout: float,
+    start_extra: Mapping[str, Any] | None = None,
 ) -> ApplyReport:
     from pinmigrate.executor import apply_plan
     from pinmigrate.logins import LoginStore
@@ -261,4 +297,5 @@ def run_plan(
         wait_runs=wait_runs,
         run_timeout=timeout,
         allow_interactive=app.can_prompt(),
+        start_extra=start_extra,
     )

@@ -1,8 +1,11 @@
 """``pinmigrate rollback [RUN_ID]``: undo the flow-state changes of an apply run.
 
-Legacy flows the run switched off are switched back on first, then the new flows it
-switched on are switched off, each only while it is still as the run left it. Audiences
-added and accounts reconnected stay: undoing them would only break the new card again.
+The run is undone together with the earlier apply runs it carried on (a rerun after a
+partial apply finishes the same migration step). Legacy flows the runs switched off are
+switched back on first, then the new flows they switched on are switched off, each only
+while it is still as the runs left it, and never so that a pair ends with both flows on.
+Audiences added and accounts reconnected stay: undoing them would only break the new card
+again.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from pinmigrate.errors import UsageError
 def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) -> None:
     """Undo the flow-state changes of apply run RUN_ID (default: the latest that wrote).
 
-    New flows the run enabled are disabled and legacy flows it disabled are enabled again,
-    each only if it is still in the state the run left it in. Added audiences and
-    reconnected accounts are left as they are. Needs --yes without a terminal (else exit 5).
+    Earlier runs that RUN_ID carried on (it reran a partial apply) are undone with it. New
+    flows the runs enabled are disabled and legacy flows they disabled are enabled again,
+    each only if it is still in the state the runs left it in. Added audiences and
+    reconnected accounts are left as they are. Needs --yes without a terminal or with
+    --output json (else exit 5).
     """
     from pinmigrate.executor import rollback_plan, rollback_run
-    from pinmigrate.journal import Journal, StateLock, latest_run, new_run_id, read_run, runs_dir
+    from pinmigrate.journal import Journal, StateLock, latest_run, new_run_id, run_chain, runs_dir
     from pinmigrate.report import make_progress
 
     settings = app.settings
@@ -45,13 +50,17 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
                 f"no apply run with changes to roll back in {runs_dir(state_dir)}",
                 hint="name a run: `pinmigrate rollback RUN_ID`",
             )
-    record = read_run(state_dir, run_id)
+    chain = run_chain(state_dir, run_id)
+    record = chain[0]
     if record.kind != "apply":
         raise UsageError(
             f"run {run_id} is a {record.kind} run; only apply runs can be rolled back",
             hint="name the apply run it undid to see what it changed",
         )
-    plan = rollback_plan(record)
+    plan = rollback_plan(record, chain[1:])
+    covered = f"run {run_id}" + (
+        f" and the run(s) it carried on ({', '.join(plan.runs[1:])})" if plan.runs[1:] else ""
+    )
     if not plan.actions:
         if app.json:
             app.print_json(
@@ -60,19 +69,20 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
                     "kind": "pinmigrate.rollback",
                     "run_id": None,
                     "rollback_of": run_id,
+                    "covers": plan.runs,
                     "results": [],
                     "summary": {"done": 0, "already_done": 0, "skipped": 0, "failed": 0},
                     "left_alone": plan.left_alone,
                 }
             )
         else:
-            app.note(f"Nothing to roll back: run {run_id} changed no flow state.")
+            app.note(f"Nothing to roll back: {covered} changed no flow state.")
             for line in plan.left_alone:
                 app.note(f"Note: {line}")
         return
 
     if not app.json:
-        app.out.print(f"Rollback of run {run_id}:", markup=False)
+        app.out.print(f"Rollback of {covered}:", markup=False)
         for action in plan.actions:
             verb = "enable legacy" if action.kind == "enable_flow" else "disable new"
             name = f"{action.target_name!r}" if action.target_name else action.target_id
@@ -85,9 +95,10 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
             )
     confirm(
         app,
-        f"Roll back {len(plan.actions)} flow-state change(s) of run {run_id}?",
+        f"Roll back {len(plan.actions)} flow-state change(s) of {covered}?",
         yes=yes,
         what="rollback",
+        instead="",
     )
 
     adobe = make_adobe(settings)
