@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import threading
 import time
@@ -27,15 +28,26 @@ from pinmigrate.redact import redact
 log = logging.getLogger("pinmigrate.http")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: The executor runs up to 16 requests at once; leave headroom so no thread waits for a socket.
-POOL_SIZE = 32
+#: Attempts in all, paced ones included, are capped at this many times max_attempts.
+PACED_FACTOR = 3
+#: ``apply --concurrency`` allows up to this many writes at once.
+MAX_CONCURRENCY = 64
+#: Connections kept per host: the writers plus as many readers (the executor's re-reads use
+#: the same width), so no thread opens a connection that the pool then throws away.
+#: Connections are opened lazily: a large pool costs nothing until it is used.
+POOL_SIZE = 2 * MAX_CONCURRENCY
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to retry one request."""
 
-    max_attempts: int = 6
+    #: Failed attempts; an answer that says when to come back (a Retry-After on a 429 or
+    #: 503) is the server pacing us, not a failure, and does not count (up to
+    #: PACED_FACTOR * max_attempts attempts in all). Ten, because a third of requests failing
+    #: (throttling plus dropped connections) must not leave one of a thousand out of
+    #: attempts; total_cap, not the count, is what ends a real outage.
+    max_attempts: int = 10
     #: seconds; full jitter: sleep(uniform(0, min(max_delay, base_delay * 2**n)))
     base_delay: float = 0.5
     max_delay: float = 30.0
@@ -109,6 +121,65 @@ def describe_url(url: str) -> str:
     return redact(url)
 
 
+class _MaskedUrl:
+    """A URL for a debug line: masked only when the line is written (masking costs a regex
+    pass per request, and the debug level is usually off)."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __str__(self) -> str:
+        return describe_url(self.url)
+
+
+class EnvironmentOnceSession(requests.Session):
+    """A session that reads the proxy and CA-bundle environment once per host, not per request.
+
+    By default ``requests`` re-reads ``*_PROXY``/``NO_PROXY`` (walking the whole environment
+    twice) and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` on every request, and looks for a
+    ``~/.netrc``: a fifth of the CPU cost of a request. Here the CA bundle is read when the
+    session is made, and the proxies of a scheme and host at its first request, by the same
+    rules (``requests.utils.get_environ_proxies``). ``~/.netrc`` is not consulted:
+    pinmigrate's credentials come from its config, and a netrc entry would replace the
+    Bearer token.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self._host_proxies: dict[str, dict[str, str]] = {}
+        self._host_lock = threading.Lock()
+
+    def environment_proxies(self, url: str) -> dict[str, str]:
+        """The proxies the environment names for this URL ({} when NO_PROXY covers it)."""
+        parts = urlsplit(url)
+        key = f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+        found = self._host_proxies.get(key)
+        if found is None:
+            found = dict(requests.utils.get_environ_proxies(url))
+            with self._host_lock:
+                self._host_proxies[key] = found
+        return found
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        # What requests does when trust_env is set, with the environment read in advance.
+        merged: dict[str, str] = dict(proxies or {})
+        if "no_proxy" in merged:
+            environment = requests.utils.get_environ_proxies(url, no_proxy=merged["no_proxy"])
+        else:
+            environment = self.environment_proxies(url)
+        for scheme, proxy in environment.items():
+            merged.setdefault(scheme, proxy)
+        if verify is True or verify is None:
+            verify = self.ca_bundle or verify
+        return super().merge_environment_settings(url, merged, stream, verify, cert)
+
+
 def _path_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.path or "/"
@@ -161,7 +232,7 @@ class HttpClient:
 
     @staticmethod
     def _new_session() -> requests.Session:
-        session = requests.Session()
+        session = EnvironmentOnceSession()
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE, max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
@@ -187,20 +258,25 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         auth: Any = None,
         retry_safe: bool | None = None,
+        retry_network: bool | None = None,
         timeout: float | tuple[float, float] | None = None,
     ) -> requests.Response:
         """Send one request, retrying where safe; return the final response whatever its status.
 
+        ``retry_network=False`` retries answered 429/5xx but not a request whose answer never
+        came (it may have been carried out): for requests that must not be replayed blind.
         Raises :class:`ApiError` only when the network failed (refused, dropped, timed out)
         and no retry is allowed or left.
         """
         method = method.upper()
         safe = method in SAFE_METHODS if retry_safe is None else retry_safe
+        network_safe = safe if retry_network is None else retry_network and safe
         policy = self.retry
         started = self.clock()
         slept = 0.0
         attempt = 0
-        shown = describe_url(url)
+        paced = 0
+        shown = _MaskedUrl(url)
         while True:
             attempt += 1
             self.stats.count_request()
@@ -216,14 +292,17 @@ class HttpClient:
                     headers=dict(headers) if headers else None,
                     auth=auth,
                     timeout=self.timeout if timeout is None else timeout,
+                    # Never follow: a 307 re-posts the body (client secret, codes, refresh
+                    # tokens) to wherever the Location points, and no API here redirects.
+                    allow_redirects=False,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self.stats.count_network_error()
                 reason = _network_reason(exc)
                 log.debug("%s %s %s: %s", self.service, method, shown, reason)
-                delay = self._next_delay(None, attempt, safe, started, slept)
+                delay = self._next_delay(None, attempt - paced, network_safe, started, slept)
                 if delay is None:
-                    raise self._network_error(method, url, reason, attempt, safe) from None
+                    raise self._network_error(method, url, reason, attempt, network_safe) from None
                 self._wait(method, shown, reason, delay, attempt)
                 slept += delay
                 continue
@@ -236,14 +315,21 @@ class HttpClient:
                 "%s %s %s -> %d (%.0f ms%s)",
                 self.service,
                 method,
-                describe_url(response.url or url),
+                _MaskedUrl(response.url or url),
                 response.status_code,
                 elapsed_ms,
                 f", request id {request_id}" if request_id else "",
             )
+            if response.is_redirect:
+                response.close()
+                raise self._redirect_error(method, url, response)
             if response.status_code not in policy.retry_statuses:
                 return response
-            delay = self._next_delay(response, attempt, safe, started, slept)
+            if attempt >= policy.max_attempts * PACED_FACTOR:
+                return response
+            if response.status_code in (429, 503) and self._retry_after(response) is not None:
+                paced += 1
+            delay = self._next_delay(response, attempt - paced, safe, started, slept)
             if delay is None:
                 return response
             response.close()
@@ -258,13 +344,16 @@ class HttpClient:
         started: float,
         slept: float,
     ) -> float | None:
-        """The wait before the next attempt, or None when there must be no next attempt."""
+        """The wait before the next attempt, or None when there must be no next attempt.
+
+        ``attempt`` counts the failed attempts so far, paced answers left out.
+        """
         policy = self.retry
         if not safe or attempt >= policy.max_attempts:
             return None
         delay: float | None = None
         if response is not None:
-            delay = parse_retry_after(response.headers.get("Retry-After"), now=self.wall_clock())
+            delay = self._retry_after(response)
         if delay is None:
             delay = self.backoff(attempt - 1)
         # Count both the clock and our own sleeps: with an injected sleep the clock may not move.
@@ -279,12 +368,31 @@ class HttpClient:
             return None
         return delay
 
-    def _wait(self, method: str, shown: str, reason: str, delay: float, attempt: int) -> None:
+    def _retry_after(self, response: requests.Response) -> float | None:
+        return parse_retry_after(response.headers.get("Retry-After"), now=self.wall_clock())
+
+    def _wait(self, method: str, shown: object, reason: str, delay: float, attempt: int) -> None:
         self.stats.count_retry()
         log.debug(
             "%s %s %s: %s, retry %d in %.2fs", self.service, method, shown, reason, attempt, delay
         )
         self.sleep(delay)
+
+    def _redirect_error(self, method: str, url: str, response: requests.Response) -> ApiError:
+        where = urlsplit(url)
+        target = urlsplit(response.headers.get("Location", ""))
+        to = f"{target.scheme}://{target.netloc}{target.path}" if target.netloc else target.path
+        message = (
+            f"{self.service}: {method} {_path_of(url)} on {where.netloc} answered a redirect "
+            f"(HTTP {response.status_code}) to {to or 'nowhere'}; not followed, nothing was sent "
+            "there"
+        )
+        return ApiError(
+            redact(message),
+            status=response.status_code,
+            service=self.service,
+            hint="check the configured URL: use the address the service answers on itself",
+        )
 
     def _network_error(
         self, method: str, url: str, reason: str, attempts: int, safe: bool

@@ -39,7 +39,7 @@ def error_detail(response: requests.Response) -> str:
     """Pinterest's ``{code, message}`` (or whatever came instead) on one line."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
         message = body.get("message") or body.get("error_description") or body.get("error")
@@ -89,16 +89,29 @@ class PinterestClient:
         assert pin.app_id is not None and pin.app_secret is not None
         secret = pin.app_secret.get_secret_value()
         redact.register(secret)
-        # Never replayed: a code is single-use, and a refresh may already have rotated the
-        # refresh token server-side, so a blind second try could lose the login.
-        response = self.http.request(
-            "POST",
-            f"{self.api_url}/oauth/token",
-            data=data,
-            auth=(pin.app_id, secret),
-            headers={"Accept": "application/json"},
-            retry_safe=False,
-        )
+        # A 429 or 5xx answer is retried: Pinterest answered, and replaying after an answer
+        # can lose nothing (had the first try rotated the token, that token is dead either
+        # way). A request whose answer never came is not replayed blind: a code is
+        # single-use, and a refresh may already have rotated the refresh token server-side.
+        try:
+            response = self.http.request(
+                "POST",
+                f"{self.api_url}/oauth/token",
+                data=data,
+                auth=(pin.app_id, secret),
+                headers={"Accept": "application/json"},
+                retry_safe=True,
+                retry_network=False,
+            )
+        except ApiError as exc:
+            if exc.status is not None:
+                raise
+            # Exit 4, not 1: the login this grant came from may be gone for good.
+            raise AuthError(
+                f"Pinterest's answer to {grant} was lost ({exc.message}); Pinterest may "
+                f"already have used up {grant}, and its successor never arrived",
+                hint="run `pinmigrate auth login`, then run the command again",
+            ) from None
         status = response.status_code
         if status in (400, 401, 403):
             detail = error_detail(response)
@@ -209,7 +222,7 @@ class PinterestClient:
     def _json(response: requests.Response, what: str) -> Any:
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # too deeply nested is not usable JSON either
             if not response.content.strip():
                 kind = "an empty body"
             elif _looks_html(response):

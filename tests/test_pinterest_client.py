@@ -109,10 +109,9 @@ def test_refresh_sends_the_refresh_token(mock, client):
     }
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
 @pytest.mark.parametrize("grant", ["code", "refresh"])
-def test_token_requests_are_never_replayed(mock, client, fake, status, grant):
-    mock.add(responses.POST, TOKEN, status=status, json={"code": 8, "message": "Slow down"})
+def test_token_requests_are_not_replayed_after_a_500(mock, client, fake, grant):
+    mock.add(responses.POST, TOKEN, status=500, json={"code": 8, "message": "Slow down"})
     mock.add(responses.POST, TOKEN, json=token_body())
     with pytest.raises(ApiError) as info:
         client.exchange_code("c0de-1") if grant == "code" else client.refresh("pinr_x")
@@ -122,12 +121,34 @@ def test_token_requests_are_never_replayed(mock, client, fake, status, grant):
     assert info.value.exit_code == 1
 
 
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("grant", ["code", "refresh"])
+def test_token_requests_answered_429_or_503_are_retried(mock, client, fake, status, grant):
+    # Pinterest answered: a replay loses nothing (a token the first try rotated is dead
+    # either way, and the replay's refusal would say so).
+    mock.add(
+        responses.POST,
+        TOKEN,
+        status=status,
+        json={"code": 8, "message": "Slow down"},
+        headers={"Retry-After": "2"},
+    )
+    mock.add(responses.POST, TOKEN, json=token_body("pina_2", "pinr_2"))
+    body = client.exchange_code("c0de-1") if grant == "code" else client.refresh("pinr_x")
+    assert body["refresh_token"] == "pinr_2"
+    assert len(mock.calls) == 2
+    assert fake.sleeps == [2.0]
+
+
 def test_dropped_connection_on_token_request_is_not_replayed(mock, client):
+    # The refresh may have rotated the token server-side: the login may be gone (exit 4).
     mock.add(responses.POST, TOKEN, body=requests.ConnectionError("Connection reset by peer"))
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(AuthError) as info:
         client.refresh("pinr_y")
     assert len(mock.calls) == 1
-    assert "may or may not have been applied" in info.value.line()
+    line = info.value.line()
+    assert "was lost" in line and "auth login" in line
+    assert info.value.exit_code == 4
 
 
 @pytest.mark.parametrize(
