@@ -66,7 +66,7 @@ def error_detail(response: requests.Response) -> str:
     """Adobe's own words for a failed call, on one line, whatever shape they came in."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
         # Gateway: {error_code, message}; Flow Service: {type, title, status, errorMessage,
@@ -179,7 +179,7 @@ class AdobeClient:
             detail = error_detail(response)
             try:
                 body = response.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 body = {}
             if isinstance(body, dict) and body.get("error") == "invalid_scope":
                 raise AuthError(
@@ -293,7 +293,7 @@ class AdobeClient:
     def _json(response: requests.Response, what: str) -> Any:
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # too deeply nested is not usable JSON either
             raise ApiError(
                 f"Adobe answered {_body_kind(response)}, not JSON, to {what} "
                 f"(HTTP {response.status_code})",

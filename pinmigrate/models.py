@@ -34,7 +34,13 @@ PROFILE_DESTINATION_FLOW_SPEC = "71471eba-b620-49e4-90fd-23f1fa0174d8"
 
 class _Payload(BaseModel):
     model_config = ConfigDict(
-        extra="allow", alias_generator=to_camel, populate_by_name=True, frozen=True
+        extra="allow",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        # Built on first use: discovery reads plain payloads without them (the quick path at
+        # the end), so most runs never pay the ~50 ms of building these validators.
+        defer_build=True,
     )
 
     @field_validator("*", mode="wrap")
@@ -313,19 +319,51 @@ def segment_selectors_path(raw_flow: Any) -> str:
 def add_audience_ops(
     raw_flow: Any, audiences: list[Audience] | tuple[Audience, ...]
 ) -> list[dict[str, Any]]:
-    """The JSON-Patch ops that add these audiences to a flow, one ``add`` per audience."""
-    path = segment_selectors_path(raw_flow) + "/-"
-    return [
+    """The JSON-Patch ops that add these audiences to a flow, one ``add`` per audience.
+
+    A flow without an audience list yet (no ``segmentSelectors``) gets one ``add`` that
+    creates the list: JSON Patch cannot append to a list that does not exist.
+    """
+    pointer = segment_selectors_path(raw_flow)
+    values = [
         {
-            "op": "add",
-            "path": path,
-            "value": {
-                "type": "PLATFORM_SEGMENT",
-                "value": {"id": a.id, "name": a.name, "description": a.description},
-            },
+            "type": "PLATFORM_SEGMENT",
+            "value": {"id": a.id, "name": a.name, "description": a.description},
         }
         for a in audiences
     ]
+    create = _create_missing(raw_flow, pointer, values)
+    if create is not None:
+        return [create]
+    return [{"op": "add", "path": pointer + "/-", "value": value} for value in values]
+
+
+def _create_missing(raw: dict[str, Any], pointer: str, leaf: list[Any]) -> dict[str, Any] | None:
+    """An ``add`` that creates the first missing object on ``pointer`` (ending in ``leaf``),
+    or None when the whole path exists (or a list item would have to be made up)."""
+    parts = pointer.strip("/").split("/")
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        if isinstance(node, list):
+            if not (part.isdigit() and int(part) < len(node)):
+                return None
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            return None
+        child = node.get(part)
+        last = depth == len(parts) - 1
+        if isinstance(child, list) or (isinstance(child, dict) and not last):
+            node = child
+            continue
+        rest = parts[depth + 1 :]
+        if any(p.isdigit() for p in rest):
+            return None
+        value: Any = leaf
+        for name in reversed(rest):
+            value = {name: value}
+        return {"op": "add", "path": "/" + "/".join(parts[: depth + 1]), "value": value}
+    return None
 
 
 def _first_target(flow: AdobeFlow) -> InheritedTarget | None:
@@ -351,6 +389,10 @@ def _sandbox(explicit: str | None, payload: str | None) -> str:
 
 def flow_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) -> Flow:
     """A :class:`~pinmigrate.inventory.Flow` from a ``GET /flows`` item."""
+    if type(raw) is dict:
+        quick = _flow_from_dict(raw, card, sandbox)
+        if quick is not None:
+            return quick
     flow = parse_flow(raw)
     target = _first_target(flow)
     account_id: str | None = None
@@ -423,6 +465,10 @@ def expires_at_of(raw_connection: Any) -> datetime | None:
 
 def account_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) -> Account:
     """An :class:`~pinmigrate.inventory.Account` from a ``GET /connections`` item."""
+    if type(raw) is dict:
+        quick = _account_from_dict(raw, card, sandbox)
+        if quick is not None:
+            return quick
     connection = parse_connection(raw)
     return Account(
         id=connection.id,
@@ -437,6 +483,10 @@ def account_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) ->
 
 def target_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) -> TargetConnection:
     """A :class:`~pinmigrate.inventory.TargetConnection` from a ``GET /targetConnections`` item."""
+    if type(raw) is dict:
+        quick = _target_from_dict(raw, card, sandbox)
+        if quick is not None:
+            return quick
     target = parse_target_connection(raw)
     base_id = target.base_connection_id
     if not base_id and target.inherited_attributes is not None:
@@ -487,3 +537,150 @@ def reconnect_ops(
             "value": auth_params(access_token, refresh_token, expires_at),
         }
     ]
+
+
+# --- the quick path ----------------------------------------------------------------------
+#
+# Discovery reads every flow, target connection and account of both cards: tens of thousands
+# of objects, where validating each through the tolerant models above cost ~60 us a flow
+# (their wrap validator alone almost half of it). The functions below read the few fields
+# the inventory needs straight from the decoded JSON, and give up (None) on anything but the
+# plain shapes JSON gives: a non-string where text is expected, a bare or numeric reference,
+# a snake_case field name (the models accept those too). The models then decide, so both
+# paths give the same answer for every payload; tests/test_perf.py holds them to it.
+
+_FLOW_NAMES = ("sandbox_name", "target_connection_ids", "inherited_attributes")
+_TARGET_NAMES = ("sandbox_name", "base_connection_id", "inherited_attributes")
+_REF_NAMES = ("base_connection", "connection_spec", "target_connections")
+
+
+def _plain(*values: Any) -> bool:
+    """Every value is text or absent: what the models read without converting."""
+    return all(value is None or type(value) is str for value in values)
+
+
+def _snake(raw: dict[str, Any], names: tuple[str, ...]) -> bool:
+    return any(name in raw for name in names)
+
+
+def _ref_id(value: Any) -> tuple[bool, str | None]:
+    """(readable, id) of a reference such as ``baseConnection``: absent, an id, or an object."""
+    if value is None:
+        return True, None
+    if type(value) is str:
+        return True, value
+    if type(value) is dict and not _snake(value, _REF_NAMES):
+        ident = value.get("id")
+        return _plain(ident), ident
+    return False, None
+
+
+def _flow_from_dict(raw: dict[str, Any], card: Card, sandbox: str | None) -> Flow | None:
+    ident = raw.get("id")
+    name = raw.get("name")
+    sandbox_name = raw.get("sandboxName")
+    state = raw.get("state")
+    etag = raw.get("etag")
+    if type(ident) is not str or not _plain(name, sandbox_name, state, etag):
+        return None
+    if _snake(raw, _FLOW_NAMES):
+        return None
+    target_ids = raw.get("targetConnectionIds")
+    if target_ids is not None and not (
+        type(target_ids) is list and all(type(t) is str for t in target_ids)
+    ):
+        return None
+    target: dict[str, Any] | None = None
+    inherited = raw.get("inheritedAttributes")
+    if inherited is not None:
+        if type(inherited) is not dict or _snake(inherited, _REF_NAMES):
+            return None
+        targets = inherited.get("targetConnections")
+        if targets is not None:
+            if type(targets) is not list or not all(type(t) is dict for t in targets):
+                return None
+            target = targets[0] if targets else None
+    account_id: str | None = None
+    advertiser_id: str | None = None
+    first_target_id: str | None = None
+    if target is not None:
+        if _snake(target, _REF_NAMES):
+            return None
+        first_target_id = target.get("id")
+        readable, account_id = _ref_id(target.get("baseConnection"))
+        params = target.get("params")
+        if (
+            not readable
+            or not _plain(first_target_id)
+            or not (params is None or type(params) is dict)
+        ):
+            return None
+        if params and params.get("advertiser_id") not in (None, ""):
+            advertiser_id = str(params["advertiser_id"])
+    target_id = target_ids[0] if target_ids else first_target_id
+    return Flow(
+        id=ident,
+        name=name or "",
+        sandbox=_sandbox(sandbox, sandbox_name),
+        card=card,
+        state=_state(state),
+        etag=etag or "",
+        account_id=account_id or None,
+        target_connection_id=target_id or None,
+        advertiser_id=advertiser_id,
+        audiences=audiences_of(raw),
+    )
+
+
+def _target_from_dict(
+    raw: dict[str, Any], card: Card, sandbox: str | None
+) -> TargetConnection | None:
+    ident = raw.get("id")
+    name = raw.get("name")
+    sandbox_name = raw.get("sandboxName")
+    base_id = raw.get("baseConnectionId")
+    etag = raw.get("etag")
+    params = raw.get("params")
+    if type(ident) is not str or not _plain(name, sandbox_name, base_id, etag):
+        return None
+    if _snake(raw, _TARGET_NAMES) or not (params is None or type(params) is dict):
+        return None
+    if not base_id:
+        inherited = raw.get("inheritedAttributes")
+        if inherited is not None:
+            if type(inherited) is not dict or _snake(inherited, _REF_NAMES):
+                return None
+            readable, base_id = _ref_id(inherited.get("baseConnection"))
+            if not readable:
+                return None
+    advertiser = params.get("advertiser_id") if params else None
+    return TargetConnection(
+        id=ident,
+        sandbox=_sandbox(sandbox, sandbox_name),
+        card=card,
+        base_connection_id=base_id or None,
+        advertiser_id=str(advertiser) if advertiser not in (None, "") else None,
+        name=name or "",
+        etag=etag or "",
+    )
+
+
+def _account_from_dict(raw: dict[str, Any], card: Card, sandbox: str | None) -> Account | None:
+    ident = raw.get("id")
+    name = raw.get("name")
+    sandbox_name = raw.get("sandboxName")
+    state = raw.get("state")
+    etag = raw.get("etag")
+    if type(ident) is not str or not _plain(name, sandbox_name, state, etag):
+        return None
+    if "sandbox_name" in raw:
+        return None
+    return Account(
+        id=ident,
+        name=name or "",
+        sandbox=_sandbox(sandbox, sandbox_name),
+        card=card,
+        etag=etag or "",
+        state=(state or "enabled").lower(),
+        expires_at=expires_at_of(raw),
+    )

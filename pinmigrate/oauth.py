@@ -49,6 +49,8 @@ T = TypeVar("T")
 
 #: An access token closer than this to its expiry is refreshed before use.
 REFRESH_MARGIN = timedelta(minutes=5)
+#: Pinterest access tokens last 30 days: the most a bare token (no ``expires_in``) has left.
+ACCESS_TOKEN_LIFETIME = timedelta(days=30)
 DEFAULT_TIMEOUT = 300.0
 ENV_REFRESH_TOKEN = env_name("pinterest.refresh_token")
 ENV_ACCESS_TOKEN = env_name("pinterest.access_token")
@@ -187,6 +189,11 @@ def login_from_grant(
                 "check that the app has those scopes, then run `pinmigrate auth login` again",
             )
     access_expires, refresh_expires = token_expiries(token, now)
+    if access_expires is None:
+        # A bare access token tells nothing of its age. Without an expiry Adobe would record
+        # none, and every later plan would reconnect again; the documented lifetime is the
+        # most it has left (and the first sighting's value is kept, below).
+        access_expires = now + ACCESS_TOKEN_LIFETIME
     user = client.user_account(access)
     user_id = str(user.get("id") or "")
     if not user_id:
@@ -212,8 +219,24 @@ def login_from_grant(
         )
     accounts = [a for a in map(_ad_account, client.ad_accounts(access)) if a is not None]
     login = login.model_copy(update={"ad_accounts": accounts})
-    stored = store.update(user_id, lambda previous: _keeping_refresh(previous, login, now))
+    stored = store.update(
+        user_id, lambda previous: _keeping_refresh(previous, _first_expiry(previous, login), now)
+    )
     return stored or login
+
+
+def _first_expiry(previous: Login | None, login: Login) -> Login:
+    """``login``, keeping the expiry stored for the same access token (it cannot grow)."""
+    if (
+        previous is None
+        or previous.access_expires_at is None
+        or login.access_expires_at is None
+        or previous.access_token.get_secret_value() != login.access_token.get_secret_value()
+    ):
+        return login
+    return login.model_copy(
+        update={"access_expires_at": min(previous.access_expires_at, login.access_expires_at)}
+    )
 
 
 def _keeping_refresh(previous: Login | None, login: Login, now: datetime) -> Login:
@@ -383,7 +406,8 @@ def _from_environment_refresh(
             token = client.refresh(refresh_token)
         except AuthError as exc:
             raise AuthError(
-                f"Pinterest refused the refresh token from {where}: {exc.message}",
+                # exc says whether Pinterest refused it or its answer was lost.
+                f"the refresh token from {where} did not work: {exc.message}",
                 hint=f"mint a new one and set {ENV_REFRESH_TOKEN}, or {LOGIN_HINT}",
             ) from None
         login = login_from_grant(

@@ -14,6 +14,7 @@ from pinmigrate.cli import global_options, pass_app
 from pinmigrate.errors import UsageError
 
 if TYPE_CHECKING:
+    from pinmigrate.adobe import AdobeClient
     from pinmigrate.discovery import Progress
     from pinmigrate.inventory import Inventory
     from pinmigrate.settings import Settings
@@ -47,15 +48,20 @@ def discovery_progress(app: App) -> Iterator[Progress | None]:
         yield report
 
 
-def read_inventory(app: App, sandboxes: Sequence[str] = ()) -> Inventory:
-    """Settings, Adobe client and discovery, with progress on stderr."""
+def read_inventory(
+    app: App, sandboxes: Sequence[str] = (), *, adobe: AdobeClient | None = None
+) -> Inventory:
+    """Settings, Adobe client and discovery, with progress on stderr.
+
+    ``adobe``: the caller's client, so a command that also writes fetches one IMS token.
+    """
     from pinmigrate.adobe import AdobeClient
     from pinmigrate.discovery import discover
 
     settings = app.settings
     settings.require_adobe()
     wanted = checked_sandboxes(settings, sandboxes)
-    adobe = AdobeClient(settings)
+    adobe = adobe or AdobeClient(settings)
     with discovery_progress(app) as progress:
         return discover(adobe, settings, wanted or None, progress=progress)
 

@@ -15,6 +15,7 @@ from pinmigrate.cli import global_options, pass_app
 from pinmigrate.errors import ExitCode, PinmigrateError, UsageError
 
 if TYPE_CHECKING:
+    from pinmigrate.adobe import AdobeClient
     from pinmigrate.logins import Login
     from pinmigrate.plan import Plan
     from pinmigrate.settings import Settings
@@ -47,6 +48,7 @@ def build_plan(
     matches: Mapping[str, str] | None = None,
     keep_legacy: bool = False,
     now: datetime | None = None,
+    adobe: AdobeClient | None = None,
 ) -> Plan:
     """Discover, load logins and plan: what ``plan`` prints and ``apply`` without a file runs."""
     from pinmigrate.commands.discover import checked_sandboxes, read_inventory
@@ -55,7 +57,7 @@ def build_plan(
     settings = app.settings
     settings.require_adobe()
     wanted = checked_sandboxes(settings, sandboxes)
-    inventory = read_inventory(app, wanted)
+    inventory = read_inventory(app, wanted, adobe=adobe)
     options = PlanOptions(
         sandboxes=wanted,
         flows=tuple(dict.fromkeys(flows)),

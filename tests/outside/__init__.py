@@ -1,0 +1,1 @@
+"""Outside-in tests: the real CLI against an independent fake of the documented APIs."""

@@ -1,0 +1,507 @@
+"""doctor, discover, plan and apply of the real CLI against the independent fake: three
+sandboxes, Unicode names, pages of two, 202 PATCHes, a rotating refresh token in the
+environment, strict headers and etags."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .fake_services import (
+    ANALYST,
+    APP_SECRET,
+    CLIENT_SECRET,
+    FLOWSERVICE,
+    KAMPAGNE,
+    LEGACY_SPEC,
+    LONG_NAME,
+    LOYALTY_JA,
+    MARKETER,
+    NEW_SPEC,
+    NO_SELECTORS,
+    PROMO,
+    SANDBOXES,
+    SOLDES,
+    Expected,
+    Logged,
+    Request,
+    World,
+    audience_ids,
+    ids_by_name,
+)
+
+NAMES = (SOLDES, LOYALTY_JA, KAMPAGNE, "Newsletter abonnés", PROMO, LONG_NAME, NO_SELECTORS)
+Actions = Iterable[tuple[str, str]]
+
+
+def refresh_env(world: World, user: str = MARKETER) -> dict[str, str]:
+    return {"PINMIGRATE_PINTEREST_REFRESH_TOKEN": world.issue_refresh_token(user)}
+
+
+def assert_no_secret(world: World, *texts: str, spent: Iterable[str] = ()) -> None:
+    with world.lock:
+        known = [
+            CLIENT_SECRET,
+            APP_SECRET,
+            *world.ims_tokens,
+            *world.access_tokens,
+            *world.refresh_tokens,
+            *world.codes,
+            *spent,
+        ]
+    for secret in known:
+        for text in texts:
+            assert secret not in text, "a secret was printed or written"
+
+
+def expected_orphan(plan: dict[str, Any], name: str) -> str:
+    return str(next(o["flow_id"] for o in plan["orphans"] if o["flow_name"] == name))
+
+
+def action_set(plan: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(a["kind"], a["target_id"]) for a in plan["actions"]}
+
+
+def as_action(entry: Logged) -> tuple[str, str]:
+    """A Platform write as the plan action it stands for."""
+    parts = entry.path[len(FLOWSERVICE) :].strip("/").split("/")
+    if entry.method == "PATCH" and parts[0] == "flows":
+        return ("add_audiences", parts[1])
+    if entry.method == "PATCH" and parts[0] == "connections":
+        return ("reconnect_account", parts[1])
+    if entry.method == "POST" and parts[2:] == ["action"]:
+        return (f"{dict(entry.query).get('op', '').lower()}_flow", parts[1])
+    return (f"{entry.method} {entry.path}", "")
+
+
+def check_final_state(
+    world: World, before: dict[str, Any], actions: Actions, expected: Expected
+) -> None:
+    """Exactly the planned changes happened; every other object reads as before."""
+    actions = set(actions)
+    want = {
+        fid: {"state": f["state"], "audiences": f["audiences"]}
+        for fid, f in before["flows"].items()
+    }
+    for kind, target in actions:
+        if kind == "enable_flow":
+            want[target]["state"] = "enabled"
+        elif kind == "disable_flow":
+            want[target]["state"] = "disabled"
+        elif kind == "add_audiences":
+            legacy = world.flow(expected.twins[target])
+            want[target]["audiences"] = sorted(
+                set(want[target]["audiences"]) | audience_ids(legacy)
+            )
+    after = world.snapshot()
+    got = {
+        fid: {"state": f["state"], "audiences": f["audiences"]} for fid, f in after["flows"].items()
+    }
+    assert got == want
+    changed = {target for _, target in actions}
+    for fid, flow in after["flows"].items():
+        if fid not in changed:
+            assert flow["etag"] == before["flows"][fid]["etag"], f"untouched flow {fid} changed"
+    for cid, account in after["accounts"].items():
+        if ("reconnect_account", cid) not in actions:
+            assert account == before["accounts"][cid], f"account {cid} was changed"
+            continue
+        assert account["auth"]["specName"] == "OAuth2 Authorization Code"
+        params = account["auth"]["params"]
+        grant = world.access_tokens.get(params["accessToken"])
+        assert grant is not None and grant.user == MARKETER
+        assert set(expected.reconnect_advertisers[cid]) <= set(world.users[grant.user].ad_accounts)
+        expires = time.mktime(time.strptime(params["expiresAt"], "%Y-%m-%dT%H:%M:%SZ"))
+        assert expires - time.mktime(time.gmtime()) > 8 * 86400
+        if "refreshToken" in params:
+            held = world.refresh_tokens.get(params["refreshToken"])
+            assert held is not None and held.user == MARKETER
+
+
+def check_writes_follow_the_plan(world: World, actions: Actions) -> None:
+    """Every write is one planned action, made once, in the action's sandbox, with If-Match."""
+    actions = list(actions)
+    writes = world.writes()
+    assert Counter(map(as_action, writes)) == Counter(actions), "a write outside the plan"
+    for entry in writes:
+        assert entry.status in (200, 202), f"{entry.method} {entry.path} -> {entry.status}"
+        assert entry.sandbox == world.sandbox_of(as_action(entry)[1])
+        if entry.method == "PATCH":
+            assert entry.headers["if-match"].startswith('"')
+            assert entry.headers["content-type"].startswith("application/json")
+
+
+# --- read-only commands -------------------------------------------------------------------------
+
+
+def test_doctor_passes_with_three_separate_services(pinmigrate: Any, world: World) -> None:
+    result = pinmigrate("doctor")
+    assert result.code == 0, result.stderr
+    for sandbox in SANDBOXES:
+        assert f"sandbox {sandbox}:" in result.stdout
+    assert f"(Deprecating) Pinterest = {LEGACY_SPEC}" in result.stdout
+    assert f"(New) Pinterest = {NEW_SPEC}" in result.stdout
+    assert "logins:" in result.stdout  # no login yet: a warning, not a failure
+    assert_no_secret(world, result.stdout, result.stderr)
+
+
+def test_plan_lists_exactly_the_expected_actions(
+    pinmigrate: Any, world: World, expected: Expected
+) -> None:
+    before = world.snapshot()
+    result = pinmigrate("plan", "--output", "json", "--detailed-exitcode")
+    assert result.code == 2, result.stderr
+    plan = result.json()
+    assert action_set(plan) == set(expected.actions)
+    assert len(plan["actions"]) == len(expected.actions)
+    assert plan["sandboxes"] == list(SANDBOXES)
+    assert {b["flow_id"] for b in plan["blockers"]} == set(expected.blocked)
+    for action in plan["actions"]:
+        if action["kind"] == "reconnect_account":
+            assert (
+                action["details"]["advertiser_ids"]
+                == expected.reconnect_advertisers[action["target_id"]]
+            )
+            assert action["details"]["needs_login"] is True  # no login, no token
+    # "Equal name" is exact: a case or trailing-space difference is no twin, and a twin of
+    # another ad account neither. They are orphans, and the look-alikes stay untouched.
+    assert {o["flow_id"] for o in plan["orphans"]} == set(expected.orphans)
+    assert {o["flow_name"] for o in plan["orphans"]} == {
+        "Loyalty Members",
+        "Cart abandoners",
+        "Prospects",
+    }
+    lookalikes = ids_by_name(world, "prod", "loyalty members", NEW_SPEC) + ids_by_name(
+        world, "prod", "Cart abandoners ", NEW_SPEC
+    )
+    assert len(lookalikes) == 2
+    assert not set(lookalikes) & {a["target_id"] for a in plan["actions"]}
+    # ... but the operator is told, with the --match that would pair them.
+    reasons = {o["flow_name"]: o["reason"] for o in plan["orphans"]}
+    for name, twin in zip(("Loyalty Members", "Cart abandoners"), lookalikes, strict=True):
+        assert f"--match {expected_orphan(plan, name)}={twin}" in reasons[name]
+    assert "--match" not in reasons["Prospects"]  # another ad account: not a near miss
+    # The other destination's flow of the very same name is never read as Pinterest's.
+    [s3_soldes] = ids_by_name(world, "prod", SOLDES, "4fce964d-3f37-408f-9778-e597338a21ee")
+    assert s3_soldes not in result.stdout
+    # Names come through byte for byte.
+    assert {SOLDES, LOYALTY_JA, KAMPAGNE, PROMO, NO_SELECTORS} <= {
+        a["target_name"] for a in plan["actions"]
+    }
+    # Every list was read to its end through the relative next links, tokens whole.
+    followed = [e for e in world.log if any(k == "continuationToken" for k, _ in e.query)]
+    assert {e.path.rsplit("/", 1)[1] for e in followed} >= {
+        "flows",
+        "connections",
+        "targetConnections",
+    }
+    assert all(dict(e.query)["continuationToken"].endswith("==") for e in followed)
+    assert not [e for e in world.log if e.status >= 400]
+    # A dry run writes nothing.
+    assert world.writes() == []
+    assert world.snapshot() == before
+    assert_no_secret(world, result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("command", "locale"),
+    [(["plan", "--detailed-exitcode"], {}), (["discover"], {"LC_ALL": "C", "LANG": "C"})],
+)
+def test_text_output_keeps_names_whole(
+    pinmigrate: Any, world: World, command: list[str], locale: dict[str, str]
+) -> None:
+    result = pinmigrate(*command, extra=locale)
+    assert result.code == (2 if "plan" in command else 0), result.stderr
+    for name in NAMES:
+        assert name in result.stdout, f"{name!r} is not shown whole"
+    assert world.writes() == []
+
+
+# --- plan, then apply -------------------------------------------------------------------------
+
+
+def test_plan_file_then_apply_with_an_environment_refresh_token(
+    pinmigrate: Any, world: World, expected: Expected, tmp_path: Path, state_dir: Path
+) -> None:
+    token_env = refresh_env(world)
+    configured = token_env["PINMIGRATE_PINTEREST_REFRESH_TOKEN"]
+    before = world.snapshot()
+    plan_file = tmp_path / "plan.json"
+
+    # The CI job: doctor (never spends the token), plan with changes pending (2), apply.
+    doctor = pinmigrate("doctor", "--no-input", extra=token_env)
+    assert doctor.code == 0, doctor.stdout + doctor.stderr
+    assert configured in world.refresh_tokens
+    planned = pinmigrate(
+        "plan", "--out", str(plan_file), "--output", "json", "--detailed-exitcode", extra=token_env
+    )
+    assert planned.code == 2, planned.stderr
+    plan = json.loads(plan_file.read_text("utf-8"))
+    assert plan == planned.json()
+    assert action_set(plan) == set(expected.actions)
+    for action in plan["actions"]:
+        if action["kind"] == "reconnect_account":
+            assert action["details"]["login"] == MARKETER
+            assert action["details"]["needs_login"] is False
+    # Rotated at once: the configured token is spent, its successor is stored.
+    assert configured not in world.refresh_tokens
+    stored = json.loads((state_dir / "logins.json").read_text())["logins"]
+    assert [s["user_id"] for s in stored] == [MARKETER]
+    assert stored[0]["refresh_token"] in world.refresh_tokens
+    assert world.writes() == []
+
+    applied = pinmigrate(
+        "apply",
+        str(plan_file),
+        "--yes",
+        "--no-input",
+        "--output",
+        "json",
+        "--wait-runs",
+        extra=token_env,
+    )
+    assert applied.code == 0, applied.stderr
+    report = applied.json()
+    assert report["kind"] == "pinmigrate.apply"
+    assert {r["status"] for r in report["results"]} == {"done"}, report
+    assert {(r["kind"], r["target_id"]) for r in report["results"]} == set(expected.actions)
+    assert {r["status"] for r in report["runs"]} == {"success"}  # lower case on the wire
+    check_final_state(world, before, expected.actions, expected)
+    check_writes_follow_the_plan(world, expected.actions)
+    assert not [e for e in world.log if e.status >= 400]
+    # One IMS token per process (doctor, plan, apply).
+    assert len([e for e in world.log if e.service == "ims"]) == 3
+
+    # Again: every action is already done, nothing is written; the plan has converged.
+    writes = len(world.writes())
+    again = pinmigrate("apply", str(plan_file), "--output", "json", extra=token_env)
+    assert again.code == 0, again.stderr
+    assert {r["status"] for r in again.json()["results"]} == {"already_done"}
+    assert len(world.writes()) == writes
+    converged = pinmigrate("plan", "--detailed-exitcode", "--no-input", extra=token_env)
+    assert converged.code == 0, converged.stdout + converged.stderr
+
+    journals = "".join(p.read_text("utf-8") for p in (state_dir / "runs").glob("*.jsonl"))
+    assert journals
+    assert_no_secret(
+        world,
+        doctor.stdout,
+        doctor.stderr,
+        planned.stdout,
+        planned.stderr,
+        applied.stdout,
+        applied.stderr,
+        again.stdout,
+        again.stderr,
+        converged.stdout,
+        converged.stderr,
+        plan_file.read_text("utf-8"),
+        journals,
+        spent=[configured],
+    )
+
+
+def test_fresh_apply_needs_yes_then_runs_non_interactively(
+    pinmigrate: Any, world: World, expected: Expected
+) -> None:
+    token_env = refresh_env(world)
+    refused = pinmigrate("apply", "--no-input", extra=token_env)
+    assert refused.code == 5, refused.stderr
+    assert "--yes" in refused.stderr
+    assert world.writes() == []
+
+    world.patch_status["connections"] = 202  # the other documented answer
+    before = world.snapshot()
+    applied = pinmigrate("apply", "--yes", "--no-input", extra=token_env)
+    assert applied.code == 0, applied.stderr
+    check_final_state(world, before, expected.actions, expected)
+    check_writes_follow_the_plan(world, expected.actions)
+    # The text report names every flow whole.
+    for name in (SOLDES, LOYALTY_JA, KAMPAGNE, PROMO, LONG_NAME, NO_SELECTORS):
+        assert name in applied.stdout + applied.stderr, f"{name!r} is not shown whole"
+    assert_no_secret(world, refused.stderr, applied.stdout, applied.stderr)
+
+
+def test_a_login_that_does_not_cover_every_ad_account_is_not_used(
+    pinmigrate: Any, world: World
+) -> None:
+    # The analyst sees one ad account only: no reconnect can be served, and apply says so
+    # before its first write (exit 4), naming the ad accounts.
+    token_env = refresh_env(world, ANALYST)
+    applied = pinmigrate("apply", "--yes", "--no-input", extra=token_env)
+    assert applied.code == 4, applied.stderr
+    assert "549755800002" in applied.stderr
+    assert world.writes() == []
+
+
+def test_a_change_behind_the_plans_back_stops_apply_before_any_write(
+    pinmigrate: Any, world: World, tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    assert pinmigrate("plan", "--out", str(plan_file)).code == 0
+    # The operator switches a legacy flow off in the UI after the plan was made.
+    [legacy] = ids_by_name(world, "prod", LOYALTY_JA, LEGACY_SPEC)
+    with world.lock:
+        flow = world.flow(legacy)
+        flow["state"] = "disabled"
+        flow["etag"] = '"changed-in-the-ui"'
+    applied = pinmigrate("apply", str(plan_file), "--no-input")
+    assert applied.code == 3, applied.stderr
+    assert LOYALTY_JA in applied.stderr
+    assert world.writes() == []
+
+
+def test_an_access_token_from_the_environment_reconnects_and_converges(
+    pinmigrate: Any, world: World, expected: Expected, tmp_path: Path
+) -> None:
+    # CI with a bare access token: no refresh token, no expiry in hand.
+    grant = world.refresh_tokens.pop(world.issue_refresh_token(MARKETER))
+    access = "pina_ci_" + "x" * 24
+    world.access_tokens[access] = grant
+    token_env = {"PINMIGRATE_PINTEREST_ACCESS_TOKEN": access}
+    before = world.snapshot()
+    plan_file = tmp_path / "plan.json"
+    assert pinmigrate("plan", "--out", str(plan_file), extra=token_env).code == 0
+    applied = pinmigrate("apply", str(plan_file), "--output", "json", extra=token_env)
+    assert applied.code == 0, applied.stderr
+    assert {r["status"] for r in applied.json()["results"]} == {"done"}
+    check_final_state(world, before, expected.actions, expected)
+    again = pinmigrate("plan", "--output", "json", "--detailed-exitcode", extra=token_env)
+    assert again.code == 0, again.stderr
+    assert again.json()["actions"] == []
+    assert_no_secret(world, applied.stdout, applied.stderr, again.stdout, again.stderr)
+
+
+def test_an_ims_token_revoked_mid_run_is_fetched_again_once(
+    pinmigrate: Any, world: World, expected: Expected
+) -> None:
+    seen = {"requests": 0}
+
+    def revoke_once(req: Request) -> None:
+        seen["requests"] += 1
+        if seen["requests"] == 40:
+            world.ims_tokens.clear()
+
+    world.platform_hook = revoke_once
+    before = world.snapshot()
+    result = pinmigrate("apply", "--yes", "--no-input", extra=refresh_env(world))
+    assert result.code == 0, result.stderr
+    check_final_state(world, before, expected.actions, expected)
+    assert len([e for e in world.log if e.status == 401]) == 1
+    assert len([e for e in world.log if e.service == "ims"]) == 2
+
+
+def test_a_concurrent_change_answers_412_and_is_merged_not_clobbered(
+    pinmigrate: Any, world: World, tmp_path: Path
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    token_env = refresh_env(world)
+    assert pinmigrate("plan", "--out", str(plan_file), extra=token_env).code == 0
+    [target] = ids_by_name(world, "prod", SOLDES, NEW_SPEC)
+    [legacy] = ids_by_name(world, "prod", SOLDES, LEGACY_SPEC)
+    theirs = {"type": "PLATFORM_SEGMENT", "value": {"id": "added-in-the-ui", "name": "UI"}}
+
+    def edit_in_the_ui(req: Request) -> None:
+        # Someone adds an audience in the UI just before pinmigrate's PATCH lands.
+        if req.method == "PATCH" and req.path.endswith(target):
+            flow = world.flow(target)
+            flow["transformations"][0]["params"]["segmentSelectors"]["selectors"].append(theirs)
+            flow["etag"] = '"edited-in-the-ui"'
+            world.platform_hook = None
+
+    world.platform_hook = edit_in_the_ui
+    result = pinmigrate("apply", str(plan_file), "--output", "json", extra=token_env)
+    assert result.code == 0, result.stderr
+    statuses = {(r["kind"], r["target_id"]): r["status"] for r in result.json()["results"]}
+    assert statuses[("add_audiences", target)] == "done"
+    patches = [e for e in world.log if e.method == "PATCH" and e.path.endswith(target)]
+    assert [e.status for e in patches] == [412, 202]
+    assert patches[1].headers["if-match"] == '"edited-in-the-ui"'
+    assert audience_ids(world.flow(target)) == audience_ids(world.flow(legacy)) | {
+        "added-in-the-ui"
+    }
+
+
+def test_apply_in_a_fresh_ci_job_with_a_new_refresh_token(
+    pinmigrate: Any, world: World, expected: Expected, tmp_path: Path
+) -> None:
+    # Job 1 plans (its state dir is thrown away); job 2 applies the saved plan with a
+    # refresh token of the same Pinterest user, in a new state dir.
+    plan_file = tmp_path / "plan.json"
+    assert pinmigrate("plan", "--out", str(plan_file), extra=refresh_env(world)).code == 0
+    before = world.snapshot()
+    job2 = tmp_path / "job-2-state"
+    second = {**refresh_env(world), "PINMIGRATE_STATE_DIR": str(job2)}
+    applied = pinmigrate("apply", str(plan_file), "--output", "json", extra=second)
+    assert applied.code == 0, applied.stderr
+    assert {r["status"] for r in applied.json()["results"]} == {"done"}
+    check_final_state(world, before, expected.actions, expected)
+    stored = json.loads((job2 / "logins.json").read_text())["logins"]
+    assert stored[0]["refresh_token"] in world.refresh_tokens
+
+
+def test_auth_status_goes_on_from_the_rotated_token(pinmigrate: Any, world: World) -> None:
+    token_env = refresh_env(world)
+    configured = token_env["PINMIGRATE_PINTEREST_REFRESH_TOKEN"]
+    first = pinmigrate("auth", "status", "--output", "json", extra=token_env)
+    assert first.code == 0, first.stderr
+    assert configured not in world.refresh_tokens  # spent by the rotation
+    # The next command, same (now spent) setting, continues from the stored successor.
+    second = pinmigrate("auth", "status", "--output", "json", extra=token_env)
+    assert second.code == 0, second.stderr
+    [login] = second.json()["logins"]
+    assert login["user_id"] == MARKETER and login["environment"] is True
+    assert len(login["ad_accounts"]) == 5  # five pages of one
+    assert "pins:read" in login["scopes"]
+    assert_no_secret(
+        world, first.stdout, first.stderr, second.stdout, second.stderr, spent=[configured]
+    )
+
+
+def test_match_settles_the_ambiguous_pair_in_one_sandbox_then_rollback(
+    pinmigrate: Any, world: World, expected: Expected, tmp_path: Path
+) -> None:
+    legacy, chosen = expected.lookalikes["legacy"], expected.lookalikes["new"]
+    plan_file = tmp_path / "plan.json"
+    token_env = refresh_env(world)
+    planned = pinmigrate(
+        "plan",
+        "--sandbox",
+        "emea-test",
+        "--match",
+        f"{legacy}={chosen}",
+        "--out",
+        str(plan_file),
+        "--output",
+        "json",
+        extra=token_env,
+    )
+    assert planned.code == 0, planned.stderr
+    plan = planned.json()
+    assert plan["sandboxes"] == ["emea-test"] and plan["blockers"] == []
+    emea = {a for a in expected.actions if world.sandbox_of(a[1]) == "emea-test"}
+    settled = emea | {("enable_flow", chosen), ("disable_flow", legacy)}
+    assert action_set(plan) == settled
+    before = world.snapshot()
+    applied = pinmigrate("apply", str(plan_file), extra=token_env)
+    assert applied.code == 0, applied.stderr
+    check_final_state(world, before, settled, expected)
+    check_writes_follow_the_plan(world, settled)
+
+    # Rollback puts every flow state back; audiences and credentials stay (documented).
+    rolled = pinmigrate("rollback", "--yes", "--no-input", "--output", "json", extra=token_env)
+    assert rolled.code == 0, rolled.stderr
+    after = world.snapshot()
+    assert {f: v["state"] for f, v in after["flows"].items()} == {
+        f: v["state"] for f, v in before["flows"].items()
+    }
+    changed = [e for e in world.writes() if as_action(e)[0].endswith("_flow")]
+    assert Counter(as_action(e)[1] for e in changed) == Counter(
+        target for kind, target in settled if kind.endswith("_flow")
+    ) + Counter(target for kind, target in settled if kind.endswith("_flow"))
