@@ -185,22 +185,32 @@ def _path_of(url: str) -> str:
     return parts.path or "/"
 
 
+#: What a network failure is called in messages, by a marker in requests' text.
+_NETWORK_REASONS = (
+    ("Connection refused", "connection refused"),
+    ("Name or service not known", "host name not found"),
+    ("nodename nor servname", "host name not found"),
+    ("Temporary failure in name resolution", "host name not found"),
+    ("certificate verify failed", "TLS certificate not trusted"),
+    ("Connection reset", "connection reset"),
+    ("RemoteDisconnected", "connection closed by the server without an answer"),
+    ("Connection aborted", "connection closed by the server without an answer"),
+)
+#: Failures where the request never reached a server: a wrong URL or a host that is down
+#: fails after this many attempts, not after the whole retry budget (a minute or more).
+_UNREACHABLE = frozenset({"connection refused", "host name not found"})
+UNREACHABLE_ATTEMPTS = 3
+#: Failures that no retry can mend.
+_HOPELESS = frozenset({"TLS certificate not trusted"})
+
+
 def _network_reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.Timeout):
         return "timed out"
     text = str(exc)
-    for marker in (
-        "Connection refused",
-        "Name or service not known",
-        "nodename nor servname",
-        "Temporary failure in name resolution",
-        "Connection reset",
-        "RemoteDisconnected",
-        "Connection aborted",
-        "certificate verify failed",
-    ):
+    for marker, reason in _NETWORK_REASONS:
         if marker in text:
-            return marker.lower()
+            return reason
     return "connection failed"
 
 
@@ -301,6 +311,10 @@ class HttpClient:
                 reason = _network_reason(exc)
                 log.debug("%s %s %s: %s", self.service, method, shown, reason)
                 delay = self._next_delay(None, attempt - paced, network_safe, started, slept)
+                if reason in _HOPELESS or (
+                    reason in _UNREACHABLE and attempt >= UNREACHABLE_ATTEMPTS
+                ):
+                    delay = None
                 if delay is None:
                     raise self._network_error(method, url, reason, attempt, network_safe) from None
                 self._wait(method, shown, reason, delay, attempt)

@@ -14,7 +14,7 @@ import responses
 
 from pinmigrate import redact
 from pinmigrate.errors import ApiError
-from pinmigrate.http import HttpClient, RetryPolicy, parse_retry_after
+from pinmigrate.http import UNREACHABLE_ATTEMPTS, HttpClient, RetryPolicy, parse_retry_after
 
 URL = "https://api.example.test/thing"
 
@@ -282,3 +282,25 @@ def test_counters_are_thread_safe(mock):
     stats = client.stats.snapshot()
     assert stats["requests"] == 400
     assert stats["by_status"] == {200: 400}
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts", "reason"),
+    [
+        ("Connection refused", 3, "connection refused"),
+        ("Temporary failure in name resolution", 3, "host name not found"),
+        ("certificate verify failed: self-signed certificate", 1, "TLS certificate not trusted"),
+        # The server may have acted on it: the whole budget (up to the total cap) applies.
+        ("RemoteDisconnected('Remote end closed connection')", None, "closed by the server"),
+    ],
+)
+def test_a_server_that_cannot_be_reached_fails_fast(mock, fake, error, attempts, reason):
+    """A wrong URL must not wait out the whole retry budget; a dropped answer may."""
+    mock.add(responses.GET, URL, body=requests.ConnectionError(error))
+    with pytest.raises(ApiError) as info:
+        make(fake).request("GET", URL)
+    if attempts is None:
+        assert len(mock.calls) > UNREACHABLE_ATTEMPTS
+    else:
+        assert len(mock.calls) == attempts
+    assert reason in info.value.line()
