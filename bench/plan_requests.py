@@ -1,12 +1,12 @@
 """How many requests, how long and how much memory ``pinmigrate plan`` takes, by size.
 
-For each N it starts the emulator in this process with scenario ``scale:N`` and a fixed
-latency per request, runs the real ``pinmigrate plan --output json`` in a child process
-(stdout discarded) against it, reads the emulator's request log, and prints a markdown
-table. Run from the repository root:
+For each N it starts the emulator in its own process (``pinmigrate emulator --scenario
+scale:N --latency-ms 20``), runs the real ``pinmigrate plan --output json`` as another
+process (stdout discarded) and times that whole process, then reads the emulator's request
+log. Run from the repository root:
 
-    /work/venv/bin/python bench/plan_requests.py            # N = 200, 2000, 20000
-    /work/venv/bin/python bench/plan_requests.py -n 2000    # one size
+    /work/venv/bin/python bench/plan_requests.py                 # N = 200, 2000, 20000
+    /work/venv/bin/python bench/plan_requests.py -n 2000 --repeat 3
 
 Columns:
 
@@ -14,180 +14,269 @@ Columns:
 - per-flow: what reading the same world one object at a time would take: the same list
   pages of flows to learn the ids, then one GET per flow, one GET per flow's target
   connection, one GET per distinct account of either card, plus the token and card lookups.
-- floor: the longest chain of sequential page requests (per sandbox, per resource, per
-  filter) times the latency; nothing can read that list faster. "path" adds what must come
-  before any list (the IMS token, then the card lookup): the true critical path.
-- wall: time spent inside ``pinmigrate.cli.run`` in the child (imports included, interpreter
-  start-up excluded); startup is the child's time before ``run`` was called.
-- network phase: first to last request in the emulator's log (plus one latency).
-- CPU: user + system time of the child. Where it exceeds the floor, the run is CPU-bound:
-  decoding and validating every page's JSON under the GIL, not waiting on the network.
-- peak RSS: the child's high-water mark (``VmHWM``), i.e. pinmigrate's alone: the emulator
-  and its world live in this process. (``ru_maxrss`` is not used: on Linux it carries over
-  the parent's resident size at fork time.)
+- floor: the critical path of sequential requests times the latency: the IMS token, then
+  in each sandbox its card lookup pages, then its longest list's pages (sandboxes and the
+  lists of a sandbox are read in parallel, a list's pages one after another). Nothing that
+  reads these lists can be faster.
+- wall: the whole ``pinmigrate plan`` process, interpreter start-up and imports included.
+- start-up: process start until the first request left; network: the first request sent
+  until the last answer came; after: the last answer until the process ended (planning,
+  sealing and writing the plan). start-up + network + after = wall.
+- replay: the same requests (same URLs, same order within a chain, same parallelism)
+  replayed against the same emulator by a client that does nothing else: no JSON
+  decoding, no parsing. It is what the emulator itself allows the network phase to be on
+  this machine right now; network / replay is what the tool adds to it.
+- CPU: user + system time of the plan process. peak RSS: its high-water mark (wait4).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
+import threading
 import time
-from collections import Counter
+import urllib.parse
+from collections import defaultdict
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pinmigrate.emulator import LEGACY_SPEC_ID, NEW_SPEC_ID, Emulator  # noqa: E402
-
-LIST_ENDPOINTS = (
-    "GET /flows",
-    "GET /connections",
-    "GET /targetConnections",
-    "GET /connectionSpecs",
+from harness import (
+    LIST_ENDPOINTS,
+    EmulatorProcess,
+    clean_env,
+    median,
+    print_machine,
+    run_measured,
+    warm_bytecode,
+    workdir,
 )
 
-CHILD = r"""
-import json, os, resource, sys, time
-started = time.perf_counter()
-sys.stdout = open(os.devnull, "w")
-from pinmigrate.cli import run
-t0 = time.perf_counter()
-code = run(["plan", "--output", "json"])
-wall = time.perf_counter() - t0
-sys.stdout.close()
-usage = resource.getrusage(resource.RUSAGE_SELF)
-# ru_maxrss would also count the parent's pages at fork time (the emulator's whole world);
-# VmHWM belongs to this address space only, which exec started afresh.
-try:
-    with open("/proc/self/status") as status:
-        fields = dict(line.split(":", 1) for line in status)
-    peak_kb = int(fields["VmHWM"].split()[0])
-except OSError:
-    peak_kb = usage.ru_maxrss
-result = {"code": code, "wall": wall, "startup": t0 - started, "peak_kb": peak_kb,
-          "cpu": usage.ru_utime + usage.ru_stime}
-with open(sys.argv[1], "w") as out:
-    json.dump(result, out)
-"""
 
-
-def count_objects(emu: Emulator) -> dict[str, int]:
+def count_objects(state: dict[str, Any]) -> dict[str, int]:
     """Pinterest flows, target connections and accounts of both cards, in every sandbox."""
-    cards = {LEGACY_SPEC_ID, NEW_SPEC_ID}
+    cards = {spec["id"] for spec in state.get("connectionSpecs", []) if "Pinterest" in spec["name"]}
     flows = accounts = 0
-    for objects in emu.state.objects.values():
-        for flow in objects["flows"].values():
+    for objects in state["objects"].values():
+        for flow in objects["flows"]:
             targets = flow.get("inheritedAttributes", {}).get("targetConnections", [])
             if any(t.get("connectionSpec", {}).get("id") in cards for t in targets):
                 flows += 1
         accounts += sum(
-            1
-            for c in objects["connections"].values()
-            if c.get("connectionSpec", {}).get("id") in cards
+            1 for c in objects["connections"] if c.get("connectionSpec", {}).get("id") in cards
         )
     return {"flows": flows, "accounts": accounts}
 
 
-def chains(log: list[dict[str, Any]]) -> Counter[tuple[str, str, str]]:
-    """Sequential page requests per (sandbox, endpoint, filter): each is one paging chain."""
-    found: Counter[tuple[str, str, str]] = Counter()
-    for entry in log:
+def chains_by_sandbox(log: list[dict[str, Any]]) -> dict[str, dict[tuple[str, str], list[str]]]:
+    """Per sandbox, per (endpoint, filter): the request targets of that chain, in order."""
+    found: dict[str, dict[tuple[str, str], list[str]]] = defaultdict(lambda: defaultdict(list))
+    for entry in sorted(log, key=lambda e: e["ts"]):
         if entry["endpoint"] not in LIST_ENDPOINTS:
             continue
         query = entry.get("query") or {}
         filters = query.get("property") or []
         key = json.dumps(filters if isinstance(filters, list) else [filters])
-        found[(entry.get("sandbox") or "prod", entry["endpoint"], key)] += 1
+        target = entry["path"] + "?" + urllib.parse.urlencode(query, doseq=True)
+        found[entry.get("sandbox") or "prod"][(entry["endpoint"], key)].append(target)
     return found
 
 
-def bench(n: int, latency_ms: float) -> dict[str, Any]:
-    latency = latency_ms / 1000
-    with (
-        Emulator(scenario=f"scale:{n}", port=0, latency_ms=latency_ms) as emu,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        objects = count_objects(emu)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PINMIGRATE_")}
-        env.update(emu.env())
-        env.update(
-            PINMIGRATE_STATE_DIR=str(Path(tmp) / "state"),
-            XDG_CONFIG_HOME=str(Path(tmp) / "config"),
-            PYTHONPATH=str(ROOT),
+def critical_path(chains: dict[str, dict[tuple[str, str], list[str]]]) -> int:
+    """Sequential requests on the longest path: token, card lookups, longest list."""
+    longest = 0
+    for per_sandbox in chains.values():
+        specs = max(
+            (len(v) for (ep, _), v in per_sandbox.items() if ep == "GET /connectionSpecs"),
+            default=0,
         )
-        emu.clear_requests()
-        result_file = Path(tmp) / "result.json"
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", CHILD, str(result_file)], env=env, cwd=tmp, check=True
+        lists = max(
+            (len(v) for (ep, _), v in per_sandbox.items() if ep != "GET /connectionSpecs"),
+            default=0,
         )
-        process_wall = time.perf_counter() - started
-        child = json.loads(result_file.read_text())
-        if child["code"] != 0:
-            raise SystemExit(f"pinmigrate plan exited {child['code']} at N={n}")
-        summary = emu.requests()
-    log = summary["log"]
-    pages = chains(log)
-    longest = max(pages.values())
-    flow_pages = sum(v for (_, endpoint, _), v in pages.items() if endpoint == "GET /flows")
-    spec_pages = sum(
-        v for (_, endpoint, _), v in pages.items() if endpoint == "GET /connectionSpecs"
+        longest = max(longest, specs + lists)
+    return 1 + longest
+
+
+def replay(emu: EmulatorProcess, chains: dict[str, dict[tuple[str, str], list[str]]]) -> float:
+    """Replay the plan's reads as fast as the emulator answers them; seconds taken."""
+    parts = urllib.parse.urlsplit(emu.url)
+    env = emu.env
+    headers_base = {
+        "x-api-key": env["PINMIGRATE_ADOBE_CLIENT_ID"],
+        "x-gw-ims-org-id": env["PINMIGRATE_ADOBE_ORG_ID"],
+        "Accept": "application/json",
+    }
+    form = urllib.parse.urlencode(
+        {
+            "grant_type": "client_credentials",
+            "client_id": env["PINMIGRATE_ADOBE_CLIENT_ID"],
+            "client_secret": env["PINMIGRATE_ADOBE_CLIENT_SECRET"],
+            "scope": "openid,AdobeID,read_organizations",
+        }
     )
-    tokens = summary["by_endpoint"].get("POST /ims/token/v3", 0)
-    per_flow = tokens + spec_pages + flow_pages + 2 * objects["flows"] + objects["accounts"]
-    stamps = [entry["ts"] for entry in log]
+
+    def fetch(conn: HTTPConnection, method: str, target: str, headers: dict[str, str]) -> bytes:
+        body = form if method == "POST" else None
+        conn.request(method, target, body=body, headers=headers)
+        return conn.getresponse().read()
+
+    def walk(sandbox: str, token: str, targets: list[str]) -> None:
+        conn = HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+        headers = {**headers_base, "Authorization": f"Bearer {token}", "x-sandbox-name": sandbox}
+        for target in targets:
+            fetch(conn, "GET", target, headers)
+        conn.close()
+
+    def sandbox_work(sandbox: str, token: str, per: dict[tuple[str, str], list[str]]) -> None:
+        specs = [v for (ep, _), v in per.items() if ep == "GET /connectionSpecs"]
+        lists = [v for (ep, _), v in per.items() if ep != "GET /connectionSpecs"]
+        for group in (specs, lists):
+            threads = [threading.Thread(target=walk, args=(sandbox, token, g)) for g in group]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+    started = time.perf_counter()
+    conn = HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
+    answer = fetch(
+        conn,
+        "POST",
+        "/ims/token/v3",
+        {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+    )
+    conn.close()
+    token = json.loads(answer)["access_token"]
+    threads = [
+        threading.Thread(target=sandbox_work, args=(sandbox, token, per))
+        for sandbox, per in chains.items()
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
+def import_libraries(env: dict[str, str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "import click, requests, pydantic, rich.console"],
+        env=env,
+        cwd=cwd,
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+def bench(emu: EmulatorProcess, tmp: Path, env: dict[str, str], latency: float) -> dict[str, Any]:
+    emu.clear_requests()
+    emu_cpu = emu.cpu_seconds()
+    started = time.time()
+    run = run_measured(["plan", "--output", "json"], env, tmp)
+    ended = time.time()
+    emu_cpu = emu.cpu_seconds() - emu_cpu
+    if run.code != 0:
+        raise SystemExit(f"pinmigrate plan exited {run.code}: {run.stderr[-800:]}")
+    summary = emu.requests()
+    log = summary["log"]
+    if len(log) != summary["total"]:
+        raise SystemExit("the emulator's request log overflowed; raise its limit")
+    chains = chains_by_sandbox(log)
+    path = critical_path(chains)
     # Each entry is stamped when its answer was sent, after the injected latency.
-    network = max(stamps) - min(stamps) + latency
-    floor = longest * latency
-    path = (1 + 1 + longest) * latency
+    stamps = sorted(entry["ts"] for entry in log)
+    first_sent = stamps[0] - latency
+    replayed = replay(emu, chains)
+    flows_pages = sum(
+        len(v) for per in chains.values() for (ep, _), v in per.items() if ep == "GET /flows"
+    )
+    spec_pages = sum(
+        len(v)
+        for per in chains.values()
+        for (ep, _), v in per.items()
+        if ep == "GET /connectionSpecs"
+    )
     return {
-        "n": n,
-        "flows": objects["flows"],
         "requests": summary["total"],
         "by_endpoint": summary["by_endpoint"],
-        "per_flow": per_flow,
-        "ratio": summary["total"] / per_flow,
-        "wall": child["wall"],
-        "startup": child["startup"],
-        "process_wall": process_wall,
-        "longest_chain": longest,
-        "floor": floor,
-        "path": path,
-        "wall_over_floor": child["wall"] / floor,
-        "network": network,
-        "cpu": child["cpu"],
-        "peak_mb": child["peak_kb"] / 1024,
+        "tokens": summary["by_endpoint"].get("POST /ims/token/v3", 0),
+        "flow_pages": flows_pages,
+        "spec_pages": spec_pages,
+        "critical_path": path,
+        "floor": path * latency,
+        "wall": run.wall,
+        "startup": first_sent - started,
+        "network": stamps[-1] - first_sent,
+        "after": ended - stamps[-1],
+        "replay": replayed,
+        "cpu": run.cpu,
+        "emulator_cpu": emu_cpu,
+        "peak_mb": run.peak_rss_mb,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "-n", type=int, action="append", choices=(200, 2000, 20000), help="size(s) to run"
-    )
+    parser.add_argument("-n", type=int, action="append", help="size(s); default 200 2000 20000")
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs per size")
     parser.add_argument("--json", action="store_true", help="also print the raw figures")
     args = parser.parse_args()
-    rows = [bench(n, args.latency_ms) for n in (args.n or [200, 2000, 20000])]
+    latency = args.latency_ms / 1000
+    print_machine()
+    rows = []
+    for n in args.n or [200, 2000, 20000]:
+        with (
+            EmulatorProcess(f"scale:{n}", latency_ms=args.latency_ms) as emu,
+            workdir("pinmigrate-bench-plan-") as tmp,
+        ):
+            env = clean_env(tmp, emu.env)
+            warm_bytecode(env, tmp)
+            startup = median([run_measured(["--version"], env, tmp).wall for _ in range(5)])
+            libraries = median([import_libraries(env, tmp) for _ in range(5)])
+            objects = count_objects(emu.state())
+            for attempt in range(1, args.repeat + 1):
+                row = bench(emu, tmp, env, latency)
+                row.update(
+                    n=n, run=attempt, version_startup=startup, libraries=libraries, **objects
+                )
+                row["per_flow"] = (
+                    row["tokens"]
+                    + row["spec_pages"]
+                    + row["flow_pages"]
+                    + 2 * objects["flows"]
+                    + objects["accounts"]
+                )
+                rows.append(row)
     print(f"latency {args.latency_ms:g} ms per request\n")
     print(
-        "| N | Pinterest flows | requests | per-flow requests | ratio | wall | floor "
-        "(longest chain) | wall / floor | path | network phase | CPU | peak RSS |"
+        "| N | run | Pinterest flows | requests | per-flow requests | ratio | floor (path) "
+        "| wall | wall / floor | start-up | network | replay | after | CPU | peak RSS |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['n']} | {r['flows']} | {r['requests']} | {r['per_flow']} | "
-            f"{r['ratio']:.1%} | {r['wall']:.2f} s | {r['floor']:.2f} s "
-            f"({r['longest_chain']} pages) | {r['wall_over_floor']:.2f}x | {r['path']:.2f} s | "
-            f"{r['network']:.2f} s | {r['cpu']:.2f} s | {r['peak_mb']:.0f} MB |"
+            f"| {r['n']} | {r['run']} | {r['flows']} | {r['requests']} | {r['per_flow']} | "
+            f"{r['requests'] / r['per_flow']:.1%} | {r['floor']:.2f} s ({r['critical_path']}) | "
+            f"{r['wall']:.2f} s | {r['wall'] / r['floor']:.2f}x | {r['startup']:.2f} s | "
+            f"{r['network']:.2f} s | {r['replay']:.2f} s | {r['after']:.2f} s | "
+            f"{r['cpu']:.2f} s | {r['peak_mb']:.0f} MB |"
         )
+    firsts = rows[:: args.repeat]
+    print(
+        "\nFixed costs measured alongside (median of 5): `pinmigrate --version` (interpreter and "
+        "CLI): "
+        + ", ".join(f"{r['version_startup'] * 1000:.0f} ms" for r in firsts)
+        + "; `python -c 'import click, requests, pydantic, rich.console'` (the libraries "
+        "plan needs, nothing of pinmigrate): "
+        + ", ".join(f"{r['libraries'] * 1000:.0f} ms" for r in firsts)
+    )
     if args.json:
         print(json.dumps(rows, indent=2))
 
