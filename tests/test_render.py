@@ -245,3 +245,23 @@ def test_inventory_json_shape() -> None:
     assert [o["flow_id"] for o in data["pairing"]["orphans"]] == ["l3"]
     assert data["pairing"]["blockers"][0]["candidates"] == ["n2a", "n2b"]
     assert len(data["target_connections"]) == 8
+
+
+def test_a_large_sandbox_is_printed_as_aligned_lines_with_every_row() -> None:
+    from pinmigrate.render import LARGE_TABLE
+
+    count = LARGE_TABLE + 5
+    names = [f"Flow {i:04d}" for i in range(count)]
+    names[7] = "顧客ロイヤルティ — été"  # wide characters must not break the alignment
+    flows = [flow(f"l{i}", n, "legacy", "enabled") for i, n in enumerate(names)]
+    flows += [flow(f"n{i}", n, "new", "disabled") for i, n in enumerate(names)]
+    text = text_of(render_plan, plan_of(inventory(*flows, expires=NOW + timedelta(days=60))))
+    rows = [line for line in text.splitlines() if "enabled -> disabled" in line]
+    assert len(rows) == count
+    assert any("顧客ロイヤルティ — été" in row for row in rows)
+    from rich.cells import cell_len
+
+    # The legacy-state column starts at the same cell on every row, header included.
+    starts = {cell_len(row[: row.index("enabled -> disabled")]) for row in rows}
+    header = next(line for line in text.splitlines() if "Legacy flow" in line and "Flow" in line)
+    assert starts == {cell_len(header[: header.index("Legacy flow")])}
