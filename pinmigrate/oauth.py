@@ -1001,22 +1001,6 @@ def pinterest_client(settings: Settings) -> PinterestAuth:
     return PinterestClient(settings)
 
 
-def interactive_login(
-    app: App,
-    settings: Settings,
-    store: LoginStore,
-    *,
-    no_browser: bool,
-    timeout: float,
-    client: PinterestAuth | None = None,
-) -> Login:
-    """A browser (or pasted) login, or the CI error when this session cannot prompt."""
-    resolver = resolver_for(app, settings, store, client or pinterest_client(settings))
-    if no_browser:
-        return resolver.paste()
-    return resolver.browser(timeout=timeout)
-
-
 # --- logins for apply -------------------------------------------------------------------
 
 

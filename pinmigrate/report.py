@@ -7,7 +7,7 @@ otherwise), so stdout carries nothing but the final report or its JSON.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pinmigrate.executor import ActionResult, ApplyReport
 
@@ -165,7 +165,3 @@ def render_report(console: Console, report: ApplyReport) -> None:
             console.print(Text(f"  orphan   {orphan.sandbox} {orphan.flow_name!r}: {reason}"))
     for note in report.notes:
         console.print(Text(f"Note: {note}"))
-
-
-def report_json(report: ApplyReport) -> dict[str, Any]:
-    return report.to_json()

@@ -216,7 +216,7 @@ def capture_the_demo(journeys: Journeys) -> None:
     journeys.monkeypatch.setattr(demo, "run_demo", run_demo)
 
 
-def fresh_redaction_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+def fresh_redaction_registry() -> None:
     """No secret registered by an earlier test in this process: each must be registered by
     the tool itself, or the scan would pass on another test's registration."""
     import pinmigrate.redact
@@ -239,7 +239,7 @@ def journeys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journeys]:
         "XDG_STATE_HOME": str(root / "xdg-state"),
     }
     with pytest.MonkeyPatch.context() as monkeypatch:
-        fresh_redaction_registry(monkeypatch)
+        fresh_redaction_registry()
         monkeypatch.chdir(work)
         monkeypatch.setattr("pinmigrate.oauth._open_browser", robot_browser)
         made = Journeys(emulator, root, state_dir, env, monkeypatch)
@@ -325,7 +325,7 @@ def test_the_scan_catches_a_login_with_redaction_broken(
 
     emulator = Emulator(scenario="demo", port=0, auto_approve=True).start()
     try:
-        fresh_redaction_registry(monkeypatch)
+        fresh_redaction_registry()
         monkeypatch.setattr(pinmigrate.redact, "redact", lambda text: text)
         monkeypatch.setattr(App, "stdin_is_tty", lambda self: True)
         monkeypatch.setattr("pinmigrate.oauth._open_browser", robot_browser)

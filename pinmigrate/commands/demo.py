@@ -13,7 +13,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,7 +105,6 @@ class Narrator:
 
     app: App
     step: int = 0
-    facts: dict[str, Any] = field(default_factory=dict)
 
     def heading(self, text: str) -> None:
         self.step += 1

@@ -13,7 +13,6 @@ import base64
 import binascii
 import bisect
 import copy
-import json
 import random
 import secrets
 import threading
@@ -1301,7 +1300,3 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None
-
-
-def json_bytes(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
