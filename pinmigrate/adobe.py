@@ -407,16 +407,19 @@ class AdobeClient:
         self._raise_for(response, what, sandbox)
         return unwrap(self._json(response, what), what=what)
 
-    def find_connection_spec(self, name: str, *, sandbox: str) -> dict[str, Any] | None:
-        """The connection spec (destination card) with this exact name, or None."""
+    def connection_specs_named(self, name: str, *, sandbox: str) -> JsonObjects:
+        """The connection specs (destination cards) with exactly this name; usually one.
+
+        ``property=name==`` is an exact filter, but only the names are trusted: a server that
+        ignores the filter answers every spec. When no name is equal, names equal but for case
+        or spacing are answered instead.
+        """
         specs = list(self.list("connectionSpecs", sandbox=sandbox, properties=[f"name=={name}"]))
         exact = [spec for spec in specs if spec.get("name") == name]
         if exact:
-            return exact[0]
-        # A server that ignores the filter, or differs in case or spacing, still finds it.
-        folded = " ".join(name.split()).casefold()
-        loose = [s for s in specs if " ".join(str(s.get("name", "")).split()).casefold() == folded]
-        return loose[0] if loose else None
+            return exact
+        folded = _fold(name)
+        return [spec for spec in specs if _fold(str(spec.get("name", ""))) == folded]
 
     def runs(self, flow_id: str, *, sandbox: str) -> JsonObjects:
         """The runs of one flow (newest pages as Adobe orders them)."""
@@ -514,3 +517,7 @@ def _next_href(body: Mapping[str, Any]) -> str | None:
     else:
         return None
     return href.strip() if isinstance(href, str) and href.strip() else None
+
+
+def _fold(name: str) -> str:
+    return " ".join(name.split()).casefold()

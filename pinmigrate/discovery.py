@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pinmigrate.errors import ConfigError, NotFoundError
+from pinmigrate.cards import find_cards
 from pinmigrate.inventory import Account, Card, Flow, Inventory, SandboxInventory, TargetConnection
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ def _sandbox(
 ) -> SandboxInventory:
     from pinmigrate import models
 
-    legacy_id, new_id = _spec_ids(adobe, settings, sandbox)
+    specs = find_cards(adobe, settings, sandbox)
+    legacy_id, new_id = specs["legacy"].id, specs["new"].id
     cards: dict[str, Card] = {legacy_id: "legacy", new_id: "new"}
     either = f"{legacy_id},{new_id}"
 
@@ -132,45 +133,12 @@ def _sandbox(
         name=sandbox,
         legacy_spec_id=legacy_id,
         new_spec_id=new_id,
+        legacy_spec_name=specs["legacy"].name,
+        new_spec_name=specs["new"].name,
         accounts=tuple(sorted(account_list, key=lambda a: (a.card, a.name, a.id))),
         target_connections=tuple(sorted(target_list, key=lambda t: (t.card, t.id))),
         flows=tuple(sorted(flow_list, key=lambda f: (f.card, f.name, f.id))),
     )
-
-
-def _spec_ids(adobe: AdobeClient, settings: Settings, sandbox: str) -> tuple[str, str]:
-    migration = settings.migration
-    wanted = [
-        ("legacy", migration.legacy_spec_id, migration.legacy_destination),
-        ("new", migration.new_spec_id, migration.new_destination),
-    ]
-    lookups = [(card, name) for card, spec_id, name in wanted if not spec_id]
-    found: dict[str, str] = {card: spec_id for card, spec_id, _ in wanted if spec_id}
-    if lookups:
-        with ThreadPoolExecutor(max_workers=len(lookups)) as pool:
-            jobs = [pool.submit(_find_spec, adobe, card, name, sandbox) for card, name in lookups]
-            for (card, _), spec_id in zip(lookups, _gather(pool, jobs), strict=True):
-                found[card] = spec_id
-    if found["legacy"] == found["new"]:
-        raise ConfigError(
-            f"the legacy and new Pinterest cards are the same connection spec ({found['new']}) "
-            f"in sandbox {sandbox}",
-            hint="check migration.legacy_destination / new_destination and the *_spec_id overrides",
-        )
-    return found["legacy"], found["new"]
-
-
-def _find_spec(adobe: AdobeClient, card: str, name: str, sandbox: str) -> str:
-    spec = adobe.find_connection_spec(name, sandbox=sandbox)
-    spec_id = spec.get("id") if spec else None
-    if not isinstance(spec_id, str) or not spec_id:
-        raise NotFoundError(
-            f"no destination card (connection spec) named {name!r} in sandbox {sandbox}",
-            service="adobe",
-            hint=f"check migration.{card}_destination, or set migration.{card}_spec_id "
-            "to the card's connection spec id",
-        )
-    return spec_id
 
 
 def _of_cards(

@@ -278,14 +278,13 @@ class Reader:
         with self._lock:
             if (sandbox, card) in self._specs:
                 return self._specs[(sandbox, card)]
-        migration = self.settings.migration
-        override = migration.legacy_spec_id if card == "legacy" else migration.new_spec_id
-        if override:
-            found: str | None = override
-        else:
-            name = migration.legacy_destination if card == "legacy" else migration.new_destination
-            spec = self.adobe.find_connection_spec(name, sandbox=sandbox)
-            found = str(spec["id"]) if spec and spec.get("id") else None
+        from pinmigrate.cards import find_card
+
+        found: str | None
+        try:
+            found = find_card(self.adobe, self.settings, card, sandbox).id
+        except NotFoundError:
+            found = None
         with self._lock:
             self._specs[(sandbox, card)] = found
         return found

@@ -14,6 +14,15 @@ Card = Literal["legacy", "new"]
 
 
 @dataclass(frozen=True)
+class CardSpec:
+    """The connection spec found for one Pinterest card in one sandbox."""
+
+    id: str
+    #: The spec's name as Adobe answered it; None when the id came from a ``*_spec_id`` setting.
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class Audience:
     id: str
     name: str = ""
@@ -74,9 +83,16 @@ class SandboxInventory:
     name: str
     legacy_spec_id: str
     new_spec_id: str
+    legacy_spec_name: str | None = None
+    new_spec_name: str | None = None
     accounts: tuple[Account, ...] = ()
     target_connections: tuple[TargetConnection, ...] = ()
     flows: tuple[Flow, ...] = ()
+
+    def spec(self, card: Card) -> CardSpec:
+        if card == "legacy":
+            return CardSpec(self.legacy_spec_id, self.legacy_spec_name)
+        return CardSpec(self.new_spec_id, self.new_spec_name)
 
     def flows_of(self, card: Card) -> tuple[Flow, ...]:
         return tuple(f for f in self.flows if f.card == card)

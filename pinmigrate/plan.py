@@ -66,6 +66,21 @@ class Action(_Model):
     depends_on: list[str] = Field(default_factory=list)
 
 
+class CardRef(_Model):
+    """A connection spec found for a card; no name when the id came from a setting."""
+
+    id: str
+    name: str | None = None
+
+
+class SandboxCards(_Model):
+    """Which connection spec served as each Pinterest card in one sandbox."""
+
+    sandbox: str
+    legacy: CardRef
+    new: CardRef
+
+
 class Pair(_Model):
     sandbox: str
     legacy_flow_id: str
@@ -106,6 +121,7 @@ class Plan(_Model):
     org_id: str
     sandboxes: list[str]
     fingerprint: str = ""
+    cards: list[SandboxCards] = Field(default_factory=list)
     summary: dict[str, int] = Field(default_factory=dict)
     actions: list[Action] = Field(default_factory=list)
     pairs: list[Pair] = Field(default_factory=list)

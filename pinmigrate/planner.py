@@ -17,7 +17,18 @@ from typing import Any
 from pinmigrate.errors import UsageError
 from pinmigrate.inventory import Flow, Inventory, SandboxInventory
 from pinmigrate.logins import Login
-from pinmigrate.plan import KIND_ORDER, Action, ActionKind, Blocker, Orphan, Pair, Plan, action_id
+from pinmigrate.plan import (
+    KIND_ORDER,
+    Action,
+    ActionKind,
+    Blocker,
+    CardRef,
+    Orphan,
+    Pair,
+    Plan,
+    SandboxCards,
+    action_id,
+)
 from pinmigrate.settings import Settings
 
 
@@ -76,6 +87,14 @@ def make_plan(
         created_at=now.isoformat(timespec="seconds"),
         org_id=inventory.org_id,
         sandboxes=[sb.name for sb in sandboxes],
+        cards=[
+            SandboxCards(
+                sandbox=sb.name,
+                legacy=CardRef(id=sb.legacy_spec_id, name=sb.legacy_spec_name),
+                new=CardRef(id=sb.new_spec_id, name=sb.new_spec_name),
+            )
+            for sb in sandboxes
+        ],
         actions=actions,
         pairs=pairs,
         orphans=orphans,

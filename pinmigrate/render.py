@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pinmigrate.inventory import Account, Flow, Inventory, SandboxInventory
-from pinmigrate.plan import KIND_ORDER, Action, Pair, Plan
+from pinmigrate.inventory import Account, Card, CardSpec, Flow, Inventory, SandboxInventory
+from pinmigrate.plan import KIND_ORDER, Action, CardRef, Pair, Plan
 
 #: action kind -> (symbol, words, style)
 KIND_STYLE: dict[str, tuple[str, str, str]] = {
@@ -291,6 +291,9 @@ def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datet
             "bold",
         ),
     )
+    cards = next((c for c in plan.cards if c.sandbox == sandbox), None)
+    if cards is not None:
+        _say(console, _text(cards_line(cards.legacy, cards.new), "dim"))
     if busy and len(busy) > LARGE_TABLE:
         columns = ["", "Flow", "Ad account", "Legacy flow", "New flow", "Audiences"]
         if wide:
@@ -396,6 +399,17 @@ def _pair_row(
 # -- inventories ----------------------------------------------------------------------------
 
 
+def cards_line(legacy: CardRef | CardSpec, new: CardRef | CardSpec) -> str:
+    """``  legacy card '(Deprecating) Pinterest' (id) · new card 'Pinterest' (id)``."""
+    return f"  legacy card {_card_label(legacy, 'legacy')} · new card {_card_label(new, 'new')}"
+
+
+def _card_label(spec: CardRef | CardSpec, card: Card) -> str:
+    if spec.name is None:
+        return f"{spec.id} (from migration.{card}_spec_id)"
+    return f"{spec.name!r} ({spec.id})"
+
+
 def advertisers_by_account(sb: SandboxInventory) -> dict[str, list[str]]:
     found: dict[str, set[str]] = defaultdict(set)
     for tc in sb.target_connections:
@@ -420,11 +434,9 @@ def render_inventory(console: Console, inventory: Inventory, pairing: Plan, now:
         _say(console)
         _say(
             console,
-            _text(
-                f"Sandbox {sb.name}  (legacy card {sb.legacy_spec_id}, new card {sb.new_spec_id})",
-                "bold",
-            ),
+            _text(f"Sandbox {sb.name}", "bold"),
         )
+        _say(console, _text(cards_line(sb.spec("legacy"), sb.spec("new")), "dim"))
         advertisers = advertisers_by_account(sb)
         flows_of = Counter(f.account_id for f in sb.flows)
         for card, label in CARDS:
@@ -592,7 +604,13 @@ def inventory_json(inventory: Inventory, pairing: Plan) -> dict[str, Any]:
         "kind": "pinmigrate.inventory",
         "org_id": inventory.org_id,
         "sandboxes": [
-            {"name": sb.name, "legacy_spec_id": sb.legacy_spec_id, "new_spec_id": sb.new_spec_id}
+            {
+                "name": sb.name,
+                "legacy_spec_id": sb.legacy_spec_id,
+                "legacy_spec_name": sb.legacy_spec_name,
+                "new_spec_id": sb.new_spec_id,
+                "new_spec_name": sb.new_spec_name,
+            }
             for sb in inventory.sandboxes
         ],
         "accounts": accounts,

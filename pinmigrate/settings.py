@@ -132,8 +132,9 @@ class PinterestSettings(_Section):
 
 
 class MigrationSettings(_Section):
-    legacy_destination: str = "(Deprecating) Pinterest"
-    new_destination: str = "(New) Pinterest"
+    #: Card names; None tries the names of Adobe's notice (see :mod:`pinmigrate.cards`).
+    legacy_destination: str | None = None
+    new_destination: str | None = None
     legacy_spec_id: str | None = None
     new_spec_id: str | None = None
     disable_legacy: bool = True

@@ -551,7 +551,7 @@ def test_get_quotes_the_id(mock, client):
     assert client.get("flows", "a/b", sandbox="prod")["id"] == "a/b"
 
 
-def test_find_connection_spec(mock, client):
+def test_connection_specs_named_is_exact_even_when_the_server_ignores_the_filter(mock, client):
     add_token(mock)
     mock.add(
         responses.GET,
@@ -559,14 +559,22 @@ def test_find_connection_spec(mock, client):
         json={
             "items": [
                 {"id": "s3", "name": "Amazon S3"},
-                {"id": "pin-new", "name": "(New)  pinterest"},
+                {"id": "pin-beta", "name": "(Beta) Pinterest Conversions"},
                 {"id": "pin-old", "name": "(Deprecating) Pinterest"},
+                {"id": "pin-new", "name": "Pinterest"},
+                {"id": "pin-draft", "name": "(New)  pinterest"},
             ]
         },
     )
-    assert client.find_connection_spec("(Deprecating) Pinterest", sandbox="prod")["id"] == "pin-old"
-    assert client.find_connection_spec("(New) Pinterest", sandbox="prod")["id"] == "pin-new"
-    assert client.find_connection_spec("Facebook", sandbox="prod") is None
+
+    def ids(name: str) -> list[str]:
+        return [spec["id"] for spec in client.connection_specs_named(name, sandbox="prod")]
+
+    assert ids("(Deprecating) Pinterest") == ["pin-old"]
+    assert ids("Pinterest") == ["pin-new"]
+    # No exact name: the same name but for case and spacing still matches.
+    assert ids("(New) Pinterest") == ["pin-draft"]
+    assert ids("Facebook") == []
     assert query(platform_calls(mock)[0])["property"] == ["name==(Deprecating) Pinterest"]
 
 

@@ -15,7 +15,14 @@ from pinmigrate.errors import ConfigError, NotFoundError
 from pinmigrate.settings import AdobeSettings, MigrationSettings, Settings
 
 LEGACY, NEW, S3 = "spec-legacy", "spec-new", "spec-s3"
-SPECS = {"(Deprecating) Pinterest": LEGACY, "(New) Pinterest": NEW, "Amazon S3": S3}
+DECOY = "spec-conversions"
+#: The card names of Adobe's notice, and a Pinterest-like card that must never match.
+SPECS = {
+    "(Deprecating) Pinterest": LEGACY,
+    "Pinterest": NEW,
+    "(Beta) Pinterest Conversions": DECOY,
+    "Amazon S3": S3,
+}
 
 
 def settings(sandboxes: Sequence[str] = ("prod",), **migration: Any) -> Settings:
@@ -145,6 +152,9 @@ class FakeAdobe:
     ) -> Iterator[dict[str, Any]]:
         with self.lock:
             self.calls.append((resource, sandbox, tuple(properties)))
+        if resource == "connectionSpecs":
+            yield from ({"id": spec_id, "name": name} for name, spec_id in self.specs.items())
+            return
         if self.barrier is not None:
             self.barrier.wait()
         yield from self.data[sandbox][resource]
@@ -152,11 +162,10 @@ class FakeAdobe:
     def get(self, resource: str, object_id: str, *, sandbox: str) -> dict[str, Any]:
         raise AssertionError(f"discovery made a per-object GET of {resource}/{object_id}")
 
-    def find_connection_spec(self, name: str, *, sandbox: str) -> dict[str, Any] | None:
+    def connection_specs_named(self, name: str, *, sandbox: str) -> list[dict[str, Any]]:
         with self.lock:
             self.spec_lookups.append((name, sandbox))
-        spec_id = self.specs.get(name)
-        return {"id": spec_id, "name": name} if spec_id else None
+        return [{"id": i, "name": n} for n, i in self.specs.items() if n == name]
 
 
 def test_filtered_lists_only_and_both_cards_only() -> None:
@@ -174,10 +183,11 @@ def test_filtered_lists_only_and_both_cards_only() -> None:
     ]
     assert sorted(adobe.spec_lookups) == [
         ("(Deprecating) Pinterest", "prod"),
-        ("(New) Pinterest", "prod"),
+        ("Pinterest", "prod"),
     ]
     (sb,) = inventory.sandboxes
     assert (sb.name, sb.legacy_spec_id, sb.new_spec_id) == ("prod", LEGACY, NEW)
+    assert (sb.legacy_spec_name, sb.new_spec_name) == ("(Deprecating) Pinterest", "Pinterest")
     assert {f.id: f.card for f in sb.flows} == {"prod-fl": "legacy", "prod-fn": "new"}
     assert {a.id: a.card for a in sb.accounts} == {"prod-acc-l": "legacy", "prod-acc-n": "new"}
     assert {t.id for t in sb.target_connections} == {"prod-tc-l", "prod-tc-n"}
@@ -215,16 +225,62 @@ def test_one_override_looks_up_the_other_card_only() -> None:
     assert adobe.spec_lookups == [("(Deprecating) Pinterest", "prod")]
 
 
-def test_missing_card_names_the_card_the_sandbox_and_the_override() -> None:
+def test_the_draft_name_is_the_fallback_for_the_new_card() -> None:
     adobe = FakeAdobe(["prod"])
-    del adobe.specs["(New) Pinterest"]
+    adobe.specs["(New) Pinterest"] = adobe.specs.pop("Pinterest")
+    inventory = discover(adobe, settings())  # type: ignore[arg-type]
+    (sb,) = inventory.sandboxes
+    assert (sb.new_spec_id, sb.new_spec_name) == (NEW, "(New) Pinterest")
+    new_lookups = [name for name, _ in adobe.spec_lookups if "Deprecating" not in name]
+    assert new_lookups == ["Pinterest", "(New) Pinterest"]
+
+
+def test_the_notice_name_wins_when_both_names_exist() -> None:
+    adobe = FakeAdobe(["prod"])
+    adobe.specs["(New) Pinterest"] = "spec-draft"
+    inventory = discover(adobe, settings())  # type: ignore[arg-type]
+    assert inventory.sandboxes[0].new_spec_id == NEW
+    assert ("(New) Pinterest", "prod") not in adobe.spec_lookups
+
+
+def test_a_configured_name_is_used_as_given() -> None:
+    adobe = FakeAdobe(["prod"])
+    adobe.specs["Pinterest v5 (EU)"] = "spec-eu"
+    inventory = discover(adobe, settings(new_destination="Pinterest v5 (EU)"))  # type: ignore[arg-type]
+    assert inventory.sandboxes[0].new_spec_id == "spec-eu"
+    assert ("Pinterest", "prod") not in adobe.spec_lookups
+    del adobe.specs["Pinterest v5 (EU)"]
+    with pytest.raises(NotFoundError, match="named 'Pinterest v5 \\(EU\\)' in sandbox prod"):
+        discover(adobe, settings(new_destination="Pinterest v5 (EU)"))  # type: ignore[arg-type]
+
+
+def test_missing_card_lists_the_pinterest_like_cards_and_the_settings() -> None:
+    adobe = FakeAdobe(["prod"])
+    del adobe.specs["Pinterest"]
     with pytest.raises(NotFoundError) as caught:
         discover(adobe, settings())  # type: ignore[arg-type]
     line = caught.value.line()
-    assert "'(New) Pinterest'" in line
-    assert "sandbox prod" in line
-    assert "migration.new_spec_id" in line
+    assert "named 'Pinterest' or '(New) Pinterest' in sandbox prod" in line
+    assert f"'(Deprecating) Pinterest' = {LEGACY}" in line
+    assert f"'(Beta) Pinterest Conversions' = {DECOY}" in line
+    assert "Amazon S3" not in line
+    assert "migration.new_spec_id" in line and "migration.new_destination" in line
     assert all(resource == "connectionSpecs" for resource, *_ in adobe.calls)
+
+
+def test_several_cards_of_one_name_are_refused_with_their_ids() -> None:
+    adobe = FakeAdobe(["prod"])
+    adobe.connection_specs_named = lambda name, *, sandbox: (  # type: ignore[method-assign]
+        [{"id": "spec-a", "name": name}, {"id": "spec-b", "name": name}]
+        if name == "Pinterest"
+        else [{"id": LEGACY, "name": name}]
+    )
+    with pytest.raises(ConfigError) as caught:
+        discover(adobe, settings())  # type: ignore[arg-type]
+    line = caught.value.line()
+    assert "2 destination cards (connection specs) are named 'Pinterest'" in line
+    assert "'Pinterest' = spec-a" in line and "'Pinterest' = spec-b" in line
+    assert "migration.new_spec_id" in line
 
 
 def test_both_cards_on_one_spec_is_a_config_error() -> None:

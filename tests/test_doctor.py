@@ -19,7 +19,11 @@ PLATFORM = "https://platform.doctor.test"
 BASE = f"{PLATFORM}/data/foundation/flowservice"
 CLIENT_SECRET = "doctor-client-secret-5150"
 IMS_TOKEN = "doctor-ims-token-8675309"
-SPECS = {"(Deprecating) Pinterest": "legacy-spec-id", "(New) Pinterest": "new-spec-id"}
+SPECS = {
+    "(Deprecating) Pinterest": "legacy-spec-id",
+    "Pinterest": "new-spec-id",
+    "(Beta) Pinterest Conversions": "conversions-spec-id",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -100,8 +104,10 @@ def test_all_good_without_a_login_is_exit_0_with_a_warning(cli, env, adobe):
         f"✓ adobe credentials: IMS issued a token for client doctor-client ({IMS})",
         f"✓ sandbox prod: reachable at {PLATFORM}",
         f"✓ sandbox dev: reachable at {PLATFORM}",
-        "✓ legacy card: (Deprecating) Pinterest = legacy-spec-id",
-        "✓ new card: (New) Pinterest = new-spec-id",
+        "✓ legacy card in prod: (Deprecating) Pinterest = legacy-spec-id",
+        "✓ new card in prod: Pinterest = new-spec-id",
+        "✓ legacy card in dev: (Deprecating) Pinterest = legacy-spec-id",
+        "✓ new card in dev: Pinterest = new-spec-id",
         "✓ pinterest app: app 1234567, redirect http://localhost:8085/ (loopback)",
         f"! logins: no login stored yet in {env['PINMIGRATE_STATE_DIR']}; "
         "run `pinmigrate auth login`",
@@ -128,8 +134,10 @@ def test_json_output(cli, env, adobe):
         "adobe credentials",
         "sandbox prod",
         "sandbox dev",
-        "legacy card",
-        "new card",
+        "legacy card in prod",
+        "new card in prod",
+        "legacy card in dev",
+        "new card in dev",
         "pinterest app",
         "logins",
     ]
@@ -195,7 +203,9 @@ def test_a_sandbox_without_access(cli, env, adobe):
     assert found["sandbox prod"]["status"] == "ok"
     assert found["sandbox dev"]["status"] == "fail"
     assert "No access to sandbox dev" in found["sandbox dev"]["detail"]
-    assert found["legacy card"]["status"] == "ok"  # looked up in the sandbox that works
+    # The cards are looked up in the sandboxes that work only.
+    assert found["legacy card in prod"]["status"] == "ok"
+    assert "legacy card in dev" not in found
 
 
 def test_a_broken_sandbox_is_exit_1(cli, env, adobe):
@@ -217,11 +227,22 @@ def test_a_missing_card_names_the_name_looked_for(cli, env, adobe):
     result = cli(["doctor"], env=env)
     assert result.exit_code == 1
     failed = [line for line in lines(result) if line.startswith("✗")]
-    assert len(failed) == 1
-    assert "new card" in failed[0]
-    assert "'(New) Pinterest v5'" in failed[0]
-    assert "migration.new_spec_id" in failed[0]
+    assert len(failed) == 2  # one per sandbox
+    for line, sandbox in zip(failed, ("prod", "dev"), strict=True):
+        assert "new card" in line
+        assert f"'(New) Pinterest v5' in sandbox {sandbox}" in line
+        assert "migration.new_spec_id" in line
     assert "new card" in result.stderr
+
+
+def test_the_draft_card_name_is_found_and_shown(cli, env, adobe):
+    SPECS["(New) Pinterest"] = SPECS.pop("Pinterest")
+    try:
+        result = cli(["doctor"], env=env)
+    finally:
+        SPECS["Pinterest"] = SPECS.pop("(New) Pinterest")
+    assert result.exit_code == 0, result.stderr
+    assert "✓ new card in prod: (New) Pinterest = new-spec-id" in lines(result)
 
 
 def test_spec_id_overrides_are_checked_by_id(cli, env, adobe):
@@ -240,12 +261,12 @@ def test_spec_id_overrides_are_checked_by_id(cli, env, adobe):
     )
     result = cli(["doctor", "--output", "json"], env=env)
     found = checks(result)
-    assert found["legacy card"]["status"] == "ok"
-    assert "legacy-by-id (from migration.legacy_spec_id)" in found["legacy card"]["detail"]
-    assert found["new card"]["status"] == "fail"
+    assert found["legacy card in dev"]["status"] == "ok"
+    assert "legacy-by-id (from migration.legacy_spec_id)" in found["legacy card in dev"]["detail"]
+    assert found["new card in dev"]["status"] == "fail"
     assert (
-        "no-such-spec" in found["new card"]["detail"]
-        and "migration.new_spec_id" in found["new card"]["detail"]
+        "no-such-spec" in found["new card in dev"]["detail"]
+        and "migration.new_spec_id" in found["new card in dev"]["detail"]
     )
     assert result.exit_code == 1
 
@@ -371,8 +392,10 @@ def test_doctor_passes_against_the_emulator(cli, emu_env, tmp_path, monkeypatch)
         "adobe credentials",
         "sandbox prod",
         "sandbox dev",
-        "legacy card",
-        "new card",
+        "legacy card in prod",
+        "new card in prod",
+        "legacy card in dev",
+        "new card in dev",
         "pinterest app",
     }
     assert found["logins"]["status"] == "warn"

@@ -309,7 +309,7 @@ def test_single_objects_come_wrapped_with_adobe_fields(emulator: Emulator, adobe
     assert tc["params"] == {"advertiser_id": "549755885176"}
     assert tc["baseConnectionId"] == target["baseConnection"]["id"]
     spec = adobe.one("connectionSpecs", NEW_SPEC_ID)
-    assert spec["name"] == "(New) Pinterest"
+    assert spec["name"] == "Pinterest"
     assert adobe.get("/flows/00000000-0000-0000-0000-000000000000").status_code == 404
 
 
@@ -317,13 +317,28 @@ def test_connection_specs_by_name_in_every_sandbox(adobe: Platform) -> None:
     for sandbox in ("prod", "dev"):
         for name, ident in (
             ("(Deprecating) Pinterest", LEGACY_SPEC_ID),
-            ("(New) Pinterest", NEW_SPEC_ID),
+            ("Pinterest", NEW_SPEC_ID),
             ("Amazon S3", S3_SPEC_ID),
         ):
             items, _ = adobe.pages(
                 "connectionSpecs", sandbox=sandbox, properties=(f"name=={name}",)
             )
             assert [(i["id"], i["name"]) for i in items] == [(ident, name)]
+    names = {i["name"] for i in adobe.pages("connectionSpecs")[0]}
+    assert {"(Beta) Pinterest Conversions", "(Deprecating) Pinterest", "Pinterest"} <= names
+    assert "(New) Pinterest" not in names
+
+
+def test_the_draft_names_option_keeps_the_old_new_card_name(
+    emulator: Emulator, adobe: Platform
+) -> None:
+    answer = requests.post(emulator.url + "/_emulator/reset", json={"scenario": "demo+draft-names"})
+    assert answer.status_code == 200, answer.text
+    items, _ = adobe.pages("connectionSpecs", properties=("name==(New) Pinterest",))
+    assert [(i["id"], i["name"]) for i in items] == [(NEW_SPEC_ID, "(New) Pinterest")]
+    assert adobe.pages("connectionSpecs", properties=("name==Pinterest",))[0] == []
+    bad = requests.post(emulator.url + "/_emulator/reset", json={"scenario": "demo+nope"})
+    assert bad.status_code == 400 and "+draft-names" in bad.text
 
 
 @pytest.mark.parametrize("page_size", [1, 2])
@@ -762,7 +777,7 @@ def test_empty_and_scale_scenarios(emulator: Emulator, adobe: Platform) -> None:
     assert answer.json()["counts"]["prod"]["flows"] == 0
     assert adobe.pages("flows")[0] == []
     assert adobe.pages("connections", properties=(f"connectionSpec.id=={NEW_SPEC_ID}",))[0] == []
-    assert len(adobe.pages("connectionSpecs")[0]) == 3
+    assert len(adobe.pages("connectionSpecs")[0]) == 4
 
     answer = requests.post(emulator.url + "/_emulator/reset", json={"scenario": "scale:50"})
     counts = answer.json()["counts"]

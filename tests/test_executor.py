@@ -141,7 +141,7 @@ class FakeAdobe:
         with self.lock:
             self.log.append(("GET", f"/{resource}", ",".join(properties)))
         if resource == "connectionSpecs":
-            specs = {"(Deprecating) Pinterest": LEGACY_SPEC, "(New) Pinterest": NEW_SPEC}
+            specs = {"(Deprecating) Pinterest": LEGACY_SPEC, "Pinterest": NEW_SPEC}
             for prop in properties:
                 name = prop.split("==", 1)[1]
                 if name in specs:
@@ -170,10 +170,8 @@ class FakeAdobe:
             raise NotFoundError(f"no {resource} {object_id}", status=404)
         return copy.deepcopy(found)
 
-    def find_connection_spec(self, name: str, *, sandbox: str) -> dict | None:
-        return next(
-            iter(self.list("connectionSpecs", sandbox=sandbox, properties=[f"name=={name}"])), None
-        )
+    def connection_specs_named(self, name: str, *, sandbox: str) -> list[dict]:
+        return list(self.list("connectionSpecs", sandbox=sandbox, properties=[f"name=={name}"]))
 
     def _write(self, method: str, resource: str, oid: str) -> None:
         with self.lock:

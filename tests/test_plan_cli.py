@@ -303,3 +303,39 @@ def test_discover_text(cli: Any, emu_env: dict[str, str]) -> None:
     assert "missing" in out and "expired 2d ago" in out and "in 3d" in out
     assert "Lookalike seeds, ad account 549755885175: BLOCKED (ambiguous)" in out
     assert "S3 nightly export" not in out
+
+
+def test_the_cards_are_found_by_the_notice_name_or_the_draft_name(
+    cli: Any, emulator: Any, emu_env: dict[str, str]
+) -> None:
+    from pinmigrate.emulator.model import LEGACY_SPEC_ID, NEW_SPEC_ID
+
+    plans = {}
+    for scenario, new_name in (("demo", "Pinterest"), ("demo+draft-names", "(New) Pinterest")):
+        emulator.reset(scenario)
+        plan = plan_json(cli, emu_env)
+        assert plan["summary"] == DEMO_SUMMARY
+        assert plan["cards"] == [
+            {
+                "sandbox": sandbox,
+                "legacy": {"id": LEGACY_SPEC_ID, "name": "(Deprecating) Pinterest"},
+                "new": {"id": NEW_SPEC_ID, "name": new_name},
+            }
+            for sandbox in ("prod", "dev")
+        ]
+        text = cli(["plan"], env=emu_env)
+        assert text.exit_code == 0, text.stderr
+        expected = (
+            f"legacy card '(Deprecating) Pinterest' ({LEGACY_SPEC_ID}) · "
+            f"new card '{new_name}' ({NEW_SPEC_ID})"
+        )
+        assert expected in " ".join(text.stdout.split())
+        plans[scenario] = {(a["kind"], a["target_id"]) for a in plan["actions"]}
+    assert plans["demo"] == plans["demo+draft-names"]
+
+
+def test_the_discover_view_names_the_cards(cli: Any, emu_env: dict[str, str]) -> None:
+    result = cli(["discover", "--output", "json"], env=emu_env)
+    assert result.exit_code == 0, result.stderr
+    names = {(s["legacy_spec_name"], s["new_spec_name"]) for s in result.json()["sandboxes"]}
+    assert names == {("(Deprecating) Pinterest", "Pinterest")}

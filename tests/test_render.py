@@ -64,6 +64,8 @@ def inventory(*flows: Flow, expires: datetime | None = None) -> Inventory:
         name="prod",
         legacy_spec_id="spec-l",
         new_spec_id="spec-n",
+        legacy_spec_name="(Deprecating) Pinterest",
+        new_spec_name="Pinterest",
         accounts=accounts,
         target_connections=tcs,
         flows=flows,
@@ -188,7 +190,7 @@ def test_summary_line_of_a_plan_with_changes() -> None:
 def test_inventory_text() -> None:
     text = text_of(render_inventory, BUSY, plan_of(BUSY), NOW)
     assert "Inventory of ORG@AdobeOrg: 1 sandbox, 8 Pinterest flows" in text
-    assert "Sandbox prod  (legacy card spec-l, new card spec-n)" in text
+    assert "legacy card '(Deprecating) Pinterest' (spec-l) · new card 'Pinterest' (spec-n)" in text
     assert "expired 2d ago" in text
     assert "Legacy card accounts (1)" in text
     assert "New card flows (4)" in text
@@ -222,7 +224,13 @@ def test_inventory_json_shape() -> None:
     assert data["kind"] == "pinmigrate.inventory"
     assert data["schema_version"] == 1
     assert data["sandboxes"] == [
-        {"name": "prod", "legacy_spec_id": "spec-l", "new_spec_id": "spec-n"}
+        {
+            "name": "prod",
+            "legacy_spec_id": "spec-l",
+            "legacy_spec_name": "(Deprecating) Pinterest",
+            "new_spec_id": "spec-n",
+            "new_spec_name": "Pinterest",
+        }
     ]
     new_account = next(a for a in data["accounts"] if a["id"] == "acc-new")
     assert new_account == {

@@ -168,10 +168,13 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     now = datetime.now(UTC)
     before = discover(adobe, settings)
     counts = _counts(before, now, settings.migration.reconnect_margin_days)
+    cards = before.sandboxes[0] if before.sandboxes else None
+    legacy_name = cards.legacy_spec_name if cards else None
+    new_name = cards.new_spec_name if cards else None
     narrator.say(
-        f"{counts['legacy_flows']} flows on the legacy card '(Deprecating) Pinterest' "
+        f"{counts['legacy_flows']} flows on the legacy card '{legacy_name}' "
         f"({counts['legacy_enabled']} enabled) and {counts['new_flows']} copies on the "
-        f"new card '(New) Pinterest' ({counts['new_enabled']} enabled)."
+        f"new card '{new_name}' ({counts['new_enabled']} enabled)."
     )
     narrator.say(
         f"{counts['new_accounts']} new-card accounts, {counts['accounts_needing_credentials']} "

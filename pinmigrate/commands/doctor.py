@@ -26,6 +26,7 @@ from pinmigrate.errors import (
 
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
+    from pinmigrate.inventory import Card
     from pinmigrate.settings import Settings
 
 Status = Literal["ok", "warn", "fail"]
@@ -84,9 +85,9 @@ class Doctor:
         adobe = self.adobe_token(settings)
         if adobe is not None:
             reachable = [s for s in settings.adobe.sandboxes if self.sandbox(adobe, s)]
-            probe = reachable[0] if reachable else settings.adobe.sandboxes[0]
-            self.card(adobe, settings, "legacy", probe)
-            self.card(adobe, settings, "new", probe)
+            for sandbox in reachable or settings.adobe.sandboxes[:1]:
+                self.card(adobe, settings, "legacy", sandbox)
+                self.card(adobe, settings, "new", sandbox)
         self.pinterest_app(settings)
         self.logins(settings)
         return self.checks
@@ -139,43 +140,33 @@ class Doctor:
         self.add(ok(name, f"reachable at {adobe.settings.adobe.platform_url}"))
         return True
 
-    def card(self, adobe: AdobeClient, settings: Settings, which: str, sandbox: str) -> None:
-        migration = settings.migration
-        name = f"{which} card"
+    def card(self, adobe: AdobeClient, settings: Settings, which: Card, sandbox: str) -> None:
+        from pinmigrate.cards import find_card
+
+        name = f"{which} card in {sandbox}"
         spec_key = f"migration.{which}_spec_id"
-        name_key = f"migration.{which}_destination"
-        spec_id = migration.legacy_spec_id if which == "legacy" else migration.new_spec_id
-        title = migration.legacy_destination if which == "legacy" else migration.new_destination
         try:
-            if spec_id:
+            spec = find_card(adobe, settings, which, sandbox)
+            if spec.name is None:
                 try:
-                    spec = adobe.get("connectionSpecs", spec_id, sandbox=sandbox)
+                    found = adobe.get("connectionSpecs", spec.id, sandbox=sandbox)
                 except NotFoundError:
                     self.add(
                         fail(
                             name,
-                            f"no connection spec {spec_id} (set by {spec_key}); check the id "
-                            f"or remove {spec_key} to look the card up by name",
+                            f"no connection spec {spec.id} in sandbox {sandbox} (set by "
+                            f"{spec_key}); check the id or remove {spec_key} to look the card "
+                            "up by name",
                         )
                     )
                     return
-                shown = spec.get("name") or title
-                self.add(ok(name, f"{shown} = {spec_id} (from {spec_key})"))
+                shown = found.get("name") or "?"
+                self.add(ok(name, f"{shown} = {spec.id} (from {spec_key})"))
                 return
-            found = adobe.find_connection_spec(title, sandbox=sandbox)
         except PinmigrateError as exc:
             self.add(fail(name, exc))
             return
-        if found is None:
-            self.add(
-                fail(
-                    name,
-                    f"no connection spec named {title!r} in sandbox {sandbox}; set {name_key} to "
-                    f"the card's exact name or {spec_key} to its id",
-                )
-            )
-            return
-        self.add(ok(name, f"{title} = {found.get('id', '?')}"))
+        self.add(ok(name, f"{spec.name} = {spec.id}"))
 
     def pinterest_app(self, settings: Settings) -> None:
         name = "pinterest app"

@@ -53,8 +53,14 @@ S3_SPEC_ID = "4890fc95-5a1f-4983-94bb-e060c08e3f81"
 #: The Pinterest card ids are not published; these stand in for them.
 LEGACY_SPEC_ID = emu_id("connectionSpec", "pinterest-v4")
 NEW_SPEC_ID = emu_id("connectionSpec", "pinterest-v5")
+#: The card names of Adobe's customer notice (api-notes.md §3, "Connection specs").
 LEGACY_SPEC_NAME = "(Deprecating) Pinterest"
-NEW_SPEC_NAME = "(New) Pinterest"
+NEW_SPEC_NAME = "Pinterest"
+#: The new card's name in an earlier draft; scenario option ``+draft-names`` serves it.
+DRAFT_NEW_SPEC_NAME = "(New) Pinterest"
+#: Another Pinterest-like card, which an exact-name lookup must never take for either card.
+DECOY_SPEC_ID = emu_id("connectionSpec", "pinterest-conversions")
+DECOY_SPEC_NAME = "(Beta) Pinterest Conversions"
 S3_SPEC_NAME = "Amazon S3"
 
 #: ``auth.specName`` and the credential keys of the Pinterest cards (api-notes.md §3).

@@ -1,5 +1,9 @@
 """Scenarios: the worlds the emulator can be reset to (``demo``, ``empty``, ``scale:N``).
 
+A scenario name may carry options after ``+``, each serving one variant of behaviour that
+the real services may show (api-notes.md marks them unconfirmed): ``demo+draft-names``
+names the new card "(New) Pinterest", as an earlier draft of Adobe's notice did.
+
 ``demo`` is the shared fixture described in docs/architecture.md ("The ``demo`` scenario");
 the planner, executor and demo tests rely on its exact content, so change it only together
 with that document. Ids are uuid5 of a readable key (see :func:`flow_id` and friends), and
@@ -14,6 +18,9 @@ from dataclasses import dataclass
 
 from pinmigrate.emulator.model import (
     COPY_EPOCH_MS,
+    DECOY_SPEC_ID,
+    DECOY_SPEC_NAME,
+    DRAFT_NEW_SPEC_NAME,
     FLOW_SPEC_ID,
     LEGACY_SPEC_ID,
     LEGACY_SPEC_NAME,
@@ -37,6 +44,8 @@ from pinmigrate.emulator.model import (
 )
 
 SCENARIOS = ("demo", "empty", "scale:N")
+#: Options a scenario name may carry after ``+`` (``demo+draft-names``).
+OPTIONS = {"draft-names": 'name the new card "(New) Pinterest", as a draft of the notice did'}
 DAY = 86400.0
 SCALE_MAX = 200_000
 SCALE_SANDBOXES = ("prod", "dev", "stage")
@@ -66,7 +75,13 @@ def audience_id(sandbox: str, name: str) -> str:
 
 def parse_scenario(name: str) -> tuple[str, int]:
     """``("demo", 0)``, ``("empty", 0)`` or ``("scale", N)``; ValueError names the valid forms."""
-    text = (name or "").strip()
+    text, *options = (name or "").strip().split("+")
+    unknown = [option for option in options if option not in OPTIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown scenario option {unknown[0]!r} in {name!r}; options: "
+            + ", ".join(f"+{option} ({what})" for option, what in OPTIONS.items())
+        )
     if text in ("demo", "empty"):
         return text, 0
     if text.startswith("scale:"):
@@ -78,6 +93,12 @@ def parse_scenario(name: str) -> tuple[str, int]:
             return "scale", count
         raise ValueError(f"scale:N needs N between 1 and {SCALE_MAX}, got {text!r}")
     raise ValueError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}")
+
+
+def options_of(name: str) -> frozenset[str]:
+    """The ``+option`` suffixes of a scenario name (validated by :func:`parse_scenario`)."""
+    parse_scenario(name)
+    return frozenset((name or "").strip().split("+")[1:])
 
 
 def sandboxes_of(name: str) -> list[str]:
@@ -131,13 +152,20 @@ class _Builder:
 
     # --- common to every scenario --------------------------------------------------------
 
+    def new_card_name(self) -> str:
+        draft = "draft-names" in options_of(self.world.scenario)
+        return DRAFT_NEW_SPEC_NAME if draft else NEW_SPEC_NAME
+
     def common(self) -> None:
         specs = [
             connection_spec(
                 LEGACY_SPEC_ID, LEGACY_SPEC_NAME, category="advertising", auth=PINTEREST_AUTH_SPEC
             ),
             connection_spec(
-                NEW_SPEC_ID, NEW_SPEC_NAME, category="advertising", auth=PINTEREST_AUTH_SPEC
+                NEW_SPEC_ID, self.new_card_name(), category="advertising", auth=PINTEREST_AUTH_SPEC
+            ),
+            connection_spec(
+                DECOY_SPEC_ID, DECOY_SPEC_NAME, category="advertising", auth="Bearer Token"
             ),
             connection_spec(S3_SPEC_ID, S3_SPEC_NAME, category="cloudStorage", auth="Access Key"),
         ]

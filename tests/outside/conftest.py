@@ -43,8 +43,14 @@ def world() -> World:
 
 
 @pytest.fixture
-def expected(world: World) -> Expected:
-    return build_scenario(world)
+def new_card_name() -> str:
+    """The new card's name; a test may parametrize it (Adobe's notice says "Pinterest")."""
+    return "Pinterest"
+
+
+@pytest.fixture
+def expected(world: World, new_card_name: str) -> Expected:
+    return build_scenario(world, new_card_name)
 
 
 @pytest.fixture

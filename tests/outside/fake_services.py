@@ -1079,13 +1079,17 @@ class Builder:
         return flow_id
 
 
-def build_scenario(world: World) -> Expected:
-    """Three sandboxes; see the module tests for what each object stands for."""
+def build_scenario(world: World, new_card_name: str = "Pinterest") -> Expected:
+    """Three sandboxes; see the module tests for what each object stands for.
+
+    The cards are named as Adobe's notice names them unless ``new_card_name`` says otherwise.
+    """
     now = datetime.now(UTC)
     world.specs = [
         {"id": LEGACY_SPEC, "name": "(Deprecating) Pinterest", "version": "1.0"},
-        {"id": NEW_SPEC, "name": "(New) Pinterest", "version": "1.0"},
+        {"id": NEW_SPEC, "name": new_card_name, "version": "1.0"},
         {"id": uid("spec", "decoy"), "name": "(New) Pinterest Conversions", "version": "1.0"},
+        {"id": uid("spec", "beta"), "name": "(Beta) Pinterest Conversions", "version": "1.0"},
         {"id": S3_SPEC, "name": "Amazon S3", "version": "1.0"},
     ]
     world.users = {

@@ -140,19 +140,23 @@ def check_writes_follow_the_plan(world: World, actions: Actions) -> None:
 # --- read-only commands -------------------------------------------------------------------------
 
 
-def test_doctor_passes_with_three_separate_services(pinmigrate: Any, world: World) -> None:
+@pytest.mark.parametrize("new_card_name", ["Pinterest", "(New) Pinterest"])
+def test_doctor_passes_with_three_separate_services(
+    pinmigrate: Any, world: World, new_card_name: str
+) -> None:
     result = pinmigrate("doctor")
     assert result.code == 0, result.stderr
     for sandbox in SANDBOXES:
         assert f"sandbox {sandbox}:" in result.stdout
-    assert f"(Deprecating) Pinterest = {LEGACY_SPEC}" in result.stdout
-    assert f"(New) Pinterest = {NEW_SPEC}" in result.stdout
+        assert f"legacy card in {sandbox}: (Deprecating) Pinterest = {LEGACY_SPEC}" in result.stdout
+        assert f"new card in {sandbox}: {new_card_name} = {NEW_SPEC}" in result.stdout
     assert "logins:" in result.stdout  # no login yet: a warning, not a failure
     assert_no_secret(world, result.stdout, result.stderr)
 
 
+@pytest.mark.parametrize("new_card_name", ["Pinterest", "(New) Pinterest"])
 def test_plan_lists_exactly_the_expected_actions(
-    pinmigrate: Any, world: World, expected: Expected
+    pinmigrate: Any, world: World, expected: Expected, new_card_name: str
 ) -> None:
     before = world.snapshot()
     result = pinmigrate("plan", "--output", "json", "--detailed-exitcode")
@@ -161,6 +165,14 @@ def test_plan_lists_exactly_the_expected_actions(
     assert action_set(plan) == set(expected.actions)
     assert len(plan["actions"]) == len(expected.actions)
     assert plan["sandboxes"] == list(SANDBOXES)
+    assert plan["cards"] == [
+        {
+            "sandbox": sandbox,
+            "legacy": {"id": LEGACY_SPEC, "name": "(Deprecating) Pinterest"},
+            "new": {"id": NEW_SPEC, "name": new_card_name},
+        }
+        for sandbox in SANDBOXES
+    ]
     assert {b["flow_id"] for b in plan["blockers"]} == set(expected.blocked)
     for action in plan["actions"]:
         if action["kind"] == "reconnect_account":
