@@ -264,7 +264,7 @@ def warm_bytecode(env: dict[str, str], cwd: Path) -> None:
             sys.executable,
             "-c",
             "import pinmigrate.commands.plan, pinmigrate.commands.apply, "
-            "pinmigrate.adobe, pinmigrate.models, pinmigrate.executor, pinmigrate.render",
+            "pinmigrate.adobe, pinmigrate.models, pinmigrate.apply, pinmigrate.render",
         ],
         env=env,
         cwd=cwd,

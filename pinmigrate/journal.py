@@ -178,6 +178,40 @@ class ActionRef:
         return fields
 
 
+@dataclass(frozen=True)
+class Write:
+    """A write as its journal tells it: the action, what became of it, and the pair it
+    belongs to (flow switches record their legacy flow or twin)."""
+
+    ref: ActionRef
+    outcome: WriteOutcome
+    #: The flow state the write found (``before.state``); None for other writes.
+    state_before: str | None = None
+    legacy_flow_id: str | None = None
+    twin_flow_id: str | None = None
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any], outcome: WriteOutcome) -> Write:
+        def text(key: str, source: Mapping[str, Any] = record) -> str | None:
+            value = source.get(key)
+            return str(value) if value not in (None, "") else None
+
+        before = record.get("before")
+        return cls(
+            ref=ActionRef(
+                action_id=text("action_id") or "",
+                kind=text("kind") or "",
+                sandbox=text("sandbox") or "",
+                target_id=text("target_id") or "",
+                target_name=text("target_name") or "",
+            ),
+            outcome=outcome,
+            state_before=text("state", before) if isinstance(before, dict) else None,
+            legacy_flow_id=text("legacy_flow_id"),
+            twin_flow_id=text("twin_flow_id"),
+        )
+
+
 def _fsync_dir(directory: Path) -> None:
     # Makes a new file's directory entry durable too; not every filesystem allows it.
     with contextlib.suppress(OSError):
@@ -264,6 +298,20 @@ class RunRecord:
             else:
                 outcomes[action] = (before, "error")
         return outcomes
+
+    def typed_writes(self) -> list[Write]:
+        """:meth:`write_outcomes` as typed records, in journal order."""
+        return [Write.of(before, outcome) for before, outcome in self.write_outcomes().values()]
+
+    def planned(self) -> list[ActionRef]:
+        """The actions the run set out to carry out, as their ids say (``KIND:SANDBOX:ID``)."""
+        refs = []
+        for ident in self.action_ids:
+            kind, _, rest = ident.partition(":")
+            sandbox, _, target = rest.partition(":")
+            if kind and target:
+                refs.append(ActionRef(ident, kind, sandbox, target))
+        return refs
 
     def after_of(self, action_id: str) -> dict[str, Any] | None:
         return next(

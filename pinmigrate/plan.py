@@ -1,6 +1,7 @@
 """The plan object and file (schema_version 1): models, fingerprint, atomic save, strict load.
 
-Action semantics (the planner writes them, the executor checks them):
+Action semantics (typed in :mod:`pinmigrate.actions`; the planner writes them, apply checks
+them):
 
 ``reconnect_account`` (target: new-card account id)
     precondition ``{"expires_at": ISO|None}``; details ``{"advertiser_ids": [...],
@@ -33,37 +34,38 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pinmigrate.actions import (
+    KIND_ORDER,
+    Action,
+    ActionKind,
+    AddAudiences,
+    DisableFlow,
+    EnableFlow,
+    action_id,
+)
 from pinmigrate.errors import PlanFileError
 
 SCHEMA_VERSION: Literal[1] = 1
 PLAN_KIND: Literal["pinmigrate.plan"] = "pinmigrate.plan"
-ActionKind = Literal["reconnect_account", "add_audiences", "enable_flow", "disable_flow"]
-#: Execution order of action kinds (the contract's order).
-KIND_ORDER: tuple[ActionKind, ...] = (
-    "reconnect_account",
-    "add_audiences",
-    "enable_flow",
-    "disable_flow",
-)
 
-
-def action_id(kind: str, sandbox: str, target_id: str) -> str:
-    return f"{kind}:{sandbox}:{target_id}"
+__all__ = [
+    "KIND_ORDER",
+    "Action",
+    "ActionKind",
+    "Blocker",
+    "CardRef",
+    "Orphan",
+    "Pair",
+    "Plan",
+    "SandboxCards",
+    "action_id",
+    "load_plan",
+    "save_plan",
+]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Action(_Model):
-    id: str
-    kind: ActionKind
-    sandbox: str
-    target_id: str
-    target_name: str = ""
-    precondition: dict[str, Any] = Field(default_factory=dict)
-    details: dict[str, Any] = Field(default_factory=dict)
-    depends_on: list[str] = Field(default_factory=list)
 
 
 class CardRef(_Model):
@@ -262,9 +264,8 @@ def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise PlanFileError(f"plan file {path} is malformed at {where}: {err['msg']}") from None
+        where, message = _first_error(exc)
+        raise PlanFileError(f"plan file {path} is malformed at {where}: {message}") from None
     if plan.fingerprint != plan.compute_fingerprint():
         raise PlanFileError(
             f"plan file {path} does not match its fingerprint (edited by hand?)",
@@ -283,23 +284,26 @@ def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
     return plan
 
 
-#: Precondition keys the executor's staleness check reads, per action kind (see the module doc).
-_PRECONDITION_KEYS: dict[str, tuple[str, ...]] = {
-    "reconnect_account": ("expires_at",),
-    "add_audiences": ("legacy_flow_id", "legacy_state", "missing"),
-    "enable_flow": ("state", "legacy_flow_id", "legacy_state"),
-    "disable_flow": ("state", "twin_flow_id", "twin_state"),
-}
-_STATES = ("enabled", "disabled")
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    """Where and what, for the first error; an action's location leaves out its kind tag."""
+    err = exc.errors()[0]
+    loc = [str(part) for part in err["loc"]]
+    if len(loc) > 2 and loc[0] == "actions" and loc[2] in KIND_ORDER:
+        del loc[2]
+    if err["type"] == "union_tag_invalid":
+        tag = (err.get("ctx") or {}).get("tag")
+        return ".".join([*loc, "kind"]), f"{tag!r} is not one of {', '.join(KIND_ORDER)}"
+    return ".".join(loc), err["msg"]
 
 
 def structure_problem(plan: Plan) -> str | None:
     """What makes this plan one the planner cannot have made, or None.
 
     The fingerprint only proves the file was not edited after sealing; anyone can reseal.
-    The executor trusts these invariants (every precondition it checks is there, the
-    dependencies run in the contract's order), so a plan without them is refused whole
-    rather than half carried out.
+    The types already hold every precondition field; what they cannot say is checked here:
+    ids that match their action, the pair each flow action belongs to, and dependencies
+    that run in the contract's order. A plan without them is refused whole rather than
+    half carried out.
     """
     rank = {kind: index for index, kind in enumerate(KIND_ORDER)}
     by_id: dict[str, Action] = {}
@@ -312,28 +316,9 @@ def structure_problem(plan: Plan) -> str | None:
             return f"{where} does not match its kind, sandbox and target_id"
         if action.sandbox not in plan.sandboxes:
             return f"{where} is in sandbox {action.sandbox!r}, not one of the plan's sandboxes"
-        pre = action.precondition
-        missing = [key for key in _PRECONDITION_KEYS[action.kind] if key not in pre]
-        if missing:
-            return f"{where} lacks precondition {', '.join(missing)}"
-        for key in ("state", "legacy_state", "twin_state"):
-            if key in pre and pre[key] not in _STATES:
-                return f"{where} has precondition {key} {pre[key]!r}, not enabled or disabled"
-        for key in ("legacy_flow_id", "twin_flow_id"):
-            if key in pre and not (isinstance(pre[key], str) and pre[key]):
-                return f"{where} has precondition {key} that is not an id"
-        if action.kind == "add_audiences":
-            audiences = action.details.get("audiences")
-            if not (
-                isinstance(audiences, list)
-                and audiences
-                and all(isinstance(a, dict) and isinstance(a.get("id"), str) for a in audiences)
-            ):
-                return f"{where} has no list of audiences with ids in its details"
-        if action.kind == "reconnect_account":
-            ids = action.details.get("advertiser_ids")
-            if not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
-                return f"{where} has no list of advertiser_ids in its details"
+        problem = _pair_problem(action)
+        if problem:
+            return f"{where} {problem}"
     for action in plan.actions:
         for dep in action.depends_on:
             first = by_id.get(dep)
@@ -342,4 +327,21 @@ def structure_problem(plan: Plan) -> str | None:
             # The contract's order: every dependency is of an earlier kind (so no cycles).
             if rank[first.kind] >= rank[action.kind]:
                 return f"action {action.id} depends on {dep}, which does not come before it"
+    return None
+
+
+def _pair_problem(action: Action) -> str | None:
+    """What is wrong with the pair a flow action of a plan file names, or None."""
+    if isinstance(action, EnableFlow | AddAudiences):
+        pre = action.precondition
+        if pre.legacy_flow_id is None or pre.legacy_state is None:
+            return "lacks precondition legacy_flow_id, legacy_state"
+        if pre.legacy_flow_id == action.target_id:
+            return "names its own target as its legacy flow"
+    if isinstance(action, DisableFlow):
+        off = action.precondition
+        if off.twin_flow_id is None or off.twin_state is None:
+            return "lacks precondition twin_flow_id, twin_state"
+        if off.legacy_flow_id is not None or off.twin_flow_id == action.target_id:
+            return "switches off a flow that is not the legacy flow of its pair"
     return None

@@ -12,23 +12,30 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from pinmigrate.errors import UsageError
-from pinmigrate.inventory import Flow, Inventory, SandboxInventory
-from pinmigrate.logins import Login
-from pinmigrate.plan import (
+from pinmigrate.actions import (
     KIND_ORDER,
     Action,
     ActionKind,
-    Blocker,
-    CardRef,
-    Orphan,
-    Pair,
-    Plan,
-    SandboxCards,
+    AddAudiences,
+    AddAudiencesDetails,
+    AddAudiencesPrecondition,
+    AudienceRef,
+    DisableDetails,
+    DisableFlow,
+    DisablePrecondition,
+    EnableDetails,
+    EnableFlow,
+    EnablePrecondition,
+    ReconnectAccount,
+    ReconnectDetails,
+    ReconnectPrecondition,
     action_id,
 )
+from pinmigrate.errors import UsageError
+from pinmigrate.inventory import Flow, Inventory, SandboxInventory
+from pinmigrate.logins import Login
+from pinmigrate.plan import Blocker, CardRef, Orphan, Pair, Plan, SandboxCards
 from pinmigrate.settings import Settings
 
 
@@ -433,19 +440,18 @@ class _Planner:
                 continue
             ids = sorted(advertisers.get(account_id, set()))
             login = choose_login(ids, self.logins)
-            action = Action(
+            action = ReconnectAccount(
                 id=action_id("reconnect_account", sb.name, account.id),
-                kind="reconnect_account",
                 sandbox=sb.name,
                 target_id=account.id,
                 target_name=account.name,
-                precondition={"expires_at": _iso(account.expires_at)},
-                details={
-                    "advertiser_ids": ids,
-                    "login": login.user_id if login else None,
-                    "needs_login": login is None,
-                    "flows": sorted(flow_ids),
-                },
+                precondition=ReconnectPrecondition(expires_at=_iso(account.expires_at)),
+                details=ReconnectDetails(
+                    advertiser_ids=ids,
+                    login=login.user_id if login else None,
+                    needs_login=login is None,
+                    flows=sorted(flow_ids),
+                ),
             )
             result[account_id] = action
             self.actions.append(action)
@@ -455,26 +461,28 @@ class _Planner:
         self, sb: SandboxInventory, decision: _PairDecision, reconnects: Mapping[str, Action]
     ) -> None:
         legacy, new, missing = decision.legacy, decision.new, decision.missing
-        on_legacy = {"legacy_flow_id": legacy.id, "legacy_state": legacy.state}
-        add = enable = disable = None
+        add: AddAudiences | None = None
+        enable: EnableFlow | None = None
+        disable: DisableFlow | None = None
         if missing:
             wanted = set(missing)
             audiences = sorted(
                 {a.id: a for a in legacy.audiences if a.id in wanted}.values(), key=lambda a: a.id
             )
-            add = self._action(
-                "add_audiences",
-                sb,
-                new,
-                precondition={**on_legacy, "missing": missing},
-                details={
-                    "audiences": [
-                        {"id": a.id, "name": a.name, "description": a.description}
+            add = AddAudiences(
+                **self._target("add_audiences", sb, new),
+                precondition=AddAudiencesPrecondition(
+                    legacy_flow_id=legacy.id, legacy_state=legacy.state, missing=missing
+                ),
+                details=AddAudiencesDetails(
+                    audiences=[
+                        AudienceRef(id=a.id, name=a.name, description=a.description)
                         for a in audiences
                     ],
-                    "legacy_flow_id": legacy.id,
-                },
+                    legacy_flow_id=legacy.id,
+                ),
             )
+            self.actions.append(add)
         reconnect = reconnects.get(new.account_id or "")
         if not self.disable_legacy:
             now_or_later = "are both enabled" if new.enabled else "will both be enabled"
@@ -484,14 +492,15 @@ class _Planner:
                 f"is switched off ({self.kept_by} leaves it on)"
             )
         if not new.enabled:
-            enable = self._action(
-                "enable_flow",
-                sb,
-                new,
-                precondition={"state": new.state, **on_legacy},
-                details={"account_id": new.account_id, "advertiser_id": new.advertiser_id},
+            enable = EnableFlow(
+                **self._target("enable_flow", sb, new),
+                precondition=EnablePrecondition(
+                    state=new.state, legacy_flow_id=legacy.id, legacy_state=legacy.state
+                ),
+                details=EnableDetails(account_id=new.account_id, advertiser_id=new.advertiser_id),
                 depends_on=[a.id for a in (reconnect, add) if a is not None],
             )
+            self.actions.append(enable)
         elif self.disable_legacy:
             self.warnings.append(
                 f"{sb.name}: legacy flow {legacy.name!r} ({legacy.id}) and its twin are both "
@@ -502,18 +511,15 @@ class _Planner:
             # Switch the legacy flow off only once its twin can take over: after the enable,
             # or, when the twin is already on, after its audiences and credentials are fixed.
             after = [enable] if enable is not None else [reconnect, add]
-            disable = self._action(
-                "disable_flow",
-                sb,
-                legacy,
-                precondition={
-                    "state": legacy.state,
-                    "twin_flow_id": new.id,
-                    "twin_state": new.state,
-                },
-                details={"twin_flow_id": new.id, "advertiser_id": legacy.advertiser_id},
+            disable = DisableFlow(
+                **self._target("disable_flow", sb, legacy),
+                precondition=DisablePrecondition(
+                    state=legacy.state, twin_flow_id=new.id, twin_state=new.state
+                ),
+                details=DisableDetails(twin_flow_id=new.id, advertiser_id=legacy.advertiser_id),
                 depends_on=[a.id for a in after if a is not None],
             )
+            self.actions.append(disable)
         planned = any(a is not None for a in (add, enable, disable))
         status = "migrate" if planned else "migrated"
         note = decision.note
@@ -521,28 +527,15 @@ class _Planner:
             note = _join(note, "legacy flow kept enabled")
         self.pairs.append(_pair_record(sb, legacy, new, status, missing, note))
 
-    def _action(
-        self,
-        kind: ActionKind,
-        sb: SandboxInventory,
-        flow: Flow,
-        *,
-        precondition: dict[str, Any],
-        details: dict[str, Any],
-        depends_on: list[str] | None = None,
-    ) -> Action:
-        action = Action(
-            id=action_id(kind, sb.name, flow.id),
-            kind=kind,
-            sandbox=sb.name,
-            target_id=flow.id,
-            target_name=flow.name,
-            precondition=precondition,
-            details=details,
-            depends_on=depends_on or [],
-        )
-        self.actions.append(action)
-        return action
+    @staticmethod
+    def _target(kind: ActionKind, sb: SandboxInventory, flow: Flow) -> dict[str, str]:
+        """The fields every action on ``flow`` shares."""
+        return {
+            "id": action_id(kind, sb.name, flow.id),
+            "sandbox": sb.name,
+            "target_id": flow.id,
+            "target_name": flow.name,
+        }
 
 
 def _loose_name(name: str) -> str:

@@ -20,8 +20,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from pinmigrate.actions import KIND_ORDER, Action, DisableFlow, ReconnectAccount
 from pinmigrate.inventory import Account, Card, CardSpec, Flow, Inventory, SandboxInventory
-from pinmigrate.plan import KIND_ORDER, Action, CardRef, Pair, Plan
+from pinmigrate.plan import CardRef, Pair, Plan
 
 #: action kind -> (symbol, words, style)
 KIND_STYLE: dict[str, tuple[str, str, str]] = {
@@ -196,8 +197,8 @@ def render_plan(console: Console, plan: Plan) -> None:
             if blocker.candidates:
                 _say(console, _text(f"      candidates: {', '.join(blocker.candidates)}"))
 
-    reconnects = [a for a in plan.actions if a.kind == "reconnect_account"]
-    unserved = [a for a in reconnects if a.details.get("needs_login")]
+    reconnects = [a for a in plan.actions if isinstance(a, ReconnectAccount)]
+    unserved = [a for a in reconnects if a.details.needs_login]
     if unserved:
         _say(console)
         _say(
@@ -209,7 +210,7 @@ def render_plan(console: Console, plan: Plan) -> None:
             ),
         )
         for action in unserved:
-            ids = ", ".join(action.details.get("advertiser_ids") or []) or "unknown ad accounts"
+            ids = ", ".join(action.details.advertiser_ids) or "unknown ad accounts"
             _say(console, _text(f"  ~ {action.sandbox}  {action.target_name}: ad accounts {ids}"))
         _say(
             console,
@@ -244,18 +245,18 @@ def render_plan(console: Console, plan: Plan) -> None:
         for warning in plan.warnings:
             _say(console, _text(f"  - {warning}", "yellow"))
 
-    disables = [a for a in plan.actions if a.kind == "disable_flow"]
+    disables = [a for a in plan.actions if isinstance(a, DisableFlow)]
     _say(console)
     if disables:
         _say(
             console, _text(f"Will switch off {_plural(len(disables), 'legacy flow')}:", "bold red")
         )
-        for action in disables:
-            twin = action.precondition.get("twin_flow_id", "?")
+        for disable in disables:
+            twin = disable.precondition.twin_flow_id or "?"
             _say(
                 console,
                 _text(
-                    f"  - {action.sandbox}  {action.target_name} ({action.target_id}), "
+                    f"  - {disable.sandbox}  {disable.target_name} ({disable.target_id}), "
                     f"after its twin {twin} is on",
                     "red",
                 ),
@@ -274,8 +275,8 @@ def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datet
     reconnect_of: dict[str, Action] = {}
     for action in actions:
         by_target[action.target_id].append(action)
-        if action.kind == "reconnect_account":
-            for flow_id in action.details.get("flows") or []:
+        if isinstance(action, ReconnectAccount):
+            for flow_id in action.details.flows:
                 reconnect_of[flow_id] = action
     busy = [p for p in pairs if p.status in ("migrate", "blocked")]
     quiet = [p for p in pairs if p.status not in ("migrate", "blocked")]
@@ -318,20 +319,20 @@ def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datet
             table.add_row(*row)
         console.print(table)
 
-    reconnects = [a for a in actions if a.kind == "reconnect_account"]
+    reconnects = [a for a in actions if isinstance(a, ReconnectAccount)]
     if reconnects:
         columns = ["", "Account to reconnect", "Ad accounts", "Credentials", "Login", "Flows"]
         table = _table(*columns, *(["Account id"] if wide else []))
         for action in reconnects:
-            expires = _parse_time(action.precondition.get("expires_at"))
-            login = action.details.get("login")
+            expires = _parse_time(action.precondition.expires_at)
+            login = action.details.login
             row = [
                 _text("~", KIND_STYLE["reconnect_account"][2]),
                 _text(action.target_name or action.target_id),
-                _text(", ".join(action.details.get("advertiser_ids") or []) or "none"),
+                _text(", ".join(action.details.advertiser_ids) or "none"),
                 _text(describe_expiry(expires, made), "red" if expires is None else ""),
                 _text(f"user {login}") if login else _text("NEEDS LOGIN", "bold yellow"),
-                _text(len(action.details.get("flows") or [])),
+                _text(len(action.details.flows)),
             ]
             table.add_row(*row, *([_text(action.target_id)] if wide else []))
         console.print(table)

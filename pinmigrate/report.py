@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from pinmigrate.executor import ActionResult, ApplyReport
+from pinmigrate.apply.results import ActionResult, ApplyReport
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from pinmigrate.actions import AddAudiences, DisableFlow, EnableFlow, ReconnectAccount
+from pinmigrate.apply import ActionResult, Executor, apply_plan
+from pinmigrate.apply.engine import waves_of
 from pinmigrate.errors import (
     ApiError,
     AuthError,
@@ -22,17 +25,10 @@ from pinmigrate.errors import (
     StaleObjectError,
     StalePlanError,
 )
-from pinmigrate.executor import (
-    ActionResult,
-    Executor,
-    apply_plan,
-    rollback_plan,
-    rollback_run,
-    waves_of,
-)
 from pinmigrate.journal import ActionRef, Journal, read_run
 from pinmigrate.logins import AdAccountAccess, Login
 from pinmigrate.plan import Action, Plan, action_id
+from pinmigrate.rollback import rollback_plan, rollback_run
 from pinmigrate.settings import AdobeSettings, Settings
 
 NOW = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
@@ -262,9 +258,8 @@ def marketer() -> Login:
 
 
 def reconnect(sandbox: str, aid: str, *, login: str | None = "1000000001") -> Action:
-    return Action(
+    return ReconnectAccount(
         id=action_id("reconnect_account", sandbox, aid),
-        kind="reconnect_account",
         sandbox=sandbox,
         target_id=aid,
         target_name=f"Pinterest - {aid}",
@@ -279,9 +274,8 @@ def reconnect(sandbox: str, aid: str, *, login: str | None = "1000000001") -> Ac
 
 
 def add_audiences(sandbox: str, new: str, legacy: str, missing: list[str], deps=()) -> Action:
-    return Action(
+    return AddAudiences(
         id=action_id("add_audiences", sandbox, new),
-        kind="add_audiences",
         sandbox=sandbox,
         target_id=new,
         target_name=f"flow {new}",
@@ -295,9 +289,8 @@ def add_audiences(sandbox: str, new: str, legacy: str, missing: list[str], deps=
 
 
 def enable(sandbox: str, new: str, legacy: str, deps=()) -> Action:
-    return Action(
+    return EnableFlow(
         id=action_id("enable_flow", sandbox, new),
-        kind="enable_flow",
         sandbox=sandbox,
         target_id=new,
         target_name=f"flow {new}",
@@ -307,9 +300,8 @@ def enable(sandbox: str, new: str, legacy: str, deps=()) -> Action:
 
 
 def disable(sandbox: str, legacy: str, twin: str, twin_state: str = "disabled", deps=()) -> Action:
-    return Action(
+    return DisableFlow(
         id=action_id("disable_flow", sandbox, legacy),
-        kind="disable_flow",
         sandbox=sandbox,
         target_id=legacy,
         target_name=f"flow {legacy}",
@@ -1343,7 +1335,7 @@ def test_ctrl_c_while_writes_are_submitted_cancels_the_queued_ones(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    import pinmigrate.executor as executor_module
+    import pinmigrate.apply.engine as executor_module
 
     adobe = FakeAdobe()
     actions = []
@@ -1378,7 +1370,7 @@ def test_ctrl_c_while_writes_are_submitted_cancels_the_queued_ones(
 
 
 def test_the_apply_json_itemises_blockers_and_orphans(settings: Settings) -> None:
-    from pinmigrate.executor import ApplyReport
+    from pinmigrate.apply import ApplyReport
     from pinmigrate.plan import Blocker, Orphan
 
     report = ApplyReport(

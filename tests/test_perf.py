@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from pinmigrate import http as http_module
 from pinmigrate import models
+from pinmigrate.actions import EnableFlow
 from pinmigrate.errors import ApiError
 from pinmigrate.http import MAX_CONCURRENCY, POOL_SIZE, EnvironmentOnceSession, HttpClient
-from pinmigrate.plan import Action, Pair, Plan
+from pinmigrate.plan import Pair, Plan
 
 LEGACY = "cc0f92c9-a844-5932-9b87-1209d948859b"
 
@@ -456,14 +457,13 @@ def test_the_pool_follows_the_widest_apply():
 @pytest.mark.parametrize("count", [0, 1, 999, 1000, 1001, 2501])
 def test_chunked_fingerprint_is_the_canonical_one(count):
     actions = [
-        Action(
+        EnableFlow(
             id=f"enable_flow:prod:f{i}",
-            kind="enable_flow",
             sandbox="prod",
             target_id=f"f{i}",
             target_name=f"Flow ü {i}",
             precondition={"state": "disabled", "legacy_state": "enabled", "legacy_flow_id": "l"},
-            details={"z": [3, 1], "a": {"y": None, "b": 1.5}},
+            details={"account_id": "z é", "advertiser_id": None},
             depends_on=[f"reconnect_account:prod:a{i % 3}"],
         )
         for i in range(count)

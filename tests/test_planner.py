@@ -429,8 +429,8 @@ def test_preconditions_and_details_follow_plan_semantics() -> None:
     reconnect = by_kind["reconnect_account"]
     assert reconnect.id == "reconnect_account:prod:acc-111"
     assert reconnect.target_name == "Pinterest - acc-111"
-    assert reconnect.precondition == {"expires_at": "2024-01-08T12:00:00+00:00"}
-    assert reconnect.details == {
+    assert reconnect.precondition.model_dump() == {"expires_at": "2024-01-08T12:00:00+00:00"}
+    assert reconnect.details.model_dump() == {
         "advertiser_ids": ["111"],
         "login": None,
         "needs_login": True,
@@ -438,12 +438,12 @@ def test_preconditions_and_details_follow_plan_semantics() -> None:
     }
     add = by_kind["add_audiences"]
     assert add.id == "add_audiences:prod:n1"
-    assert add.precondition == {
+    assert add.precondition.model_dump() == {
         "legacy_flow_id": "l1",
         "legacy_state": "enabled",
         "missing": ["s2", "s3"],
     }
-    assert add.details == {
+    assert add.details.model_dump() == {
         "audiences": [
             {"id": "s2", "name": "Audience s2", "description": ""},
             {"id": "s3", "name": "Audience s3", "description": ""},
@@ -452,14 +452,14 @@ def test_preconditions_and_details_follow_plan_semantics() -> None:
     }
     enable = by_kind["enable_flow"]
     assert enable.target_name == "Cart"
-    assert enable.precondition == {
+    assert enable.precondition.model_dump() == {
         "state": "disabled",
         "legacy_flow_id": "l1",
         "legacy_state": "enabled",
     }
     disable = by_kind["disable_flow"]
     assert disable.id == "disable_flow:prod:l1"
-    assert disable.precondition == {
+    assert disable.precondition.model_dump() == {
         "state": "enabled",
         "twin_flow_id": "n1",
         "twin_state": "disabled",
@@ -483,12 +483,12 @@ def test_reconnect_lists_every_advertiser_of_the_account() -> None:
     )
     only_one = plan_of(inv, [login("u1", "111")])
     reconnect = only_one.actions[0]
-    assert reconnect.details["advertiser_ids"] == ["111", "222"]
-    assert reconnect.details["needs_login"] is True
+    assert reconnect.details.advertiser_ids == ["111", "222"]
+    assert reconnect.details.needs_login is True
     both = plan_of(inv, [login("u1", "111"), login("u2", "111", "222")])
-    assert both.actions[0].details["login"] == "u2"
-    assert both.actions[0].details["needs_login"] is False
-    assert both.actions[0].details["flows"] == ["n1", "n2"]
+    assert both.actions[0].details.login == "u2"
+    assert both.actions[0].details.needs_login is False
+    assert both.actions[0].details.flows == ["n1", "n2"]
 
 
 def test_login_choice_is_the_longest_lived_then_the_smallest_user_id() -> None:
@@ -506,7 +506,7 @@ def test_login_choice_is_the_longest_lived_then_the_smallest_user_id() -> None:
 def test_an_expired_login_is_not_named() -> None:
     inv = world(L("l1"), N("n1"), expiry={"acc-111": None})
     plan = plan_of(inv, [login("u1", "111", expires=NOW - timedelta(seconds=1))])
-    assert plan.actions[0].details["needs_login"] is True
+    assert plan.actions[0].details.needs_login is True
 
 
 def test_needs_reconnect_boundaries() -> None:
@@ -565,7 +565,7 @@ def test_plan_never_holds_a_login_secret() -> None:
     plan = plan_of(inv, [login("u1", "111")])
     text = plan.to_json()
     assert "SECRET" not in text
-    assert plan.actions[0].details["login"] == "u1"
+    assert plan.actions[0].details.login == "u1"
 
 
 def test_nothing_to_change() -> None:
@@ -759,12 +759,10 @@ def test_demo_scenario_expected_plan() -> None:
         "blocked": 1,
         "orphans": 1,
     }
-    logins = {
-        a.target_id: a.details["login"] for a in plan.actions if a.kind == "reconnect_account"
-    }
+    logins = {a.target_id: a.details.login for a in plan.actions if a.kind == "reconnect_account"}
     # The analyst's grant lives longer and covers ...175 alone.
     assert logins == {"acc-175": "1000000002", "acc-176": "1000000001", "acc-178": "1000000001"}
-    flows_175 = next(a for a in plan.actions if a.target_id == "acc-175").details["flows"]
+    flows_175 = next(a for a in plan.actions if a.target_id == "acc-175").details.flows
     assert flows_175 == ["n-loyal", "n-spring"]
     statuses = {p.legacy_flow_name: p.status for p in plan.pairs}
     assert statuses == {
@@ -778,4 +776,4 @@ def test_demo_scenario_expected_plan() -> None:
     }
     no_login = plan_of(demo_inventory())
     assert no_login.summary == plan.summary
-    assert all(a.details["needs_login"] for a in no_login.actions if a.kind == "reconnect_account")
+    assert all(a.details.needs_login for a in no_login.actions if a.kind == "reconnect_account")

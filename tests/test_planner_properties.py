@@ -152,7 +152,7 @@ def test_never_switches_off_a_legacy_flow_without_a_live_twin(
     for action in plan.actions:
         if action.kind != "disable_flow":
             continue
-        twin = action.precondition["twin_flow_id"]
+        twin = action.precondition.twin_flow_id
         assert flows[twin].enabled or twin in enabled_by_plan
         if twin in enabled_by_plan:
             assert f"enable_flow:{action.sandbox}:{twin}" in action.depends_on
@@ -168,10 +168,10 @@ def test_leaves_pairs_with_a_disabled_legacy_flow_alone(
     plan = plan_for(inv, logins, conf)
     flows = flows_by_id(inv)
     for action in plan.actions:
-        legacy_id = action.precondition.get("legacy_flow_id")
+        legacy_id = getattr(action.precondition, "legacy_flow_id", None)
         if legacy_id is not None:
             assert flows[legacy_id].enabled
-            assert action.precondition["legacy_state"] == "enabled"
+            assert action.precondition.legacy_state == "enabled"
     for pair in plan.pairs:
         if pair.legacy_state == "disabled":
             touched = {a.target_id for a in plan.actions if a.kind != "reconnect_account"}
@@ -273,7 +273,7 @@ def simulate(inv: Inventory, plan: Plan) -> Inventory:
         for flow in sb.flows:
             for action in flow_actions.get(flow.id, []):
                 if action.kind == "add_audiences":
-                    added = tuple(Audience(d["id"], d["name"]) for d in action.details["audiences"])
+                    added = tuple(Audience(d.id, d.name) for d in action.details.audiences)
                     flow = dataclasses.replace(flow, audiences=flow.audiences + added)
                 elif action.kind == "enable_flow":
                     flow = dataclasses.replace(flow, state="enabled")

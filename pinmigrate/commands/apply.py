@@ -19,7 +19,7 @@ from pinmigrate.errors import ApplyFailed, ConfirmationError, UsageError
 
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
-    from pinmigrate.executor import ApplyReport
+    from pinmigrate.apply import ApplyReport
     from pinmigrate.journal import Journal
     from pinmigrate.plan import Plan
     from pinmigrate.settings import Settings
@@ -119,7 +119,7 @@ def raise_if_failed(report: ApplyReport, what: str = "apply") -> None:
 
 
 def nothing_to_change(app: App, plan: Plan) -> None:
-    from pinmigrate.executor import ApplyReport
+    from pinmigrate.apply import ApplyReport
 
     report = ApplyReport(
         run_id="", results=[], blockers=list(plan.blockers), orphans=list(plan.orphans)
@@ -277,7 +277,7 @@ def run_plan(
     timeout: float,
     start_extra: Mapping[str, Any] | None = None,
 ) -> ApplyReport:
-    from pinmigrate.executor import apply_plan
+    from pinmigrate.apply import apply_plan
     from pinmigrate.logins import LoginStore
     from pinmigrate.oauth import LoginProvider, pinterest_client
     from pinmigrate.report import make_progress

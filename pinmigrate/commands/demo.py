@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pinmigrate.actions import ReconnectAccount
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
 from pinmigrate.errors import ApplyFailed, PinmigrateError
 
 if TYPE_CHECKING:
+    from pinmigrate.apply import ApplyReport
     from pinmigrate.emulator import Emulator
-    from pinmigrate.executor import ApplyReport
     from pinmigrate.inventory import Inventory
     from pinmigrate.logins import Login
     from pinmigrate.plan import Plan
@@ -146,8 +147,8 @@ def _plan(inventory: Inventory, logins: list[Login], settings: Settings) -> Plan
 
 def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) -> dict[str, Any]:
     from pinmigrate.adobe import AdobeClient
+    from pinmigrate.apply import apply_plan
     from pinmigrate.discovery import discover
-    from pinmigrate.executor import apply_plan
     from pinmigrate.journal import Journal, StateLock, new_run_id
     from pinmigrate.logins import LoginStore
     from pinmigrate.oauth import LoginProvider, LoginResolver, pinterest_client
@@ -185,7 +186,9 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     narrator.heading("Plan: a dry run that decides every change and says why")
     first = _plan(before, store.load(), settings)
     narrator.say(summary_line(first))
-    needs = sum(1 for a in first.actions if a.details.get("needs_login"))
+    needs = sum(
+        1 for a in first.actions if isinstance(a, ReconnectAccount) and a.details.needs_login
+    )
     if needs:
         narrator.say(
             f"{needs} account(s) need a Pinterest login to reconnect, and none is stored yet."
@@ -217,14 +220,14 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     narrator.heading("Plan again, now that a login covers the accounts")
     plan = _plan(discover(adobe, settings), store.load(), settings)
     narrator.say(summary_line(plan))
-    for kind, words in (
-        ("reconnect_account", "reconnect account"),
-        ("add_audiences", "add missing audiences to"),
-        ("enable_flow", "enable new flow"),
-        ("disable_flow", "switch off legacy flow"),
-    ):
-        for action in (a for a in plan.actions if a.kind == kind):
-            narrator.say(f"  {words} {action.target_name!r} ({action.sandbox})")
+    verbs = {
+        "reconnect_account": "reconnect account",
+        "add_audiences": "add missing audiences to",
+        "enable_flow": "enable new flow",
+        "disable_flow": "switch off legacy flow",
+    }
+    for action in plan.actions:  # in the contract's order of kinds
+        narrator.say(f"  {verbs[action.kind]} {action.target_name!r} ({action.sandbox})")
     for blocker in plan.blockers:
         narrator.say(f"  not handled: {blocker.flow_name!r} ({blocker.sandbox}): {blocker.message}")
     for orphan in plan.orphans:

@@ -110,8 +110,10 @@ def _wants_environment_login(plan: Plan, settings: Settings) -> bool:
     has_token = any(
         t is not None and t.get_secret_value() for t in (pin.refresh_token, pin.access_token)
     )
+    from pinmigrate.actions import ReconnectAccount
+
     return has_token and any(
-        a.kind == "reconnect_account" and a.details.get("needs_login") for a in plan.actions
+        isinstance(a, ReconnectAccount) and a.details.needs_login for a in plan.actions
     )
 
 

@@ -37,9 +37,9 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
     reconnected accounts are left as they are. Needs --yes without a terminal or with
     --output json (else exit 5).
     """
-    from pinmigrate.executor import rollback_plan, rollback_run
     from pinmigrate.journal import Journal, StateLock, latest_run, new_run_id, run_chain, runs_dir
     from pinmigrate.report import make_progress
+    from pinmigrate.rollback import rollback_plan, rollback_run
 
     settings = app.settings
     state_dir = settings.state_dir

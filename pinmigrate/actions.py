@@ -1,0 +1,176 @@
+"""The plan's actions, typed: one model per kind, each with its precondition and details.
+
+The planner builds them, the plan file stores them (schema_version 1: the JSON is the one
+documented in :mod:`pinmigrate.plan`), and :mod:`pinmigrate.apply` judges and carries them
+out. ``Action`` is a union discriminated on ``kind``, so a misspelt precondition key is a
+type error, not a safety check that silently switches off.
+
+A new action kind touches three small files: its model here, its verdict in
+``apply/verdict.py`` and its write in ``apply/writes.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
+
+ActionKind = Literal["reconnect_account", "add_audiences", "enable_flow", "disable_flow"]
+FlowState = Literal["enabled", "disabled"]
+#: An Adobe object id: never empty.
+Id = Annotated[str, Field(min_length=1)]
+
+#: Execution order of action kinds (the contract's order).
+KIND_ORDER: tuple[ActionKind, ...] = (
+    "reconnect_account",
+    "add_audiences",
+    "enable_flow",
+    "disable_flow",
+)
+
+
+def action_id(kind: ActionKind, sandbox: str, target_id: str) -> str:
+    """``KIND:SANDBOX:TARGET_ID``: stable across replans, so a rerun resumes."""
+    return f"{kind}:{sandbox}:{target_id}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Part(_Model):
+    """A precondition or details object. Fields named in ``_omit_none`` are left out of the
+    JSON while unset: only rollback's undo actions use them, never a plan file."""
+
+    _omit_none: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self._omit_none:
+            return {k: v for k, v in data.items() if v is not None or k not in self._omit_none}
+        return data
+
+
+# --- reconnect_account (target: a new-card account) -------------------------------------------
+
+
+class ReconnectPrecondition(_Part):
+    #: The expiry the planner read (ISO-8601); None when the account had no credentials.
+    expires_at: str | None
+
+
+class ReconnectDetails(_Part):
+    advertiser_ids: list[str]
+    #: The Pinterest user id of the stored login the planner chose, if any.
+    login: str | None = None
+    needs_login: bool = False
+    #: The new flows that use the account.
+    flows: list[str] = Field(default_factory=list)
+
+
+# --- add_audiences (target: a new flow) -------------------------------------------------------
+
+
+class AudienceRef(_Part):
+    id: Id
+    name: str = ""
+    description: str = ""
+
+
+class AddAudiencesPrecondition(_Part):
+    legacy_flow_id: Id
+    legacy_state: FlowState
+    #: Audience ids on the legacy flow that its twin lacked.
+    missing: list[str]
+
+
+class AddAudiencesDetails(_Part):
+    audiences: Annotated[list[AudienceRef], Field(min_length=1)]
+    legacy_flow_id: str
+
+
+# --- enable_flow / disable_flow (target: the flow switched) -----------------------------------
+
+
+class EnablePrecondition(_Part):
+    _omit_none = frozenset({"legacy_flow_id", "legacy_state"})
+
+    state: FlowState
+    #: The twin's legacy flow and its state; None for rollback's re-enable of a legacy flow.
+    legacy_flow_id: Id | None = None
+    legacy_state: FlowState | None = None
+
+
+class EnableDetails(_Part):
+    account_id: str | None = None
+    advertiser_id: str | None = None
+
+
+class DisablePrecondition(_Part):
+    _omit_none = frozenset({"twin_flow_id", "twin_state", "legacy_flow_id", "legacy_state"})
+
+    state: FlowState
+    #: A legacy flow's twin and the state the planner saw it in.
+    twin_flow_id: Id | None = None
+    twin_state: FlowState | None = None
+    #: For rollback's switch-off of a new flow: its legacy flow must be (still) enabled.
+    legacy_flow_id: Id | None = None
+    legacy_state: FlowState | None = None
+
+
+class DisableDetails(_Part):
+    twin_flow_id: str | None = None
+    advertiser_id: str | None = None
+
+
+# --- the actions ------------------------------------------------------------------------------
+
+
+class _Action(_Model):
+    id: str
+    kind: ActionKind
+    sandbox: str
+    target_id: Id
+    target_name: str = ""
+    precondition: Any
+    details: Any
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class ReconnectAccount(_Action):
+    """Goal: the account's credentials expire later than the reconnect margin."""
+
+    kind: Literal["reconnect_account"] = "reconnect_account"
+    precondition: ReconnectPrecondition
+    details: ReconnectDetails
+
+
+class AddAudiences(_Action):
+    """Goal: every audience in details is on the target flow."""
+
+    kind: Literal["add_audiences"] = "add_audiences"
+    precondition: AddAudiencesPrecondition
+    details: AddAudiencesDetails
+
+
+class EnableFlow(_Action):
+    """Goal: the target flow is enabled."""
+
+    kind: Literal["enable_flow"] = "enable_flow"
+    precondition: EnablePrecondition
+    details: EnableDetails = EnableDetails()
+
+
+class DisableFlow(_Action):
+    """Goal: the target flow is disabled."""
+
+    kind: Literal["disable_flow"] = "disable_flow"
+    precondition: DisablePrecondition
+    details: DisableDetails = DisableDetails()
+
+
+Action = Annotated[
+    ReconnectAccount | AddAudiences | EnableFlow | DisableFlow, Field(discriminator="kind")
+]
+FlowAction = EnableFlow | DisableFlow

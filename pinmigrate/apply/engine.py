@@ -1,0 +1,484 @@
+"""The apply engine: check, then carry out actions in waves, each write journalled.
+
+It re-reads every object the actions rely on and judges each (:mod:`.verdict`): already
+done, to do, or stale (stop before the first write). Then it runs the actions in waves that
+follow the contract's order and ``depends_on``, independent actions of a wave in parallel
+(:mod:`.writes`). A wave ends with one batched re-read that confirms every write of it, so
+the next wave (and its dependency checks) sees the world as it now is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pinmigrate import redact
+from pinmigrate.actions import KIND_ORDER, Action, EnableFlow, ReconnectAccount
+from pinmigrate.apply.results import (
+    OK_STATUSES,
+    ActionResult,
+    ApplyReport,
+    Progress,
+    RunCheck,
+    Status,
+    describe,
+)
+from pinmigrate.apply.runs import wait_runs
+from pinmigrate.apply.verdict import Verdict, assess, goal_problem
+from pinmigrate.apply.world import LiveWorld, Reader, Wants, target_card, wants_of
+from pinmigrate.apply.writes import Writes, ref_of
+from pinmigrate.errors import PinmigrateError, StalePlanError
+from pinmigrate.inventory import Card
+
+if TYPE_CHECKING:
+    from pinmigrate.adobe import AdobeClient
+    from pinmigrate.journal import Journal
+    from pinmigrate.logins import Login
+    from pinmigrate.plan import Plan
+    from pinmigrate.settings import Settings
+
+log = logging.getLogger("pinmigrate.apply")
+
+#: After a login that took longer than this (a person in a browser), objects are re-read.
+RECHECK_AFTER = 30.0
+
+
+class LoginSource(Protocol):
+    """Hands out a fresh Pinterest login covering an account's ad accounts (see oauth.py)."""
+
+    def for_account(
+        self,
+        advertiser_ids: Iterable[str],
+        login_user_id: str | None,
+        *,
+        allow_interactive: bool = False,
+    ) -> Login: ...
+
+
+@dataclass
+class _Written:
+    """A write that Adobe accepted, awaiting the wave's confirming re-read."""
+
+    action: Action
+    result: ActionResult
+
+
+def waves_of(actions: Sequence[Action]) -> list[list[Action]]:
+    """Group actions so each runs after the contract's earlier kinds and its dependencies."""
+    by_id = {a.id: a for a in actions}
+    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+    level: dict[str, int] = {}
+
+    def level_of(action: Action, trail: frozenset[str]) -> int:
+        if action.id in level:
+            return level[action.id]
+        own = rank.get(action.kind, len(rank)) * (len(actions) + 1)
+        deps = [by_id[d] for d in action.depends_on if d in by_id and d not in trail]
+        value = max([own, *(level_of(d, trail | {action.id}) + 1 for d in deps)])
+        level[action.id] = value
+        return value
+
+    for action in actions:
+        level_of(action, frozenset())
+    grouped: dict[int, list[Action]] = defaultdict(list)
+    for action in actions:
+        grouped[level[action.id]].append(action)
+    return [grouped[k] for k in sorted(grouped)]
+
+
+class Executor:
+    """Carries out actions; see the module docstring. One instance per run."""
+
+    def __init__(
+        self,
+        *,
+        adobe: AdobeClient,
+        settings: Settings,
+        journal: Journal,
+        concurrency: int,
+        logins: LoginSource | None = None,
+        progress: Progress | None = None,
+        allow_interactive: bool = False,
+        now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        stale_policy: Literal["abort", "skip"] = "abort",
+        cards: Mapping[str, Card] | None = None,
+    ) -> None:
+        self.adobe = adobe
+        self.settings = settings
+        self.journal = journal
+        self.concurrency = max(1, concurrency)
+        self.logins = logins
+        self.progress = progress
+        self.allow_interactive = allow_interactive
+        self.now = now or (lambda: datetime.now(UTC))
+        self.sleep = sleep or time.sleep
+        self.clock = clock or time.monotonic
+        self.stale_policy = stale_policy
+        self.cards = dict(cards or {})
+        self.margin = timedelta(days=settings.migration.reconnect_margin_days)
+        self.reader = Reader(adobe, settings, workers=self.concurrency)
+        self.live = LiveWorld()
+        self.writes = Writes(adobe, journal, self.live, self._fresh)
+
+    # -- the whole run --
+
+    def run(
+        self,
+        actions: Sequence[Action],
+        *,
+        fingerprint: str | None = None,
+        start_extra: Mapping[str, Any] | None = None,
+        journal_start: bool = True,
+    ) -> list[ActionResult]:
+        """Check, then carry out ``actions``; every action ends with a status. With
+        ``journal_start`` False the actions join a run whose run_start is already written."""
+        results = {
+            a.id: ActionResult(a.id, a.kind, a.sandbox, a.target_id, a.target_name) for a in actions
+        }
+        if not actions:
+            return []
+        verdicts = self._check(actions)
+        todo = [a for a in actions if verdicts[a.id].outcome == "todo"]
+        started = self.clock()
+        logins = self._resolve_logins([a for a in todo if isinstance(a, ReconnectAccount)])
+        if self.clock() - started > RECHECK_AFTER:
+            # A person took a while in the browser: the world may have moved meanwhile.
+            verdicts = self._check(actions)
+        for ident, verdict in verdicts.items():
+            if verdict.outcome == "stale":
+                results[ident].status = "skipped"
+                results[ident].error = verdict.reason
+
+        if journal_start:
+            self.journal.run_start(
+                fingerprint=fingerprint, action_ids=[a.id for a in actions], **(start_extra or {})
+            )
+        for action in actions:
+            if verdicts[action.id].outcome == "already_done":
+                results[action.id].status = "already_done"
+        if self.progress:
+            self.progress.start(len(actions))
+        waves = waves_of(actions)
+        try:
+            with ThreadPoolExecutor(
+                max_workers=self.concurrency, thread_name_prefix="write"
+            ) as pool:
+                # The staleness check just read everything: the first wave needs no re-read.
+                fresh = True
+                for index, wave in enumerate(waves):
+                    upcoming = waves[index + 1] if index + 1 < len(waves) else []
+                    fresh = self._run_wave(pool, wave, results, logins, fresh, upcoming)
+        except Exception as exc:
+            # A bug of ours must still end in a report and a run_end: the journal holds the
+            # truth about any write that was under way.
+            log.debug("the run stopped on an unexpected error", exc_info=True)
+            for result in results.values():
+                if result.status == "pending":
+                    result.status = "failed"
+                    result.error = (
+                        f"the run stopped on an unexpected error ({describe(exc)}); "
+                        "run apply again to check this action"
+                    )
+                    self._report(result)
+        finally:
+            if self.progress:
+                self.progress.finish()
+        return [results[a.id] for a in actions]
+
+    def _check(self, actions: Sequence[Action]) -> dict[str, Verdict]:
+        """Re-read every object and judge each action; stale stops here under "abort"."""
+        world = self.reader.read(wants_of(actions, self.cards))
+        self.live.replace(world)
+        now = self.now()
+        verdicts = {a.id: assess(a, world, now=now, margin=self.margin) for a in actions}
+        stale = [v for a in actions if (v := verdicts[a.id]).outcome == "stale"]
+        if stale and self.stale_policy == "abort":
+            changes = list(dict.fromkeys(v.reason for v in stale))
+            raise StalePlanError(
+                f"the plan is stale, nothing was changed: {'; '.join(changes)}; "
+                "make a new plan (`pinmigrate plan --out FILE`) and review it",
+                changes=changes,
+            )
+        return verdicts
+
+    def _resolve_logins(self, reconnects: Sequence[ReconnectAccount]) -> dict[str, Login]:
+        """Every login the reconnects need, before the first write (AuthError -> exit 4)."""
+        chosen: dict[str, Login] = {}
+        if not reconnects:
+            return chosen
+        if self.logins is None:
+            raise PinmigrateError("internal: reconnects planned but no login source given")
+        got: list[Login] = []
+        for action in reconnects:
+            advertisers = action.details.advertiser_ids
+            named = action.details.login
+            login = next(
+                (
+                    g
+                    for g in got
+                    if (named is None or g.user_id == named) and g.covers(frozenset(advertisers))
+                ),
+                None,
+            )
+            if login is None:
+                login = self.logins.for_account(
+                    advertisers,
+                    named,
+                    allow_interactive=self.allow_interactive,
+                )
+                got.append(login)
+            redact.register(
+                login.access_token.get_secret_value(),
+                login.refresh_token.get_secret_value() if login.refresh_token else None,
+            )
+            chosen[action.id] = login
+        return chosen
+
+    def _run_wave(
+        self,
+        pool: ThreadPoolExecutor,
+        wave: Sequence[Action],
+        results: dict[str, ActionResult],
+        logins: Mapping[str, Login],
+        fresh: bool,
+        upcoming: Sequence[Action],
+    ) -> bool:
+        """Run one wave; True when its confirming read also re-read the next wave's objects."""
+        runnable: list[Action] = []
+        for action in wave:
+            result = results[action.id]
+            if result.status != "pending":
+                self._report(result)
+                continue
+            blocker = self._failed_dependency(action, results)
+            if blocker is not None:
+                result.status = "skipped"
+                result.error = blocker
+                self._report(result)
+                continue
+            runnable.append(action)
+        if runnable and not fresh:
+            try:
+                self.live.merge(self.reader.read(wants_of(runnable, self.cards)))
+                fresh = True
+            except Exception as exc:  # an unexpected one too: the run must still end
+                log.debug("re-reading before a wave failed", exc_info=True)
+                why = describe(exc)
+                for action in runnable:
+                    self._end(
+                        results[action.id],
+                        "failed",
+                        f"not attempted: re-reading it before writing failed: {why}; "
+                        "run apply again",
+                    )
+                runnable = []
+        runnable = self._recheck(runnable, results)
+
+        futures: dict[Future[tuple[Status, str]], Action] = {}
+        written: list[_Written] = []
+        try:
+            for action in runnable:
+                futures[pool.submit(self.writes.execute, action, logins.get(action.id))] = action
+            for future in as_completed(futures):
+                action = futures[future]
+                result = results[action.id]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # one action's surprise must not stop the others
+                    log.debug("action %s raised", action.id, exc_info=True)
+                    result.status = "failed"
+                    result.error = describe(exc)
+                    self.journal.error(ref_of(action), result.error)
+                    self._report(result)
+                    continue
+                result.status, result.note = outcome
+                if result.status == "done":
+                    written.append(_Written(action, result))
+                else:
+                    self._report(result)
+        except BaseException:
+            # Ctrl-C: writes not yet sent must not go out after the person said stop.
+            for future in futures:
+                future.cancel()
+            raise
+        if not runnable:
+            return fresh  # nothing was sent, no time passed: the world is as fresh as it was
+        return self._confirm(written, [a for a in upcoming if results[a.id].status == "pending"])
+
+    def _recheck(
+        self, runnable: Sequence[Action], results: Mapping[str, ActionResult]
+    ) -> list[Action]:
+        """Judge each action again on the world as last read, right before its wave writes.
+
+        The staleness check ran once, before the first wave; the operator may have acted
+        since (switched a legacy flow off, say). What no longer holds is not attempted."""
+        now = self.now()
+        world = self.live.snapshot()
+        keep: list[Action] = []
+        for action in runnable:
+            verdict = assess(action, world, now=now, margin=self.margin, during_run=True)
+            result = results[action.id]
+            if verdict.outcome == "todo":
+                keep.append(action)
+            elif verdict.outcome == "already_done":
+                result.note = "already so when its wave began"
+                self._end(result, "already_done")
+            else:
+                self._end(result, "skipped", f"not attempted: {verdict.reason}")
+        return keep
+
+    def _end(self, result: ActionResult, status: Status, error: str | None = None) -> None:
+        result.status = status
+        result.error = redact.redact(error) if error else None
+        self._report(result)
+
+    def _failed_dependency(self, action: Action, results: Mapping[str, ActionResult]) -> str | None:
+        for dep in action.depends_on:
+            other = results.get(dep)
+            if other is not None and other.status not in OK_STATUSES:
+                why = f": {other.error}" if other.error and other.status == "failed" else ""
+                return f"not attempted: it depends on {dep}, which {_past(other.status)}{why}"
+        return None
+
+    def _report(self, result: ActionResult) -> None:
+        if self.progress:
+            self.progress.advance(result)
+
+    def _fresh(self, action: Action) -> Verdict:
+        """Re-read one action's objects (after a 412) and judge it again."""
+        world = self.reader.read(wants_of([action], self.cards))
+        self.live.merge(world)
+        return assess(action, world, now=self.now(), margin=self.margin)
+
+    # -- the wave's confirming re-read --
+
+    def _confirm(self, written: Sequence[_Written], upcoming: Sequence[Action]) -> bool:
+        """One batched read that confirms this wave's writes and re-reads what the next wave
+        will look at; True when the latter worked (the next wave then needs no read)."""
+        wants: dict[str, Wants] = defaultdict(Wants)
+        for sandbox, want in wants_of(upcoming, self.cards).items():
+            wants[sandbox] = want
+        for item in written:
+            action = item.action
+            if isinstance(action, ReconnectAccount):
+                wants[action.sandbox].accounts.add(action.target_id)
+            else:
+                card = self.cards.get(action.id) or target_card(action)
+                wants[action.sandbox].flows[action.target_id] = card
+        if not any(len(w) for w in wants.values()):
+            return True
+        try:
+            fresh = self.reader.read(wants)
+        except Exception as exc:  # an unexpected one too: the run must still end in a report
+            log.debug("the confirming read failed", exc_info=True)
+            for item in written:
+                item.result.status = "failed"
+                item.result.error = redact.redact(
+                    f"Adobe accepted the change, but reading it back failed: {describe(exc)}; "
+                    "run apply again to check"
+                )
+                self.journal.error(ref_of(item.action), item.result.error)
+                self._report(item.result)
+            return False
+        self.live.merge(fresh)
+        now = self.now()
+        for item in written:
+            problem = goal_problem(item.action, fresh, now=now, margin=self.margin)
+            if problem:
+                item.result.status = "failed"
+                item.result.error = problem
+                self.journal.error(ref_of(item.action), problem)
+            self._report(item.result)
+        return True
+
+    # -- first runs after enabling --
+
+    def wait_runs(
+        self, flows: Sequence[tuple[str, str, str]], *, timeout: float, interval: float = 10.0
+    ) -> list[RunCheck]:
+        """Poll ``GET /runs`` for each (flow id, sandbox, name) until its first run ends."""
+        return wait_runs(
+            self.adobe,
+            flows,
+            timeout=timeout,
+            interval=interval,
+            workers=self.concurrency,
+            now=self.now,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+
+
+def _past(status: str) -> str:
+    return {"failed": "failed", "skipped": "was skipped", "pending": "did not run"}.get(
+        status, status
+    )
+
+
+# --- the entry point -------------------------------------------------------------------------
+
+
+def apply_plan(
+    plan: Plan,
+    *,
+    adobe: AdobeClient,
+    settings: Settings,
+    logins: LoginSource | None,
+    journal: Journal,
+    concurrency: int,
+    progress: Progress | None = None,
+    wait_runs: bool = False,
+    run_timeout: float = 900.0,
+    allow_interactive: bool = False,
+    now: Callable[[], datetime] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+    start_extra: Mapping[str, Any] | None = None,
+) -> ApplyReport:
+    """Carry out a plan: staleness check, logins, then the waves. Raises StalePlanError (exit 3)
+    or AuthError (exit 4) before any write; otherwise returns the report, failures included.
+    ``start_extra`` goes into the journal's run_start (e.g. the interrupted run it finishes)."""
+    executor = Executor(
+        adobe=adobe,
+        settings=settings,
+        journal=journal,
+        concurrency=concurrency,
+        logins=logins,
+        progress=progress,
+        allow_interactive=allow_interactive,
+        now=now,
+        sleep=sleep,
+        clock=clock,
+    )
+    retries_before = retries_of(adobe)
+    results = executor.run(plan.actions, fingerprint=plan.fingerprint, start_extra=start_extra)
+    report = ApplyReport(
+        run_id=journal.run_id,
+        results=results,
+        blockers=list(plan.blockers),
+        orphans=list(plan.orphans),
+    )
+    if wait_runs:
+        enabled = [
+            (r.target_id, r.sandbox, r.target_name)
+            for action, r in zip(plan.actions, results, strict=True)
+            if isinstance(action, EnableFlow) and r.status in OK_STATUSES
+        ]
+        if enabled:
+            report.runs = executor.wait_runs(enabled, timeout=run_timeout)
+    report.retries = retries_of(adobe) - retries_before
+    journal.run_end(report.summary())
+    return report
+
+
+def retries_of(adobe: Any) -> int:
+    stats = getattr(getattr(adobe, "http", None), "stats", None)
+    return int(getattr(stats, "retries", 0) or 0)

@@ -1,0 +1,152 @@
+"""What an apply or rollback reports: one result per action, first runs, the whole report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from pinmigrate import redact
+from pinmigrate.errors import PinmigrateError
+from pinmigrate.plan import Blocker, Orphan
+
+Status = Literal["pending", "done", "already_done", "skipped", "failed"]
+OK_STATUSES = frozenset({"done", "already_done"})
+
+
+@dataclass
+class ActionResult:
+    action_id: str
+    kind: str
+    sandbox: str
+    target_id: str
+    target_name: str = ""
+    status: Status = "pending"
+    error: str | None = None
+    #: A human remark that is not an error ("412: retried with a fresh etag").
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action_id": self.action_id,
+            "kind": self.kind,
+            "target_id": self.target_id,
+            "status": self.status,
+            "error": self.error,
+        }
+
+    @property
+    def label(self) -> str:
+        name = f" {self.target_name!r}" if self.target_name else f" {self.target_id}"
+        return f"{self.kind} {self.sandbox}{name}"
+
+
+@dataclass
+class RunCheck:
+    """The first run of a flow after it was enabled (``apply --wait-runs``)."""
+
+    flow_id: str
+    sandbox: str
+    flow_name: str
+    #: success | failed | processing | waiting | timeout | ...
+    status: str
+    run_id: str | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "flow_id": self.flow_id,
+            "sandbox": self.sandbox,
+            "flow_name": self.flow_name,
+            "status": self.status,
+            "run_id": self.run_id,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class ApplyReport:
+    """What an apply (or rollback) did, for the final table and the JSON output."""
+
+    run_id: str
+    results: list[ActionResult]
+    kind: str = "pinmigrate.apply"
+    blockers: list[Blocker] = field(default_factory=list)
+    orphans: list[Orphan] = field(default_factory=list)
+    retries: int = 0
+    runs: list[RunCheck] = field(default_factory=list)
+    #: Things deliberately not done, said once in the report (e.g. rollback leaves audiences).
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in OK_STATUSES for r in self.results)
+
+    @property
+    def failed_runs(self) -> list[RunCheck]:
+        return [r for r in self.runs if r.status == "failed"]
+
+    def counts(self) -> dict[str, int]:
+        counts = {"done": 0, "already_done": 0, "skipped": 0, "failed": 0}
+        for result in self.results:
+            counts[result.status] = counts.get(result.status, 0) + 1
+        return counts
+
+    def summary(self) -> dict[str, int]:
+        summary = self.counts()
+        summary["retries"] = self.retries
+        summary["blocked"] = len(self.blockers)
+        summary["orphans"] = len(self.orphans)
+        return summary
+
+    def to_json(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "schema_version": 1,
+            "kind": self.kind,
+            "run_id": self.run_id,
+            **self.extra,
+            "results": [r.to_json() for r in self.results],
+        }
+        if self.kind == "pinmigrate.apply":
+            # What the plan left out, itemised for scripts (the summary only counts them).
+            payload["blockers"] = [
+                {
+                    "sandbox": b.sandbox,
+                    "flow_id": b.flow_id,
+                    "name": b.flow_name,
+                    "kind": b.kind,
+                    "candidates": list(b.candidates),
+                    "reason": b.message,
+                }
+                for b in self.blockers
+            ]
+            payload["orphans"] = [
+                {
+                    "sandbox": o.sandbox,
+                    "flow_id": o.flow_id,
+                    "name": o.flow_name,
+                    "reason": o.reason or "no twin on the new card",
+                }
+                for o in self.orphans
+            ]
+        payload["summary"] = self.summary()
+        if self.runs:
+            payload["runs"] = [r.to_json() for r in self.runs]
+        return payload
+
+
+class Progress(Protocol):
+    """Told about each action as it ends; called from one thread only."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, result: ActionResult) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def describe(exc: BaseException) -> str:
+    """One redacted line about an error: ours say what to do; others give type and message."""
+    if isinstance(exc, PinmigrateError):
+        return redact.redact(exc.line())
+    return redact.redact(f"unexpected {type(exc).__name__}: {exc}")

@@ -1,0 +1,271 @@
+"""The world as apply re-reads it: the flows and accounts the actions look at, batched.
+
+A handful of objects in a sandbox are read with one GET each; more with a few filtered,
+paged list calls. :class:`LiveWorld` is the run's current view, shared by the engine and
+the writes and updated as writes are confirmed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pinmigrate import models
+from pinmigrate.actions import Action, AddAudiences, DisableFlow, EnableFlow, ReconnectAccount
+from pinmigrate.errors import NotFoundError
+from pinmigrate.inventory import Account, Card, Flow
+
+if TYPE_CHECKING:
+    from pinmigrate.adobe import AdobeClient
+    from pinmigrate.settings import Settings
+
+#: Up to this many objects in a sandbox are read with one GET each; more with filtered lists.
+GET_LIMIT = 4
+#: Where flows keep the card they deliver to (api-notes §3).
+FLOW_SPEC_PROPERTY = "inheritedAttributes.targetConnections[].connectionSpec.id"
+
+
+@dataclass(frozen=True)
+class FlowView:
+    flow: Flow
+    raw: dict[str, Any]
+
+
+@dataclass
+class World:
+    """The freshly read objects an apply relies on; updated as writes are confirmed."""
+
+    flows: dict[str, FlowView] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)
+
+    def flow(self, flow_id: str | None) -> Flow | None:
+        view = self.flows.get(flow_id or "")
+        return view.flow if view else None
+
+    def merge(self, other: World) -> None:
+        self.flows.update(other.flows)
+        self.accounts.update(other.accounts)
+
+
+@dataclass
+class Wants:
+    """The objects to read in one sandbox: flow id -> card, and account ids (new card)."""
+
+    flows: dict[str, Card] = field(default_factory=dict)
+    accounts: set[str] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.flows) + len(self.accounts)
+
+
+class LiveWorld:
+    """The run's current view of the world, safe to read and update from the write threads."""
+
+    def __init__(self) -> None:
+        self._world = World()
+        self._lock = threading.Lock()
+
+    def replace(self, world: World) -> None:
+        with self._lock:
+            self._world = world
+
+    def merge(self, world: World) -> None:
+        with self._lock:
+            self._world.merge(world)
+
+    def snapshot(self) -> World:
+        with self._lock:
+            return World(dict(self._world.flows), dict(self._world.accounts))
+
+    def flow_view(self, flow_id: str) -> FlowView:
+        with self._lock:
+            return self._world.flows[flow_id]
+
+    def account(self, account_id: str) -> Account:
+        with self._lock:
+            return self._world.accounts[account_id]
+
+    def set_etag(self, flow_id: str, etag: str) -> None:
+        """A write's answer carried the flow's new etag: the next write of it sends that."""
+        with self._lock:
+            view = self._world.flows.get(flow_id)
+            if view is not None:
+                flow = dataclasses.replace(view.flow, etag=etag)
+                self._world.flows[flow_id] = FlowView(flow, {**view.raw, "etag": etag})
+
+
+class Reader:
+    """Reads objects back, batched: a handful with GETs, more with filtered paged lists."""
+
+    def __init__(
+        self, adobe: AdobeClient, settings: Settings, *, workers: int, get_limit: int = GET_LIMIT
+    ) -> None:
+        self.adobe = adobe
+        self.settings = settings
+        self.workers = max(1, workers)
+        self.get_limit = get_limit
+        self._specs: dict[tuple[str, Card], str | None] = {}
+        self._lock = threading.Lock()
+
+    def read(self, wants: Mapping[str, Wants]) -> World:
+        world = World()
+        wanted = {sb: w for sb, w in wants.items() if len(w)}
+        if not wanted:
+            return world
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="read") as pool:
+            listed = {sb: w for sb, w in wanted.items() if len(w) > self.get_limit}
+            self._resolve_specs(pool, listed)
+            jobs: list[Future[World]] = []
+            for sandbox, want in wanted.items():
+                if sandbox in listed:
+                    jobs.extend(self._list_jobs(pool, sandbox, want))
+                else:
+                    jobs.extend(self._get_jobs(pool, sandbox, want))
+            for job in jobs:
+                world.merge(job.result())
+            # Anything a filtered list did not return is looked up directly (or is gone).
+            rest = {}
+            for sandbox, want in wanted.items():
+                missing = Wants(
+                    flows={i: c for i, c in want.flows.items() if i not in world.flows},
+                    accounts={i for i in want.accounts if i not in world.accounts},
+                )
+                if len(missing) and sandbox in listed:
+                    rest[sandbox] = missing
+            for job in [j for sb, w in rest.items() for j in self._get_jobs(pool, sb, w)]:
+                world.merge(job.result())
+        return world
+
+    def spec_id(self, sandbox: str, card: Card) -> str | None:
+        with self._lock:
+            if (sandbox, card) in self._specs:
+                return self._specs[(sandbox, card)]
+        from pinmigrate.cards import find_card
+
+        found: str | None
+        try:
+            found = find_card(self.adobe, self.settings, card, sandbox).id
+        except NotFoundError:
+            found = None
+        with self._lock:
+            self._specs[(sandbox, card)] = found
+        return found
+
+    def _resolve_specs(self, pool: ThreadPoolExecutor, listed: Mapping[str, Wants]) -> None:
+        needed: set[tuple[str, Card]] = set()
+        for sandbox, want in listed.items():
+            needed.update((sandbox, card) for card in want.flows.values())
+            if want.accounts:
+                needed.add((sandbox, "new"))
+        futures = [pool.submit(self.spec_id, sb, card) for sb, card in sorted(needed)]
+        for future in futures:
+            future.result()
+
+    def _list_jobs(
+        self, pool: ThreadPoolExecutor, sandbox: str, want: Wants
+    ) -> list[Future[World]]:
+        jobs = []
+        for card in sorted(set(want.flows.values())):
+            spec = self._specs.get((sandbox, card))
+            if spec:
+                ids = {i for i, c in want.flows.items() if c == card}
+                jobs.append(pool.submit(self._list_flows, sandbox, card, spec, ids))
+        spec = self._specs.get((sandbox, "new"))
+        if want.accounts and spec:
+            jobs.append(pool.submit(self._list_accounts, sandbox, spec, set(want.accounts)))
+        return jobs
+
+    def _get_jobs(self, pool: ThreadPoolExecutor, sandbox: str, want: Wants) -> list[Future[World]]:
+        jobs = [
+            pool.submit(self._get_flow, sandbox, flow_id, card)
+            for flow_id, card in sorted(want.flows.items())
+        ]
+        jobs += [pool.submit(self._get_account, sandbox, i) for i in sorted(want.accounts)]
+        return jobs
+
+    def _list_flows(self, sandbox: str, card: Card, spec: str, ids: set[str]) -> World:
+        world = World()
+        for raw in self.adobe.list(
+            "flows", sandbox=sandbox, properties=[f"{FLOW_SPEC_PROPERTY}=={spec}"]
+        ):
+            if str(raw.get("id")) in ids:
+                flow = models.flow_from_payload(raw, card, sandbox=sandbox)
+                world.flows[flow.id] = FlowView(flow, raw)
+        return world
+
+    def _list_accounts(self, sandbox: str, spec: str, ids: set[str]) -> World:
+        world = World()
+        for raw in self.adobe.list(
+            "connections", sandbox=sandbox, properties=[f"connectionSpec.id=={spec}"]
+        ):
+            if str(raw.get("id")) in ids:
+                account = models.account_from_payload(raw, "new", sandbox=sandbox)
+                world.accounts[account.id] = account
+        return world
+
+    def _get_flow(self, sandbox: str, flow_id: str, card: Card) -> World:
+        world = World()
+        view = self.flow(sandbox, flow_id, card)
+        if view is not None:
+            world.flows[flow_id] = view
+        return world
+
+    def _get_account(self, sandbox: str, account_id: str) -> World:
+        world = World()
+        account = self.account(sandbox, account_id)
+        if account is not None:
+            world.accounts[account_id] = account
+        return world
+
+    def flow(self, sandbox: str, flow_id: str, card: Card) -> FlowView | None:
+        """One flow, or None when Adobe no longer has it."""
+        try:
+            raw = self.adobe.get("flows", flow_id, sandbox=sandbox)
+        except NotFoundError:
+            return None
+        return FlowView(models.flow_from_payload(raw, card, sandbox=sandbox), raw)
+
+    def account(self, sandbox: str, account_id: str) -> Account | None:
+        try:
+            raw = self.adobe.get("connections", account_id, sandbox=sandbox)
+        except NotFoundError:
+            return None
+        return models.account_from_payload(raw, "new", sandbox=sandbox)
+
+
+def target_card(action: Action) -> Card:
+    """The card of the flow an action changes (apply semantics; rollback passes its own)."""
+    return "legacy" if isinstance(action, DisableFlow) else "new"
+
+
+def related_flows(action: Action) -> list[tuple[str, Card]]:
+    """The other flows an action's precondition looks at: its pair's legacy flow or twin."""
+    related: list[tuple[str, Card]] = []
+    if isinstance(action, AddAudiences | EnableFlow | DisableFlow) and (
+        legacy := action.precondition.legacy_flow_id
+    ):
+        related.append((legacy, "legacy"))
+    if isinstance(action, DisableFlow) and action.precondition.twin_flow_id:
+        related.append((action.precondition.twin_flow_id, "new"))
+    return related
+
+
+def wants_of(
+    actions: Iterable[Action], cards: Mapping[str, Card] | None = None
+) -> dict[str, Wants]:
+    """Every object the actions' goals and preconditions look at, per sandbox."""
+    wants: dict[str, Wants] = defaultdict(Wants)
+    for action in actions:
+        want = wants[action.sandbox]
+        if isinstance(action, ReconnectAccount):
+            want.accounts.add(action.target_id)
+            continue
+        want.flows[action.target_id] = (cards or {}).get(action.id) or target_card(action)
+        for flow_id, card in related_flows(action):
+            want.flows.setdefault(flow_id, card)
+    return dict(wants)

@@ -1,0 +1,207 @@
+"""The three writes, each behind one guarded-write loop.
+
+Every write follows the same steps (:meth:`Writes.guarded`): journal ``before``; send with
+``If-Match``; on 412, journal the error, re-read and re-judge: already done by someone
+else, stale (stop), or retry once with the fresh etag; on success journal ``after``. Each
+write only says how to prepare one attempt from the live world.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pinmigrate import models
+from pinmigrate.actions import (
+    Action,
+    AddAudiences,
+    DisableFlow,
+    EnableFlow,
+    FlowAction,
+    ReconnectAccount,
+)
+from pinmigrate.apply.verdict import Verdict, iso
+from pinmigrate.apply.world import LiveWorld
+from pinmigrate.errors import PinmigrateError, StaleObjectError
+from pinmigrate.inventory import Audience
+from pinmigrate.journal import ActionRef, Journal
+
+if TYPE_CHECKING:
+    from pinmigrate.adobe import AdobeClient
+    from pinmigrate.apply.results import Status
+    from pinmigrate.logins import Login
+
+#: A write's outcome: its status and a human remark ("412: retried with a fresh etag").
+Outcome = tuple["Status", str]
+
+
+@dataclass
+class Attempt:
+    """One attempt of a write: what to journal around it and how to send it."""
+
+    before: dict[str, Any]
+    #: Sends the write; returns the object's new etag when Adobe answered one.
+    send: Callable[[], str | None]
+    after: dict[str, Any]
+    #: Extra journal fields of the ``before`` and ``after`` records.
+    extra: dict[str, Any] = field(default_factory=dict)
+    before_extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ref_of(action: Action) -> ActionRef:
+    return ActionRef(action.id, action.kind, action.sandbox, action.target_id, action.target_name)
+
+
+@dataclass
+class Writes:
+    adobe: AdobeClient
+    journal: Journal
+    live: LiveWorld
+    #: Re-reads one action's objects into the live world and judges it again (after a 412).
+    rejudge: Callable[[Action], Verdict]
+
+    def execute(self, action: Action, login: Login | None) -> Outcome:
+        if isinstance(action, ReconnectAccount):
+            if login is None:
+                # Only when the world changed during a slow login: this account was fine then.
+                raise PinmigrateError(
+                    "no Pinterest login was chosen for this account before the first write",
+                    hint="run apply again",
+                )
+            return self.reconnect(action, login)
+        if isinstance(action, AddAudiences):
+            return self.add_audiences(action)
+        return self.switch(action)
+
+    # --- the guarded-write loop ---------------------------------------------------------------
+
+    def guarded(
+        self,
+        action: Action,
+        prepare: Callable[[], Attempt | None],
+        *,
+        noun: str,
+        already: str,
+    ) -> Outcome:
+        """Run a write at most twice; ``prepare`` returns None when nothing is left to do."""
+        ref = ref_of(action)
+        note = ""
+        for attempt in (1, 2):
+            step = prepare()
+            if step is None:
+                return "already_done", note
+            self.journal.before(
+                ref, step.before, **step.extra, **step.before_extra, attempt=attempt
+            )
+            try:
+                etag = step.send()
+            except StaleObjectError:
+                self.journal.error(ref, f"412: the {noun} changed since it was read")
+                verdict = self.rejudge(action)
+                if verdict.outcome == "already_done":
+                    return "already_done", already
+                if verdict.outcome == "stale":
+                    raise StaleObjectError(verdict.reason, object_id=action.target_id) from None
+                if attempt == 2:
+                    raise
+                note = "412: retried with a fresh etag"
+                continue
+            self.journal.after(ref, step.after, **step.extra)
+            if etag and not isinstance(action, ReconnectAccount):
+                self.live.set_etag(action.target_id, etag)
+            return "done", note
+        raise AssertionError("unreachable")
+
+    # --- the writes ---------------------------------------------------------------------------
+
+    def reconnect(self, action: ReconnectAccount, login: Login) -> Outcome:
+        """The experimental API path: write the login's credentials into the account."""
+        expires = login.credential_expiry()
+        ops = models.reconnect_ops(
+            login.access_token.get_secret_value(),
+            login.refresh_token.get_secret_value() if login.refresh_token else None,
+            expires,
+        )
+
+        def prepare() -> Attempt:
+            account = self.live.account(action.target_id)
+
+            def send() -> None:
+                self.adobe.patch(
+                    "connections", action.target_id, ops, etag=account.etag, sandbox=action.sandbox
+                )
+
+            return Attempt(
+                before={"expiresAt": iso(account.expires_at)},
+                send=send,
+                after={"expiresAt": iso(expires)},
+                extra={"login": login.user_id},
+            )
+
+        return self.guarded(
+            action, prepare, noun="account", already="another change reconnected it first"
+        )
+
+    def add_audiences(self, action: AddAudiences) -> Outcome:
+        wanted = [Audience(a.id, a.name, a.description) for a in action.details.audiences]
+
+        def prepare() -> Attempt | None:
+            view = self.live.flow_view(action.target_id)
+            present = view.flow.audience_ids
+            # After a 412, audiences someone (or a replayed request) already added are not
+            # added again: the retry sends only what is still missing.
+            missing = [a for a in wanted if a.id not in present]
+            if not missing:
+                return None
+            ops = models.add_audience_ops(view.raw, missing)
+
+            def send() -> str | None:
+                return self.adobe.patch(
+                    "flows", action.target_id, ops, etag=view.flow.etag, sandbox=action.sandbox
+                )
+
+            return Attempt(
+                before={"audiences": sorted(present)},
+                send=send,
+                after={"audiences": sorted(present | {a.id for a in missing})},
+                before_extra={"adding": [a.id for a in missing]},
+            )
+
+        return self.guarded(
+            action,
+            prepare,
+            noun="flow",
+            already="412: the audiences were already there on re-read",
+        )
+
+    def switch(self, action: FlowAction) -> Outcome:
+        """Enable or disable the target flow (``enable_flow`` / ``disable_flow``)."""
+        op: Literal["enable", "disable"] = "enable" if isinstance(action, EnableFlow) else "disable"
+        goal = "enabled" if op == "enable" else "disabled"
+        # The journal keeps the pair of each switch: rollback undoes pairs as a unit.
+        pair: dict[str, str] = {}
+        if action.precondition.legacy_flow_id:
+            pair["legacy_flow_id"] = action.precondition.legacy_flow_id
+        if isinstance(action, DisableFlow) and action.precondition.twin_flow_id:
+            pair["twin_flow_id"] = action.precondition.twin_flow_id
+
+        def prepare() -> Attempt | None:
+            flow = self.live.flow_view(action.target_id).flow
+            if flow.state == goal:
+                return None
+
+            def send() -> str | None:
+                answer = self.adobe.flow_action(
+                    action.target_id, op, sandbox=action.sandbox, etag=flow.etag or None
+                )
+                etag = answer.get("etag")
+                return etag if isinstance(etag, str) else None
+
+            return Attempt(
+                before={"state": flow.state}, send=send, after={"state": goal}, extra=pair
+            )
+
+        return self.guarded(
+            action, prepare, noun="flow", already=f"412: it was already {goal} on re-read"
+        )

@@ -1,0 +1,53 @@
+"""The plan file stays schema_version 1 while its actions are typed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pinmigrate.actions import AddAudiences, DisableFlow, EnableFlow, ReconnectAccount
+from pinmigrate.errors import PlanFileError
+from pinmigrate.plan import load_plan, save_plan
+
+#: Saved by pinmigrate before the actions were typed (`plan --out`, emulator demo scenario).
+EARLIER = Path(__file__).parent / "data" / "plan-v1-demo.json"
+
+
+def test_a_plan_saved_before_the_typed_actions_loads_and_saves_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    plan = load_plan(EARLIER)
+    kinds = {type(a) for a in plan.actions}
+    assert kinds == {ReconnectAccount, AddAudiences, EnableFlow, DisableFlow}
+    assert plan.fingerprint == plan.compute_fingerprint()
+    again = tmp_path / "plan.json"
+    save_plan(plan, again)
+    assert again.read_bytes() == EARLIER.read_bytes()
+
+
+def test_preconditions_are_typed_per_kind() -> None:
+    plan = load_plan(EARLIER)
+    disable = next(a for a in plan.actions if isinstance(a, DisableFlow))
+    enable = next(a for a in plan.actions if isinstance(a, EnableFlow))
+    assert disable.precondition.twin_flow_id and disable.precondition.state == "enabled"
+    assert enable.precondition.legacy_flow_id and enable.precondition.legacy_state == "enabled"
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        # A misspelt key is refused by name, not silently read as "no check".
+        (lambda p: p.update(legacy_flow=p.pop("legacy_flow_id")), "precondition.legacy_flow"),
+        (lambda p: p.update(state="paused"), "precondition.state"),
+    ],
+)
+def test_a_misspelt_or_wrong_precondition_is_refused(tmp_path: Path, edit, where) -> None:
+    data = json.loads(EARLIER.read_text())
+    enable = next(a for a in data["actions"] if a["kind"] == "enable_flow")
+    edit(enable["precondition"])
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(PlanFileError, match=rf"malformed at actions\.\d+\.{where}"):
+        load_plan(path)
