@@ -185,7 +185,7 @@ class Progress(Protocol):
 
 
 class LoginSource(Protocol):
-    """Hands out a fresh Pinterest login covering an account's ad accounts (see oauth.py)."""
+    """Hands out a fresh Pinterest login covering an account's ad accounts (oauth.resolvers)."""
 
     def for_account(
         self,

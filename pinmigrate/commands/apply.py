@@ -279,7 +279,8 @@ def run_plan(
 ) -> ApplyReport:
     from pinmigrate.executor import apply_plan
     from pinmigrate.logins import LoginStore
-    from pinmigrate.oauth import LoginProvider, pinterest_client
+    from pinmigrate.oauth.grants import pinterest_client
+    from pinmigrate.oauth.resolvers import LoginProvider
     from pinmigrate.report import make_progress
 
     settings = app.settings

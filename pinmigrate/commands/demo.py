@@ -150,7 +150,8 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     from pinmigrate.executor import apply_plan
     from pinmigrate.journal import Journal, StateLock, new_run_id
     from pinmigrate.logins import LoginStore
-    from pinmigrate.oauth import LoginProvider, LoginResolver, pinterest_client
+    from pinmigrate.oauth.grants import pinterest_client
+    from pinmigrate.oauth.resolvers import LoginProvider, LoginResolver
     from pinmigrate.redact import register
     from pinmigrate.render import summary_line
 
