@@ -252,6 +252,32 @@ def test_http_oauth_url_only_for_loopback(tmp_path: Path, monkeypatch: pytest.Mo
         authorization_url(remote, "s")
 
 
+def test_loopback_oauth_url_never_sets_the_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OAUTHLIB_INSECURE_TRANSPORT would let every thread's oauthlib use plain http.
+    import os
+
+    from requests_oauthlib import OAuth2Session
+
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
+    seen: list[str | None] = []
+    build = OAuth2Session.authorization_url
+
+    def spy(self: OAuth2Session, url: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(os.environ.get("OAUTHLIB_INSECURE_TRANSPORT"))
+        return build(self, url, *args, **kwargs)
+
+    monkeypatch.setattr(OAuth2Session, "authorization_url", spy)
+    loopback = make_settings(
+        tmp_path, PINMIGRATE_PINTEREST_OAUTH_URL="http://localhost:9/oauth/?display=page"
+    )
+    url = authorization_url(loopback, "s")
+    assert url.startswith("http://localhost:9/oauth/?display=page&")
+    assert parse_qs(urlsplit(url).query)["state"] == ["s"]
+    assert seen == [None]
+
+
 def test_callback_checks() -> None:
     good = Callback(code="c0de_value", state="expected")
     assert code_from_callback(good, "expected") == "c0de_value"

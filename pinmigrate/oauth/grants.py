@@ -7,13 +7,10 @@ Every token and code is registered with :mod:`pinmigrate.redact` the moment it i
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -413,27 +410,6 @@ def _from_environment_refresh(
 
 # --- the authorize URL ------------------------------------------------------------------
 
-_transport_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _http_allowed(allowed: bool) -> Iterator[None]:
-    """Let oauthlib build an http:// URL (the loopback emulator) for the duration only."""
-    if not allowed:
-        yield
-        return
-    name = "OAUTHLIB_INSECURE_TRANSPORT"
-    with _transport_lock:
-        before = os.environ.get(name)
-        os.environ[name] = "1"
-        try:
-            yield
-        finally:
-            if before is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = before
-
 
 def authorization_url(settings: Settings, state: str) -> str:
     """Pinterest's authorize URL; scopes comma-joined as Pinterest expects."""
@@ -453,9 +429,12 @@ def authorization_url(settings: Settings, state: str) -> str:
     session = OAuth2Session(
         pin.app_id, redirect_uri=pin.redirect_uri, scope=",".join(pin.scopes), state=state
     )
-    with _http_allowed(parts.scheme == "http" and loopback):
-        url, _state = session.authorization_url(pin.oauth_url)
-    return str(url)
+    # oauthlib builds https:// URLs only, unless OAUTHLIB_INSECURE_TRANSPORT is set, and that
+    # would be for the whole process and every thread. The loopback emulator is the one
+    # http:// endpoint allowed (checked above), and the scheme plays no part in the query:
+    # build the URL over https, then give it back its own scheme.
+    url, _state = session.authorization_url(parts._replace(scheme="https").geturl())
+    return urlsplit(str(url))._replace(scheme=parts.scheme).geturl()
 
 
 def parse_token_text(text: str) -> dict[str, Any]:
