@@ -191,8 +191,6 @@ class LoginSource(Protocol):
         self,
         advertiser_ids: Iterable[str],
         login_user_id: str | None,
-        *,
-        allow_interactive: bool = False,
     ) -> Login: ...
 
 
@@ -576,7 +574,6 @@ class Executor:
         concurrency: int,
         logins: LoginSource | None = None,
         progress: Progress | None = None,
-        allow_interactive: bool = False,
         now: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -591,7 +588,6 @@ class Executor:
         self.concurrency = max(1, concurrency)
         self.logins = logins
         self.progress = progress
-        self.allow_interactive = allow_interactive
         self.now = now or (lambda: datetime.now(UTC))
         self.sleep = sleep or time.sleep
         self.clock = clock or time.monotonic
@@ -702,11 +698,7 @@ class Executor:
                 None,
             )
             if login is None:
-                login = self.logins.for_account(
-                    advertisers,
-                    str(named) if named else None,
-                    allow_interactive=self.allow_interactive,
-                )
+                login = self.logins.for_account(advertisers, str(named) if named else None)
                 got.append(login)
             redact.register(
                 login.access_token.get_secret_value(),
@@ -1158,7 +1150,6 @@ def apply_plan(
     progress: Progress | None = None,
     wait_runs: bool = False,
     run_timeout: float = 900.0,
-    allow_interactive: bool = False,
     now: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] | None = None,
@@ -1174,7 +1165,6 @@ def apply_plan(
         concurrency=concurrency,
         logins=logins,
         progress=progress,
-        allow_interactive=allow_interactive,
         now=now,
         sleep=sleep,
         clock=clock,

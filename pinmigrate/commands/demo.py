@@ -239,7 +239,7 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
         "flows off; a failure stops only what depends on it."
     )
     run_id = new_run_id()
-    provider = LoginProvider(settings, store, pinterest_client(settings), interactive=False)
+    provider = LoginProvider(settings, store, pinterest_client(settings))
     with StateLock(state_dir, run_id):
         journal = Journal(state_dir, run_id)
         try:

@@ -202,10 +202,20 @@ class NonInteractiveLoginResolver(LoginResolver):
     """For ``--no-input`` and sessions without a terminal: never prompts, never waits."""
 
     interactive = False
-    #: A browser command named in BROWSER (a headless browser in CI) can finish the login with
-    #: nobody at the keyboard; without one, nobody would ever answer the consent page.
-    #: ``--no-input`` rules it out too: the consent page is a question to a person.
-    browser_command = False
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: LoginStore,
+        client: PinterestAuth,
+        *,
+        browser_command: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(settings, store, client, **kwargs)
+        #: A browser command named in BROWSER (a headless browser in CI) can finish the login
+        #: with nobody at the keyboard; without one, nobody would answer the consent page.
+        self.browser_command = browser_command
 
     def browser(
         self,
@@ -234,12 +244,22 @@ class NonInteractiveLoginResolver(LoginResolver):
 def resolver_for(
     app: App, settings: Settings, store: LoginStore, client: PinterestAuth, **kwargs: Any
 ) -> LoginResolver:
-    """The interactive/CI split, decided once from :meth:`App.can_prompt`."""
+    """The interactive/CI split, decided here once for the whole command.
+
+    A person can answer (:meth:`App.can_prompt`): they are asked. Otherwise nobody is, and a
+    browser login happens only through a BROWSER command, which ``--no-input`` rules out too:
+    the consent page is a question to a person.
+    """
     if app.can_prompt():
         return LoginResolver(settings, store, client, notify=app.note, **kwargs)
-    resolver = NonInteractiveLoginResolver(settings, store, client, notify=app.note, **kwargs)
-    resolver.browser_command = not app.no_input and bool(os.environ.get("BROWSER"))
-    return resolver
+    return NonInteractiveLoginResolver(
+        settings,
+        store,
+        client,
+        notify=app.note,
+        browser_command=not app.no_input and bool(os.environ.get("BROWSER")),
+        **kwargs,
+    )
 
 
 # --- logins for apply -------------------------------------------------------------------
@@ -255,7 +275,9 @@ class LoginProvider:
     """Fresh logins that cover an account's ad accounts, for ``apply``; shared by its threads.
 
     Refreshes go through :func:`fresh_login`, which holds the store's lock (threads and
-    processes alike), so one user's token is never refreshed twice at once.
+    processes alike), so one user's token is never refreshed twice at once. Whether a person
+    may be asked for a browser login is the resolver's to say (:func:`resolver_for`); without
+    one, nobody is asked.
     """
 
     def __init__(
@@ -263,24 +285,20 @@ class LoginProvider:
         settings: Settings,
         store: LoginStore,
         client: PinterestAuth,
-        app: App | None = None,
         *,
-        interactive: bool | None = None,
+        resolver: LoginResolver | None = None,
         now: Callable[[], datetime] = utcnow,
         timeout: float = DEFAULT_TIMEOUT,
-        resolver: LoginResolver | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.client = client
-        self.app = app
-        self.interactive = (
-            (app is not None and app.can_prompt()) if interactive is None else interactive
+        self.resolver = resolver or NonInteractiveLoginResolver(
+            settings, store, client, notify=_stderr_note, now=now
         )
         self.now = now
         self.timeout = timeout
-        self._resolver = resolver
-        self._notify: Callable[[str], None] = app.note if app is not None else _stderr_note
+        self._notify = self.resolver.notify
         self._env_lock = threading.Lock()
         self._env_checked = False
         self._env_login: Login | None = None
@@ -305,13 +323,11 @@ class LoginProvider:
         self,
         advertiser_ids: Iterable[str],
         login_user_id: str | None,
-        *,
-        allow_interactive: bool = False,
     ) -> Login:
         """A fresh login covering every advertiser id, or AuthError (exit 4) saying why not.
 
         Tried in order: the stored login the plan named, the environment's login, any other
-        stored login that covers, and (when allowed and a person is there) a browser login.
+        stored login that covers, and (when the resolver may ask a person) a browser login.
         """
         wanted = {str(a) for a in advertiser_ids}
         reasons: list[str] = []
@@ -340,7 +356,7 @@ class LoginProvider:
         found = self._any_stored(wanted, tried, reasons)
         if found is not None:
             return found
-        if allow_interactive and self.interactive:
+        if self.resolver.interactive:
             found = self._browser(wanted, tried, reasons)
             if found is not None:
                 return found
@@ -376,15 +392,12 @@ class LoginProvider:
             if self._browser_failed is not None:
                 reasons.append(self._browser_failed)
                 return None
-            resolver = self._resolver or LoginResolver(
-                self.settings, self.store, self.client, notify=self._notify, now=self.now
-            )
             self._notify(
                 f"Pinterest ad account(s) {', '.join(sorted(wanted))} need a login: "
                 "starting a browser login."
             )
             try:
-                login = resolver.browser(timeout=self.timeout)
+                login = self.resolver.browser(timeout=self.timeout)
             except AuthError as exc:
                 self._browser_failed = f"the browser login failed: {exc.message}"
                 reasons.append(self._browser_failed)
