@@ -437,6 +437,9 @@ def authorization_url(settings: Settings, state: str) -> str:
     return urlsplit(str(url))._replace(scheme=parts.scheme).geturl()
 
 
+# --- tokens from stdin, the client ------------------------------------------------------
+
+
 def parse_token_text(text: str) -> dict[str, Any]:
     """stdin of ``--with-token``: a bare access token or the token endpoint's JSON."""
     text = text.strip()
@@ -465,6 +468,7 @@ def parse_token_text(text: str) -> dict[str, Any]:
 
 
 def pinterest_client(settings: Settings) -> PinterestAuth:
+    """The Pinterest client; imported here, not at the top, as it pulls in requests."""
     from pinmigrate.pinterest import PinterestClient
 
     return PinterestClient(settings)
