@@ -84,6 +84,11 @@ class PinterestClient:
         return self._token_request(data, "the refresh token")
 
     def _token_request(self, data: dict[str, str], grant: str) -> dict[str, Any]:
+        # Not requests-oauthlib's fetch_token/refresh_token, even sent through self.http:
+        # oauthlib rejects an expires_in such as "2592000.0", puts the spent refresh token
+        # back into a refresh answer that brings none (hiding whether Pinterest rotated it),
+        # and its DEBUG lines carry the code, the tokens and the Basic credentials on a logger
+        # the redacting filter does not see. The form has four fields; it is built here.
         self.settings.require_pinterest_app()
         pin = self.settings.pinterest
         assert pin.app_id is not None and pin.app_secret is not None

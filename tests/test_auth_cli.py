@@ -86,7 +86,7 @@ def env(tmp_path: Path, state_dir: Path) -> dict[str, str]:
 def tty(monkeypatch: pytest.MonkeyPatch) -> None:
     """A person at a terminal, and a known state so a pasted URL can be prepared."""
     monkeypatch.setattr(App, "stdin_is_tty", lambda self: True)
-    monkeypatch.setattr("pinmigrate.oauth.secrets.token_urlsafe", lambda n: STATE)
+    monkeypatch.setattr("pinmigrate.oauth.resolvers.secrets.token_urlsafe", lambda n: STATE)
 
 
 def store_of(state_dir: Path) -> LoginStore:
@@ -225,7 +225,7 @@ def test_browser_flow_through_the_cli(
         opened.append(url)
         return browser(url)
 
-    monkeypatch.setattr("pinmigrate.oauth._open_browser", opener)
+    monkeypatch.setattr("pinmigrate.oauth.resolvers._open_browser", opener)
     result = cli(["auth", "login", "--timeout", "30"], env=env)
     assert result.exit_code == 0, result.stderr
     assert opened and opened[0] in result.stderr  # printed even though a browser opened
@@ -236,7 +236,7 @@ def test_browser_flow_through_the_cli(
 def test_browser_flow_timeout(
     cli: Any, env: dict[str, str], tty: None, monkeypatch: pytest.MonkeyPatch, state_dir: Path
 ) -> None:
-    monkeypatch.setattr("pinmigrate.oauth._open_browser", lambda url: True)
+    monkeypatch.setattr("pinmigrate.oauth.resolvers._open_browser", lambda url: True)
     result = cli(["auth", "login", "--timeout", "0.05"], env=env)
     assert result.exit_code == 4
     assert "timed out after 0.05 s" in result.stderr
@@ -246,7 +246,7 @@ def test_browser_flow_timeout(
 def test_port_in_use(
     cli: Any, env: dict[str, str], tty: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pinmigrate.oauth._open_browser", lambda url: True)
+    monkeypatch.setattr("pinmigrate.oauth.resolvers._open_browser", lambda url: True)
     port = urlsplit(env["PINMIGRATE_PINTEREST_REDIRECT_URI"]).port
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", port or 0))

@@ -1012,7 +1012,7 @@ def browser(tamper: Callable[[World, str], str]) -> Setup:
             threading.Thread(target=visit, args=(url,), daemon=True).start()
             return True
 
-        world.monkeypatch.setattr("pinmigrate.oauth._open_browser", open_url)
+        world.monkeypatch.setattr("pinmigrate.oauth.resolvers._open_browser", open_url)
 
     return setup
 

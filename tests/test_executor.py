@@ -226,16 +226,10 @@ class FakeLogins:
     def __init__(self, login: Login | None = None, error: Exception | None = None) -> None:
         self.login = login
         self.error = error
-        self.calls: list[tuple[list[str], str | None, bool]] = []
+        self.calls: list[tuple[list[str], str | None]] = []
 
-    def for_account(
-        self,
-        advertiser_ids: Iterable[str],
-        login_user_id: str | None,
-        *,
-        allow_interactive: bool = False,
-    ) -> Login:
-        self.calls.append((sorted(advertiser_ids), login_user_id, allow_interactive))
+    def for_account(self, advertiser_ids: Iterable[str], login_user_id: str | None) -> Login:
+        self.calls.append((sorted(advertiser_ids), login_user_id))
         if self.error is not None:
             raise self.error
         assert self.login is not None
@@ -648,8 +642,7 @@ def test_needs_login_without_a_terminal_fails_with_exit_4_before_any_write(
     provider = LoginProvider(
         settings,
         LoginStore(settings.state_dir),
-        client=None,
-        interactive=False,  # type: ignore[arg-type]
+        client=None,  # type: ignore[arg-type]
     )
 
     with pytest.raises(AuthError) as err:
@@ -670,7 +663,7 @@ def test_one_login_serves_every_account_it_covers(settings: Settings) -> None:
     report, journal = run(adobe, settings, actions, logins=logins)
 
     assert report.ok
-    assert logins.calls == [(["549755885175"], None, False)]
+    assert logins.calls == [(["549755885175"], None)]
     text = journal.path.read_text()
     assert ACCESS not in text and REFRESH not in text and "expiresAt" in text
 
@@ -966,7 +959,6 @@ def test_a_slow_browser_login_is_followed_by_a_fresh_staleness_check(
             logins=SlowPerson(marketer()),
             journal=Journal(settings.state_dir, "slow"),
             concurrency=2,
-            allow_interactive=True,
             now=lambda: NOW,
             clock=fake.clock,
         )

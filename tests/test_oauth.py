@@ -252,6 +252,32 @@ def test_http_oauth_url_only_for_loopback(tmp_path: Path, monkeypatch: pytest.Mo
         authorization_url(remote, "s")
 
 
+def test_loopback_oauth_url_never_sets_the_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OAUTHLIB_INSECURE_TRANSPORT would let every thread's oauthlib use plain http.
+    import os
+
+    from requests_oauthlib import OAuth2Session
+
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
+    seen: list[str | None] = []
+    build = OAuth2Session.authorization_url
+
+    def spy(self: OAuth2Session, url: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(os.environ.get("OAUTHLIB_INSECURE_TRANSPORT"))
+        return build(self, url, *args, **kwargs)
+
+    monkeypatch.setattr(OAuth2Session, "authorization_url", spy)
+    loopback = make_settings(
+        tmp_path, PINMIGRATE_PINTEREST_OAUTH_URL="http://localhost:9/oauth/?display=page"
+    )
+    url = authorization_url(loopback, "s")
+    assert url.startswith("http://localhost:9/oauth/?display=page&")
+    assert parse_qs(urlsplit(url).query)["state"] == ["s"]
+    assert seen == [None]
+
+
 def test_callback_checks() -> None:
     good = Callback(code="c0de_value", state="expected")
     assert code_from_callback(good, "expected") == "c0de_value"
@@ -766,8 +792,8 @@ def test_provider_uses_the_named_login_refreshed(
 ) -> None:
     login = stored_login(fake, access_expires_at=NOW)
     store.put(login)
-    provider = LoginProvider(settings, store, fake, interactive=False, now=lambda: NOW)
-    got = provider.for_account({"549755885176"}, "1000000001", allow_interactive=True)
+    provider = LoginProvider(settings, store, fake, now=lambda: NOW)
+    got = provider.for_account({"549755885176"}, "1000000001")
     assert got.user_id == "1000000001" and got.access_token != login.access_token
 
 
@@ -778,7 +804,7 @@ def test_provider_falls_back_to_the_environment_then_other_stored_logins(
     settings = make_settings(tmp_path, PINMIGRATE_PINTEREST_REFRESH_TOKEN=env_token)
     store = LoginStore(settings.state_dir)
     store.put(stored_login(fake, "1000000001"))
-    provider = LoginProvider(settings, store, fake, interactive=False, now=lambda: NOW)
+    provider = LoginProvider(settings, store, fake, now=lambda: NOW)
     assert provider.for_account(["549755885175"], None).user_id == "1000000002"
     assert provider.for_account(["549755885178"], None).user_id == "1000000001"
     assert fake.refresh_calls == 1  # the environment's login was made once
@@ -788,9 +814,9 @@ def test_provider_without_a_covering_login_names_the_accounts(
     settings: Settings, store: LoginStore, fake: FakePinterest
 ) -> None:
     store.put(stored_login(fake, "1000000002"))
-    provider = LoginProvider(settings, store, fake, interactive=False, now=lambda: NOW)
+    provider = LoginProvider(settings, store, fake, now=lambda: NOW)
     with pytest.raises(AuthError) as info:
-        provider.for_account({"549755885177", "549755885178"}, None, allow_interactive=True)
+        provider.for_account({"549755885177", "549755885178"}, None)
     line = info.value.line()
     assert "549755885177, 549755885178" in line and "pinmigrate auth login" in line
     assert info.value.exit_code == ExitCode.AUTH
@@ -814,16 +840,13 @@ def test_provider_runs_one_inline_browser_login_for_many_threads(
         settings,
         store,
         fake,
-        interactive=True,
         now=lambda: NOW,
         resolver=Inline(settings, store, fake, notify=lambda m: None),
     )
     got: list[str] = []
     threads = [
         threading.Thread(
-            target=lambda: got.append(
-                provider.for_account({"549755885175"}, None, allow_interactive=True).user_id
-            )
+            target=lambda: got.append(provider.for_account({"549755885175"}, None).user_id)
         )
         for _ in range(6)
     ]
@@ -833,22 +856,26 @@ def test_provider_runs_one_inline_browser_login_for_many_threads(
         t.join(timeout=30)
     assert got == ["1000000001"] * 6
     assert calls == [1]
+
+    class Headless(NonInteractiveLoginResolver):
+        def browser(self, *, timeout: float = 300, open_browser: bool = True) -> Login:
+            calls.append(2)
+            return stored_login(fake)
+
+    # Nobody to ask: no browser, even with a BROWSER command (as before the resolver decided).
+    headless = Headless(settings, store, fake, notify=lambda m: None, browser_command=True)
     with pytest.raises(AuthError):
         LoginProvider(
-            settings,
-            LoginStore(settings.state_dir / "x"),
-            fake,
-            interactive=True,
-            resolver=Inline(settings, store, fake, notify=lambda m: None),
-            now=lambda: NOW,
-        ).for_account({"1"}, None, allow_interactive=False)
+            settings, LoginStore(settings.state_dir / "x"), fake, resolver=headless, now=lambda: NOW
+        ).for_account({"1"}, None)
+    assert calls == [1]
 
 
 def test_provider_serialises_refreshes_across_threads(
     settings: Settings, store: LoginStore, fake: FakePinterest
 ) -> None:
     store.put(stored_login(fake, access_expires_at=NOW))
-    provider = LoginProvider(settings, store, fake, interactive=False, now=lambda: NOW)
+    provider = LoginProvider(settings, store, fake, now=lambda: NOW)
     tokens: list[str] = []
     threads = [
         threading.Thread(

@@ -241,7 +241,7 @@ def journeys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journeys]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         fresh_redaction_registry()
         monkeypatch.chdir(work)
-        monkeypatch.setattr("pinmigrate.oauth._open_browser", robot_browser)
+        monkeypatch.setattr("pinmigrate.oauth.resolvers._open_browser", robot_browser)
         made = Journeys(emulator, root, state_dir, env, monkeypatch)
         capture_the_lock(made)
         try:
@@ -328,7 +328,7 @@ def test_the_scan_catches_a_login_with_redaction_broken(
         fresh_redaction_registry()
         monkeypatch.setattr(pinmigrate.redact, "redact", lambda text: text)
         monkeypatch.setattr(App, "stdin_is_tty", lambda self: True)
-        monkeypatch.setattr("pinmigrate.oauth._open_browser", robot_browser)
+        monkeypatch.setattr("pinmigrate.oauth.resolvers._open_browser", robot_browser)
         env = {
             **emulator.env(),
             "PINMIGRATE_STATE_DIR": str(tmp_path / "state"),

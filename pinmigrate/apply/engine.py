@@ -50,14 +50,12 @@ RECHECK_AFTER = 30.0
 
 
 class LoginSource(Protocol):
-    """Hands out a fresh Pinterest login covering an account's ad accounts (see oauth.py)."""
+    """Hands out a fresh Pinterest login covering an account's ad accounts (oauth.resolvers)."""
 
     def for_account(
         self,
         advertiser_ids: Iterable[str],
         login_user_id: str | None,
-        *,
-        allow_interactive: bool = False,
     ) -> Login: ...
 
 
@@ -104,7 +102,6 @@ class Executor:
         concurrency: int,
         logins: LoginSource | None = None,
         progress: Progress | None = None,
-        allow_interactive: bool = False,
         now: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] | None = None,
@@ -117,7 +114,6 @@ class Executor:
         self.concurrency = max(1, concurrency)
         self.logins = logins
         self.progress = progress
-        self.allow_interactive = allow_interactive
         self.now = now or (lambda: datetime.now(UTC))
         self.sleep = sleep or time.sleep
         self.clock = clock or time.monotonic
@@ -229,11 +225,7 @@ class Executor:
                 None,
             )
             if login is None:
-                login = self.logins.for_account(
-                    advertisers,
-                    named,
-                    allow_interactive=self.allow_interactive,
-                )
+                login = self.logins.for_account(advertisers, named)
                 got.append(login)
             redact.register(
                 login.access_token.get_secret_value(),
@@ -437,7 +429,6 @@ def apply_plan(
     progress: Progress | None = None,
     wait_runs: bool = False,
     run_timeout: float = 900.0,
-    allow_interactive: bool = False,
     now: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] | None = None,
@@ -453,7 +444,6 @@ def apply_plan(
         concurrency=concurrency,
         logins=logins,
         progress=progress,
-        allow_interactive=allow_interactive,
         now=now,
         sleep=sleep,
         clock=clock,

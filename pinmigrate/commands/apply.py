@@ -279,12 +279,15 @@ def run_plan(
 ) -> ApplyReport:
     from pinmigrate.apply import apply_plan
     from pinmigrate.logins import LoginStore
-    from pinmigrate.oauth import LoginProvider, pinterest_client
+    from pinmigrate.oauth.grants import pinterest_client
+    from pinmigrate.oauth.resolvers import LoginProvider, resolver_for
     from pinmigrate.report import make_progress
 
     settings = app.settings
+    store = LoginStore(settings.state_dir)
+    client = pinterest_client(settings)
     logins = LoginProvider(
-        settings, LoginStore(settings.state_dir), pinterest_client(settings), app
+        settings, store, client, resolver=resolver_for(app, settings, store, client)
     )
     return apply_plan(
         plan,
@@ -296,6 +299,5 @@ def run_plan(
         progress=make_progress(app.err),
         wait_runs=wait_runs,
         run_timeout=timeout,
-        allow_interactive=app.can_prompt(),
         start_extra=start_extra,
     )

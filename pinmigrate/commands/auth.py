@@ -178,7 +178,8 @@ def login_command(app: App, no_browser: bool, with_token: bool, timeout: float) 
     URL is always printed on stderr too. With PINMIGRATE_PINTEREST_REFRESH_TOKEN or
     PINMIGRATE_PINTEREST_ACCESS_TOKEN set (and no other flag), that token is used.
     """
-    from pinmigrate.oauth import pinterest_client, resolver_for, utcnow
+    from pinmigrate.oauth.grants import pinterest_client, utcnow
+    from pinmigrate.oauth.resolvers import resolver_for
 
     if no_browser and with_token:
         raise UsageError("--no-browser and --with-token cannot be combined")
@@ -214,7 +215,7 @@ def status_command(app: App) -> None:
     PINMIGRATE_PINTEREST_REFRESH_TOKEN or _ACCESS_TOKEN is set, its login is verified and
     stored like any other.
     """
-    from pinmigrate.oauth import (
+    from pinmigrate.oauth.grants import (
         environment_login,
         has_environment_token,
         pinterest_client,

@@ -151,7 +151,8 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     from pinmigrate.discovery import discover
     from pinmigrate.journal import Journal, StateLock, new_run_id
     from pinmigrate.logins import LoginStore
-    from pinmigrate.oauth import LoginProvider, LoginResolver, pinterest_client
+    from pinmigrate.oauth.grants import pinterest_client
+    from pinmigrate.oauth.resolvers import LoginProvider, LoginResolver
     from pinmigrate.redact import register
     from pinmigrate.render import summary_line
 
@@ -241,7 +242,7 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
         "flows off; a failure stops only what depends on it."
     )
     run_id = new_run_id()
-    provider = LoginProvider(settings, store, pinterest_client(settings), interactive=False)
+    provider = LoginProvider(settings, store, pinterest_client(settings))
     with StateLock(state_dir, run_id):
         journal = Journal(state_dir, run_id)
         try:

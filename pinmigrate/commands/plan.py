@@ -93,8 +93,8 @@ def stored_logins(settings: Settings) -> tuple[list[Login], list[str]]:
 def environment_login(app: App, settings: Settings) -> tuple[Login | None, str | None]:
     """The login ``pinterest.refresh_token`` / ``access_token`` yields, or why there is none."""
     from pinmigrate.logins import LoginStore
-    from pinmigrate.oauth import environment_login as make_login
-    from pinmigrate.oauth import pinterest_client
+    from pinmigrate.oauth.grants import environment_login as make_login
+    from pinmigrate.oauth.grants import pinterest_client
 
     try:
         login = make_login(
