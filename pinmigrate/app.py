@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ class App:
     no_color: bool = False
     verbose: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: The flag that set each override (for messages: "flag --concurrency").
+    flags: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] | None = None
 
     @property
@@ -43,10 +46,21 @@ class App:
         from pinmigrate.settings import load_settings
 
         settings = load_settings(
-            config_path=self.config_path, env=self.env, overrides=self.overrides
+            config_path=self.config_path, env=self.env, overrides=self.overrides, flags=self.flags
         )
         redact.register(*settings.secret_values())
         return settings
+
+    def use_flag(self, key: str, flag: str, value: Any) -> None:
+        """A command flag that sets setting ``key`` (flags > environment > file > defaults).
+
+        The one way flags become settings; a flag left unset (None) changes nothing.
+        """
+        if "settings" in self.__dict__:
+            raise RuntimeError(f"{flag} was given after the settings were read")
+        if value is not None:
+            self.overrides[key] = value
+            self.flags[key] = flag
 
     def _colour_off(self) -> bool:
         return self.no_color or "NO_COLOR" in os.environ
@@ -74,6 +88,48 @@ class App:
     def can_prompt(self) -> bool:
         """True when a person can answer a prompt: not ``--no-input`` and stdin is a terminal."""
         return not self.no_input and self.stdin_is_tty()
+
+    def confirm(
+        self, question: str, *, yes: bool, what: str, instead: str = " (or a plan file)"
+    ) -> None:
+        """Go ahead with ``--yes``; ask a person at a terminal; otherwise refuse (exit 5).
+
+        JSON mode never asks: what is to be confirmed is not shown there, so a prompt would
+        ask for a blind yes (terraform's ``-json`` likewise needs ``-auto-approve``)."""
+        from pinmigrate.errors import ConfirmationError
+
+        if yes:
+            return
+        if self.json:
+            raise ConfirmationError(
+                f"--output json needs --yes{instead}: JSON mode does not show what {what} "
+                "would change, so there is nothing to confirm; nothing was changed",
+                hint="pass --yes, or save a plan with `pinmigrate plan --out FILE` and apply FILE"
+                if instead
+                else "pass --yes, or run it in text mode to see it first",
+            )
+        if not self.can_prompt():
+            raise ConfirmationError(
+                f"{what} needs confirmation and this session cannot prompt "
+                "(--no-input or no terminal on stdin); nothing was changed",
+                hint="pass --yes, or save a plan with `pinmigrate plan --out FILE` and apply FILE",
+            )
+        import click
+
+        if not click.confirm(question, default=False, err=True):
+            raise ConfirmationError(f"{what} declined; nothing was changed")
+
+    def print_json_parts(self, parts: Iterable[bytes]) -> None:
+        """Write one JSON document, given as UTF-8 pieces, to stdout (large plans stream)."""
+        stdout = sys.stdout
+        stdout.flush()
+        binary = getattr(stdout, "buffer", None)
+        for part in parts:
+            if binary is None:
+                stdout.write(part.decode("utf-8"))
+            else:
+                binary.write(part)
+        (binary or stdout).flush()
 
     def print_json(self, payload: Any) -> None:
         """Write one JSON document to stdout."""

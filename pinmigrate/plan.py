@@ -223,6 +223,32 @@ def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
         raise
 
 
+def json_parts(plan: Plan) -> Iterator[bytes]:
+    """:meth:`Plan.to_json` as UTF-8, in pieces: the long lists go item by item.
+
+    The same bytes as the whole document (indenting composes: a nested value's lines are
+    its own lines, shifted right), without ever holding tens of megabytes of text at once.
+    """
+    from pydantic_core import to_json
+
+    names = list(type(plan).model_fields)
+    yield b"{\n"
+    for index, name in enumerate(names):
+        value = getattr(plan, name)
+        end = b",\n" if index < len(names) - 1 else b"\n"
+        head = b"  " + to_json(name) + b": "
+        if isinstance(value, list) and value:
+            yield head + b"[\n"
+            last = len(value) - 1
+            for position, item in enumerate(value):
+                text = to_json(item, indent=2).replace(b"\n", b"\n    ")
+                yield b"    " + text + (b",\n" if position < last else b"\n")
+            yield b"  ]" + end
+        else:
+            yield head + to_json(value, indent=2).replace(b"\n", b"\n  ") + end
+    yield b"}\n"
+
+
 def save_plan(plan: Plan, path: Path) -> None:
     try:
         write_atomic(Path(path), plan.to_json())

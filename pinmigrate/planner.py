@@ -49,7 +49,6 @@ class PlanOptions:
     flows: tuple[str, ...] = ()
     #: ``--match LEGACY_ID=NEW_ID``: explicit pairs, which settle ambiguities.
     matches: Mapping[str, str] = field(default_factory=dict)
-    keep_legacy: bool = False
     #: The planner's only notion of time (credential expiry, ``created_at``).
     now: datetime
 
@@ -69,10 +68,10 @@ def make_plan(
         logins=_usable_logins(logins, now),
         now=now,
         margin=timedelta(days=settings.migration.reconnect_margin_days),
-        disable_legacy=settings.migration.disable_legacy and not options.keep_legacy,
+        disable_legacy=settings.migration.disable_legacy,
         only_flows=frozenset(options.flows),
         matches=matches,
-        kept_by="--keep-legacy" if options.keep_legacy else "migration.disable_legacy = false",
+        kept_by=_kept_by(settings),
     )
     for sandbox in sandboxes:
         planner.plan_sandbox(sandbox)
@@ -109,6 +108,17 @@ def make_plan(
         warnings=list(dict.fromkeys(planner.warnings)),
     )
     return plan.sealed()
+
+
+#: How ``--keep-legacy`` shows in ``Settings.sources`` (it sets migration.disable_legacy).
+KEEP_LEGACY_FLAG = "flag --keep-legacy"
+
+
+def _kept_by(settings: Settings) -> str:
+    """What keeps legacy flows on, as the warnings name it."""
+    if settings.source_of("migration.disable_legacy") == KEEP_LEGACY_FLAG:
+        return "--keep-legacy"
+    return "migration.disable_legacy = false"
 
 
 def needs_reconnect(expires_at: datetime | None, now: datetime, margin: timedelta) -> bool:

@@ -1,4 +1,4 @@
-"""How an apply or rollback shows itself: progress on stderr while it runs, a table at the end.
+"""How a run shows itself: progress on stderr while it runs, a table at the end.
 
 Progress goes to stderr only (a rich bar on a terminal, one plain line per action
 otherwise), so stdout carries nothing but the final report or its JSON.
@@ -7,6 +7,8 @@ otherwise), so stdout carries nothing but the final report or its JSON.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pinmigrate.apply.results import ActionResult, ApplyReport
@@ -15,6 +17,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
+
+    from pinmigrate.app import App
+    from pinmigrate.discovery import Progress
 
 #: status -> (symbol, words, colour)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
@@ -165,3 +170,25 @@ def render_report(console: Console, report: ApplyReport) -> None:
             console.print(Text(f"  orphan   {orphan.sandbox} {orphan.flow_name!r}: {reason}"))
     for note in report.notes:
         console.print(Text(f"Note: {note}"))
+
+
+@contextmanager
+def discovery_progress(console: Console) -> Iterator[Progress | None]:
+    """A spinner on stderr while Adobe is read, when stderr is a terminal; else silence."""
+    if not console.is_terminal:
+        yield None
+        return
+    with console.status("Reading both Pinterest cards from Adobe...") as status:
+
+        def report(message: str) -> None:
+            status.update(f"Reading both Pinterest cards from Adobe: {message}")
+
+        yield report
+
+
+def output_report(app: App, report: ApplyReport) -> None:
+    """The report on stdout: its JSON, or the table."""
+    if app.json:
+        app.print_json(report.to_json())
+    else:
+        render_report(app.out, report)

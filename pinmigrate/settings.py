@@ -290,8 +290,11 @@ def load_settings(
     config_path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build the settings from every source; ``overrides`` are flags ({"section.key": value})."""
+    """Build the settings from every source; ``overrides`` are flags ({"section.key": value}),
+    and ``flags`` names the flag that set each (``{"migration.concurrency": "--concurrency"}``).
+    """
     env = os.environ if env is None else env
     layers: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
     sources: dict[str, str] = {}
@@ -314,7 +317,8 @@ def load_settings(
             continue
         section, key = dotted.split(".", 1)
         layers[section][key] = value
-        sources[dotted] = "command-line flag"
+        flag = (flags or {}).get(dotted)
+        sources[dotted] = f"flag {flag}" if flag else "command-line flag"
 
     built: dict[str, Any] = {}
     for section, model in _SECTION_MODELS.items():

@@ -219,12 +219,12 @@ CASES = {
         world(L("l1"), N("n1", state="enabled")),
         [],
         statuses={"l1": "migrated"},
-        options={"keep_legacy": True},
+        conf=settings(disable_legacy=False),
     ),
     "--keep-legacy: enable only": Case(
         world(L("l1"), N("n1")),
         [("enable_flow", "n1", [])],
-        options={"keep_legacy": True},
+        conf=settings(disable_legacy=False),
     ),
     "disable_legacy = false in the config: enable only": Case(
         world(L("l1"), N("n1")),
@@ -699,7 +699,10 @@ def test_an_orphan_whose_twin_a_match_took_is_told_so() -> None:
 @pytest.mark.parametrize("new_state", ["enabled", "disabled"])
 def test_keep_legacy_warns_that_both_flows_deliver(new_state: str) -> None:
     inv = world(L("l1", name="Loyalty"), N("n1", name="Loyalty", state=new_state))
-    plan = plan_of(inv, keep_legacy=True)
+    flagged = settings(disable_legacy=False).model_copy(
+        update={"sources": {"migration.disable_legacy": "flag --keep-legacy"}}
+    )
+    plan = plan_of(inv, conf=flagged)
     assert any(
         "'Loyalty' (l1)" in w and "delivered twice" in w and "--keep-legacy" in w
         for w in plan.warnings

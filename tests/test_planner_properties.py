@@ -134,7 +134,16 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 def plan_for(
     inv: Inventory, logins: Sequence[Login], conf: Settings, keep_legacy: bool = False
 ) -> Plan:
-    return make_plan(inv, logins, conf, PlanOptions(now=NOW, keep_legacy=keep_legacy))
+    """``keep_legacy`` is ``--keep-legacy``: it sets migration.disable_legacy to false."""
+    if keep_legacy:
+        migration = conf.migration.model_copy(update={"disable_legacy": False})
+        conf = conf.model_copy(
+            update={
+                "migration": migration,
+                "sources": {**conf.sources, "migration.disable_legacy": "flag --keep-legacy"},
+            }
+        )
+    return make_plan(inv, logins, conf, PlanOptions(now=NOW))
 
 
 def flows_by_id(inv: Inventory) -> dict[str, Flow]:
@@ -250,7 +259,7 @@ def test_fingerprint_is_the_hash_of_the_canonical_json(
 def test_streamed_plan_json_is_the_plan_file_text(
     inv: Inventory, logins: list[Login], conf: Settings, warnings: list[str]
 ) -> None:
-    from pinmigrate.commands.plan import plan_json_parts
+    from pinmigrate.plan import json_parts as plan_json_parts
 
     plan = plan_for(inv, logins, conf).model_copy(update={"warnings": warnings}).sealed()
     assert b"".join(plan_json_parts(plan)).decode("utf-8") == plan.to_json()

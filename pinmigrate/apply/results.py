@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pinmigrate import redact
-from pinmigrate.errors import PinmigrateError
+from pinmigrate.errors import ApplyFailed, PinmigrateError
 from pinmigrate.plan import Blocker, Orphan
 
 Status = Literal["pending", "done", "already_done", "skipped", "failed"]
@@ -98,6 +98,24 @@ class ApplyReport:
         summary["blocked"] = len(self.blockers)
         summary["orphans"] = len(self.orphans)
         return summary
+
+    def raise_if_failed(self, what: str = "apply") -> None:
+        """ApplyFailed (exit 1) unless every action succeeded and no first run failed."""
+        counts = self.counts()
+        if not self.ok:
+            bad = counts["failed"] + counts["skipped"]
+            raise ApplyFailed(
+                f"{what} did not finish: {bad} of {len(self.results)} action(s) did not "
+                f"succeed ({counts['failed']} failed, {counts['skipped']} skipped); the report "
+                "says why",
+                hint="fix the cause and run it again: completed actions are not repeated",
+            )
+        if self.failed_runs:
+            names = ", ".join(repr(r.flow_name) for r in self.failed_runs)
+            raise ApplyFailed(
+                f"every action succeeded, but the first run failed for {names}",
+                hint="check the flows' run errors in the report or Adobe's monitoring UI",
+            )
 
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from pinmigrate.apply import ApplyReport
     from pinmigrate.emulator import Emulator
     from pinmigrate.inventory import Inventory
-    from pinmigrate.logins import Login
-    from pinmigrate.plan import Plan
     from pinmigrate.settings import Settings
 
 NEXT_STEPS = (
@@ -139,17 +137,8 @@ def _counts(inventory: Inventory, now: datetime, margin_days: int) -> dict[str, 
     }
 
 
-def _plan(inventory: Inventory, logins: list[Login], settings: Settings) -> Plan:
-    from pinmigrate.planner import PlanOptions, make_plan
-
-    return make_plan(inventory, logins, settings, PlanOptions(now=datetime.now(UTC)))
-
-
 def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) -> dict[str, Any]:
-    from pinmigrate.adobe import AdobeClient
-    from pinmigrate.apply import apply_plan
-    from pinmigrate.discovery import discover
-    from pinmigrate.journal import Journal, StateLock, new_run_id
+    from pinmigrate import workflow
     from pinmigrate.logins import LoginStore
     from pinmigrate.oauth.grants import pinterest_client
     from pinmigrate.oauth.resolvers import LoginProvider, LoginResolver
@@ -166,9 +155,9 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     narrator.say(f"State (logins, journal) lives in {state_dir}; it is deleted at the end.")
 
     narrator.heading("Discover: read both Pinterest cards (reads only)")
-    adobe = AdobeClient(settings)
+    adobe = workflow.adobe_client(settings)
     now = datetime.now(UTC)
-    before = discover(adobe, settings)
+    before = workflow.read_inventory(settings, adobe)
     counts = _counts(before, now, settings.migration.reconnect_margin_days)
     cards = before.sandboxes[0] if before.sandboxes else None
     legacy_name = cards.legacy_spec_name if cards else None
@@ -185,7 +174,7 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
 
     store = LoginStore(state_dir)
     narrator.heading("Plan: a dry run that decides every change and says why")
-    first = _plan(before, store.load(), settings)
+    first = workflow.build_plan(settings, adobe)
     narrator.say(summary_line(first))
     needs = sum(
         1 for a in first.actions if isinstance(a, ReconnectAccount) and a.details.needs_login
@@ -219,7 +208,7 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     )
 
     narrator.heading("Plan again, now that a login covers the accounts")
-    plan = _plan(discover(adobe, settings), store.load(), settings)
+    plan = workflow.build_plan(settings, adobe)
     narrator.say(summary_line(plan))
     verbs = {
         "reconnect_account": "reconnect account",
@@ -241,29 +230,16 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
         "Reconnect accounts, then add audiences, then enable new flows, then switch legacy "
         "flows off; a failure stops only what depends on it."
     )
-    run_id = new_run_id()
     provider = LoginProvider(settings, store, pinterest_client(settings))
-    with StateLock(state_dir, run_id):
-        journal = Journal(state_dir, run_id)
-        try:
-            report = apply_plan(
-                plan,
-                adobe=adobe,
-                settings=settings,
-                logins=provider,
-                journal=journal,
-                concurrency=settings.migration.concurrency,
-            )
-        finally:
-            journal.close()
+    report = workflow.apply(settings, plan, adobe=adobe, logins=provider)
     if not app.json:
         from pinmigrate.report import render_report
 
         render_report(app.out, report)
 
     narrator.heading("After: discover and plan once more")
-    after = discover(adobe, settings)
-    final = _plan(after, store.load(), settings)
+    after = workflow.read_inventory(settings, adobe)
+    final = workflow.build_plan(settings, adobe)
     flows = {(f.sandbox, f.card, f.name): f for sb in after.sandboxes for f in sb.flows}
     pairs_after = []
     for pair in plan.pairs:

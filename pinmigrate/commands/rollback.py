@@ -14,8 +14,6 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
-from pinmigrate.commands.apply import confirm, make_adobe, output_report, raise_if_failed
-from pinmigrate.errors import UsageError
 
 
 @click.command("rollback")
@@ -24,7 +22,7 @@ from pinmigrate.errors import UsageError
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
-    help="Parallel writes (default: migration.concurrency).",
+    help="Parallel writes (sets migration.concurrency).",
 )
 @global_options
 @pass_app
@@ -37,27 +35,14 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
     reconnected accounts are left as they are. Needs --yes without a terminal or with
     --output json (else exit 5).
     """
-    from pinmigrate.journal import Journal, StateLock, latest_run, new_run_id, run_chain, runs_dir
-    from pinmigrate.report import make_progress
-    from pinmigrate.rollback import rollback_plan, rollback_run
+    from pinmigrate import workflow
+    from pinmigrate.actions import EnableFlow
+    from pinmigrate.report import make_progress, output_report
 
+    app.use_flag("migration.concurrency", "--concurrency", concurrency)
     settings = app.settings
-    state_dir = settings.state_dir
-    if run_id is None:
-        run_id = latest_run(state_dir, kind="apply", with_writes=True)
-        if run_id is None:
-            raise UsageError(
-                f"no apply run with changes to roll back in {runs_dir(state_dir)}",
-                hint="name a run: `pinmigrate rollback RUN_ID`",
-            )
-    chain = run_chain(state_dir, run_id)
-    record = chain[0]
-    if record.kind != "apply":
-        raise UsageError(
-            f"run {run_id} is a {record.kind} run; only apply runs can be rolled back",
-            hint="name the apply run it undid to see what it changed",
-        )
-    plan = rollback_plan(record, chain[1:])
+    plan = workflow.rollback_plan(settings, run_id)
+    run_id = plan.run_id
     covered = f"run {run_id}" + (
         f" and the run(s) it carried on ({', '.join(plan.runs[1:])})" if plan.runs[1:] else ""
     )
@@ -84,7 +69,7 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
     if not app.json:
         app.out.print(f"Rollback of {covered}:", markup=False)
         for action in plan.actions:
-            verb = "enable legacy" if action.kind == "enable_flow" else "disable new"
+            verb = "enable legacy" if isinstance(action, EnableFlow) else "disable new"
             name = f"{action.target_name!r}" if action.target_name else action.target_id
             app.out.print(f"  {verb} flow {name} ({action.sandbox})", markup=False)
         if plan.left_alone:
@@ -93,28 +78,17 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
                 "(rollback undoes flow states only; listed at the end)",
                 markup=False,
             )
-    confirm(
-        app,
+    app.confirm(
         f"Roll back {len(plan.actions)} flow-state change(s) of {covered}?",
         yes=yes,
         what="rollback",
         instead="",
     )
-
-    adobe = make_adobe(settings)
-    new_id = new_run_id()
-    with StateLock(state_dir, new_id):
-        journal = Journal(state_dir, new_id, kind="rollback")
-        try:
-            report = rollback_run(
-                plan,
-                adobe=adobe,
-                settings=settings,
-                journal=journal,
-                concurrency=concurrency or settings.migration.concurrency,
-                progress=make_progress(app.err, description="rolling back"),
-            )
-        finally:
-            journal.close()
+    report = workflow.roll_back(
+        settings,
+        plan,
+        adobe=workflow.adobe_client(settings),
+        progress=make_progress(app.err, description="rolling back"),
+    )
     output_report(app, report)
-    raise_if_failed(report, "rollback")
+    report.raise_if_failed("rollback")

@@ -20,12 +20,11 @@ def command(app: App, plan_file: str) -> None:
     The file is checked strictly: a wrong kind or schema version, or any edit by
     hand (the fingerprint no longer matches), is refused with exit 64.
     """
-    from pinmigrate.commands.plan import write_plan_json
-    from pinmigrate.plan import load_plan
+    from pinmigrate.plan import json_parts, load_plan
     from pinmigrate.render import render_plan
 
     plan = load_plan(Path(plan_file))
     if app.json:
-        write_plan_json(plan)
+        app.print_json_parts(json_parts(plan))
     else:
         render_plan(app.out, plan)

@@ -1,0 +1,98 @@
+"""What ``plan`` and ``apply`` share: the options that shape a plan, declared once, and
+making the plan they ask for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from pinmigrate.app import App
+from pinmigrate.errors import UsageError
+
+if TYPE_CHECKING:
+    from pinmigrate.adobe import AdobeClient
+    from pinmigrate.plan import Plan
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parse_matches(values: Sequence[str]) -> dict[str, str]:
+    """``--match LEGACY_ID=NEW_ID`` values as a mapping; anything else is a usage error."""
+    matches: dict[str, str] = {}
+    for value in values:
+        legacy, sep, new = value.partition("=")
+        legacy, new = legacy.strip(), new.strip()
+        if not sep or not legacy or not new or "=" in new:
+            raise UsageError(
+                f"--match {value!r} is not LEGACY_ID=NEW_ID",
+                hint="e.g. --match 3f2a...=9c1b... (ids from `pinmigrate discover`)",
+            )
+        if matches.get(legacy, new) != new:
+            raise UsageError(
+                f"--match names two twins for legacy flow {legacy}: {matches[legacy]} and {new}"
+            )
+        matches[legacy] = new
+    return matches
+
+
+def plan_shaping(prefix: str = "") -> Callable[[F], F]:
+    """``--sandbox``, ``--flow``, ``--match`` and ``--keep-legacy``; ``prefix`` starts each
+    help text (``apply`` says they shape a fresh plan only)."""
+
+    def decorate(function: F) -> F:
+        options = [
+            click.option(
+                "--sandbox",
+                "sandboxes",
+                multiple=True,
+                metavar="S",
+                help=f"{prefix}Only this sandbox (repeatable; default: every one of "
+                "adobe.sandboxes).",
+            ),
+            click.option(
+                "--flow",
+                "flows",
+                multiple=True,
+                metavar="ID",
+                help=f"{prefix}Only the pair of this legacy or new flow (repeatable).",
+            ),
+            click.option(
+                "--match",
+                "matches",
+                multiple=True,
+                metavar="LEGACY_ID=NEW_ID",
+                help=f"{prefix}Pair these two flows (settles an ambiguous pairing; repeatable).",
+            ),
+            click.option(
+                "--keep-legacy",
+                is_flag=True,
+                help=f"{prefix}Do not switch legacy flows off (sets migration.disable_legacy "
+                "to false).",
+            ),
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def build_plan(
+    app: App,
+    *,
+    sandboxes: Sequence[str] = (),
+    flows: Sequence[str] = (),
+    matches: Sequence[str] = (),
+    adobe: AdobeClient | None = None,
+) -> Plan:
+    """The plan these flags ask for, with discovery progress on stderr."""
+    from pinmigrate import workflow
+    from pinmigrate.report import discovery_progress
+
+    request = workflow.PlanRequest(sandboxes=sandboxes, flows=flows, matches=parse_matches(matches))
+    settings = app.settings
+    adobe = adobe or workflow.adobe_client(settings)
+    with discovery_progress(app.err) as progress:
+        return workflow.build_plan(settings, adobe, request, progress=progress, note=app.note)
