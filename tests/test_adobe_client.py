@@ -891,7 +891,6 @@ def test_target_from_payload():
 
 def test_auth_params_and_reconnect_ops():
     when = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
-    assert models.AUTH_SPEC_NAME == "OAuth2 Authorization Code"
     assert models.auth_params("pina_a", "pinr_b", when) == {
         "accessToken": "pina_a",
         "refreshToken": "pinr_b",
