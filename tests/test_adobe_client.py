@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 import pytest
 import requests
 import responses
+from fakes import FakeTime
 
 from pinmigrate import adobe as adobe_module
 from pinmigrate import models, redact
@@ -26,19 +27,6 @@ BASE = f"{PLATFORM}/data/foundation/flowservice"
 TOKEN_URL = f"{IMS}/ims/token/v3"
 SECRET = "adobe-client-secret-value-42"
 ORG = "ABCDEF0123456789@AdobeOrg"
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def make_settings(tmp_path: Path, **adobe: object) -> Settings:
@@ -903,7 +891,6 @@ def test_target_from_payload():
 
 def test_auth_params_and_reconnect_ops():
     when = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
-    assert models.AUTH_SPEC_NAME == "OAuth2 Authorization Code"
     assert models.auth_params("pina_a", "pinr_b", when) == {
         "accessToken": "pina_a",
         "refreshToken": "pinr_b",

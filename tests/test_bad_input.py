@@ -23,13 +23,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
 import requests
+from loopback import LoopbackServer
 
 from pinmigrate.app import App
 from pinmigrate.emulator import LEGACY_SPEC_ID
@@ -92,11 +93,8 @@ class Stub:
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.loopback = LoopbackServer(Handler, name="stub")
+        self.url = self.loopback.url
 
     def proxy(self, seen: Seen, body: bytes) -> tuple[int, dict[str, str], bytes]:
         assert self.upstream is not None, f"the stub has no answer for {seen.path}"
@@ -117,8 +115,7 @@ class Stub:
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.stop()
 
 
 def http_defaults() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from fakes import FakeTime
 
 from pinmigrate.emulator import (
     CLIENT_ID,
@@ -34,14 +35,8 @@ from pinmigrate.emulator.scenarios import account_id, flow_id
 FS = "/data/foundation/flowservice"
 AUDIENCES = "/transformations/0/params/segmentSelectors/selectors"
 DAY = 86400
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_750_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
+#: where the tests that move the emulator's clock start it (June 2025)
+START = 1_750_000_000.0
 
 
 class Platform:
@@ -188,8 +183,8 @@ def test_ims_refuses_wrong_client_credentials(
 
 
 def test_ims_tokens_expire_after_their_lifetime() -> None:
-    clock = FakeClock()
-    with Emulator(clock=clock) as emu:
+    clock = FakeTime(start=START)
+    with Emulator(clock=clock.clock) as emu:
         adobe = Platform(emu)
         assert adobe.get("/flows").status_code == 200
         clock.now += 86400
@@ -702,8 +697,8 @@ def test_enabling_a_flow_whose_account_lacks_credentials_gives_a_failed_run(
 
 
 def test_demo_scenario_matches_the_architecture_document() -> None:
-    clock = FakeClock()
-    state = EmulatorState("demo", clock=clock)
+    clock = FakeTime(start=START)
+    state = EmulatorState("demo", clock=clock.clock)
     assert state.sandboxes == ["prod", "dev"]
 
     def expiry(sandbox: str, adv: str) -> float | None:
@@ -1001,8 +996,8 @@ def test_codes_are_single_use_and_bound_to_the_redirect_uri(emulator: Emulator) 
 
 
 def test_codes_expire_after_ten_minutes() -> None:
-    clock = FakeClock()
-    with Emulator(clock=clock) as emu:
+    clock = FakeTime(start=START)
+    with Emulator(clock=clock.clock) as emu:
         fresh = code_from(consent(emu))
         stale = code_from(consent(emu))
         clock.now += 599
@@ -1055,8 +1050,8 @@ def test_refresh_rotates_and_the_old_refresh_token_dies(emulator: Emulator) -> N
 
 
 def test_refresh_tokens_expire_after_sixty_days() -> None:
-    clock = FakeClock()
-    with Emulator(clock=clock) as emu:
+    clock = FakeTime(start=START)
+    with Emulator(clock=clock.clock) as emu:
         tokens = emu.tokens("emu_marketer")
         clock.now += 5184000 + 1
         answer = requests.post(
@@ -1121,8 +1116,8 @@ def test_user_account_and_paged_ad_accounts(emulator: Emulator) -> None:
 
 
 def test_pinterest_api_refuses_bad_tokens_and_missing_scopes() -> None:
-    clock = FakeClock()
-    with Emulator(clock=clock) as emu:
+    clock = FakeTime(start=START)
+    with Emulator(clock=clock.clock) as emu:
         for headers in ({}, bearer("pina_nope"), {"Authorization": "pina_nope"}):
             answer = requests.get(emu.url + "/v5/user_account", headers=headers)
             assert answer.status_code == 401

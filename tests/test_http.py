@@ -11,27 +11,13 @@ from email.utils import format_datetime
 import pytest
 import requests
 import responses
+from fakes import FakeTime
 
 from pinmigrate import redact
 from pinmigrate.errors import ApiError
 from pinmigrate.http import UNREACHABLE_ATTEMPTS, HttpClient, RetryPolicy, parse_retry_after
 
 URL = "https://api.example.test/thing"
-
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class MaxRandom:
@@ -49,7 +35,7 @@ def mock() -> Iterator[responses.RequestsMock]:
 
 @pytest.fixture
 def fake() -> FakeTime:
-    return FakeTime()
+    return FakeTime(start=1000.0)
 
 
 def make(fake: FakeTime, **policy: float) -> HttpClient:

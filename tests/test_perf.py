@@ -8,15 +8,15 @@ import gc
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loopback import LoopbackServer
 
 from pinmigrate import http as http_module
 from pinmigrate import models
@@ -241,6 +241,7 @@ def _snake_case(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -257,6 +258,7 @@ def test_flows_read_alike_both_ways(monkeypatch, changes, sandbox):
     )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -280,6 +282,7 @@ def test_target_connections_read_alike_both_ways(monkeypatch, changes, sandbox, 
     )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -323,16 +326,13 @@ def servers() -> Iterator[dict[str, str]]:
     """Two loopback servers: one plays a forward proxy, the other the API itself."""
     started = {}
     for name in ("proxy", "direct"):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-        server.name = name  # type: ignore[attr-defined]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started[name] = server
+        started[name] = LoopbackServer(_Recorder, name=name)
+        started[name].server.name = name  # type: ignore[attr-defined]
     try:
-        yield {name: f"http://127.0.0.1:{s.server_address[1]}" for name, s in started.items()}
+        yield {name: s.url for name, s in started.items()}
     finally:
         for server in started.values():
-            server.shutdown()
-            server.server_close()
+            server.stop()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 import pytest
 import requests
 import responses
+from fakes import FakeTime
 
 from pinmigrate import redact
 from pinmigrate.errors import ApiError, AuthError, ConfigError
@@ -20,19 +21,6 @@ from pinmigrate.settings import PinterestSettings, Settings
 API = "https://api.pinterest.example.test/v5"
 TOKEN = f"{API}/oauth/token"
 APP_SECRET = "pinterest-app-secret-77"
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

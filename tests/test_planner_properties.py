@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,9 @@ from pinmigrate.logins import AdAccountAccess, Login
 from pinmigrate.plan import KIND_ORDER, Plan
 from pinmigrate.planner import PlanOptions, make_plan
 from pinmigrate.settings import MigrationSettings, Settings
+
+#: 150 generated inventories per property: seconds each
+pytestmark = pytest.mark.slow
 
 NOW = datetime(2024, 1, 10, tzinfo=UTC)
 # Odd names on purpose: empty, spaces, markup, unicode, look-alikes.

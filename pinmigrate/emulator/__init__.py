@@ -1,7 +1,8 @@
 """A local emulator of Adobe IMS, Flow Service and Pinterest v5, for demos and tests.
 
-``state`` holds the world and its rules, ``scenarios`` the worlds it can be reset to,
-``server`` the HTTP skin and the in-process :class:`Emulator` runner.
+``state`` composes one backend per service (``ims``, ``flowservice``, ``pinterest``) with
+``faults``; ``scenarios`` holds the worlds it can be reset to, ``server`` the HTTP skin and
+the in-process :class:`Emulator` runner.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pinmigrate.emulator import pages
+from pinmigrate.emulator.context import Config
+from pinmigrate.emulator.faults import Faults, faults_from_json, parse_fault_spec
+from pinmigrate.emulator.flowservice import LIST_KINDS, PATCH_KINDS
+from pinmigrate.emulator.ims import Caller
 from pinmigrate.emulator.model import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -30,22 +34,15 @@ from pinmigrate.emulator.model import (
     PINTEREST_APP_SECRET,
     JsonDict,
 )
-from pinmigrate.emulator.state import (
-    LIST_KINDS,
-    PATCH_KINDS,
-    Caller,
-    Config,
+from pinmigrate.emulator.problems import (
     ConsentError,
-    EmulatorState,
-    Faults,
     Problem,
     bad_request,
-    faults_from_json,
     first,
     flow_error,
-    parse_fault_spec,
     pinterest_error,
 )
+from pinmigrate.emulator.state import EmulatorState
 
 FLOWSERVICE = "/data/foundation/flowservice"
 MAX_BODY = 16 * 1024 * 1024

@@ -34,9 +34,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from loopback import LoopbackServer
 
 ORG_ID = "0FF51DE0000000000000ABCD@AdobeOrg"
 CLIENT_ID = "outside-client-0001"
@@ -870,8 +872,7 @@ class Services:
 
     def __init__(self, world: World) -> None:
         self.world = world
-        self._servers: dict[str, ThreadingHTTPServer] = {}
-        self._threads: list[threading.Thread] = []
+        self._servers: dict[str, LoopbackServer] = {}
 
     def __enter__(self) -> Services:
         routes = {
@@ -881,24 +882,15 @@ class Services:
             "www": www_route(self.world),
         }
         for name, route in routes.items():
-            server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.world, name, route))
-            server.daemon_threads = True
-            thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-            thread.start()
-            self._servers[name] = server
-            self._threads.append(thread)
+            self._servers[name] = LoopbackServer(make_handler(self.world, name, route), name=name)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for server in self._servers.values():
-            server.shutdown()
-            server.server_close()
-        for thread in self._threads:
-            thread.join(5)
+            server.stop()
 
     def url(self, name: str) -> str:
-        port = self._servers[name].server_address[1]
-        return f"http://127.0.0.1:{port}"
+        return self._servers[name].url
 
     def env(self, redirect_uri: str) -> dict[str, str]:
         """Every setting, as a CI job would give them: PINMIGRATE_* variables only."""

@@ -19,6 +19,9 @@ import pytest
 from .conftest import RUN_TIMEOUT
 from .fake_services import ANALYST, MARKETER, World
 
+#: every test runs the real CLI as a separate process, with a browser
+pytestmark = pytest.mark.slow
+
 #: A browser that behaves like a person's: GET the page, press "Give access", follow the
 #: redirect, wait for the page pinmigrate shows, then exit. It blocks until that page loads,
 #: as `chromium --dump-dom` does, so pinmigrate must not wait for it to exit first.

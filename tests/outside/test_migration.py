@@ -36,6 +36,9 @@ from .fake_services import (
     ids_by_name,
 )
 
+#: every test runs the real CLI as a separate process against the fake services
+pytestmark = pytest.mark.slow
+
 NAMES = (SOLDES, LOYALTY_JA, KAMPAGNE, "Newsletter abonnés", PROMO, LONG_NAME, NO_SELECTORS)
 Actions = Iterable[tuple[str, str]]
 

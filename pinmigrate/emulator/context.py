@@ -1,0 +1,49 @@
+"""What every service backend of the emulator shares: the lock, the clock, the config, etags."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    """Behaviour switches, set with ``POST /_emulator/config``."""
+
+    page_size: int = 100
+    auto_approve: bool = False
+    auto_approve_user: str = "emu_marketer"
+    #: 200 with ``{"id", "etag"}`` or 202 with no body: Adobe documents both for PATCH.
+    patch_status: int = 200
+    #: How the token response joins scopes (Pinterest's separator is unconfirmed).
+    scope_separator: str = " "
+    #: A scope granted on top of those asked for (Pinterest may grant more).
+    extra_scope: str | None = None
+    #: ``metrics.statusSummary.status`` of a successful run (Adobe shows both cases).
+    run_status: str = "Success"
+
+
+class Context:
+    """One re-entrant lock for the whole world, so a call that spans services stays atomic."""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.time, config: Config | None = None
+    ) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.config = config or Config()
+        #: per-process salt, so ids and etags of two emulator runs never collide.
+        self.salt = secrets.token_hex(6)
+        self._etag_counter = 0
+
+    def next_etag(self) -> str:
+        # Adobe's etags are quoted strings; only their change matters, not their content.
+        with self.lock:
+            self._etag_counter += 1
+            return f'"{self._etag_counter:08x}-0000-0200-0000-{self.salt}"'
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)

@@ -1,0 +1,565 @@
+"""Adobe Flow Service: flows, connections, target connections, runs and connection specs.
+
+:class:`FlowStore` holds the objects of every sandbox and answers reads (filtered, sorted,
+paged lists and wrapped single GETs); :class:`FlowService` applies writes (JSON Patch with
+``If-Match``, enable/disable actions and the runs they start) under Flow Service's rules.
+Stored objects are replaced, never changed in place, so a value handed out stays consistent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from pinmigrate.emulator import scenarios
+from pinmigrate.emulator.context import Context
+from pinmigrate.emulator.ims import Caller
+from pinmigrate.emulator.jsonpatch import PatchError, apply_patch, merge_patch, parse_pointer
+from pinmigrate.emulator.model import (
+    LEGACY_SPEC_ID,
+    MASK,
+    MUTABLE_KINDS,
+    NEW_SPEC_ID,
+    SECRET_PARAM_KEYS,
+    JsonDict,
+    World,
+    emu_id,
+    parse_iso,
+)
+from pinmigrate.emulator.problems import Problem, bad_request, first, flow_error
+from pinmigrate.emulator.query import (
+    Condition,
+    Order,
+    QueryError,
+    conditions_key,
+    decode_token,
+    encode_token,
+    parse_condition,
+    parse_limit,
+    parse_order,
+)
+
+#: Flow Service resources that answer lists and single GETs.
+LIST_KINDS = (
+    "flows",
+    "connections",
+    "targetConnections",
+    "sourceConnections",
+    "runs",
+    "connectionSpecs",
+)
+PATCH_KINDS = ("flows", "connections", "targetConnections")
+#: Top-level fields a PATCH may not touch (bookkeeping, identity, and the state that only
+#: ``/flows/{id}/action`` changes).
+READ_ONLY = frozenset(
+    {
+        "id",
+        "etag",
+        "version",
+        "createdAt",
+        "updatedAt",
+        "createdBy",
+        "updatedBy",
+        "createdClient",
+        "updatedClient",
+        "sandboxId",
+        "sandboxName",
+        "imsOrgId",
+        "runs",
+        "lastOperation",
+        "lastRunDetails",
+        "inheritedAttributes",
+        "connectionSpec",
+        "flowSpec",
+    }
+)
+PINTEREST_SPECS = frozenset({LEGACY_SPEC_ID, NEW_SPEC_ID})
+_NOUNS = {
+    "flows": "Flow",
+    "connections": "Connection",
+    "targetConnections": "Target connection",
+    "sourceConnections": "Source connection",
+    "runs": "Run",
+    "connectionSpecs": "Connection spec",
+}
+
+
+@dataclass
+class _Listing:
+    generation: int
+    keys: list[tuple[Any, str]]
+
+
+class FlowStore:
+    """The Flow Service objects of every sandbox, and the reads over them."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.install(World(scenario="", sandboxes=[]))
+
+    def install(self, world: World) -> None:
+        """Take the objects of ``world`` (it is not copied)."""
+        with self.context.lock:
+            self.scenario = world.scenario
+            self.sandboxes = list(world.sandboxes)
+            self.connection_specs = world.connection_specs
+            self.objects = world.objects
+            self._generation: dict[tuple[str, str], int] = {}
+            self._listings: OrderedDict[tuple[Any, ...], _Listing] = OrderedDict()
+
+    def store(self, sandbox: str, kind: str, obj: JsonDict, caller: Caller | None) -> JsonDict:
+        """Save ``obj`` as a new version: a fresh etag, who changed it, and stale listings."""
+        etag = self.context.next_etag()
+        obj["etag"] = etag
+        if "version" in obj:
+            obj["version"] = etag
+        obj["updatedAt"] = self.context.now_ms()
+        if caller is not None:
+            obj["updatedBy"] = f"{caller.client_id}@AdobeID"
+            obj["updatedClient"] = caller.client_id
+        self.objects[sandbox][kind][obj["id"]] = obj
+        self._generation[(sandbox, kind)] = self._generation.get((sandbox, kind), 0) + 1
+        return obj
+
+    # --- inspection helpers for tests ----------------------------------------------------
+
+    def get(self, kind: str, ident: str) -> JsonDict | None:
+        """The stored object (secrets in clear), or None. Do not modify it."""
+        with self.context.lock:
+            if kind == "connectionSpecs":
+                return self.connection_specs.get(ident)
+            sandbox = self.sandbox_of(kind, ident)
+            return None if sandbox is None else self.objects[sandbox][kind][ident]
+
+    def sandbox_of(self, kind: str, ident: str) -> str | None:
+        return next((sb for sb in self.sandboxes if ident in self.objects[sb].get(kind, {})), None)
+
+    def find(
+        self,
+        kind: str,
+        *,
+        name: str | None = None,
+        sandbox: str | None = None,
+        card: str | None = None,
+    ) -> list[JsonDict]:
+        """Stored objects of a kind by name, sandbox and card (``legacy``/``new``)."""
+        spec = {"legacy": LEGACY_SPEC_ID, "new": NEW_SPEC_ID}.get(card or "")
+        with self.context.lock:
+            if kind == "connectionSpecs":
+                pool: Iterable[JsonDict] = self.connection_specs.values()
+            else:
+                pool = [
+                    obj
+                    for sb in self.sandboxes
+                    if sandbox in (None, sb)
+                    for obj in self.objects[sb][kind].values()
+                ]
+            return [
+                obj
+                for obj in pool
+                if (name is None or obj.get("name") == name)
+                and (card is None or _spec_of(obj) == spec)
+            ]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        with self.context.lock:
+            return {
+                sb: {kind: len(items) for kind, items in self.objects[sb].items()}
+                for sb in self.sandboxes
+            }
+
+    # --- Adobe IMS -----------------------------------------------------------------------
+
+    def list_objects(self, sandbox: str, kind: str, params: Mapping[str, list[str]]) -> JsonDict:
+        """A page of a Flow Service list, or ``{"count": N}`` with ``count=true``."""
+        try:
+            conditions = [parse_condition(p) for p in params.get("property", [])]
+            order = parse_order(first(params, "orderby"))
+            limit = parse_limit(first(params, "limit"), cap=self.context.config.page_size)
+            token = first(params, "continuationToken")
+            last = decode_token(token, order) if token else None
+        except QueryError as exc:
+            raise bad_request(str(exc), sandbox=sandbox) from None
+        count = (first(params, "count") or "").lower() == "true"
+        with self.context.lock:
+            keys = self._listing(sandbox, kind, conditions, order).keys
+            if count:
+                return {"count": len(keys)}
+            if order.descending:
+                end = len(keys) if last is None else bisect.bisect_left(keys, last)
+                start = max(0, end - limit)
+                page = list(reversed(keys[start:end]))
+                more = start > 0
+            else:
+                start = 0 if last is None else bisect.bisect_right(keys, last)
+                page = keys[start : start + limit]
+                more = start + limit < len(keys)
+            store = (
+                self.connection_specs
+                if kind == "connectionSpecs"
+                else (self.objects[sandbox][kind])
+            )
+            items = [store[ident] for _, ident in page]
+        links: JsonDict = {}
+        if more and page:
+            links["next"] = {"href": _next_href(kind, params, order, page[-1], limit)}
+        return {"items": [present(kind, obj) for obj in items], "_links": links}
+
+    def _listing(
+        self, sandbox: str, kind: str, conditions: list[Condition], order: Order
+    ) -> _Listing:
+        """Sorted keys of the matching objects, cached per query until that kind changes."""
+        scope = "*" if kind == "connectionSpecs" else sandbox
+        generation = self._generation.get((scope, kind), 0)
+        cache_key = (scope, kind, conditions_key(conditions), order.field)
+        cached = self._listings.get(cache_key)
+        if cached is not None and cached.generation == generation:
+            self._listings.move_to_end(cache_key)
+            return cached
+        pool = (
+            self.connection_specs.values()
+            if kind == "connectionSpecs"
+            else self.objects[sandbox][kind].values()
+        )
+        keys = sorted(order.key(obj) for obj in pool if all(c.matches(obj) for c in conditions))
+        listing = _Listing(generation, keys)
+        self._listings[cache_key] = listing
+        while len(self._listings) > 256:
+            self._listings.popitem(last=False)
+        return listing
+
+    def get_object(self, sandbox: str, kind: str, ident: str) -> JsonDict:
+        """``{"items": [obj]}``: single objects come wrapped, secrets masked."""
+        with self.context.lock:
+            obj = self.lookup(sandbox, kind, ident)
+        return {"items": [present(kind, obj)]}
+
+    def lookup(self, sandbox: str, kind: str, ident: str) -> JsonDict:
+        if kind == "connectionSpecs":
+            obj = self.connection_specs.get(ident)
+        else:
+            obj = self.objects[sandbox][kind].get(ident)
+        if obj is None:
+            raise flow_error(
+                404,
+                f"{_NOUNS.get(kind, kind)} with id '{ident}' was not found in sandbox '{sandbox}'",
+                sandbox=sandbox,
+                code="FLOW-1439",
+                title="Resource not found",
+            )
+        return obj
+
+    # --- Flow Service writes -------------------------------------------------------------
+
+
+class FlowService:
+    """Flow Service writes: PATCH, enable/disable and the runs an enable starts."""
+
+    def __init__(self, store: FlowStore, token_owner: Callable[[str], str | None]) -> None:
+        self.store = store
+        self.context = store.context
+        #: which Pinterest user issued the access token a connection stores
+        self._token_owner = token_owner
+        self.credential_owners: dict[str, str] = {}
+
+    def install(self, world: World) -> None:
+        """Take the objects of ``world``; no connection has known credentials yet."""
+        with self.context.lock:
+            self.store.install(world)
+            self.credential_owners = {}
+
+    def patch_object(
+        self, caller: Caller, kind: str, ident: str, operations: Any, if_match: str | None
+    ) -> tuple[int, JsonDict | None]:
+        """RFC 6902 PATCH with a required ``If-Match``; answers (status, body)."""
+        sandbox = caller.sandbox
+        with self.context.lock:
+            current = self.store.lookup(sandbox, kind, ident)
+            if not if_match:
+                raise bad_request(
+                    "Header If-Match is required to update this entity",
+                    sandbox=sandbox,
+                    details=f"{kind}/{ident}: send the etag you last read",
+                )
+            check_etag(sandbox, current, if_match)
+            if not isinstance(operations, list) or not operations:
+                raise bad_request(
+                    "The request body must be a non-empty JSON Patch array", sandbox=sandbox
+                )
+            for operation in operations:
+                check_writable(sandbox, kind, operation)
+            try:
+                updated = apply_patch(current, operations)
+            except PatchError as exc:
+                raise bad_request(f"Invalid patch: {exc}", sandbox=sandbox) from None
+            validate(sandbox, kind, updated)
+            if kind == "flows":
+                updated["lastOperation"] = self._last_operation("update", operations)
+            if kind == "connections":
+                self._note_credentials(updated)
+            stored = self.store.store(sandbox, kind, updated, caller)
+            if self.context.config.patch_status == 202:
+                return 202, None
+            return 200, {"id": stored["id"], "etag": stored["etag"]}
+
+    def _last_operation(self, operation: str, ops: list[Any]) -> JsonDict:
+        """The ``lastOperation`` of a flow a write has just completed."""
+        now = self.context.now_ms()
+        return {
+            "started": now,
+            "updated": now,
+            "percentCompleted": 100,
+            "status": {"value": "completed", "properties": None, "errors": []},
+            "ops": copy.deepcopy(ops),
+            "operation": operation,
+        }
+
+    def _note_credentials(self, connection: JsonDict) -> None:
+        """Remember which emulated Pinterest user the stored access token belongs to."""
+        params = (connection.get("auth") or {}).get("params") or {}
+        owner = self._token_owner(str(params.get("accessToken", "")))
+        if owner is not None:
+            self.credential_owners[connection["id"]] = owner
+        else:
+            self.credential_owners.pop(connection["id"], None)
+
+    def flow_action(
+        self, caller: Caller, ident: str, op: str | None, if_match: str | None
+    ) -> JsonDict:
+        """``POST /flows/{id}/action?op=enable|disable`` (either case); If-Match optional."""
+        sandbox = caller.sandbox
+        action = (op or "").lower()
+        if action not in ("enable", "disable"):
+            raise bad_request(f"Invalid op {op!r}: use enable or disable", sandbox=sandbox)
+        with self.context.lock:
+            current = self.store.lookup(sandbox, "flows", ident)
+            check_etag(sandbox, current, if_match)
+            target = "enabled" if action == "enable" else "disabled"
+            if current.get("state") == target:
+                return {"id": ident, "etag": current["etag"]}
+            updated = dict(current)
+            updated["state"] = target
+            updated["lastOperation"] = self._last_operation(action, [])
+            if action == "enable":
+                updated["lastRunDetails"] = self._start_run(sandbox, updated, caller)
+            stored = self.store.store(sandbox, "flows", updated, caller)
+            return {"id": ident, "etag": stored["etag"]}
+
+    def _start_run(self, sandbox: str, flow: JsonDict, caller: Caller) -> JsonDict:
+        """Record the run an enable triggers; it completes at once, so tests stay deterministic.
+
+        A Pinterest flow whose account has no live credentials fails, as the real one would.
+        """
+        runs = self.store.objects[sandbox]["runs"]
+        run_id = emu_id(sandbox, "run", flow["id"], str(len(runs) + 1), self.context.salt)
+        problem = self._credential_problem(sandbox, flow)
+        ok_status = self.context.config.run_status
+        status = (
+            ok_status if problem is None else ("Failed" if ok_status[:1].isupper() else "failed")
+        )
+        errors = [] if problem is None else [{"code": "PINTEREST-401", "message": problem}]
+        now = self.context.now_ms()
+        run = scenarios.make_run(
+            sandbox=sandbox,
+            flow_id=flow["id"],
+            run_id=run_id,
+            started_ms=now,
+            status=status,
+            errors=errors,
+            etag=self.context.next_etag(),
+        )
+        run["createdBy"] = run["updatedBy"] = f"{caller.client_id}@AdobeID"
+        self.store.store(sandbox, "runs", run, caller)
+        return {
+            "id": run_id,
+            "state": "success" if problem is None else "failed",
+            "startedAtUTC": now,
+            "completedAtUTC": now + 5000,
+        }
+
+    def _credential_problem(self, sandbox: str, flow: JsonDict) -> str | None:
+        targets = (flow.get("inheritedAttributes") or {}).get("targetConnections") or []
+        if not targets or _spec_of(flow) not in PINTEREST_SPECS:
+            return None
+        account_id = (targets[0].get("baseConnection") or {}).get("id")
+        account = self.store.objects[sandbox]["connections"].get(str(account_id))
+        params = ((account or {}).get("auth") or {}).get("params") or {}
+        if not params.get("accessToken") or not params.get("expiresAt"):
+            return "The account has no Pinterest credentials: reconnect it"
+        try:
+            expired = parse_iso(str(params["expiresAt"])) <= self.context.clock()
+        except ValueError:
+            expired = True
+        return "The account's Pinterest credentials expired: reconnect it" if expired else None
+
+    # --- control API ---------------------------------------------------------------------
+
+    def change_object(self, kind: str, ident: str, changes: Any) -> JsonDict:
+        """Merge ``changes`` into an object behind the tool's back (bumps its etag)."""
+        if kind not in MUTABLE_KINDS:
+            raise Problem(400, {"error": f"kind must be one of {', '.join(MUTABLE_KINDS)}"})
+        if not isinstance(changes, dict) or not changes:
+            raise Problem(400, {"error": "body must be a non-empty JSON object to merge"})
+        if {"id", "etag", "version"} & set(changes):
+            raise Problem(400, {"error": "id, etag and version cannot be changed"})
+        with self.context.lock:
+            sandbox = self.store.sandbox_of(kind, ident)
+            if sandbox is None:
+                raise Problem(404, {"error": f"no {kind} object with id {ident}"})
+            updated = merge_patch(self.store.objects[sandbox][kind][ident], changes)
+            if kind == "connections":
+                self._note_credentials(updated)
+            stored = self.store.store(sandbox, kind, updated, None)
+            return {"id": ident, "sandbox": sandbox, "etag": stored["etag"]}
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
+def check_etag(sandbox: str, current: JsonDict, if_match: str | None) -> None:
+    if if_match is None or if_match.strip() == "*":
+        return
+    if if_match.strip() != current["etag"]:
+        raise flow_error(
+            412,
+            f"Supplied version=[{if_match.strip()}] does not match the current version on "
+            f"entity=[{current['etag']}]",
+            sandbox=sandbox,
+            code="FLOW-1010",
+            title="Precondition failed",
+        )
+
+
+def check_writable(sandbox: str, kind: str, operation: Any) -> None:
+    if not isinstance(operation, dict):
+        raise bad_request("Invalid patch: every operation must be an object", sandbox=sandbox)
+    for key in ("path", "from"):
+        pointer = operation.get(key)
+        if pointer is None and key == "from":
+            continue
+        try:
+            tokens = parse_pointer(pointer)
+        except PatchError as exc:
+            raise bad_request(f"Invalid patch: {exc}", sandbox=sandbox) from None
+        head = tokens[0] if tokens else ""
+        if not tokens or head in READ_ONLY or (kind == "flows" and head == "state"):
+            what = (
+                "use POST /flows/{id}/action?op=enable|disable"
+                if head == "state"
+                else "it is managed by Flow Service"
+            )
+            raise bad_request(
+                f"Invalid patch: path {pointer!r} cannot be changed ({what})",
+                sandbox=sandbox,
+            )
+
+
+def validate(sandbox: str, kind: str, updated: JsonDict) -> None:
+    if not isinstance(updated.get("name"), str) or not updated["name"].strip():
+        raise bad_request("Invalid patch: name must be a non-empty string", sandbox=sandbox)
+    if kind == "flows":
+        _validate_flow(sandbox, updated)
+    elif kind == "connections" and _spec_of(updated) in PINTEREST_SPECS:
+        auth = updated.get("auth")
+        params = auth.get("params") if isinstance(auth, dict) else None
+        if not isinstance(params, dict):
+            raise bad_request("Invalid patch: auth.params must be an object", sandbox=sandbox)
+        expires = params.get("expiresAt")
+        if expires is not None:
+            try:
+                parse_iso(str(expires))
+            except ValueError:
+                raise bad_request(
+                    f"Invalid patch: auth.params.expiresAt {expires!r} is not ISO-8601",
+                    sandbox=sandbox,
+                ) from None
+        for key in ("accessToken", "refreshToken"):
+            if key in params and (not isinstance(params[key], str) or not params[key]):
+                raise bad_request(
+                    f"Invalid patch: auth.params.{key} must be a string", sandbox=sandbox
+                )
+
+
+def _validate_flow(sandbox: str, updated: JsonDict) -> None:
+    """Each audience once, each selector with a type and an id (what the UI enforces)."""
+    transformations = updated.get("transformations")
+    if not isinstance(transformations, list):
+        raise bad_request("Invalid patch: transformations must be an array", sandbox=sandbox)
+    seen: set[str] = set()
+    for transformation in transformations:
+        params = transformation.get("params") if isinstance(transformation, dict) else None
+        selectors = params.get("segmentSelectors") if isinstance(params, dict) else None
+        if selectors is None:
+            continue
+        items = selectors.get("selectors") if isinstance(selectors, dict) else None
+        if not isinstance(items, list):
+            raise bad_request(
+                "Invalid patch: segmentSelectors.selectors must be an array", sandbox=sandbox
+            )
+        for item in items:
+            audience = _audience_id(item)
+            if audience is None:
+                raise bad_request(
+                    "Invalid patch: a segment selector needs a type and value.id",
+                    sandbox=sandbox,
+                )
+            if audience in seen:
+                raise bad_request(
+                    f"Invalid patch: audience {audience} is already mapped to this dataflow",
+                    sandbox=sandbox,
+                )
+            seen.add(audience)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def present(kind: str, obj: JsonDict) -> JsonDict:
+    """An object as reads show it: credentials masked, expiry in clear."""
+    if kind != "connections":
+        return obj
+    auth = obj.get("auth")
+    if not isinstance(auth, dict):
+        return obj
+    params = auth.get("params")
+    if not isinstance(params, dict) or not SECRET_PARAM_KEYS & set(params):
+        return obj
+    masked = {k: (MASK if k in SECRET_PARAM_KEYS else v) for k, v in params.items()}
+    return {**obj, "auth": {**auth, "params": masked}}
+
+
+def _audience_id(selector: Any) -> str | None:
+    """``value.id`` of a well-formed segment selector, else None."""
+    if not isinstance(selector, dict) or not isinstance(selector.get("type"), str):
+        return None
+    value = selector.get("value")
+    audience = value.get("id") if isinstance(value, dict) else None
+    return audience if isinstance(audience, str) and audience else None
+
+
+def _spec_of(obj: JsonDict) -> str | None:
+    spec = obj.get("connectionSpec")
+    if isinstance(spec, dict):
+        return spec.get("id")
+    targets = (obj.get("inheritedAttributes") or {}).get("targetConnections") or []
+    if targets and isinstance(targets[0], dict):
+        return (targets[0].get("connectionSpec") or {}).get("id")
+    return None
+
+
+def _next_href(
+    kind: str, params: Mapping[str, list[str]], order: Order, last: tuple[Any, str], limit: int
+) -> str:
+    pairs: list[tuple[str, str]] = [
+        ("continuationToken", encode_token(order, last)),
+        ("limit", str(limit)),
+    ]
+    for name, values in params.items():
+        if name not in ("continuationToken", "limit", "count"):
+            pairs.extend((name, v) for v in values)
+    return f"/{kind}?" + urlencode(pairs, quote_via=quote, safe="=,[]:@")
