@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from pinmigrate import redact
 from pinmigrate.errors import ApiError, AuthError, NotFoundError, StaleObjectError
-from pinmigrate.http import HttpClient
+from pinmigrate.http import HttpClient, body_kind, error_detail
 
 if TYPE_CHECKING:
     import requests
@@ -41,62 +41,6 @@ _NOUNS = {
     "connectionSpecs": "connection spec",
     "runs": "run",
 }
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _looks_html(response: requests.Response) -> bool:
-    kind = response.headers.get("Content-Type", "").lower()
-    if "html" in kind:
-        return True
-    head = response.content[:200].lstrip().lower()
-    return head.startswith((b"<!doctype", b"<html", b"<head", b"<body", b"<?xml"))
-
-
-def _body_kind(response: requests.Response) -> str:
-    if not response.content.strip():
-        return "an empty body"
-    return "HTML" if _looks_html(response) else "non-JSON text"
-
-
-def error_detail(response: requests.Response) -> str:
-    """Adobe's own words for a failed call, on one line, whatever shape they came in."""
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        body = None
-    if isinstance(body, dict):
-        # Gateway: {error_code, message}; Flow Service: {type, title, status, errorMessage,
-        # errorDetails, report}; IMS: {error, error_description}.
-        message = next(
-            (
-                str(body[key])
-                for key in ("errorMessage", "message", "title", "error_description", "detail")
-                if body.get(key)
-            ),
-            "",
-        )
-        details = body.get("errorDetails")
-        if details and str(details) != message:
-            message = f"{message}: {details}" if message else str(details)
-        code = body.get("error_code") or body.get("code") or body.get("error")
-        kind = body.get("type")
-        if not code and isinstance(kind, str) and kind.startswith("http"):
-            code = kind.rstrip("/").rsplit("/", 1)[-1]
-        if message and code:
-            return _one_line(f"{message} ({code})")
-        if message or code:
-            return _one_line(message or str(code))
-        return _one_line(str(body), 200)
-    if body is not None:
-        return _one_line(str(body), 200)
-    kind = _body_kind(response)
-    if kind == "non-JSON text":
-        return f"non-JSON answer: {_one_line(response.text, 120)}"
-    return f"{kind} instead of JSON"
 
 
 def unwrap(body: Any, *, what: str) -> dict[str, Any]:
@@ -295,7 +239,7 @@ class AdobeClient:
             return response.json()
         except (ValueError, RecursionError):  # too deeply nested is not usable JSON either
             raise ApiError(
-                f"Adobe answered {_body_kind(response)}, not JSON, to {what} "
+                f"Adobe answered {body_kind(response)}, not JSON, to {what} "
                 f"(HTTP {response.status_code})",
                 status=response.status_code,
                 service="adobe",

@@ -419,3 +419,64 @@ class HttpClient:
             # A write that died in flight may or may not have been applied: say so.
             hint = "the change may or may not have been applied; re-read before retrying"
         return ApiError(redact(message), service=self.service, hint=hint)
+
+
+# --- what a failed answer said ----------------------------------------------------------------
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Text on one line (whitespace runs become one space), cut at ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def body_kind(response: requests.Response) -> str:
+    """What came instead of JSON: "an empty body", "HTML" or "non-JSON text"."""
+    if not response.content.strip():
+        return "an empty body"
+    kind = response.headers.get("Content-Type", "").lower()
+    if "html" in kind or response.content.lstrip()[:1] == b"<":
+        return "HTML"
+    return "non-JSON text"
+
+
+def error_detail(response: requests.Response) -> str:
+    """The service's own words for a failed call, on one line, whatever shape they came in.
+
+    Adobe's gateway sends ``{error_code, message}``, Flow Service ``{type, title, status,
+    errorMessage, errorDetails}``, IMS and OAuth endpoints ``{error, error_description}``,
+    Pinterest ``{code, message}`` with a numeric code (shown as "code N").
+    """
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):
+        body = None
+    if isinstance(body, dict):
+        message = next(
+            (
+                str(body[key])
+                for key in ("errorMessage", "message", "title", "error_description", "detail")
+                if body.get(key)
+            ),
+            "",
+        )
+        details = body.get("errorDetails")
+        if details and str(details) != message:
+            message = f"{message}: {details}" if message else str(details)
+        code = body.get("error_code") or body.get("code") or body.get("error")
+        kind = body.get("type")
+        if not code and isinstance(kind, str) and kind.startswith("http"):
+            code = kind.rstrip("/").rsplit("/", 1)[-1]
+        numbered = isinstance(code, int) and not isinstance(code, bool)
+        label = f"code {code}" if numbered else str(code or "")
+        if message and label:
+            return one_line(f"{message} ({label})")
+        if message or label:
+            return one_line(message or label)
+        return one_line(str(body), 200)
+    if body is not None:
+        return one_line(str(body), 200)
+    kind = body_kind(response)
+    if kind == "non-JSON text":
+        return f"non-JSON answer: {one_line(response.text, 120)}"
+    return f"{kind} instead of JSON"

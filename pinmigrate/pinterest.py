@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pinmigrate import redact
 from pinmigrate.errors import ApiError, AuthError
-from pinmigrate.http import HttpClient
+from pinmigrate.http import HttpClient, body_kind, error_detail
 
 if TYPE_CHECKING:
     import requests
@@ -23,37 +23,6 @@ log = logging.getLogger("pinmigrate.pinterest")
 PAGE_SIZE = 250
 #: A login with more ad accounts than this is not plausible; a server that never ends is.
 MAX_PAGES = 1000
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _looks_html(response: requests.Response) -> bool:
-    kind = response.headers.get("Content-Type", "").lower()
-    return "html" in kind or response.content.lstrip()[:1] == b"<"
-
-
-def error_detail(response: requests.Response) -> str:
-    """Pinterest's ``{code, message}`` (or whatever came instead) on one line."""
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        body = None
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error_description") or body.get("error")
-        code = body.get("code")
-        if message and code is not None:
-            return _one_line(f"{message} (code {code})")
-        if message:
-            return _one_line(str(message))
-        return _one_line(str(body))
-    if not response.content.strip():
-        return "an empty body"
-    if _looks_html(response):
-        return "an HTML page instead of JSON"
-    return f"non-JSON answer: {_one_line(response.text, 120)}"
 
 
 class PinterestClient:
@@ -228,14 +197,9 @@ class PinterestClient:
         try:
             return response.json()
         except (ValueError, RecursionError):  # too deeply nested is not usable JSON either
-            if not response.content.strip():
-                kind = "an empty body"
-            elif _looks_html(response):
-                kind = "HTML"
-            else:
-                kind = "non-JSON text"
             raise ApiError(
-                f"Pinterest answered {kind}, not JSON, to {what} (HTTP {response.status_code})",
+                f"Pinterest answered {body_kind(response)}, not JSON, to {what} "
+                f"(HTTP {response.status_code})",
                 status=response.status_code,
                 service="pinterest",
                 hint="check pinterest.api_url",

@@ -766,6 +766,41 @@ def test_flow_with_odd_fields():
     assert bare.account_id is None and bare.audiences == ()
 
 
+def test_the_models_read_odd_shapes():
+    # Numbers and booleans where text is expected become text; a reference may be a bare id.
+    flow = models.parse_flow(
+        {
+            "id": True,
+            "name": 1.5,
+            "state": 7,
+            "targetConnectionIds": ["tc-1", 2],
+            "inheritedAttributes": {
+                "targetConnections": [{"baseConnection": 77, "connectionSpec": "spec-9"}]
+            },
+        }
+    )
+    assert (flow.id, flow.name, flow.state, flow.target_connection_ids) == (
+        "true",
+        "1.5",
+        None,
+        None,
+    )
+    target = flow.inherited_attributes.target_connections[0]
+    assert target.base_connection.id == "77" and target.connection_spec.id == "spec-9"
+    # An optional field of an unexpected shape reads as absent, down to a whole list.
+    odd = models.parse_flow({"id": "f", "inheritedAttributes": {"targetConnections": ["x"]}})
+    assert odd.inherited_attributes.target_connections is None
+    assert models.parse_target_connection(
+        {"id": 5, "baseConnectionId": 6, "params": []}
+    ).model_dump(include={"id", "base_connection_id", "params"}) == {
+        "id": "5",
+        "base_connection_id": "6",
+        "params": None,
+    }
+    with pytest.raises(ApiError, match=r"cannot read: id: Input should be a valid string"):
+        models.parse_flow({"id": ["f"]})
+
+
 def test_segment_selectors_path():
     assert (
         models.segment_selectors_path(pinterest_flow())

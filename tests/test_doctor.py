@@ -12,7 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
+from pinmigrate.adobe import AdobeClient
+from pinmigrate.app import App
+from pinmigrate.commands.doctor import doctor
+from pinmigrate.errors import PinmigrateError
 from pinmigrate.http import HttpClient
+from pinmigrate.settings import Settings
 
 IMS = "https://ims.doctor.test"
 PLATFORM = "https://platform.doctor.test"
@@ -24,16 +29,6 @@ SPECS = {
     "Pinterest": "new-spec-id",
     "(Beta) Pinterest Conversions": "conversions-spec-id",
 }
-
-
-@pytest.fixture(autouse=True)
-def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Doctor builds its own HttpClient: make its default sleep a recorder."""
-    sleeps: list[float] = []
-    defaults = dict(HttpClient.__init__.__kwdefaults__ or {})
-    defaults["sleep"] = sleeps.append
-    monkeypatch.setattr(HttpClient.__init__, "__kwdefaults__", defaults)
-    return sleeps
 
 
 @pytest.fixture
@@ -170,7 +165,7 @@ def test_ims_refusing_is_exit_4_after_every_line(cli, env, adobe):
     assert "invalid client_secret parameter" in stderr[0]
 
 
-def test_unreachable_ims_is_exit_1(cli, env, adobe, no_real_sleep):
+def test_unreachable_ims_is_exit_1(env, adobe, capsys):
     import requests
 
     replace_response(
@@ -179,10 +174,17 @@ def test_unreachable_ims_is_exit_1(cli, env, adobe, no_real_sleep):
         f"{IMS}/ims/token/v3",
         body=requests.ConnectionError("Connection refused"),
     )
-    result = cli(["doctor", "--output", "json"], env=env)
-    assert result.exit_code == 1
-    assert "connection refused" in checks(result)["adobe credentials"]["detail"]
-    assert no_real_sleep  # retried, with the injected sleep
+    sleeps: list[float] = []
+
+    def adobe_client(settings: Settings) -> AdobeClient:
+        return AdobeClient(settings, http=HttpClient(service="adobe", sleep=sleeps.append))
+
+    with pytest.raises(PinmigrateError) as failed:
+        doctor(App(output="json", env=env), adobe_client=adobe_client)
+    assert failed.value.exit_code == 1
+    found = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert "connection refused" in found["adobe credentials"]["detail"]
+    assert sleeps  # retried, with the injected sleep
 
 
 def test_a_sandbox_without_access(cli, env, adobe):

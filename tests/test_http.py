@@ -15,7 +15,13 @@ from fakes import FakeTime
 
 from pinmigrate import redact
 from pinmigrate.errors import ApiError
-from pinmigrate.http import UNREACHABLE_ATTEMPTS, HttpClient, RetryPolicy, parse_retry_after
+from pinmigrate.http import (
+    UNREACHABLE_ATTEMPTS,
+    HttpClient,
+    RetryPolicy,
+    error_detail,
+    parse_retry_after,
+)
 
 URL = "https://api.example.test/thing"
 
@@ -290,3 +296,50 @@ def test_a_server_that_cannot_be_reached_fails_fast(mock, fake, error, attempts,
     else:
         assert len(mock.calls) == attempts
     assert reason in info.value.line()
+
+
+# --- what a failed answer said ----------------------------------------------------------------
+
+
+def answer(body: bytes, content_type: str = "application/json") -> requests.Response:
+    response = requests.Response()
+    response.status_code = 400
+    response._content = body
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        # Adobe's gateway, Flow Service and IMS
+        (b'{"error_code": "400003", "message": "Missing header"}', None, "Missing header (400003)"),
+        (
+            b'{"type": "https://ns.adobe.com/errors/FLOW-1000-500", "title": "Broke",'
+            b' "errorMessage": "It broke", "errorDetails": "more"}',
+            None,
+            "It broke: more (FLOW-1000-500)",
+        ),
+        (
+            b'{"error": "invalid_client", "error_description": "bad secret"}',
+            None,
+            "bad secret (invalid_client)",
+        ),
+        # Pinterest's numeric codes
+        (b'{"code": 8, "message": "Slow down"}', None, "Slow down (code 8)"),
+        (b'{"code": 2}', None, "code 2"),
+        (b'{"unexpected": 1}', None, "{'unexpected': 1}"),
+        (b"[1, 2]", None, "[1, 2]"),
+        (b"", None, "an empty body instead of JSON"),
+        (b"<!doctype html><p>Sign in</p>", "text/html", "HTML instead of JSON"),
+        (b"<html>", "text/plain", "HTML instead of JSON"),
+        (b"upstream timed out\n\n", "text/plain", "non-JSON answer: upstream timed out"),
+    ],
+)
+def test_error_detail_reads_every_services_shape(body, content_type, expected):
+    assert error_detail(answer(body, content_type or "application/json")) == expected
+
+
+def test_error_detail_is_one_line_and_bounded():
+    detail = error_detail(answer(b'{"message": "' + b"word\\n " * 200 + b'"}'))
+    assert "\n" not in detail and len(detail) <= 300 and detail.endswith("…")

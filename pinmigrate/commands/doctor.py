@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from pinmigrate.settings import Settings
 
 Status = Literal["ok", "warn", "fail"]
+#: Makes the Adobe client the checks talk through (tests pass one whose retries do not sleep).
+AdobeFactory = Callable[["Settings"], "AdobeClient"]
 SYMBOLS: dict[str, tuple[str, str]] = {
     "ok": ("✓", "green"),
     "warn": ("!", "yellow"),
@@ -68,9 +70,12 @@ def fail(name: str, error: PinmigrateError | str, code: int | None = None) -> Ch
 class Doctor:
     """Runs the checks in order; later checks are skipped when what they need is missing."""
 
-    def __init__(self, app: App, report: Callable[[Check], None]) -> None:
+    def __init__(
+        self, app: App, report: Callable[[Check], None], *, adobe_client: AdobeFactory
+    ) -> None:
         self.app = app
         self.report = report
+        self.adobe_client = adobe_client
         self.checks: list[Check] = []
 
     def add(self, check: Check) -> Check:
@@ -117,9 +122,7 @@ class Doctor:
         except ConfigError as exc:
             self.add(fail(name, exc))
             return None
-        from pinmigrate.adobe import AdobeClient
-
-        client = AdobeClient(settings)
+        client = self.adobe_client(settings)
         try:
             client.token()
         except PinmigrateError as exc:
@@ -262,18 +265,18 @@ def _print_line(app: App, check: Check) -> None:
     app.out.print(line, highlight=False, soft_wrap=True)
 
 
-@click.command("doctor")
-@global_options
-@pass_app
-def command(app: App) -> int:
-    """Check config, the Adobe token, each sandbox, both cards, the Pinterest app and logins.
+def real_adobe_client(settings: Settings) -> AdobeClient:
+    """The Adobe client of a real run (imported only once the config is known to be good)."""
+    from pinmigrate.adobe import AdobeClient
 
-    One line per check. A warning (e.g. no login stored yet) does not fail the run.
-    Exit 0 when no check failed; otherwise 64 (config), 4 (authentication) or 1.
-    """
+    return AdobeClient(settings)
+
+
+def doctor(app: App, *, adobe_client: AdobeFactory) -> int:
+    """Run the checks, print them (lines or JSON) and raise one error if any failed."""
     report: Callable[[Check], None]
     report = (lambda _check: None) if app.json else (lambda check: _print_line(app, check))
-    checks = Doctor(app, report).run()
+    checks = Doctor(app, report, adobe_client=adobe_client).run()
     code = exit_code_of(checks)
     if app.json:
         app.print_json(
@@ -296,3 +299,15 @@ def command(app: App) -> int:
         }.get(code, PinmigrateError)
         raise error(message)
     return ExitCode.OK
+
+
+@click.command("doctor")
+@global_options
+@pass_app
+def command(app: App) -> int:
+    """Check config, the Adobe token, each sandbox, both cards, the Pinterest app and logins.
+
+    One line per check. A warning (e.g. no login stored yet) does not fail the run.
+    Exit 0 when no check failed; otherwise 64 (config), 4 (authentication) or 1.
+    """
+    return doctor(app, adobe_client=real_adobe_client)
