@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pinmigrate import redact
 from pinmigrate.errors import LockedError, PinmigrateError, UsageError
+from pinmigrate.files import fsync_dir
 
 RUNS_DIR = "runs"
 LOCK_NAME = "lock"
@@ -106,7 +107,7 @@ class Journal:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 self._handle = os.fdopen(fd, "a", encoding="utf-8")
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
             self._handle.write(line + "\n")
             self._handle.flush()
             self._written += 1
@@ -210,16 +211,6 @@ class Write:
             legacy_flow_id=text("legacy_flow_id"),
             twin_flow_id=text("twin_flow_id"),
         )
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes a new file's directory entry durable too; not every filesystem allows it.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -556,7 +547,7 @@ class StateLock:
                 if exc.errno not in _NO_HARD_LINKS:
                     raise
                 return self._create_exclusive()
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             return True
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -649,7 +640,7 @@ class StateLock:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
                 raise
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             return self._owned()
         finally:
             os.close(fd)

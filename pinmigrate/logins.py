@@ -16,11 +16,10 @@ import fcntl
 import json
 import logging
 import os
-import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from pinmigrate import redact
 from pinmigrate.errors import PinmigrateError
+from pinmigrate.files import write_atomic
+from pinmigrate.moments import aware
 
 log = logging.getLogger("pinmigrate.logins")
 
@@ -68,9 +69,7 @@ class Login(BaseModel):
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         # A hand-edited file may hold naive times; comparing them with aware ones would raise.
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        return None if value is None else aware(value)
 
     @property
     def ad_account_ids(self) -> frozenset[str]:
@@ -283,34 +282,10 @@ class LoginStore:
         payload = {"version": STORE_VERSION, "logins": [login_to_record(lg) for lg in logins]}
         text = json.dumps(payload, indent=2) + "\n"
         self._ensure_dir()
-        tmp = self.state_dir / f".{STORE_FILE}.{secrets.token_hex(8)}.tmp"
         try:
-            # Created 0600 by open(2) itself: the tokens are never in a wider file.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            try:
-                os.replace(tmp, self.path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            self._fsync_dir()
+            # 0600 from the start: the tokens are never in a wider file.
+            write_atomic(self.path, text, mode=0o600)
         except OSError as exc:
             raise LoginStoreError(
                 f"cannot write the login store {self.path}: {exc.strerror}"
             ) from None
-
-    def _fsync_dir(self) -> None:
-        # The rename is durable only once the directory entry is on disk.
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)

@@ -22,6 +22,7 @@ from pydantic_core import CoreSchema, core_schema
 
 from pinmigrate.errors import ApiError
 from pinmigrate.inventory import Account, Audience, Card, Flow, TargetConnection
+from pinmigrate.moments import iso_z
 
 #: ``auth.specName`` of a Pinterest v5 account (pinmigrate's convention; see api-notes §3).
 AUTH_SPEC_NAME = "OAuth2 Authorization Code"
@@ -520,12 +521,6 @@ def target_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) -> 
 # --- credentials -------------------------------------------------------------------------
 
 
-def _iso(when: datetime) -> str:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def auth_params(
     access_token: str, refresh_token: str | None, expires_at: datetime | None
 ) -> dict[str, Any]:
@@ -534,7 +529,7 @@ def auth_params(
     if refresh_token:
         params["refreshToken"] = refresh_token
     if expires_at is not None:
-        params["expiresAt"] = _iso(expires_at)
+        params["expiresAt"] = iso_z(expires_at)
     return params
 
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +42,7 @@ from pinmigrate.actions import (
     action_id,
 )
 from pinmigrate.errors import PlanFileError
+from pinmigrate.files import write_atomic
 
 SCHEMA_VERSION: Literal[1] = 1
 PLAN_KIND: Literal["pinmigrate.plan"] = "pinmigrate.plan"
@@ -203,24 +202,6 @@ def summarize(actions: list[Action], blocked: int, orphans: int) -> dict[str, in
     summary["blocked"] = blocked
     summary["orphans"] = orphans
     return summary
-
-
-def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory, fsync and rename."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_parts(plan: Plan) -> Iterator[bytes]:

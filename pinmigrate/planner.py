@@ -11,7 +11,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pinmigrate.actions import (
     KIND_ORDER,
@@ -35,6 +35,7 @@ from pinmigrate.actions import (
 from pinmigrate.errors import UsageError
 from pinmigrate.inventory import Flow, Inventory, SandboxInventory
 from pinmigrate.logins import Login
+from pinmigrate.moments import aware, iso
 from pinmigrate.plan import Blocker, CardRef, Orphan, Pair, Plan, SandboxCards
 from pinmigrate.settings import Settings
 
@@ -57,7 +58,7 @@ def make_plan(
     inventory: Inventory, logins: Sequence[Login], settings: Settings, options: PlanOptions
 ) -> Plan:
     """Decide every action the contract calls for; return the sealed plan."""
-    now = _aware(options.now)
+    now = aware(options.now)
     sandboxes = _select_sandboxes(inventory, options.sandboxes)
     flows = {f.id: f for sb in inventory.sandboxes for f in sb.flows}
     selected_names = {sb.name for sb in sandboxes}
@@ -123,7 +124,7 @@ def _kept_by(settings: Settings) -> str:
 
 def needs_reconnect(expires_at: datetime | None, now: datetime, margin: timedelta) -> bool:
     """True when credentials are missing, expired, or expire within the margin."""
-    return expires_at is None or _aware(expires_at) <= _aware(now) + margin
+    return expires_at is None or aware(expires_at) <= aware(now) + margin
 
 
 def choose_login(advertiser_ids: Iterable[str], logins: Sequence[Login]) -> Login | None:
@@ -137,7 +138,7 @@ def choose_login(advertiser_ids: Iterable[str], logins: Sequence[Login]) -> Logi
         expiry = login.credential_expiry()
         if expiry is None:
             return (1, 0.0, login.user_id)
-        return (0, -_aware(expiry).timestamp(), login.user_id)
+        return (0, -aware(expiry).timestamp(), login.user_id)
 
     return min(covering, key=preference)
 
@@ -214,17 +215,9 @@ def _usable_logins(logins: Sequence[Login], now: datetime) -> list[Login]:
     usable = []
     for login in logins:
         expiry = login.credential_expiry()
-        if expiry is None or _aware(expiry) > now:
+        if expiry is None or aware(expiry) > now:
             usable.append(login)
     return usable
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else _aware(moment).astimezone(UTC).isoformat()
 
 
 # -- the planning itself ----------------------------------------------------------------------
@@ -455,7 +448,7 @@ class _Planner:
                 sandbox=sb.name,
                 target_id=account.id,
                 target_name=account.name,
-                precondition=ReconnectPrecondition(expires_at=_iso(account.expires_at)),
+                precondition=ReconnectPrecondition(expires_at=iso(account.expires_at)),
                 details=ReconnectDetails(
                     advertiser_ids=ids,
                     login=login.user_id if login else None,

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from pinmigrate.actions import KIND_ORDER, Action, DisableFlow, ReconnectAccount
 from pinmigrate.inventory import Account, Card, CardSpec, Flow, Inventory, SandboxInventory
+from pinmigrate.moments import aware, iso
 from pinmigrate.plan import CardRef, Pair, Plan
 
 #: action kind -> (symbol, words, style)
@@ -58,7 +59,7 @@ def describe_expiry(expires_at: datetime | None, now: datetime) -> str:
     """``missing``, ``expired 2d ago``, ``in 3d`` (hours, then minutes, under a day)."""
     if expires_at is None:
         return "missing"
-    delta = _aware(expires_at) - _aware(now)
+    delta = aware(expires_at) - aware(now)
     span = _span(abs(delta))
     return f"in {span}" if delta > timedelta(0) else f"expired {span} ago"
 
@@ -72,15 +73,11 @@ def _span(delta: timedelta) -> str:
     return f"{max(1, round(seconds / 60))}m"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        return aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         return None
 
@@ -544,15 +541,11 @@ def _ordered_flows(flows: Iterable[Flow]) -> list[Flow]:
 
 
 def _expiry_style(account: Account, now: datetime) -> str:
-    if account.expires_at is None or _aware(account.expires_at) <= _aware(now):
+    if account.expires_at is None or aware(account.expires_at) <= aware(now):
         return "red"
-    if _aware(account.expires_at) - _aware(now) < timedelta(days=7):
+    if aware(account.expires_at) - aware(now) < timedelta(days=7):
         return "yellow"
     return ""
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else _aware(moment).astimezone(UTC).isoformat()
 
 
 def inventory_json(inventory: Inventory, pairing: Plan) -> dict[str, Any]:
@@ -569,7 +562,7 @@ def inventory_json(inventory: Inventory, pairing: Plan) -> dict[str, Any]:
                 "sandbox": a.sandbox,
                 "card": a.card,
                 "state": a.state,
-                "expires_at": _iso(a.expires_at),
+                "expires_at": iso(a.expires_at),
                 "advertiser_ids": advertisers.get(a.id, []),
             }
             for a in _ordered_accounts(sb.accounts)

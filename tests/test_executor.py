@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import FakeTime
 from pydantic import SecretStr
 
 from pinmigrate.actions import AddAudiences, DisableFlow, EnableFlow, ReconnectAccount
-from pinmigrate.apply import ActionResult, Executor, apply_plan
+from pinmigrate.apply import ActionResult, apply_plan
 from pinmigrate.apply.engine import waves_of
+from pinmigrate.apply.runs import wait_runs
 from pinmigrate.errors import (
     ApiError,
     AuthError,
@@ -773,19 +775,6 @@ def test_rollback_skips_what_changed_since_and_keeps_the_twin_on(settings: Setti
 # --- --wait-runs ------------------------------------------------------------------------------
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-
-    def clock(self) -> float:
-        return self.t
-
-
 def _run(run_id: str, status: str, created: datetime) -> dict:
     return {
         "id": run_id,
@@ -810,17 +799,15 @@ def test_wait_runs_polls_until_the_first_run_after_enabling_ends(settings: Setti
     ]
     adobe.runs_by_flow["N2"] = [[_run("r2", "Failed", NOW + timedelta(seconds=1))]]
     fake = FakeTime()
-    executor = Executor(
-        adobe=adobe,
-        settings=settings,
-        journal=Journal(settings.state_dir, "w"),  # type: ignore[arg-type]
-        concurrency=2,
+    checks = wait_runs(
+        adobe,  # type: ignore[arg-type]
+        workers=2,
         now=lambda: NOW,
         sleep=fake.sleep,
         clock=fake.clock,
-    )
-    checks = executor.wait_runs(
-        [("N1", "prod", "Flow 1"), ("N2", "prod", "Flow 2")], timeout=300, interval=10
+        flows=[("N1", "prod", "Flow 1"), ("N2", "prod", "Flow 2")],
+        timeout=300,
+        interval=10,
     )
     assert [(c.flow_id, c.status, c.run_id) for c in checks] == [
         ("N1", "success", "r1"),
@@ -834,16 +821,16 @@ def test_wait_runs_gives_up_at_the_timeout(settings: Settings) -> None:
     adobe = FakeAdobe()
     adobe.runs_by_flow["N1"] = [[]]
     fake = FakeTime()
-    executor = Executor(
-        adobe=adobe,
-        settings=settings,
-        journal=Journal(settings.state_dir, "w"),  # type: ignore[arg-type]
-        concurrency=2,
+    checks = wait_runs(
+        adobe,  # type: ignore[arg-type]
+        workers=2,
         now=lambda: NOW,
         sleep=fake.sleep,
         clock=fake.clock,
+        flows=[("N1", "prod", "Flow 1")],
+        timeout=35,
+        interval=10,
     )
-    checks = executor.wait_runs([("N1", "prod", "Flow 1")], timeout=35, interval=10)
     assert checks[0].status == "timeout"
     assert sum(fake.sleeps) <= 35
 
@@ -947,7 +934,7 @@ def test_a_slow_browser_login_is_followed_by_a_fresh_staleness_check(
 
     class SlowPerson(FakeLogins):
         def for_account(self, *args: Any, **kwargs: Any) -> Login:
-            fake.t += 120  # two minutes in the browser, meanwhile the operator acts
+            fake.now += 120  # two minutes in the browser, meanwhile the operator acts
             adobe.obj("prod", "flows", "L1")["state"] = "disabled"
             return super().for_account(*args, **kwargs)
 
@@ -1309,16 +1296,16 @@ def test_an_unexpected_error_while_waiting_for_runs_is_a_detail_not_a_crash(
             raise TypeError("runs answered a list of strings")
 
     fake = FakeTime()
-    executor = Executor(
-        adobe=Breaking(),  # type: ignore[arg-type]
-        settings=settings,
-        journal=Journal(settings.state_dir, "w"),
-        concurrency=2,
+    [check] = wait_runs(
+        Breaking(),  # type: ignore[arg-type]
+        workers=2,
         now=lambda: NOW,
         sleep=fake.sleep,
         clock=fake.clock,
+        flows=[("N1", "prod", "Flow 1")],
+        timeout=25,
+        interval=10,
     )
-    [check] = executor.wait_runs([("N1", "prod", "Flow 1")], timeout=25, interval=10)
     assert check.status == "timeout"
 
 

@@ -20,16 +20,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pinmigrate import redact
 from pinmigrate.actions import KIND_ORDER, Action, EnableFlow, ReconnectAccount
+from pinmigrate.apply import runs
 from pinmigrate.apply.results import (
     OK_STATUSES,
     ActionResult,
     ApplyReport,
     Progress,
-    RunCheck,
     Status,
     describe,
 )
-from pinmigrate.apply.runs import wait_runs
 from pinmigrate.apply.verdict import Verdict, assess, goal_problem
 from pinmigrate.apply.world import LiveWorld, Reader, Wants, target_card, wants_of
 from pinmigrate.apply.writes import Writes, ref_of
@@ -144,7 +143,7 @@ class Executor:
         verdicts = self._check(actions)
         todo = [a for a in actions if verdicts[a.id].outcome == "todo"]
         started = self.clock()
-        logins = self._resolve_logins([a for a in todo if isinstance(a, ReconnectAccount)])
+        logins = resolve_logins([a for a in todo if isinstance(a, ReconnectAccount)], self.logins)
         if self.clock() - started > RECHECK_AFTER:
             # A person took a while in the browser: the world may have moved meanwhile.
             verdicts = self._check(actions)
@@ -205,35 +204,6 @@ class Executor:
             )
         return verdicts
 
-    def _resolve_logins(self, reconnects: Sequence[ReconnectAccount]) -> dict[str, Login]:
-        """Every login the reconnects need, before the first write (AuthError -> exit 4)."""
-        chosen: dict[str, Login] = {}
-        if not reconnects:
-            return chosen
-        if self.logins is None:
-            raise PinmigrateError("internal: reconnects planned but no login source given")
-        got: list[Login] = []
-        for action in reconnects:
-            advertisers = action.details.advertiser_ids
-            named = action.details.login
-            login = next(
-                (
-                    g
-                    for g in got
-                    if (named is None or g.user_id == named) and g.covers(frozenset(advertisers))
-                ),
-                None,
-            )
-            if login is None:
-                login = self.logins.for_account(advertisers, named)
-                got.append(login)
-            redact.register(
-                login.access_token.get_secret_value(),
-                login.refresh_token.get_secret_value() if login.refresh_token else None,
-            )
-            chosen[action.id] = login
-        return chosen
-
     def _run_wave(
         self,
         pool: ThreadPoolExecutor,
@@ -250,7 +220,7 @@ class Executor:
             if result.status != "pending":
                 self._report(result)
                 continue
-            blocker = self._failed_dependency(action, results)
+            blocker = failed_dependency(action, results)
             if blocker is not None:
                 result.status = "skipped"
                 result.error = blocker
@@ -332,14 +302,6 @@ class Executor:
         result.error = redact.redact(error) if error else None
         self._report(result)
 
-    def _failed_dependency(self, action: Action, results: Mapping[str, ActionResult]) -> str | None:
-        for dep in action.depends_on:
-            other = results.get(dep)
-            if other is not None and other.status not in OK_STATUSES:
-                why = f": {other.error}" if other.error and other.status == "failed" else ""
-                return f"not attempted: it depends on {dep}, which {_past(other.status)}{why}"
-        return None
-
     def _report(self, result: ActionResult) -> None:
         if self.progress:
             self.progress.advance(result)
@@ -391,22 +353,47 @@ class Executor:
             self._report(item.result)
         return True
 
-    # -- first runs after enabling --
 
-    def wait_runs(
-        self, flows: Sequence[tuple[str, str, str]], *, timeout: float, interval: float = 10.0
-    ) -> list[RunCheck]:
-        """Poll ``GET /runs`` for each (flow id, sandbox, name) until its first run ends."""
-        return wait_runs(
-            self.adobe,
-            flows,
-            timeout=timeout,
-            interval=interval,
-            workers=self.concurrency,
-            now=self.now,
-            clock=self.clock,
-            sleep=self.sleep,
+def resolve_logins(
+    reconnects: Sequence[ReconnectAccount], source: LoginSource | None
+) -> dict[str, Login]:
+    """Every login the reconnects need, before the first write (AuthError -> exit 4)."""
+    chosen: dict[str, Login] = {}
+    if not reconnects:
+        return chosen
+    if source is None:
+        raise PinmigrateError("internal: reconnects planned but no login source given")
+    got: list[Login] = []
+    for action in reconnects:
+        advertisers = action.details.advertiser_ids
+        named = action.details.login
+        login = next(
+            (
+                g
+                for g in got
+                if (named is None or g.user_id == named) and g.covers(frozenset(advertisers))
+            ),
+            None,
         )
+        if login is None:
+            login = source.for_account(advertisers, named)
+            got.append(login)
+        redact.register(
+            login.access_token.get_secret_value(),
+            login.refresh_token.get_secret_value() if login.refresh_token else None,
+        )
+        chosen[action.id] = login
+    return chosen
+
+
+def failed_dependency(action: Action, results: Mapping[str, ActionResult]) -> str | None:
+    """Why ``action`` is not attempted: a dependency that did not succeed; else None."""
+    for dep in action.depends_on:
+        other = results.get(dep)
+        if other is not None and other.status not in OK_STATUSES:
+            why = f": {other.error}" if other.error and other.status == "failed" else ""
+            return f"not attempted: it depends on {dep}, which {_past(other.status)}{why}"
+    return None
 
 
 def _past(status: str) -> str:
@@ -463,7 +450,15 @@ def apply_plan(
             if isinstance(action, EnableFlow) and r.status in OK_STATUSES
         ]
         if enabled:
-            report.runs = executor.wait_runs(enabled, timeout=run_timeout)
+            report.runs = runs.wait_runs(
+                adobe,
+                enabled,
+                timeout=run_timeout,
+                workers=executor.concurrency,
+                now=executor.now,
+                clock=executor.clock,
+                sleep=executor.sleep,
+            )
     report.retries = retries_of(adobe) - retries_before
     journal.run_end(report.summary())
     return report

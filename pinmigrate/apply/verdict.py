@@ -9,12 +9,13 @@ expiry rule (:func:`pinmigrate.planner.needs_reconnect`), not a restatement of i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pinmigrate.actions import Action, AddAudiences, DisableFlow, EnableFlow, ReconnectAccount
 from pinmigrate.apply.world import World
 from pinmigrate.inventory import Flow
+from pinmigrate.moments import iso_z
 from pinmigrate.planner import needs_reconnect
 
 
@@ -58,7 +59,7 @@ def goal_problem(action: Action, world: World, *, now: datetime, margin: timedel
             return "the account disappeared right after it was reconnected"
         if not needs_reconnect(account.expires_at, now, margin):
             return None
-        expires = iso(account.expires_at) or "never set"
+        expires = iso_z(account.expires_at) or "never set"
         return (
             f"Adobe accepted the new credentials but the account reads back expiring at "
             f"{expires}, within the {margin.days}-day margin"
@@ -201,11 +202,3 @@ def _audiences_gone_from_legacy(action: AddAudiences, flow: Flow, legacy: Flow) 
 def flow_label(flow: Flow | None, flow_id: str, sandbox: str, fallback: str = "") -> str:
     name = flow.name if flow is not None else fallback
     return f"flow {name!r} ({sandbox}, {flow_id})" if name else f"flow {flow_id} ({sandbox})"
-
-
-def iso(moment: datetime | None) -> str | None:
-    """``2024-01-10T12:00:00Z``: how journals and messages show a moment."""
-    if moment is None:
-        return None
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -21,11 +21,12 @@ from pinmigrate.actions import (
     FlowAction,
     ReconnectAccount,
 )
-from pinmigrate.apply.verdict import Verdict, iso
+from pinmigrate.apply.verdict import Verdict
 from pinmigrate.apply.world import LiveWorld
 from pinmigrate.errors import PinmigrateError, StaleObjectError
 from pinmigrate.inventory import Audience
 from pinmigrate.journal import ActionRef, Journal
+from pinmigrate.moments import iso_z
 
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
@@ -133,9 +134,9 @@ class Writes:
                 )
 
             return Attempt(
-                before={"expiresAt": iso(account.expires_at)},
+                before={"expiresAt": iso_z(account.expires_at)},
                 send=send,
-                after={"expiresAt": iso(expires)},
+                after={"expiresAt": iso_z(expires)},
                 extra={"login": login.user_id},
             )
 

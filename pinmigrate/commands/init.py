@@ -10,7 +10,7 @@ import click
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
 from pinmigrate.errors import UsageError
-from pinmigrate.plan import write_atomic
+from pinmigrate.files import write_atomic
 
 
 def example_config() -> str:
