@@ -187,7 +187,8 @@ def apply(
     another run holds the state dir; otherwise returns the report, failures included.
     """
     from pinmigrate.apply import apply_plan
-    from pinmigrate.journal import Journal, StateLock, continued_run, new_run_id
+    from pinmigrate.journal import Journal, continued_run, new_run_id
+    from pinmigrate.lock import StateLock
 
     run_id = new_run_id()
     lock = StateLock(settings.state_dir, run_id)
@@ -246,7 +247,7 @@ def running_holder(state_dir: Path) -> str | None:
     """Who holds the state dir's lock, when that process is still running (a quick check)."""
     import socket
 
-    from pinmigrate.journal import StateLock, pid_alive
+    from pinmigrate.lock import StateLock, pid_alive
 
     holder = StateLock(state_dir, "").holder()
     if holder is None:
@@ -291,7 +292,8 @@ def roll_back(
 ) -> ApplyReport:
     """Carry out a rollback plan under the state-dir lock, journalled as a rollback run."""
     from pinmigrate import rollback
-    from pinmigrate.journal import Journal, StateLock, new_run_id
+    from pinmigrate.journal import Journal, new_run_id
+    from pinmigrate.lock import StateLock
 
     new_id = new_run_id()
     with StateLock(settings.state_dir, new_id):

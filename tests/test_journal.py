@@ -17,14 +17,12 @@ from pinmigrate.errors import ExitCode, LockedError, UsageError
 from pinmigrate.journal import (
     ActionRef,
     Journal,
-    LockHolder,
-    StateLock,
     latest_run,
     list_runs,
     new_run_id,
-    pid_alive,
     read_run,
 )
+from pinmigrate.lock import LockHolder, StateLock, pid_alive
 
 REF = ActionRef("enable_flow:prod:f1", "enable_flow", "prod", "f1", "Loyalty members")
 

@@ -187,7 +187,7 @@ class Journeys:
 
 def capture_the_lock(journeys: Journeys) -> None:
     """Keep the state-dir lock's content: it is removed when a run ends."""
-    from pinmigrate.journal import StateLock
+    from pinmigrate.lock import StateLock
 
     original = StateLock.acquire
 
