@@ -19,7 +19,8 @@ def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        os.fchmod(fd, mode)
+        if mode != 0o600:  # mkstemp made it 0600; some filesystems refuse chmod
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

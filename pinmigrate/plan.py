@@ -273,9 +273,23 @@ def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
     except ValidationError as exc:
         where, message = _first_error(exc)
         raise PlanFileError(f"plan file {path} is malformed at {where}: {message}") from None
-    if plan.fingerprint != plan.compute_fingerprint():
+    # The fingerprint covers the file as written; the typed plan must read back the same,
+    # or the file says something other than what will be carried out.
+    written = (
+        "sha256:"
+        + hashlib.sha256(
+            _canonical({k: v for k, v in data.items() if k != "fingerprint"}).encode("utf-8")
+        ).hexdigest()
+    )
+    if plan.fingerprint != written:
         raise PlanFileError(
             f"plan file {path} does not match its fingerprint (edited by hand?)",
+            hint="make a new plan with `pinmigrate plan --out FILE`",
+        )
+    if plan.compute_fingerprint() != written:
+        raise PlanFileError(
+            f"plan file {path} is not a plan pinmigrate made: {_unlike(plan, data)} is not "
+            "written as pinmigrate writes it",
             hint="make a new plan with `pinmigrate plan --out FILE`",
         )
     if org_id is not None and plan.org_id != org_id:
@@ -289,6 +303,20 @@ def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
             hint="make a new plan with `pinmigrate plan --out FILE`",
         )
     return plan
+
+
+def _unlike(plan: Plan, data: dict[str, Any]) -> str:
+    """The first part of a plan file that its typed reading would write differently."""
+    dumped = plan.model_dump(mode="json")
+    for key in sorted(set(dumped) | set(data)):
+        ours, theirs = dumped.get(key), data.get(key)
+        if ours == theirs or key == "fingerprint":
+            continue
+        if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+            index = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b)
+            return f"{key}.{index}"
+        return key
+    return "the file"
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:

@@ -257,7 +257,7 @@ def _from_env(
         sources[f"{section}.{key}"] = f"environment {name}"
 
 
-def _explain(exc: ValidationError, section: str, sources: dict[str, str]) -> ConfigError:
+def _explain(exc: ValidationError, section: str, sources: Mapping[str, str]) -> ConfigError:
     err = exc.errors()[0]
     parts = [str(part) for part in err["loc"] if not isinstance(part, int)]
     dotted = ".".join([section, *parts[:1]])
@@ -283,6 +283,17 @@ _SECTION_MODELS: dict[str, type[_Section]] = {
     "pinterest": PinterestSettings,
     "migration": MigrationSettings,
 }
+
+
+def _sections(layers: Mapping[str, dict[str, Any]], sources: Mapping[str, str]) -> dict[str, Any]:
+    """Each section's model from its layered values; ConfigError names the key and source."""
+    built: dict[str, Any] = {}
+    for section, model in _SECTION_MODELS.items():
+        try:
+            built[section] = model(**layers[section])
+        except ValidationError as exc:
+            raise _explain(exc, section, sources) from None
+    return built
 
 
 def load_settings(
@@ -312,6 +323,9 @@ def load_settings(
                 break
 
     _from_env(env, layers, sources)
+    if any(value is not None for value in (overrides or {}).values()):
+        # A flag must not hide a bad value in the file or the environment: check them first.
+        _sections(layers, sources)
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -320,12 +334,7 @@ def load_settings(
         flag = (flags or {}).get(dotted)
         sources[dotted] = f"flag {flag}" if flag else "command-line flag"
 
-    built: dict[str, Any] = {}
-    for section, model in _SECTION_MODELS.items():
-        try:
-            built[section] = model(**layers[section])
-        except ValidationError as exc:
-            raise _explain(exc, section, sources) from None
+    built = _sections(layers, sources)
     state_dir = env.get("PINMIGRATE_STATE_DIR")
     state_path = Path(state_dir) if state_dir else default_state_dir()
     _check_state_dir(state_path, "environment PINMIGRATE_STATE_DIR" if state_dir else "default")

@@ -193,3 +193,15 @@ def test_python_dash_m_entry_point(tmp_path):
     )
     assert out.returncode == 64
     assert out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_a_bad_flag_is_named_before_a_missing_config(cli, tmp_path, monkeypatch, command):
+    # No Adobe settings at all: the flag the operator just typed is still what is reported.
+    monkeypatch.chdir(tmp_path)
+    result = cli(
+        [command, "--match", "abc"],
+        {"XDG_CONFIG_HOME": str(tmp_path), "PINMIGRATE_STATE_DIR": str(tmp_path / "s")},
+    )
+    assert result.exit_code == 64
+    assert "--match 'abc' is not LEGACY_ID=NEW_ID" in result.stderr

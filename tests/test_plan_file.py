@@ -51,3 +51,20 @@ def test_a_misspelt_or_wrong_precondition_is_refused(tmp_path: Path, edit, where
     path.write_text(json.dumps(data))
     with pytest.raises(PlanFileError, match=rf"malformed at actions\.\d+\.{where}"):
         load_plan(path)
+
+
+def test_a_resealed_plan_that_reads_back_otherwise_is_refused(tmp_path: Path) -> None:
+    # Resealed by hand with details the typed plan fills in: what would be carried out is
+    # not what the file says, so it is refused, naming the action, not "edited by hand".
+    import hashlib
+
+    data = json.loads(EARLIER.read_text())
+    index = next(i for i, a in enumerate(data["actions"]) if a["kind"] == "enable_flow")
+    data["actions"][index]["details"] = {}
+    body = {key: value for key, value in data.items() if key != "fingerprint"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    data["fingerprint"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(PlanFileError, match=rf"not a plan pinmigrate made: actions\.{index} "):
+        load_plan(path)

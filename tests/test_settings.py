@@ -74,6 +74,21 @@ def test_flag_beats_env_and_file(isolated):
     assert settings.migration.disable_legacy is True
 
 
+def test_a_flag_does_not_hide_a_bad_value_underneath(isolated):
+    write(isolated / "pinmigrate.toml", '[migration]\nconcurrency = "many"\n')
+    with pytest.raises(ConfigError, match=r"migration\.concurrency"):
+        load_settings(env={}, overrides={"migration.concurrency": 2})
+
+
+def test_a_flag_names_itself_as_the_source(isolated):
+    settings = load_settings(
+        env={},
+        overrides={"migration.concurrency": 3},
+        flags={"migration.concurrency": "--concurrency"},
+    )
+    assert settings.source_of("migration.concurrency") == "flag --concurrency"
+
+
 def test_each_key_falls_through_separately(isolated):
     write(
         isolated / "pinmigrate.toml",

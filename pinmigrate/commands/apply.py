@@ -14,7 +14,7 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
-from pinmigrate.commands.planning import build_plan, plan_shaping
+from pinmigrate.commands.planning import build_plan, parse_matches, plan_shaping
 from pinmigrate.errors import UsageError
 
 if TYPE_CHECKING:
@@ -74,6 +74,7 @@ def command(
             "they cannot change a saved plan file",
             hint="make a new plan with those flags: `pinmigrate plan --out FILE ...`",
         )
+    pairs = parse_matches(matches)
     app.use_flag("migration.concurrency", "--concurrency", concurrency)
     app.use_flag("migration.disable_legacy", "--keep-legacy", False if keep_legacy else None)
     settings = app.settings
@@ -82,7 +83,7 @@ def command(
         plan = load_plan(Path(plan_file), org_id=settings.adobe.org_id)
     else:
         # Exactly what `pinmigrate plan` would show with the same flags.
-        plan = build_plan(app, sandboxes=sandboxes, flows=flows, matches=matches, adobe=adobe)
+        plan = build_plan(app, sandboxes=sandboxes, flows=flows, matches=pairs, adobe=adobe)
         if not app.json:
             render_plan(app.out, plan)
     if not plan.has_changes:

@@ -8,7 +8,7 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
-from pinmigrate.commands.planning import build_plan, plan_shaping
+from pinmigrate.commands.planning import build_plan, parse_matches, plan_shaping
 from pinmigrate.errors import ExitCode
 
 
@@ -46,8 +46,9 @@ def command(
     from pinmigrate.plan import json_parts, save_plan
     from pinmigrate.render import render_plan
 
+    pairs = parse_matches(matches)
     app.use_flag("migration.disable_legacy", "--keep-legacy", False if keep_legacy else None)
-    plan = build_plan(app, sandboxes=sandboxes, flows=flows, matches=matches)
+    plan = build_plan(app, sandboxes=sandboxes, flows=flows, matches=pairs)
     if out:
         save_plan(plan, Path(out))
     if app.json:

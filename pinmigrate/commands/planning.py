@@ -3,7 +3,7 @@ making the plan they ask for."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -84,14 +84,15 @@ def build_plan(
     *,
     sandboxes: Sequence[str] = (),
     flows: Sequence[str] = (),
-    matches: Sequence[str] = (),
+    matches: Mapping[str, str] | None = None,
     adobe: AdobeClient | None = None,
 ) -> Plan:
-    """The plan these flags ask for, with discovery progress on stderr."""
+    """The plan these flags ask for (``matches`` from :func:`parse_matches`), with discovery
+    progress on stderr."""
     from pinmigrate import workflow
     from pinmigrate.report import discovery_progress
 
-    request = workflow.PlanRequest(sandboxes=sandboxes, flows=flows, matches=parse_matches(matches))
+    request = workflow.PlanRequest(sandboxes=sandboxes, flows=flows, matches=dict(matches or {}))
     settings = app.settings
     adobe = adobe or workflow.adobe_client(settings)
     with discovery_progress(app.err) as progress:
