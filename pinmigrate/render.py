@@ -291,7 +291,8 @@ def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datet
     )
     cards = next((c for c in plan.cards if c.sandbox == sandbox), None)
     if cards is not None:
-        _say(console, _text(cards_line(cards.legacy, cards.new), "dim"))
+        for line in card_lines(cards.legacy, cards.new):
+            _say(console, _text(line, "dim"))
     if busy and len(busy) > LARGE_TABLE:
         columns = ["", "Flow", "Ad account", "Legacy flow", "New flow", "Audiences"]
         if wide:
@@ -397,9 +398,12 @@ def _pair_row(
 # -- inventories ----------------------------------------------------------------------------
 
 
-def cards_line(legacy: CardRef | CardSpec, new: CardRef | CardSpec) -> str:
-    """``  legacy card '(Deprecating) Pinterest' (id) · new card 'Pinterest' (id)``."""
-    return f"  legacy card {_card_label(legacy, 'legacy')} · new card {_card_label(new, 'new')}"
+def card_lines(legacy: CardRef | CardSpec, new: CardRef | CardSpec) -> list[str]:
+    """Which connection spec served as each card: ``  new card     'Pinterest' (id)``."""
+    return [
+        f"  legacy card  {_card_label(legacy, 'legacy')}",
+        f"  new card     {_card_label(new, 'new')}",
+    ]
 
 
 def _card_label(spec: CardRef | CardSpec, card: Card) -> str:
@@ -434,7 +438,8 @@ def render_inventory(console: Console, inventory: Inventory, pairing: Plan, now:
             console,
             _text(f"Sandbox {sb.name}", "bold"),
         )
-        _say(console, _text(cards_line(sb.spec("legacy"), sb.spec("new")), "dim"))
+        for line in card_lines(sb.spec("legacy"), sb.spec("new")):
+            _say(console, _text(line, "dim"))
         advertisers = advertisers_by_account(sb)
         flows_of = Counter(f.account_id for f in sb.flows)
         for card, label in CARDS:

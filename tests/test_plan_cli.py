@@ -325,11 +325,8 @@ def test_the_cards_are_found_by_the_notice_name_or_the_draft_name(
         ]
         text = cli(["plan"], env=emu_env)
         assert text.exit_code == 0, text.stderr
-        expected = (
-            f"legacy card '(Deprecating) Pinterest' ({LEGACY_SPEC_ID}) · "
-            f"new card '{new_name}' ({NEW_SPEC_ID})"
-        )
-        assert expected in " ".join(text.stdout.split())
+        assert f"  legacy card  '(Deprecating) Pinterest' ({LEGACY_SPEC_ID})\n" in text.stdout
+        assert f"  new card     '{new_name}' ({NEW_SPEC_ID})\n" in text.stdout
         plans[scenario] = {(a["kind"], a["target_id"]) for a in plan["actions"]}
     assert plans["demo"] == plans["demo+draft-names"]
 

@@ -190,7 +190,8 @@ def test_summary_line_of_a_plan_with_changes() -> None:
 def test_inventory_text() -> None:
     text = text_of(render_inventory, BUSY, plan_of(BUSY), NOW)
     assert "Inventory of ORG@AdobeOrg: 1 sandbox, 8 Pinterest flows" in text
-    assert "legacy card '(Deprecating) Pinterest' (spec-l) · new card 'Pinterest' (spec-n)" in text
+    assert "  legacy card  '(Deprecating) Pinterest' (spec-l)\n" in text
+    assert "  new card     'Pinterest' (spec-n)\n" in text
     assert "expired 2d ago" in text
     assert "Legacy card accounts (1)" in text
     assert "New card flows (4)" in text
