@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from pinmigrate.actions import (
     KIND_ORDER,
@@ -130,6 +130,19 @@ class Plan(_Model):
     blockers: list[Blocker] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
+    @model_serializer(mode="wrap")
+    def _without_optional(self, handler: Any) -> dict[str, Any]:
+        # Plans saved before the cards were recorded have no "cards": they must read back
+        # (and fingerprint) exactly as written.
+        data: dict[str, Any] = handler(self)
+        if not self.cards:
+            data.pop("cards", None)
+        return data
+
+    def written_fields(self) -> list[str]:
+        """The fields the plan file holds, in order (``cards`` only when there are some)."""
+        return [name for name in type(self).model_fields if name != "cards" or self.cards]
+
     @property
     def has_changes(self) -> bool:
         return bool(self.actions)
@@ -159,7 +172,7 @@ class Plan(_Model):
         """
         from pydantic_core import to_jsonable_python
 
-        names = sorted(name for name in type(self).model_fields if name != "fingerprint")
+        names = sorted(name for name in self.written_fields() if name != "fingerprint")
         yield "{"
         for index, name in enumerate(names):
             yield ("," if index else "") + _canonical(name) + ":"
@@ -212,7 +225,7 @@ def json_parts(plan: Plan) -> Iterator[bytes]:
     """
     from pydantic_core import to_json
 
-    names = list(type(plan).model_fields)
+    names = plan.written_fields()
     yield b"{\n"
     for index, name in enumerate(names):
         value = getattr(plan, name)

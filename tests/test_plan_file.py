@@ -11,20 +11,25 @@ from pinmigrate.actions import AddAudiences, DisableFlow, EnableFlow, ReconnectA
 from pinmigrate.errors import PlanFileError
 from pinmigrate.plan import load_plan, save_plan
 
+DATA = Path(__file__).parent / "data"
 #: Saved by pinmigrate before the actions were typed (`plan --out`, emulator demo scenario).
-EARLIER = Path(__file__).parent / "data" / "plan-v1-demo.json"
+EARLIER = DATA / "plan-v1-demo.json"
+#: Saved by an earlier pinmigrate still, before plans recorded which cards were found.
+BEFORE_CARDS = DATA / "plan-v1-before-cards.json"
 
 
-def test_a_plan_saved_before_the_typed_actions_loads_and_saves_byte_for_byte(
-    tmp_path: Path,
+@pytest.mark.parametrize("saved", [EARLIER, BEFORE_CARDS], ids=lambda p: p.stem)
+def test_a_plan_saved_by_an_earlier_version_loads_and_saves_byte_for_byte(
+    tmp_path: Path, saved: Path
 ) -> None:
-    plan = load_plan(EARLIER)
+    plan = load_plan(saved)
     kinds = {type(a) for a in plan.actions}
     assert kinds == {ReconnectAccount, AddAudiences, EnableFlow, DisableFlow}
     assert plan.fingerprint == plan.compute_fingerprint()
+    assert ("cards" in json.loads(saved.read_text())) == bool(plan.cards)
     again = tmp_path / "plan.json"
     save_plan(plan, again)
-    assert again.read_bytes() == EARLIER.read_bytes()
+    assert again.read_bytes() == saved.read_bytes()
 
 
 def test_preconditions_are_typed_per_kind() -> None:
