@@ -108,9 +108,21 @@ def build_plan(
     ``access_token`` is set, that login is made (which rotates its refresh token) and the
     plan made again with it.
     """
+    inventory = read_inventory(settings, adobe, request.sandboxes, progress=progress)
+    return plan_for(settings, inventory, request, now=now, note=note)
+
+
+def plan_for(
+    settings: Settings,
+    inventory: Inventory,
+    request: PlanRequest = PlanRequest(),
+    *,
+    now: datetime | None = None,
+    note: Note = _quiet,
+) -> Plan:
+    """:func:`build_plan` over an inventory already read (no discovery)."""
     from pinmigrate.planner import PlanOptions, make_plan
 
-    inventory = read_inventory(settings, adobe, request.sandboxes, progress=progress)
     options = PlanOptions(
         sandboxes=checked_sandboxes(settings, request.sandboxes),
         flows=tuple(dict.fromkeys(request.flows)),

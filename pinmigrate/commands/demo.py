@@ -174,7 +174,7 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
 
     store = LoginStore(state_dir)
     narrator.heading("Plan: a dry run that decides every change and says why")
-    first = workflow.build_plan(settings, adobe)
+    first = workflow.plan_for(settings, before)
     narrator.say(summary_line(first))
     needs = sum(
         1 for a in first.actions if isinstance(a, ReconnectAccount) and a.details.needs_login
@@ -239,7 +239,7 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
 
     narrator.heading("After: discover and plan once more")
     after = workflow.read_inventory(settings, adobe)
-    final = workflow.build_plan(settings, adobe)
+    final = workflow.plan_for(settings, after)
     flows = {(f.sandbox, f.card, f.name): f for sb in after.sandboxes for f in sb.flows}
     pairs_after = []
     for pair in plan.pairs:
