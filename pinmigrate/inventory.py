@@ -39,8 +39,14 @@ class Account:
     card: Card
     etag: str = ""
     state: str = "enabled"
-    #: ``auth.params.expiresAt``; None when the account has no credentials.
+    #: When the credentials run out (:func:`pinmigrate.models.credential_expiry`); None
+    #: when the account has none.
     expires_at: datetime | None = None
+    #: Which rule gave ``expires_at``: expiresAt, expirationDate, updatedAt+expiresIn,
+    #: updatedAt+30d, or none (no credentials).
+    expiry_rule: str = "expiresAt"
+    #: ``updatedAt``: a later one shows a renewal when no expiry is readable.
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

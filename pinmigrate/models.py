@@ -13,8 +13,10 @@ per field or per model: those made the models twice as slow (docs/performance.md
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationError
 from pydantic.alias_generators import to_camel
@@ -465,15 +467,83 @@ def parse_when(value: Any) -> datetime | None:
 _parse_when = parse_when
 
 
-def expires_at_of(raw_connection: Any) -> datetime | None:
-    """``auth.params.expiresAt`` as an aware UTC datetime; None when absent or unreadable."""
+#: Adobe's documented lifetime of a Pinterest grant: "Pinterest tokens expire every 30 days"
+#: (experience-platform docs, destinations/catalog/advertising/pinterest.md).
+PINTEREST_GRANT_LIFETIME = timedelta(days=30)
+
+#: How an account's expiry was read (api-notes §3 "Accounts": first match wins).
+ExpiryRule = Literal["expiresAt", "expirationDate", "updatedAt+expiresIn", "updatedAt+30d", "none"]
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """An account's credential expiry, the rule that gave it, and its ``updatedAt``."""
+
+    at: datetime | None
+    rule: ExpiryRule
+    updated_at: datetime | None = None
+
+
+def _token_field_blank(params: Mapping[str, Any]) -> bool:
+    """True when params spell an access token field and it is empty (no credentials)."""
+    for key, value in params.items():
+        if key.replace("_", "").lower() == "accesstoken" and value in (None, ""):
+            return True
+    return False
+
+
+def credential_expiry(raw_connection: Any) -> Expiry:
+    """When an account's credentials run out, read tolerantly (api-notes §3 "Accounts").
+
+    First match wins: ``expiresAt`` or ``expirationDate`` (ISO-8601 or epoch ms; in
+    ``auth.params`` or on the account itself); else ``updatedAt + expiresIn`` (seconds);
+    else, for a connected account, ``updatedAt`` + 30 days (Adobe's documented Pinterest
+    lifetime). An account without credentials (empty ``auth.params``, or an empty access
+    token field) has no expiry: rule ``"none"``. The planner and apply share this function.
+    """
     if not isinstance(raw_connection, dict):
         raise ApiError("Adobe sent a connection that is not a JSON object", service="adobe")
     auth = raw_connection.get("auth")
     params = auth.get("params") if isinstance(auth, dict) else None
-    if not isinstance(params, dict):
+    params = params if isinstance(params, dict) else {}
+    updated = parse_when(raw_connection.get("updatedAt"))
+    for rule in ("expiresAt", "expirationDate"):
+        for where in (params, raw_connection):
+            when = parse_when(where.get(rule))
+            if when is not None:
+                return Expiry(when, rule, updated)
+    if not params or _token_field_blank(params):
+        return Expiry(None, "none", updated)
+    seconds = _seconds(params.get("expiresIn", raw_connection.get("expiresIn")))
+    if updated is not None and seconds is not None:
+        return Expiry(updated + timedelta(seconds=seconds), "updatedAt+expiresIn", updated)
+    if updated is not None:
+        return Expiry(updated + PINTEREST_GRANT_LIFETIME, "updatedAt+30d", updated)
+    return Expiry(None, "none", updated)
+
+
+def _seconds(value: Any) -> float | None:
+    """A duration in seconds (number or numeric text); None when unreadable."""
+    if isinstance(value, bool):
         return None
-    return parse_when(params.get("expiresAt"))
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def expires_at_of(raw_connection: Any) -> datetime | None:
+    """The account's credential expiry by :func:`credential_expiry`; None without one."""
+    return credential_expiry(raw_connection).at
+
+
+def _expiry_fields(raw: Any) -> dict[str, Any]:
+    expiry = credential_expiry(raw)
+    return {"expires_at": expiry.at, "expiry_rule": expiry.rule, "updated_at": expiry.updated_at}
 
 
 def account_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) -> Account:
@@ -490,7 +560,7 @@ def account_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) ->
         card=card,
         etag=connection.etag or "",
         state=(connection.state or "enabled").lower(),
-        expires_at=expires_at_of(raw),
+        **_expiry_fields(raw),
     )
 
 
@@ -690,5 +760,5 @@ def _account_from_dict(raw: dict[str, Any], card: Card, sandbox: str | None) -> 
         card=card,
         etag=etag or "",
         state=(state or "enabled").lower(),
-        expires_at=expires_at_of(raw),
+        **_expiry_fields(raw),
     )
