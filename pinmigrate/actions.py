@@ -60,13 +60,33 @@ class ReconnectPrecondition(_Part):
     expires_at: str | None
 
 
+#: The pre-flight of a reconnect: does a Pinterest login reach every ad account of the account
+#: with a permission that can manage audiences? Not a blocker either way.
+Preflight = Literal["ok", "missing_access", "not_checked"]
+ReconnectVia = Literal["adobe", "api"]
+
+
 class ReconnectDetails(_Part):
+    # Plans saved before these fields existed leave them out; they load and re-save unchanged.
+    _omit_none = frozenset({"via", "expiry_rule", "preflight", "preflight_user", "missing_access"})
+
     advertiser_ids: list[str]
-    #: The Pinterest user id of the stored login the planner chose, if any.
+    #: The Pinterest user id of the login the pre-flight found reaching every ad account.
     login: str | None = None
+    #: No login reaches every ad account (the api path would need one at apply time).
     needs_login: bool = False
     #: The new flows that use the account.
     flows: list[str] = Field(default_factory=list)
+    #: How the reconnect is carried out: a person in Adobe's UI, or the experimental API path.
+    via: ReconnectVia | None = None
+    #: Which rule read the expiry: expiresAt, expirationDate, updatedAt+expiresIn,
+    #: updatedAt+30d, or none (no credentials).
+    expiry_rule: str | None = None
+    preflight: Preflight | None = None
+    #: The Pinterest user the pre-flight checked, as ``username (id)``.
+    preflight_user: str | None = None
+    #: With ``missing_access``: the ad accounts that user cannot manage audiences of.
+    missing_access: list[str] | None = None
 
 
 # --- add_audiences (target: a new flow) -------------------------------------------------------

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from pinmigrate.actions import (
     KIND_ORDER,
@@ -27,6 +28,7 @@ from pinmigrate.actions import (
     EnableDetails,
     EnableFlow,
     EnablePrecondition,
+    Preflight,
     ReconnectAccount,
     ReconnectDetails,
     ReconnectPrecondition,
@@ -34,7 +36,7 @@ from pinmigrate.actions import (
 )
 from pinmigrate.errors import UsageError
 from pinmigrate.inventory import Flow, Inventory, SandboxInventory
-from pinmigrate.logins import Login
+from pinmigrate.logins import AdAccountAccess, Login
 from pinmigrate.moments import aware, iso
 from pinmigrate.plan import Blocker, CardRef, Orphan, Pair, Plan, SandboxCards
 from pinmigrate.settings import Settings
@@ -73,9 +75,12 @@ def make_plan(
         only_flows=frozenset(options.flows),
         matches=matches,
         kept_by=_kept_by(settings),
+        via=settings.migration.reconnect_via,
     )
     for sandbox in sandboxes:
         planner.plan_sandbox(sandbox)
+    if planner.via == "api" and any(isinstance(a, ReconnectAccount) for a in planner.actions):
+        planner.warnings.insert(0, API_RECONNECT_WARNING)
 
     order = {sb.name: i for i, sb in enumerate(sandboxes)}
     kind_rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
@@ -122,6 +127,61 @@ def _kept_by(settings: Settings) -> str:
     return "migration.disable_legacy = false"
 
 
+#: Said in plan and apply whenever the experimental API reconnect path is chosen.
+API_RECONNECT_WARNING = (
+    'migration.reconnect_via = "api" is experimental: Adobe documents no API that writes '
+    "Pinterest credentials into a destination account (only the UI's Reconnect OAuth, with "
+    "Adobe's own Pinterest app), so the accounts may not work afterwards; the default, "
+    '"adobe", has a person reconnect them in Adobe'
+)
+
+#: Pinterest ad-account permissions that can manage audiences (Pinterest v5 OpenAPI,
+#: ``PermissionsWithOwner``: OWNER, ADMIN, AUDIENCE_MANAGER; the others cannot).
+AUDIENCE_PERMISSIONS = frozenset({"OWNER", "ADMIN", "AUDIENCE_MANAGER"})
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    """What the pre-flight found for one account: the login it checked and what it lacks."""
+
+    status: Preflight
+    login: Login | None = None
+    #: Ad accounts the login cannot reach, or reaches without an audience permission.
+    missing: tuple[str, ...] = ()
+
+
+def manages_audiences(access: AdAccountAccess) -> bool:
+    """True when a login's access to an ad account can manage audiences; an access listed
+    without permissions counts (Pinterest did not say, so it is not held against it)."""
+    held = {p.upper() for p in access.permissions}
+    return not held or bool(held & AUDIENCE_PERMISSIONS)
+
+
+def preflight(advertiser_ids: Iterable[str], logins: Sequence[Login]) -> PreflightResult:
+    """The best login for an account's ad accounts: ``ok`` when one reaches all of them with
+    an audience permission, else ``missing_access`` for the one that lacks the fewest; with
+    no login (or no ad account to check), ``not_checked``."""
+    wanted = sorted(set(advertiser_ids))
+    if not logins or not wanted:
+        return PreflightResult("not_checked")
+
+    def lacking(login: Login) -> tuple[str, ...]:
+        usable = {a.id for a in login.ad_accounts if manages_audiences(a)}
+        return tuple(a for a in wanted if a not in usable)
+
+    best = min(logins, key=lambda login: (len(lacking(login)), _preference(login)))
+    missing = lacking(best)
+    return PreflightResult("missing_access" if missing else "ok", best, missing)
+
+
+def _preference(login: Login) -> tuple[int, float, str]:
+    """Longest-lived grant first, then the smallest user id."""
+    expiry = login.credential_expiry()
+    if expiry is None:
+        return (1, 0.0, login.user_id)
+    return (0, -aware(expiry).timestamp(), login.user_id)
+
+
 def needs_reconnect(expires_at: datetime | None, now: datetime, margin: timedelta) -> bool:
     """True when credentials are missing, expired, or expire within the margin."""
     return expires_at is None or aware(expires_at) <= aware(now) + margin
@@ -133,14 +193,7 @@ def choose_login(advertiser_ids: Iterable[str], logins: Sequence[Login]) -> Logi
     covering = [login for login in logins if login.covers(wanted)]
     if not covering:
         return None
-
-    def preference(login: Login) -> tuple[int, float, str]:
-        expiry = login.credential_expiry()
-        if expiry is None:
-            return (1, 0.0, login.user_id)
-        return (0, -aware(expiry).timestamp(), login.user_id)
-
-    return min(covering, key=preference)
+    return min(covering, key=_preference)
 
 
 # -- checks of the operator's options -------------------------------------------------------
@@ -243,6 +296,7 @@ class _Planner:
     matches: Mapping[str, Flow]
     #: What keeps legacy flows on when ``disable_legacy`` is off (for the warnings).
     kept_by: str = "--keep-legacy"
+    via: Literal["adobe", "api"] = "adobe"
     actions: list[Action] = field(default_factory=list)
     pairs: list[Pair] = field(default_factory=list)
     orphans: list[Orphan] = field(default_factory=list)
@@ -442,7 +496,14 @@ class _Planner:
             if not needs_reconnect(account.expires_at, self.now, self.margin):
                 continue
             ids = sorted(advertisers.get(account_id, set()))
-            login = choose_login(ids, self.logins)
+            check = preflight(ids, self.logins)
+            user = check.login.label if check.login is not None else None
+            if check.status == "missing_access":
+                self.warnings.append(
+                    f"{sb.name}: Pinterest user {user} cannot manage audiences of ad account(s) "
+                    f"{', '.join(check.missing)} of account {account.name!r} ({account.id}); "
+                    "whoever reconnects it must sign in to Pinterest as a user who can"
+                )
             action = ReconnectAccount(
                 id=action_id("reconnect_account", sb.name, account.id),
                 sandbox=sb.name,
@@ -451,9 +512,14 @@ class _Planner:
                 precondition=ReconnectPrecondition(expires_at=iso(account.expires_at)),
                 details=ReconnectDetails(
                     advertiser_ids=ids,
-                    login=login.user_id if login else None,
-                    needs_login=login is None,
+                    login=check.login.user_id if check.status == "ok" and check.login else None,
+                    needs_login=check.status != "ok",
                     flows=sorted(flow_ids),
+                    via=self.via,
+                    expiry_rule=account.expiry_rule,
+                    preflight=check.status,
+                    preflight_user=user,
+                    missing_access=list(check.missing) if check.missing else None,
                 ),
             )
             result[account_id] = action
@@ -631,4 +697,11 @@ def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-__all__ = ["PlanOptions", "choose_login", "make_plan", "needs_reconnect"]
+__all__ = [
+    "PlanOptions",
+    "choose_login",
+    "make_plan",
+    "manages_audiences",
+    "needs_reconnect",
+    "preflight",
+]

@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -39,6 +39,33 @@ DEFAULT_ADOBE_SCOPES = (
     "additional_info.projectedProductContext",
 )
 DEFAULT_PINTEREST_SCOPES = ("ads:read", "ads:write", "user_accounts:read")
+#: Experience Platform's destination accounts page, where a person presses Reconnect OAuth.
+#: The UI's exact deep-link form is unconfirmed (docs/reconnect.md): set adobe.ui_url when
+#: your organisation's address differs.
+DEFAULT_UI_URL = "https://experience.adobe.com/#/sname:{sandbox}/platform/destination/accounts"
+#: The fields an ``adobe.ui_url`` template may use.
+UI_URL_FIELDS = ("org_id", "sandbox", "account_id")
+#: ``migration.reconnect_timeout`` when unset: at a terminal a person is there to act.
+RECONNECT_TIMEOUT_AT_TERMINAL = 900.0
+
+
+def _check_ui_url(value: str) -> str:
+    import string
+
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+    unknown = sorted({n for n in names if n not in UI_URL_FIELDS})
+    if unknown:
+        raise ValueError(
+            f"unknown field {{{unknown[0]}}} in {value!r}; a template may use "
+            + ", ".join(f"{{{f}}}" for f in UI_URL_FIELDS)
+        )
+    parts = urlsplit(value.replace("{", "").replace("}", ""))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {value!r}")
+    return value
 
 
 def _check_url(value: str) -> str:
@@ -80,9 +107,12 @@ class AdobeSettings(_Section):
     sandboxes: tuple[str, ...] = ("prod",)
     ims_url: str = "https://ims-na1.adobelogin.com"
     platform_url: str = "https://platform.adobe.io"
+    #: The page ``apply`` opens for a reconnect: a template with {org_id}, {sandbox}, {account_id}.
+    ui_url: str = DEFAULT_UI_URL
 
     _lists = field_validator("scopes", "sandboxes", mode="before")(_split_list)
     _urls = field_validator("ims_url", "platform_url")(_check_url)
+    _ui_url = field_validator("ui_url")(_check_ui_url)
 
     @field_validator("sandboxes")
     @classmethod
@@ -139,6 +169,11 @@ class MigrationSettings(_Section):
     new_spec_id: str | None = None
     disable_legacy: bool = True
     reconnect_margin_days: int = Field(default=7, ge=0, le=365)
+    #: "adobe": a person presses Reconnect OAuth in Adobe's UI (documented); "api": pinmigrate
+    #: writes credentials with PATCH /connections (undocumented, experimental).
+    reconnect_via: Literal["adobe", "api"] = "adobe"
+    #: Seconds apply waits for a reconnect in Adobe; None: 900 at a terminal, else 0.
+    reconnect_timeout: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
     concurrency: int = Field(default=8, ge=1, le=64)
 
 

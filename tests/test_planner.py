@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -435,6 +435,9 @@ def test_preconditions_and_details_follow_plan_semantics() -> None:
         "login": None,
         "needs_login": True,
         "flows": ["n1"],
+        "via": "adobe",
+        "expiry_rule": "expiresAt",
+        "preflight": "not_checked",
     }
     add = by_kind["add_audiences"]
     assert add.id == "add_audiences:prod:n1"
@@ -489,6 +492,93 @@ def test_reconnect_lists_every_advertiser_of_the_account() -> None:
     assert both.actions[0].details.login == "u2"
     assert both.actions[0].details.needs_login is False
     assert both.actions[0].details.flows == ["n1", "n2"]
+
+
+def access(advertiser: str, *permissions: str) -> AdAccountAccess:
+    return AdAccountAccess(id=advertiser, permissions=list(permissions))
+
+
+def login_with(user: str, *accesses: AdAccountAccess) -> Login:
+    return login(user).model_copy(update={"ad_accounts": list(accesses)})
+
+
+def test_preflight_ok_names_the_user_who_manages_every_ad_account() -> None:
+    inv = world(
+        L("l1", name="A", adv="111"),
+        N("n1", name="A", adv="111", account="acc-shared"),
+        L("l2", name="B", adv="222"),
+        N("n2", name="B", adv="222", account="acc-shared"),
+        expiry={"acc-shared": NOW + timedelta(days=1)},
+    )
+    owner = login_with("u1", access("111", "OWNER"), access("222", "audience_manager"))
+    details = plan_of(inv, [owner]).actions[0].details
+    assert (details.preflight, details.preflight_user, details.login) == ("ok", "useru1 (u1)", "u1")
+    assert details.missing_access is None and details.needs_login is False
+
+
+def test_preflight_names_the_ad_accounts_the_login_cannot_manage() -> None:
+    inv = world(
+        L("l1", name="A", adv="111"),
+        N("n1", name="A", adv="111", account="acc-shared"),
+        L("l2", name="B", adv="222"),
+        N("n2", name="B", adv="222", account="acc-shared"),
+        L("l3", name="C", adv="333"),
+        N("n3", name="C", adv="333", account="acc-shared"),
+        expiry={"acc-shared": None},
+    )
+    # 222 is reached only as an analyst, 333 not at all.
+    analyst = login_with("u1", access("111", "ADMIN"), access("222", "ANALYST"))
+    plan = plan_of(inv, [analyst])
+    details = plan.actions[0].details
+    assert details.preflight == "missing_access"
+    assert details.missing_access == ["222", "333"]
+    assert details.preflight_user == "useru1 (u1)"
+    assert details.login is None and details.needs_login is True
+    assert any("cannot manage audiences of ad account(s) 222, 333" in w for w in plan.warnings)
+
+
+def test_preflight_checks_the_login_that_lacks_the_fewest() -> None:
+    inv = world(
+        L("l1", name="A", adv="111"),
+        N("n1", name="A", adv="111", account="acc-shared"),
+        L("l2", name="B", adv="222"),
+        N("n2", name="B", adv="222", account="acc-shared"),
+        expiry={"acc-shared": None},
+    )
+    none = login_with("u1", access("999", "ADMIN"))
+    one = login_with("u2", access("111", "ADMIN"))
+    details = plan_of(inv, [none, one]).actions[0].details
+    assert (details.preflight, details.missing_access) == ("missing_access", ["222"])
+    assert details.preflight_user == "useru2 (u2)"
+
+
+def test_preflight_without_any_login_is_not_checked_and_plans_the_same_actions() -> None:
+    inv = world(L("l1"), N("n1"), expiry={"acc-111": None})
+    without = plan_of(inv)
+    with_login = plan_of(inv, [login("u1", "111")])
+    assert without.actions[0].details.preflight == "not_checked"
+    assert with_login.actions[0].details.preflight == "ok"
+    assert shape(without) == shape(with_login)
+
+
+def test_the_plan_says_which_rule_read_each_expiry() -> None:
+    inv = world(L("l1"), N("n1"), expiry={"acc-111": None})
+    sandbox = inv.sandboxes[0]
+    accounts = tuple(
+        replace(a, expiry_rule="updatedAt+30d", expires_at=NOW) for a in sandbox.accounts
+    )
+    inv = replace(inv, sandboxes=(replace(sandbox, accounts=accounts),))
+    assert plan_of(inv).actions[0].details.expiry_rule == "updatedAt+30d"
+
+
+def test_the_api_path_is_named_experimental_in_the_plan() -> None:
+    inv = world(L("l1"), N("n1"), expiry={"acc-111": None})
+    api = plan_of(inv, conf=settings(reconnect_via="api"))
+    assert api.actions[0].details.via == "api"
+    assert "experimental" in api.warnings[0] and "Adobe documents no API" in api.warnings[0]
+    adobe = plan_of(inv)
+    assert adobe.actions[0].details.via == "adobe"
+    assert not any("experimental" in w for w in adobe.warnings)
 
 
 def test_login_choice_is_the_longest_lived_then_the_smallest_user_id() -> None:
