@@ -110,3 +110,10 @@ class LockedError(PinmigrateError):
 
 class ApplyFailed(PinmigrateError):
     """An apply or rollback ended with an action that did not succeed (the report says which)."""
+
+
+class ReconnectPending(ApplyFailed):
+    """Apply did everything it could; what is left waits for accounts a person must reconnect
+    in Adobe (exit 4: authentication needed)."""
+
+    exit_code = ExitCode.AUTH

@@ -128,6 +128,11 @@ class Journal:
     def error(self, action: ActionRef, message: str) -> None:
         self.record("error", **action.fields(), error=message)
 
+    def observed(self, action: ActionRef, seen: Mapping[str, Any]) -> None:
+        """A change someone else made (a person's reconnect in Adobe), seen by a re-read.
+        Not a write of this run: rollback has nothing to undo for it."""
+        self.record("observed", **action.fields(), seen=dict(seen))
+
     def run_end(self, summary: Mapping[str, Any]) -> None:
         self.record("run_end", summary=dict(summary))
 

@@ -7,7 +7,8 @@ otherwise), so stdout carries nothing but the final report or its JSON.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -39,14 +40,20 @@ def progress_line(index: int, total: int, result: ActionResult) -> str:
     return f"[{index}/{total}] {result.label} {words}{why}{note}"
 
 
+#: Without a terminal, an unchanged waiting line is repeated this often (seconds).
+STATUS_EVERY = 10.0
+
+
 class LineProgress:
     """One plain line per finished action on stderr (CI logs, pipes)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, clock: Callable[[], float] = time.monotonic) -> None:
         self.console = console
         self.total = 0
         self.count = 0
         self._lock = threading.Lock()
+        self._clock = clock
+        self._last_status: tuple[str, float] | None = None
 
     def start(self, total: int) -> None:
         self.total = total
@@ -59,6 +66,16 @@ class LineProgress:
 
     def finish(self) -> None:
         return None
+
+    def status(self, text: str) -> None:
+        """A waiting line: printed when what it waits for changes, else every few seconds."""
+        topic = text.split(" (", 1)[0]
+        now = self._clock()
+        last = self._last_status
+        if last is not None and last[0] == topic and now - last[1] < STATUS_EVERY:
+            return
+        self._last_status = (topic, now)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 class BarProgress:
@@ -94,12 +111,17 @@ class BarProgress:
                 progress_line(self.count, self.total, result), markup=False, highlight=False
             )
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, advance=1, last=result.label)
+            self._bar.update(self._task, advance=1, last=result.label, description=self.description)
 
     def finish(self) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+    def status(self, text: str) -> None:
+        """Shown in place of the bar's description until the next action ends."""
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, description=text)
 
 
 def make_progress(console: Console, *, description: str = "applying") -> LineProgress | BarProgress:

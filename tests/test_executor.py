@@ -21,9 +21,11 @@ from pinmigrate.apply.engine import waves_of
 from pinmigrate.apply.runs import wait_runs
 from pinmigrate.errors import (
     ApiError,
+    ApplyFailed,
     AuthError,
     ExitCode,
     NotFoundError,
+    ReconnectPending,
     StaleObjectError,
     StalePlanError,
 )
@@ -31,7 +33,7 @@ from pinmigrate.journal import ActionRef, Journal, read_run
 from pinmigrate.logins import AdAccountAccess, Login
 from pinmigrate.plan import Action, Plan, action_id
 from pinmigrate.rollback import rollback_plan, rollback_run
-from pinmigrate.settings import AdobeSettings, Settings
+from pinmigrate.settings import AdobeSettings, MigrationSettings, Settings
 
 NOW = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
 LEGACY_SPEC = "spec-legacy"
@@ -332,7 +334,12 @@ def full_pair_actions(sandbox: str, n: int, *, acct: str | None = None, missing=
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(adobe=AdobeSettings(org_id="X@AdobeOrg"), state_dir=tmp_path)
+    """The experimental API reconnect path: most tests here check the writes it makes."""
+    return Settings(
+        adobe=AdobeSettings(org_id="X@AdobeOrg"),
+        migration=MigrationSettings(reconnect_via="api"),
+        state_dir=tmp_path,
+    )
 
 
 def run(
@@ -1382,3 +1389,246 @@ def test_the_apply_json_itemises_blockers_and_orphans(settings: Settings) -> Non
         {"sandbox": "prod", "flow_id": "h1", "name": "Holiday", "reason": "no twin"}
     ]
     assert payload["summary"]["blocked"] == 1 and payload["summary"]["orphans"] == 1
+
+
+# --- reconnects a person does in Adobe (migration.reconnect_via = "adobe") --------------------
+
+
+@pytest.fixture
+def person_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        adobe=AdobeSettings(
+            org_id="X@AdobeOrg", ui_url="http://127.0.0.1:1/ui/{org_id}/{sandbox}/a/{account_id}"
+        ),
+        state_dir=tmp_path,
+    )
+
+
+def renew(adobe: FakeAdobe, aid: str, days: int = 30) -> None:
+    """What a person's Reconnect OAuth does to the account, as reads show it."""
+    obj = adobe.obj("prod", "connections", aid)
+    obj["auth"]["params"] = {
+        "accessToken": "***",
+        "expiresAt": (NOW + timedelta(days=days)).isoformat(),
+    }
+    adobe.bump(obj)
+
+
+def run_waiting(
+    adobe: FakeAdobe,
+    settings: Settings,
+    actions: list[Action],
+    clock: FakeTime,
+    *,
+    timeout: float,
+    asked: list | None = None,
+) -> tuple[Any, Journal]:
+    journal = Journal(settings.state_dir, "run-person")
+    report = apply_plan(
+        make_plan(actions),
+        adobe=adobe,  # type: ignore[arg-type]
+        settings=settings,
+        logins=None,
+        journal=journal,
+        concurrency=4,
+        now=lambda: NOW,
+        clock=clock.clock,
+        sleep=clock.sleep,
+        reconnect_timeout=timeout,
+        ask_person=(asked.extend if asked is not None else None),
+    )
+    journal.close()
+    return report, journal
+
+
+class RenewAt(FakeTime):
+    """A clock at which a person reconnects accounts: ``{seconds: [account ids]}``."""
+
+    def __init__(self, adobe: FakeAdobe, when: dict[float, list[str]]) -> None:
+        super().__init__()
+        self.adobe = adobe
+        self.when = dict(when)
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        for moment in sorted(self.when):
+            if self.now >= moment:
+                for aid in self.when.pop(moment):
+                    renew(self.adobe, aid)
+
+
+def test_a_person_reconnects_in_adobe_and_apply_carries_on_without_writing_credentials(
+    person_settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.add("prod", "connections", account("acct-N1", None))
+    actions = full_pair_actions("prod", 1, acct="acct-N1")
+    clock = RenewAt(adobe, {20.0: ["acct-N1"]})
+    asked: list = []
+
+    report, journal = run_waiting(adobe, person_settings, actions, clock, timeout=60, asked=asked)
+
+    assert report.ok, [r.error for r in report.results]
+    assert [r.status for r in report.results] == ["done", "done", "done"]
+    assert "reconnected in Adobe" in report.results[0].note
+    assert not any(w[1].startswith("/connections") for w in adobe.writes())
+    # noticed within one re-read interval of the renewal, never more than 15 s apart
+    assert clock.now - 20.0 <= 15.0
+    assert max(clock.sleeps) <= 1.0
+    [request] = asked
+    assert request.page == "http://127.0.0.1:1/ui/X%40AdobeOrg/prod/a/acct-N1"
+    assert "'Pinterest - acct-N1' (acct-N1)" in request.line and "prod" in request.line
+    assert "549755885175" in request.line
+    events = [json.loads(line)["event"] for line in journal.path.read_text().splitlines()]
+    assert "waiting" in events and "observed" in events
+
+
+def test_each_account_releases_its_own_actions_as_soon_as_it_is_renewed(
+    person_settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.add("prod", "connections", account("acct-N1", None))
+    adobe.add("prod", "connections", account("acct-N2", None))
+    actions = [
+        *full_pair_actions("prod", 1, acct="acct-N1"),
+        *full_pair_actions("prod", 2, acct="acct-N2"),
+    ]
+    clock = RenewAt(adobe, {10.0: ["acct-N1"], 200.0: ["acct-N2"]})
+    enabled_at: dict[str, float] = {}
+    adobe.before_write = lambda method, oid: enabled_at.setdefault(oid, clock.now)
+
+    report, _ = run_waiting(adobe, person_settings, actions, clock, timeout=600)
+
+    assert report.ok
+    assert enabled_at["N1/action?op=enable"] < 30.0  # long before the second account
+    assert enabled_at["N2/action?op=enable"] >= 200.0
+
+
+def test_an_account_not_reconnected_in_time_fails_its_own_actions_only_and_exits_4(
+    person_settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.add("prod", "connections", account("acct-N1", None))
+    actions = [*full_pair_actions("prod", 1, acct="acct-N1"), *full_pair_actions("prod", 2)]
+    clock = FakeTime()
+
+    report, _ = run_waiting(adobe, person_settings, actions, clock, timeout=60)
+
+    got = statuses(report)
+    assert got["reconnect_account:prod:acct-N1"] == "failed"
+    assert got["enable_flow:prod:N1"] == got["disable_flow:prod:L1"] == "skipped"
+    assert got["enable_flow:prod:N2"] == got["disable_flow:prod:L2"] == "done"
+    assert 60.0 <= clock.now <= 61.0
+    # re-read at most 15 s apart: count the account reads
+    reads = [r for r in adobe.reads() if r[1] == "/connections/acct-N1"]
+    assert len(reads) >= 60 / 15
+    with pytest.raises(ReconnectPending) as err:
+        report.raise_if_failed()
+    assert err.value.exit_code == ExitCode.AUTH
+    assert "'Pinterest - acct-N1' (prod, acct-N1)" in err.value.line()
+    assert "\n" not in err.value.line()
+    assert adobe.obj("prod", "flows", "N1")["state"] == "disabled"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+
+
+def test_without_a_wait_apply_reads_once_and_does_everything_else(
+    person_settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.add("prod", "connections", account("acct-N1", None))
+    actions = [*full_pair_actions("prod", 1, acct="acct-N1"), *full_pair_actions("prod", 2)]
+    clock = FakeTime()
+
+    report, _ = run_waiting(adobe, person_settings, actions, clock, timeout=0)
+
+    assert clock.sleeps == []
+    assert statuses(report)["enable_flow:prod:N2"] == "done"
+    with pytest.raises(ReconnectPending):
+        report.raise_if_failed()
+
+
+def test_a_failure_other_than_a_reconnect_exits_1(person_settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.add("prod", "connections", account("acct-N1", None))
+    adobe.fail[("POST", "N2/action?op=enable")] = ApiError("Adobe said no", status=400)
+    actions = [*full_pair_actions("prod", 1, acct="acct-N1"), *full_pair_actions("prod", 2)]
+
+    report, _ = run_waiting(adobe, person_settings, actions, FakeTime(), timeout=0)
+
+    with pytest.raises(ApplyFailed) as err:
+        report.raise_if_failed()
+    assert not isinstance(err.value, ReconnectPending)
+
+
+def test_a_plan_made_for_a_person_is_never_carried_out_by_writing_credentials(
+    settings: Settings,
+) -> None:
+    # settings say "api", but the plan was made (and approved) for a person
+    adobe = FakeAdobe()
+    adobe.add("prod", "connections", account("acct-1", None))
+    action = reconnect("prod", "acct-1")
+    action = action.model_copy(
+        update={"details": action.details.model_copy(update={"via": "adobe"})}
+    )
+    logins = FakeLogins(marketer())
+
+    report, _ = run_waiting(adobe, settings, [action], FakeTime(), timeout=0)
+
+    assert statuses(report)[action.id] == "failed"
+    assert adobe.writes() == [] and logins.calls == []
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "renewed"),
+    [
+        ({"etag": "1", "exp": 1}, {"etag": "1", "exp": 40}, False),  # same etag
+        ({"etag": "1", "exp": 1}, {"etag": "2", "exp": 1}, False),  # renamed, not renewed
+        ({"etag": "1", "exp": 1}, {"etag": "2", "exp": 40}, True),
+        ({"etag": "1", "exp": None}, {"etag": "2", "exp": 40}, True),
+        ({"etag": "1", "exp": 5}, {"etag": "2", "exp": None}, False),  # disconnected
+    ],
+)
+def test_a_renewal_is_a_new_etag_and_a_later_expiry(
+    before: dict, after: dict, renewed: bool
+) -> None:
+    from pinmigrate.apply.reconnects import renewed as is_renewal
+    from pinmigrate.inventory import Account
+
+    def acc(d: dict) -> Account:
+        exp = NOW + timedelta(days=d["exp"]) if d["exp"] is not None else None
+        return Account("a", "A", "prod", "new", etag=d["etag"], expires_at=exp)
+
+    assert is_renewal(acc(before), acc(after)) is renewed
+
+
+def test_a_renewal_without_any_expiry_field_is_read_from_updated_at(
+    person_settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    adobe.add("prod", "connections", account("acct-1", None))
+    old = int((NOW - timedelta(days=29)).timestamp() * 1000)
+    obj = adobe.obj("prod", "connections", "acct-1")
+    obj["auth"]["params"] = {"accessToken": "***"}
+    obj["updatedAt"] = old
+    action = reconnect("prod", "acct-1")
+
+    class Later(FakeTime):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            if self.now >= 5 and obj["updatedAt"] == old:
+                obj["updatedAt"] = int(NOW.timestamp() * 1000)
+                adobe.bump(obj)
+
+    report, _ = run_waiting(adobe, person_settings, [action], Later(), timeout=60)
+
+    assert report.ok
+    assert "updatedAt+30d" in report.results[0].note

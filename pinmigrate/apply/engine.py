@@ -21,6 +21,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pinmigrate import redact
 from pinmigrate.actions import KIND_ORDER, Action, EnableFlow, ReconnectAccount
 from pinmigrate.apply import runs
+from pinmigrate.apply.reconnects import (
+    AskPerson,
+    ReconnectWait,
+    by_person,
+    not_seen_error,
+    renewal_note,
+    request_for,
+)
 from pinmigrate.apply.results import (
     OK_STATUSES,
     ActionResult,
@@ -30,10 +38,11 @@ from pinmigrate.apply.results import (
     describe,
 )
 from pinmigrate.apply.verdict import Verdict, assess, goal_problem
-from pinmigrate.apply.world import LiveWorld, Reader, Wants, target_card, wants_of
+from pinmigrate.apply.world import LiveWorld, Reader, Wants, World, target_card, wants_of
 from pinmigrate.apply.writes import Writes, ref_of
 from pinmigrate.errors import PinmigrateError, StalePlanError
 from pinmigrate.inventory import Card
+from pinmigrate.moments import iso_z
 
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
@@ -106,6 +115,8 @@ class Executor:
         clock: Callable[[], float] | None = None,
         stale_policy: Literal["abort", "skip"] = "abort",
         cards: Mapping[str, Card] | None = None,
+        reconnect_timeout: float = 0.0,
+        ask_person: AskPerson | None = None,
     ) -> None:
         self.adobe = adobe
         self.settings = settings
@@ -118,6 +129,8 @@ class Executor:
         self.clock = clock or time.monotonic
         self.stale_policy = stale_policy
         self.cards = dict(cards or {})
+        self.reconnect_timeout = max(0.0, reconnect_timeout)
+        self.ask_person = ask_person
         self.margin = timedelta(days=settings.migration.reconnect_margin_days)
         self.reader = Reader(adobe, settings, workers=self.concurrency)
         self.live = LiveWorld()
@@ -142,11 +155,15 @@ class Executor:
             return []
         verdicts = self._check(actions)
         todo = [a for a in actions if verdicts[a.id].outcome == "todo"]
+        reconnects = [a for a in todo if isinstance(a, ReconnectAccount)]
+        # A person reconnects these in Adobe; the experimental API path writes the others.
+        person = [a for a in reconnects if by_person(a, self.settings)]
         started = self.clock()
-        logins = resolve_logins([a for a in todo if isinstance(a, ReconnectAccount)], self.logins)
+        logins = resolve_logins([a for a in reconnects if a not in person], self.logins)
         if self.clock() - started > RECHECK_AFTER:
             # A person took a while in the browser: the world may have moved meanwhile.
             verdicts = self._check(actions)
+            person = [a for a in person if verdicts[a.id].outcome == "todo"]
         for ident, verdict in verdicts.items():
             if verdict.outcome == "stale":
                 results[ident].status = "skipped"
@@ -159,18 +176,19 @@ class Executor:
         for action in actions:
             if verdicts[action.id].outcome == "already_done":
                 results[action.id].status = "already_done"
+        held = held_by(actions, {a.id for a in person})
         if self.progress:
             self.progress.start(len(actions))
-        waves = waves_of(actions)
         try:
+            wait = self._ask(person)
             with ThreadPoolExecutor(
                 max_workers=self.concurrency, thread_name_prefix="write"
             ) as pool:
                 # The staleness check just read everything: the first wave needs no re-read.
-                fresh = True
-                for index, wave in enumerate(waves):
-                    upcoming = waves[index + 1] if index + 1 < len(waves) else []
-                    fresh = self._run_wave(pool, wave, results, logins, fresh, upcoming)
+                free = [a for a in actions if a.id not in held]
+                fresh = self._run_waves(pool, free, results, logins, fresh=True)
+                if wait is not None:
+                    self._await_person(pool, wait, actions, held, results, logins, fresh)
         except Exception as exc:
             # A bug of ours must still end in a report and a run_end: the journal holds the
             # truth about any write that was under way.
@@ -187,6 +205,128 @@ class Executor:
             if self.progress:
                 self.progress.finish()
         return [results[a.id] for a in actions]
+
+    def _run_waves(
+        self,
+        pool: ThreadPoolExecutor,
+        actions: Sequence[Action],
+        results: dict[str, ActionResult],
+        logins: Mapping[str, Login],
+        *,
+        fresh: bool,
+    ) -> bool:
+        """Run ``actions`` in waves; True when the world as last read is still fresh."""
+        waves = waves_of(actions)
+        for index, wave in enumerate(waves):
+            upcoming = waves[index + 1] if index + 1 < len(waves) else []
+            fresh = self._run_wave(pool, wave, results, logins, fresh, upcoming)
+        return fresh
+
+    # -- reconnects a person does in Adobe --
+
+    def _ask(self, person: Sequence[ReconnectAccount]) -> ReconnectWait | None:
+        """Tell the person which accounts to reconnect; the wait's clock starts now."""
+        if not person:
+            return None
+        requests = [request_for(a, self.settings) for a in person]
+        for request in requests:
+            self.journal.record("waiting", **ref_of(request.action).fields(), page=request.page)
+        if self.ask_person is not None:
+            self.ask_person(requests)
+        world = self.live.snapshot()
+        return ReconnectWait(
+            self.reader,
+            person,
+            {a.target_id: world.accounts[a.target_id] for a in person},
+            timeout=self.reconnect_timeout,
+            clock=self.clock,
+            now=self.now,
+            margin=self.margin,
+        )
+
+    def _await_person(
+        self,
+        pool: ThreadPoolExecutor,
+        wait: ReconnectWait,
+        actions: Sequence[Action],
+        held: Mapping[str, frozenset[str]],
+        results: dict[str, ActionResult],
+        logins: Mapping[str, Login],
+        fresh: bool,
+    ) -> None:
+        """Re-read the waiting accounts until each is renewed or time is up; run each one's
+        dependent actions as soon as it is renewed, without waiting for the others."""
+        waiting = {a.id: a for a in wait.pending.values()}
+        renewed: set[str] = set()
+        while wait.pending:
+            try:
+                seen = wait.poll()
+            except Exception as exc:  # the wait goes on; the deadline still holds
+                log.debug("re-reading the waiting accounts failed", exc_info=True)
+                wait.last_problem = describe(exc)
+                seen = []
+            now = self.now()
+            for action, account in seen:
+                self.live.merge(World(accounts={account.id: account}))
+                result = results[action.id]
+                result.note = renewal_note(account, now, self.margin)
+                self.journal.observed(
+                    ref_of(action),
+                    {
+                        "etag": account.etag,
+                        "expiresAt": iso_z(account.expires_at),
+                        "rule": account.expiry_rule,
+                    },
+                )
+                self._end(result, "done")
+                renewed.add(action.id)
+            released = [
+                a
+                for a in actions
+                if a.id in held
+                and a.id not in waiting
+                and results[a.id].status == "pending"
+                and held[a.id] <= renewed
+            ]
+            if released:
+                fresh = self._run_waves(pool, released, results, logins, fresh=False)
+            if not wait.pending or wait.left() <= 0:
+                break
+            self._wait_a_little(wait)
+        for ident, unseen_action in wait.pending.items():
+            result = results[ident]
+            result.waits_for = _account_label(unseen_action)
+            error = not_seen_error(unseen_action, wait.timeout, wait.last_problem)
+            self._end(result, "failed", error)
+            self.journal.error(ref_of(unseen_action), result.error or "")
+        unseen = set(wait.pending)
+        rest = [a for a in actions if a.id in held and results[a.id].status == "pending"]
+        self._run_waves(pool, rest, results, logins, fresh=fresh)
+        for later in rest:
+            result = results[later.id]
+            if result.status == "skipped" and held[later.id] & unseen:
+                labels = [_account_label(waiting[i]) for i in sorted(held[later.id] & unseen)]
+                result.waits_for = ", ".join(labels)
+
+    def _wait_a_little(self, wait: ReconnectWait) -> None:
+        """Sleep until the next re-read, keeping the live line's countdown current."""
+        delay = wait.next_delay()
+        until = self.clock() + delay
+        while True:
+            left = wait.left()
+            count = len(wait.pending)
+            self._status(
+                f"waiting for {count} account{'s' if count != 1 else ''} to be reconnected "
+                f"in Adobe ({int(left) // 60}:{int(left) % 60:02d} left)"
+            )
+            step = min(1.0, until - self.clock())
+            if step <= 0:
+                return
+            self.sleep(step)
+
+    def _status(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.status(text)
 
     def _check(self, actions: Sequence[Action]) -> dict[str, Verdict]:
         """Re-read every object and judge each action; stale stops here under "abort"."""
@@ -386,6 +526,31 @@ def resolve_logins(
     return chosen
 
 
+def held_by(actions: Sequence[Action], waiting: set[str]) -> dict[str, frozenset[str]]:
+    """The actions that wait for a person's reconnect, each with the reconnects it waits for
+    (through ``depends_on``, transitively); a waiting reconnect waits for itself."""
+    by_id = {a.id: a for a in actions}
+    memo: dict[str, frozenset[str]] = {}
+
+    def waits(ident: str, trail: frozenset[str]) -> frozenset[str]:
+        if ident in memo:
+            return memo[ident]
+        found: set[str] = {ident} if ident in waiting else set()
+        action = by_id.get(ident)
+        for dep in action.depends_on if action is not None else ():
+            if dep not in trail:
+                found |= waits(dep, trail | {ident})
+        memo[ident] = frozenset(found)
+        return memo[ident]
+
+    return {a.id: w for a in actions if (w := waits(a.id, frozenset()))}
+
+
+def _account_label(action: ReconnectAccount) -> str:
+    name = f"{action.target_name!r} " if action.target_name else ""
+    return f"{name}({action.sandbox}, {action.target_id})"
+
+
 def failed_dependency(action: Action, results: Mapping[str, ActionResult]) -> str | None:
     """Why ``action`` is not attempted: a dependency that did not succeed; else None."""
     for dep in action.depends_on:
@@ -420,6 +585,8 @@ def apply_plan(
     sleep: Callable[[float], None] | None = None,
     clock: Callable[[], float] | None = None,
     start_extra: Mapping[str, Any] | None = None,
+    reconnect_timeout: float = 0.0,
+    ask_person: AskPerson | None = None,
 ) -> ApplyReport:
     """Carry out a plan: staleness check, logins, then the waves. Raises StalePlanError (exit 3)
     or AuthError (exit 4) before any write; otherwise returns the report, failures included.
@@ -434,6 +601,8 @@ def apply_plan(
         now=now,
         sleep=sleep,
         clock=clock,
+        reconnect_timeout=reconnect_timeout,
+        ask_person=ask_person,
     )
     retries_before = retries_of(adobe)
     results = executor.run(plan.actions, fingerprint=plan.fingerprint, start_extra=start_extra)

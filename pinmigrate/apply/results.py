@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pinmigrate import redact
-from pinmigrate.errors import ApplyFailed, PinmigrateError
+from pinmigrate.errors import ApplyFailed, PinmigrateError, ReconnectPending
 from pinmigrate.plan import Blocker, Orphan
 
 Status = Literal["pending", "done", "already_done", "skipped", "failed"]
@@ -24,6 +24,9 @@ class ActionResult:
     error: str | None = None
     #: A human remark that is not an error ("412: retried with a fresh etag").
     note: str = ""
+    #: Set when this action did not succeed only because an account still waits for a
+    #: person to reconnect it in Adobe: that account, as ``'name' (sandbox, id)``.
+    waits_for: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,8 +103,20 @@ class ApplyReport:
         return summary
 
     def raise_if_failed(self, what: str = "apply") -> None:
-        """ApplyFailed (exit 1) unless every action succeeded and no first run failed."""
+        """ApplyFailed (exit 1) unless every action succeeded and no first run failed;
+        ReconnectPending (exit 4) when what is left only waits for reconnects in Adobe."""
         counts = self.counts()
+        unfinished = [r for r in self.results if r.status not in OK_STATUSES]
+        if unfinished and all(r.waits_for for r in unfinished):
+            accounts = list(dict.fromkeys(r.waits_for for r in unfinished if r.waits_for))
+            done = counts["done"] + counts["already_done"]
+            raise ReconnectPending(
+                f"{len(accounts)} account(s) still need Reconnect OAuth in Adobe: "
+                f"{', '.join(accounts)}; {done} of {len(self.results)} action(s) are done and "
+                f"{len(unfinished)} wait for those accounts",
+                hint="reconnect them in Adobe (Destinations > Accounts, Edit details, "
+                "Reconnect OAuth), then run apply again; or wait longer with --reconnect-timeout",
+            )
         if not self.ok:
             bad = counts["failed"] + counts["skipped"]
             raise ApplyFailed(
@@ -161,6 +176,9 @@ class Progress(Protocol):
     def advance(self, result: ActionResult) -> None: ...
 
     def finish(self) -> None: ...
+
+    def status(self, text: str) -> None:
+        """A live line about what the run is waiting for (replaced by the next one)."""
 
 
 def describe(exc: BaseException) -> str:
