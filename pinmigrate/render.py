@@ -195,27 +195,7 @@ def render_plan(console: Console, plan: Plan) -> None:
                 _say(console, _text(f"      candidates: {', '.join(blocker.candidates)}"))
 
     reconnects = [a for a in plan.actions if isinstance(a, ReconnectAccount)]
-    unserved = [a for a in reconnects if a.details.needs_login]
-    if unserved:
-        _say(console)
-        _say(
-            console,
-            _text(
-                f"Needs a Pinterest login: {_plural(len(unserved), 'account')} to reconnect "
-                "have no stored login that covers their ad accounts",
-                "bold yellow",
-            ),
-        )
-        for action in unserved:
-            ids = ", ".join(action.details.advertiser_ids) or "unknown ad accounts"
-            _say(console, _text(f"  ~ {action.sandbox}  {action.target_name}: ad accounts {ids}"))
-        _say(
-            console,
-            _text(
-                f"  Run `{AUTH_LOGIN}` as a Pinterest user with access to them (or set "
-                "PINMIGRATE_PINTEREST_REFRESH_TOKEN), then plan again."
-            ),
-        )
+    _render_reconnect_notes(console, reconnects)
 
     for sandbox in plan.sandboxes:
         _render_plan_sandbox(console, plan, sandbox, made)
@@ -263,6 +243,68 @@ def render_plan(console: Console, plan: Plan) -> None:
     if not plan.actions:
         _say(console, _text("Nothing to change.", "bold"))
     _say(console, _text(legend(), "dim"))
+
+
+def _render_reconnect_notes(console: Console, reconnects: list[ReconnectAccount]) -> None:
+    """How the reconnects will be done, and what the pre-flight could not confirm."""
+    by_person = [a for a in reconnects if a.details.via != "api"]
+    by_api = [a for a in reconnects if a.details.via == "api"]
+    if by_person:
+        _say(console)
+        _say(
+            console,
+            _text(
+                f"Reconnect in Adobe: {_plural(len(by_person), 'account')} "
+                f"{'needs' if len(by_person) == 1 else 'need'} Reconnect OAuth by a person "
+                "(Destinations > Accounts, Edit details, Reconnect OAuth); apply names them, "
+                "opens the page and carries on as each is renewed",
+                "bold yellow",
+            ),
+        )
+        unchecked = [a for a in by_person if a.details.preflight == "not_checked"]
+        if unchecked:
+            _say(
+                console,
+                _text(
+                    f"  Pre-flight not checked for {_plural(len(unchecked), 'account')}: "
+                    f"`{AUTH_LOGIN}` as the Pinterest user who will reconnect them checks that "
+                    "they reach every ad account (optional)."
+                ),
+            )
+    unserved = [a for a in by_api if a.details.needs_login]
+    if unserved:
+        _say(console)
+        _say(
+            console,
+            _text(
+                f"Needs a Pinterest login: {_plural(len(unserved), 'account')} to reconnect "
+                "through the API have no stored login that covers their ad accounts",
+                "bold yellow",
+            ),
+        )
+        for action in unserved:
+            ids = ", ".join(action.details.advertiser_ids) or "unknown ad accounts"
+            _say(console, _text(f"  ~ {action.sandbox}  {action.target_name}: ad accounts {ids}"))
+        _say(
+            console,
+            _text(
+                f"  Run `{AUTH_LOGIN}` as a Pinterest user with access to them (or set "
+                "PINMIGRATE_PINTEREST_REFRESH_TOKEN), then plan again."
+            ),
+        )
+
+
+def _preflight_cell(action: ReconnectAccount) -> Text:
+    details = action.details
+    if details.via == "api" and details.preflight is None:
+        login = details.login
+        return _text(f"user {login}") if login else _text("NEEDS LOGIN", "bold yellow")
+    if details.preflight == "ok":
+        return _text(f"ok: {details.preflight_user or details.login}", "green")
+    if details.preflight == "missing_access":
+        missing = ", ".join(details.missing_access or [])
+        return _text(f"{details.preflight_user} lacks {missing}", "bold yellow")
+    return _text("not checked")
 
 
 def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datetime) -> None:
@@ -319,17 +361,20 @@ def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datet
 
     reconnects = [a for a in actions if isinstance(a, ReconnectAccount)]
     if reconnects:
-        columns = ["", "Account to reconnect", "Ad accounts", "Credentials", "Login", "Flows"]
+        columns = ["", "Account to reconnect", "Ad accounts", "Credentials", "Pre-flight", "Flows"]
         table = _table(*columns, *(["Account id"] if wide else []))
         for action in reconnects:
             expires = _parse_time(action.precondition.expires_at)
-            login = action.details.login
+            rule = action.details.expiry_rule
+            credentials = describe_expiry(expires, made)
+            if rule and rule not in ("expiresAt", "none"):
+                credentials += f" ({rule})"
             row = [
                 _text("~", KIND_STYLE["reconnect_account"][2]),
                 _text(action.target_name or action.target_id),
                 _text(", ".join(action.details.advertiser_ids) or "none"),
-                _text(describe_expiry(expires, made), "red" if expires is None else ""),
-                _text(f"user {login}") if login else _text("NEEDS LOGIN", "bold yellow"),
+                _text(credentials, "red" if expires is None else ""),
+                _preflight_cell(action),
                 _text(len(action.details.flows)),
             ]
             table.add_row(*row, *([_text(action.target_id)] if wide else []))

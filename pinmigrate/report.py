@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from pinmigrate.app import App
+    from pinmigrate.apply.reconnects import PersonReconnect
     from pinmigrate.discovery import Progress
 
 #: status -> (symbol, words, colour)
@@ -122,6 +123,43 @@ class BarProgress:
         """Shown in place of the bar's description until the next action ends."""
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, description=text)
+
+
+#: At most this many browser tabs are opened for reconnects; the rest are listed only.
+MAX_PAGES_OPENED = 5
+
+
+def ask_person(
+    console: Console, open_page: Callable[[str], bool] | None = None
+) -> Callable[[Sequence[PersonReconnect]], None]:
+    """Tells the person which accounts to reconnect in Adobe (stderr), and opens the pages
+    with ``open_page`` when a person is there to see them (distinct pages, a few at most)."""
+    from pinmigrate.apply.reconnects import UI_STEPS
+
+    def ask(requests: Sequence[PersonReconnect]) -> None:
+        count = len(requests)
+        console.print(
+            f"{count} account{'s' if count != 1 else ''} need{'s' if count == 1 else ''} "
+            f"Reconnect OAuth in Adobe ({UI_STEPS}):",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        for request in requests:
+            console.print(f"  {request.line}", markup=False, highlight=False, soft_wrap=True)
+        if open_page is None:
+            return
+        pages = list(dict.fromkeys(r.page for r in requests))
+        for page in pages[:MAX_PAGES_OPENED]:
+            open_page(page)
+        if len(pages) > MAX_PAGES_OPENED:
+            console.print(
+                f"Opened the first {MAX_PAGES_OPENED} pages; open the others from the list.",
+                markup=False,
+                highlight=False,
+            )
+
+    return ask
 
 
 def make_progress(console: Console, *, description: str = "applying") -> LineProgress | BarProgress:

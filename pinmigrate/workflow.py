@@ -20,6 +20,7 @@ from pinmigrate.errors import PinmigrateError, UsageError
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
     from pinmigrate.apply.engine import LoginSource
+    from pinmigrate.apply.reconnects import AskPerson
     from pinmigrate.apply.results import ApplyReport
     from pinmigrate.apply.results import Progress as ApplyProgress
     from pinmigrate.discovery import Progress as DiscoveryProgress
@@ -191,9 +192,14 @@ def apply(
     progress: ApplyProgress | None = None,
     wait_runs: bool = False,
     run_timeout: float = 900.0,
+    reconnect_timeout: float = 0.0,
+    ask_person: AskPerson | None = None,
     note: Note = _quiet,
 ) -> ApplyReport:
     """Carry out a plan under the state-dir lock, journalled; the plan must have changes.
+
+    Accounts a person reconnects in Adobe are named through ``ask_person`` and waited for
+    up to ``reconnect_timeout`` seconds (:mod:`pinmigrate.apply.reconnects`).
 
     Raises StalePlanError (exit 3) or AuthError (exit 4) before any write, LockedError when
     another run holds the state dir; otherwise returns the report, failures included.
@@ -224,6 +230,8 @@ def apply(
                 wait_runs=wait_runs,
                 run_timeout=run_timeout,
                 start_extra=resumes,
+                reconnect_timeout=reconnect_timeout,
+                ask_person=ask_person,
             )
         finally:
             journal.close()

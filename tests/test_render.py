@@ -26,7 +26,7 @@ from pinmigrate.render import (
     render_plan,
     summary_line,
 )
-from pinmigrate.settings import Settings
+from pinmigrate.settings import MigrationSettings, Settings
 
 NOW = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
 
@@ -112,6 +112,16 @@ def test_describe_expiry(expires: datetime | None, text: str) -> None:
     assert describe_expiry(expires, NOW) == text
 
 
+def test_the_api_path_still_says_which_accounts_need_a_login() -> None:
+    plan = make_plan(
+        BUSY, [], Settings(migration=MigrationSettings(reconnect_via="api")), PlanOptions(now=NOW)
+    )
+    text = text_of(render_plan, plan)
+    assert "Run `pinmigrate auth login`" in text
+    assert "experimental" in text
+    assert "Reconnect in Adobe" not in text
+
+
 def test_plan_text_reads_summary_first_and_ends_with_the_switch_offs() -> None:
     plan = plan_of(BUSY)
     text = text_of(render_plan, plan)
@@ -124,8 +134,9 @@ def test_plan_text_reads_summary_first_and_ends_with_the_switch_offs() -> None:
     assert "  ! blocked                    1" in lines
     assert any(line.startswith("Blocked (1)") for line in lines)
     assert "      candidates: n2a, n2b" in lines
-    assert "Run `pinmigrate auth login`" in text
-    assert "NEEDS LOGIN" in text
+    assert "Reconnect in Adobe: 1 account needs Reconnect OAuth by a person" in text
+    assert "Pre-flight not checked for 1 account: `pinmigrate auth login`" in text
+    assert "not checked" in text
     assert "expired 2d ago" in text
     assert "Nothing to do for 1 pair: Winback (legacy flow disabled)" in text
     assert "? prod  Holiday (l3)" in text

@@ -41,6 +41,13 @@ if TYPE_CHECKING:
     metavar="SECONDS",
     help="How long --wait-runs waits in total.",
 )
+@click.option(
+    "--reconnect-timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long to wait for accounts to be reconnected in Adobe (sets "
+    "migration.reconnect_timeout; default 900 at a terminal, 0 without one).",
+)
 @plan_shaping("Fresh plan only. ")
 @global_options
 @pass_app
@@ -51,6 +58,7 @@ def command(
     concurrency: int | None,
     wait_runs: bool,
     run_timeout: float,
+    reconnect_timeout: float | None,
     sandboxes: tuple[str, ...],
     flows: tuple[str, ...],
     matches: tuple[str, ...],
@@ -62,11 +70,16 @@ def command(
     to confirm; with --no-input or without a terminal, --yes is required (else exit 5).
     Every object is re-read first: if anything the plan relied on changed, nothing is
     written (exit 3). Every write is journalled; if a run is interrupted, run apply again.
+
+    Accounts that need Reconnect OAuth are named with the Adobe page to open; apply waits
+    for a person to reconnect them (--reconnect-timeout) and carries on with each as soon
+    as it is renewed. Not reconnected in time: the rest is done and apply exits 4.
     """
     from pinmigrate import workflow
+    from pinmigrate.oauth import resolvers
     from pinmigrate.plan import load_plan
     from pinmigrate.render import render_plan
-    from pinmigrate.report import make_progress, output_report
+    from pinmigrate.report import ask_person, make_progress, output_report
 
     if plan_file and (sandboxes or flows or matches or keep_legacy):
         raise UsageError(
@@ -77,6 +90,7 @@ def command(
     pairs = parse_matches(matches)
     app.use_flag("migration.concurrency", "--concurrency", concurrency)
     app.use_flag("migration.disable_legacy", "--keep-legacy", False if keep_legacy else None)
+    app.use_flag("migration.reconnect_timeout", "--reconnect-timeout", reconnect_timeout)
     settings = app.settings
     adobe = workflow.adobe_client(settings)
     if plan_file:
@@ -101,10 +115,23 @@ def command(
         progress=make_progress(app.err),
         wait_runs=wait_runs,
         run_timeout=run_timeout,
+        reconnect_timeout=reconnect_wait(app),
+        # The login's browser opener: BROWSER is honoured and a slow one never blocks.
+        ask_person=ask_person(app.err, resolvers._open_browser if app.can_prompt() else None),
         note=app.note,
     )
     output_report(app, report)
     report.raise_if_failed()
+
+
+def reconnect_wait(app: App) -> float:
+    """``migration.reconnect_timeout``; unset, 900 s when a person is at the terminal, else 0."""
+    from pinmigrate.settings import RECONNECT_TIMEOUT_AT_TERMINAL
+
+    configured = app.settings.migration.reconnect_timeout
+    if configured is not None:
+        return configured
+    return RECONNECT_TIMEOUT_AT_TERMINAL if app.can_prompt() else 0.0
 
 
 def _logins(app: App) -> LoginSource:
