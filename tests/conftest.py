@@ -30,7 +30,10 @@ def invoke(
     from pinmigrate.cli import run
 
     runner = CliRunner()
-    clean = {k: None for k in _pinmigrate_env()}
+    clean: dict[str, str | None] = {k: None for k in _pinmigrate_env()}
+    # A test that plays a terminal must not wait 15 minutes for a person to reconnect
+    # accounts in Adobe: no wait unless the test asks for one.
+    clean["PINMIGRATE_MIGRATION_RECONNECT_TIMEOUT"] = "0"
     clean.update(env or {})
     with runner.isolation(input=input, env=clean) as streams:
         code = run(list(args))

@@ -299,14 +299,8 @@ class Executor:
             error = not_seen_error(unseen_action, wait.timeout, wait.last_problem)
             self._end(result, "failed", error)
             self.journal.error(ref_of(unseen_action), result.error or "")
-        unseen = set(wait.pending)
         rest = [a for a in actions if a.id in held and results[a.id].status == "pending"]
         self._run_waves(pool, rest, results, logins, fresh=fresh)
-        for later in rest:
-            result = results[later.id]
-            if result.status == "skipped" and held[later.id] & unseen:
-                labels = [_account_label(waiting[i]) for i in sorted(held[later.id] & unseen)]
-                result.waits_for = ", ".join(labels)
 
     def _wait_a_little(self, wait: ReconnectWait) -> None:
         """Sleep until the next re-read, keeping the live line's countdown current."""
@@ -364,6 +358,7 @@ class Executor:
             if blocker is not None:
                 result.status = "skipped"
                 result.error = blocker
+                result.waits_for = _waits_for(action, results)
                 self._report(result)
                 continue
             runnable.append(action)
@@ -546,6 +541,15 @@ def held_by(actions: Sequence[Action], waiting: set[str]) -> dict[str, frozenset
     return {a.id: w for a in actions if (w := waits(a.id, frozenset()))}
 
 
+def _waits_for(action: Action, results: Mapping[str, ActionResult]) -> str | None:
+    """The accounts awaiting a person that keep ``action`` from running, if that is all."""
+    deps = [results[d] for d in action.depends_on if d in results]
+    failed = [d for d in deps if d.status not in OK_STATUSES]
+    if not failed or not all(d.waits_for for d in failed):
+        return None
+    return ", ".join(dict.fromkeys(d.waits_for for d in failed if d.waits_for))
+
+
 def _account_label(action: ReconnectAccount) -> str:
     name = f"{action.target_name!r} " if action.target_name else ""
     return f"{name}({action.sandbox}, {action.target_id})"
@@ -555,6 +559,10 @@ def failed_dependency(action: Action, results: Mapping[str, ActionResult]) -> st
     """Why ``action`` is not attempted: a dependency that did not succeed; else None."""
     for dep in action.depends_on:
         other = results.get(dep)
+        if other is not None and other.waits_for and other.status not in OK_STATUSES:
+            return (
+                f"not attempted: it waits for account {other.waits_for} to be reconnected in Adobe"
+            )
         if other is not None and other.status not in OK_STATUSES:
             why = f": {other.error}" if other.error and other.status == "failed" else ""
             return f"not attempted: it depends on {dep}, which {_past(other.status)}{why}"
