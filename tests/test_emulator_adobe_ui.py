@@ -1,12 +1,14 @@
 """Adobe's side of the reconnect in the emulator: the expiry shapes the scenario options
-choose, as pinmigrate reads them.
+choose, as pinmigrate reads them, and Adobe's own Pinterest app with client-bound tokens.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -17,9 +19,12 @@ from pinmigrate.emulator import (
     CLIENT_SECRET,
     NEW_SPEC_ID,
     ORG_ID,
+    PINTEREST_APP_ID,
+    PINTEREST_APP_SECRET,
     Emulator,
 )
-from pinmigrate.emulator.model import LEGACY_SPEC_ID
+from pinmigrate.emulator.model import ADOBE_APP_ID, ADOBE_CALLBACK_PATH, LEGACY_SPEC_ID
+from pinmigrate.emulator.problems import Problem
 from pinmigrate.emulator.scenarios import account_id, flow_id, parse_scenario
 from pinmigrate.models import credential_expiry
 
@@ -141,6 +146,11 @@ def at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+def basic(app_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{app_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
 # --- expiry shapes -------------------------------------------------------------------------------
 
 
@@ -254,3 +264,118 @@ def test_patches_keep_the_expiry_forms_adobe_may_store(emu: Emulator, adobe: Ado
     ):
         answer = patch(bad)
         assert answer.status_code == 400, bad
+
+
+# --- client-bound Pinterest tokens ---------------------------------------------------------------
+
+
+def test_adobes_code_cannot_be_exchanged_by_pinmigrates_app(emu: Emulator) -> None:
+    code = adobe_code(emu, "some-state")
+    answer = requests.post(
+        emu.url + "/v5/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": emu.url + ADOBE_CALLBACK_PATH,
+        },
+        headers=basic(PINTEREST_APP_ID, PINTEREST_APP_SECRET),
+    )
+    assert answer.status_code == 401
+    assert answer.json() == {"code": 2, "message": "Authentication failed."}
+
+
+def test_tokens_are_refreshed_only_by_the_app_they_were_issued_to(emu: Emulator) -> None:
+    # Adobe's exchange, as its callback makes it: its code, its own client credentials.
+    adobe_auth = emu.state.pinterest.basic_authorization(ADOBE_APP_ID)
+    first = emu.state.token_endpoint(
+        adobe_auth,
+        {
+            "grant_type": "authorization_code",
+            "code": adobe_code(emu, "some-state"),
+            "redirect_uri": emu.url + ADOBE_CALLBACK_PATH,
+        },
+    )
+    adobes = {"access": first["access_token"], "refresh": first["refresh_token"]}
+    tokens = emu.state.dump()["secrets"]["pinterest_tokens"]
+    assert {t["token"] for t in tokens if t["client_id"] == ADOBE_APP_ID} == set(adobes.values())
+
+    def refresh(token: str, headers: dict[str, str]) -> requests.Response:
+        return requests.post(
+            emu.url + "/v5/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": token},
+            headers=headers,
+        )
+
+    refused = refresh(adobes["refresh"], basic(PINTEREST_APP_ID, PINTEREST_APP_SECRET))
+    assert refused.status_code == 401
+    assert refused.json() == {"code": 2, "message": "Authentication failed."}
+    # ... and the refusal did not revoke it: Adobe's own client still refreshes it.
+    renewed = emu.state.token_endpoint(
+        adobe_auth, {"grant_type": "refresh_token", "refresh_token": adobes["refresh"]}
+    )
+    assert renewed["access_token"].startswith("pina_")
+
+    # The other way round: pinmigrate's refresh token is refused to Adobe's client.
+    mine = emu.tokens("emu_marketer")
+    with pytest.raises(Problem) as caught:
+        emu.state.token_endpoint(
+            adobe_auth, {"grant_type": "refresh_token", "refresh_token": mine["refresh_token"]}
+        )
+    assert caught.value.status == 401 and caught.value.body == {
+        "code": 2,
+        "message": "Authentication failed.",
+    }
+    assert refresh(mine["refresh_token"], basic(PINTEREST_APP_ID, PINTEREST_APP_SECRET)).ok
+
+    # Bearer use works whoever minted the token.
+    for token in (adobes["access"], renewed["access_token"]):
+        bearer = {"Authorization": f"Bearer {token}"}
+        me = requests.get(emu.url + "/v5/user_account", headers=bearer)
+        assert me.status_code == 200 and me.json()["username"] == "emu_marketer"
+        ads = requests.get(emu.url + "/v5/ad_accounts", headers=bearer)
+        assert ads.status_code == 200 and len(ads.json()["items"]) == 4
+
+
+def test_adobes_app_may_only_use_its_registered_callback(emu: Emulator) -> None:
+    good = {
+        "client_id": ADOBE_APP_ID,
+        "redirect_uri": emu.url + ADOBE_CALLBACK_PATH,
+        "response_type": "code",
+        "scope": "ads:read",
+        "state": "s",
+    }
+    page = requests.get(emu.url + "/oauth/", params=good)
+    assert page.status_code == 200
+    assert "Adobe Experience Platform wants access" in page.text
+    for uri in (
+        "http://localhost:8085/",
+        emu.url + "/elsewhere",
+        "http://127.0.0.1:1" + ADOBE_CALLBACK_PATH,
+        "https://platform.adobe.io" + ADOBE_CALLBACK_PATH,
+    ):
+        answer = requests.get(emu.url + "/oauth/", params={**good, "redirect_uri": uri})
+        assert answer.status_code == 400, uri
+        assert "not registered" in answer.text
+    # pinmigrate's own app still takes any loopback URI, and its consent names it.
+    mine = requests.get(
+        emu.url + "/oauth/",
+        params={**good, "client_id": PINTEREST_APP_ID, "redirect_uri": "http://localhost:8085/"},
+    )
+    assert mine.status_code == 200 and "pinmigrate (emulator) wants access" in mine.text
+
+
+def adobe_code(emu: Emulator, state: str) -> str:
+    """A code of Adobe's app, as Pinterest's Allow hands it to the callback."""
+    allowed = requests.post(
+        emu.url + "/oauth/",
+        data={
+            "client_id": ADOBE_APP_ID,
+            "redirect_uri": emu.url + ADOBE_CALLBACK_PATH,
+            "response_type": "code",
+            "scope": "ads:read,ads:write,user_accounts:read",
+            "state": state,
+            "decision": "allow",
+        },
+        allow_redirects=False,
+    )
+    return parse_qs(urlsplit(allowed.headers["Location"]).query)["code"][0]

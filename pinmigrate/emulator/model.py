@@ -25,6 +25,14 @@ CLIENT_SECRET = "emulator-client-secret"
 PINTEREST_APP_ID = "1234567"
 PINTEREST_APP_SECRET = "emulator-app-secret"
 PINTEREST_APP_NAME = "pinmigrate (emulator)"
+#: Adobe's own Pinterest app, the client of the Pinterest card's "Reconnect OAuth" (api-notes.md
+#: §3 "Accounts"). Its secret is drawn per emulator process and never shown.
+ADOBE_APP_ID = "1484062"
+ADOBE_APP_NAME = "Adobe Experience Platform"
+#: Adobe's OAuth callback for destinations; the emulator serves it on its own base URL.
+ADOBE_CALLBACK_PATH = "/data/core/activation/oauth/api/v1/callback"
+#: What Adobe's Pinterest card asks for on "Reconnect OAuth".
+ADOBE_SCOPES = "ads:read,ads:write,user_accounts:read"
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:pinmigrate:emulator")
 _NAMESPACE_BYTES = _NAMESPACE.bytes

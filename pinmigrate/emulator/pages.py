@@ -42,6 +42,7 @@ def consent_page(
     scopes: Iterable[str],
     users: Iterable[PinterestUser],
     default_user: str,
+    app_name: str = PINTEREST_APP_NAME,
 ) -> str:
     """The "Allow access" page: the app, the scopes asked for, a user choice, Allow/Deny."""
     hidden = "".join(
@@ -61,7 +62,7 @@ def consent_page(
         for u in users
     )
     body = (
-        f'<h1><span class="badge">P</span>{escape(PINTEREST_APP_NAME)} wants access to your '
+        f'<h1><span class="badge">P</span>{escape(app_name)} wants access to your '
         "Pinterest account</h1>"
         f'<p>The app will be able to:</p><ul class="scopes">{scope_items}</ul>'
         '<form method="post" action="/oauth/">'

@@ -530,6 +530,7 @@ def _consent(state: EmulatorState, request: Request) -> Reply:
                 scopes=authorize.scopes,
                 users=users,
                 default_user=state.config.auto_approve_user,
+                app_name=state.pinterest.app_name(authorize.client_id),
             ),
         )
     if request.method == "POST":
@@ -695,6 +696,8 @@ class Emulator:
         )
         self.port = int(server.server_address[1])
         self._server = server
+        # Adobe's app registers its callback on this base URL (api-notes.md §3 "Accounts").
+        self.state.context.base_url = self.url
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},

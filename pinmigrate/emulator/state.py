@@ -28,12 +28,7 @@ from pinmigrate.emulator.faults import (
 from pinmigrate.emulator.flowservice import LIST_KINDS, PATCH_KINDS, FlowService, FlowStore, present
 from pinmigrate.emulator.ims import Caller, ImsBackend
 from pinmigrate.emulator.model import ORG_ID, PINTEREST_SCOPES, JsonDict, PinterestUser
-from pinmigrate.emulator.pinterest import (
-    AuthorizeRequest,
-    PinterestBackend,
-    check_authorize,
-    split_scopes,
-)
+from pinmigrate.emulator.pinterest import AuthorizeRequest, PinterestBackend, split_scopes
 from pinmigrate.emulator.problems import (
     ConsentError,
     Problem,
@@ -182,7 +177,7 @@ class EmulatorState:
 
     def check_authorize(self, params: Mapping[str, str]) -> AuthorizeRequest:
         """Validate ``GET /oauth/`` parameters; ConsentError says what is wrong."""
-        return check_authorize(params)
+        return self.pinterest.check_authorize(params)
 
     def user_by_name(self, name: str) -> PinterestUser | None:
         return self.pinterest.user_by_name(name)
