@@ -1,14 +1,16 @@
-"""Adobe's side of the reconnect in the emulator: the expiry shapes the scenario options
-choose, as pinmigrate reads them, and Adobe's own Pinterest app with client-bound tokens.
+"""Adobe's side of the reconnect in the emulator: the account pages and Reconnect OAuth,
+Adobe's own Pinterest app and callback, client-bound Pinterest tokens, the expiry shapes the
+scenario options choose, and the control endpoint that renews an account.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
@@ -56,6 +58,7 @@ SHAPE_KEYS: dict[str | None, set[str]] = {
     "no-expiry": set(),
 }
 TOKEN_KEYS = {"accessToken", "refreshToken"}
+UI_TEMPLATE = "/ui/{org_id}/{sandbox}/destination/accounts/{account_id}"
 
 
 def scenario(shape: str | None) -> str:
@@ -142,6 +145,19 @@ def adobe(emu: Emulator) -> Adobe:
     return Adobe(emu)
 
 
+def page_of(emu: Emulator, where: tuple[str, str], card: str = "new") -> str:
+    sandbox, adv = where
+    return emu.ui_url.format(
+        org_id=quote(ORG_ID, safe=""),
+        sandbox=quote(sandbox, safe=""),
+        account_id=quote(account_id(sandbox, card, adv), safe=""),
+    )
+
+
+def accounts_page(emu: Emulator, sandbox: str) -> str:
+    return f"{emu.url}/ui/{quote(ORG_ID, safe='')}/{sandbox}/destination/accounts"
+
+
 def at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
@@ -149,6 +165,15 @@ def at(epoch: float) -> datetime:
 def basic(app_id: str, secret: str) -> dict[str, str]:
     raw = base64.b64encode(f"{app_id}:{secret}".encode()).decode()
     return {"Authorization": f"Basic {raw}"}
+
+
+def press_reconnect(emu: Emulator, page: str) -> requests.Response:
+    """POST the account page's Reconnect OAuth form; the 303 answer, not followed."""
+    return requests.post(page + "/reconnect", allow_redirects=False)
+
+
+def stored_tokens(emu: Emulator) -> list[str]:
+    return [t["token"] for t in emu.state.dump()["secrets"]["pinterest_tokens"]]
 
 
 # --- expiry shapes -------------------------------------------------------------------------------
@@ -172,7 +197,9 @@ def test_expiry_options_combine_with_draft_names(clock: FakeTime) -> None:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_every_shape_reads_as_the_intended_expiry(shape: str | None, clock: FakeTime) -> None:
+def test_every_shape_reads_as_the_intended_expiry_before_and_after_a_renewal(
+    shape: str | None, clock: FakeTime
+) -> None:
     with Emulator(scenario(shape), clock=clock.clock) as emu:
         adobe = Adobe(emu)
         read = {
@@ -205,6 +232,24 @@ def test_every_shape_reads_as_the_intended_expiry(shape: str | None, clock: Fake
                 assert expiry.rule == RULES[shape]
                 assert expiry.at is not None and expiry.at >= at(START + 30 * DAY)
 
+        clock.now += 3600
+        for where, days in DEMO_DAYS.items():
+            sandbox, adv = where
+            ident = account_id(sandbox, "new", adv)
+            before = adobe.account(sandbox, ident)
+            answer = requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect")
+            assert answer.status_code == 200, answer.text
+            after = adobe.account(sandbox, ident)
+            assert after["etag"] != before["etag"]
+            assert after["updatedAt"] == (START + 3600) * 1000
+            renewed = credential_expiry(after)
+            assert renewed.rule == RULES[shape]
+            assert renewed.at == at(START + 3600 + LIFETIME)
+            old = credential_expiry(before).at
+            if shape == "no-expiry" or days is None or days < 30:
+                assert old is None or renewed.at > old
+            assert set(after["auth"]["params"]) == TOKEN_KEYS | SHAPE_KEYS[shape]
+
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_flow_runs_read_credentials_in_every_shape(shape: str | None, clock: FakeTime) -> None:
@@ -218,6 +263,24 @@ def test_flow_runs_read_credentials_in_every_shape(shape: str | None, clock: Fak
         cart = flow_id("prod", "new", "Cart abandoners")
         expired = adobe.enable("prod", cart)
         assert expired["status"] == "Failed" and "expired" in expired["errors"][0]["message"]
+
+        ident = account_id("prod", "new", "549755885176")
+        assert requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect").ok
+        adobe.http.post(
+            f"{emu.url}{FS}/flows/{cart}/action",
+            params={"op": "disable"},
+            headers=adobe.headers("prod"),
+        )
+        assert adobe.enable("prod", cart)["status"] == "Success"
+        # 31 days on, the renewal has run out again.
+        clock.now += 31 * DAY
+        adobe = Adobe(emu)
+        adobe.http.post(
+            f"{emu.url}{FS}/flows/{cart}/action",
+            params={"op": "disable"},
+            headers=adobe.headers("prod"),
+        )
+        assert adobe.enable("prod", cart)["status"] == "Failed"
 
 
 @pytest.mark.slow
@@ -379,3 +442,324 @@ def adobe_code(emu: Emulator, state: str) -> str:
         allow_redirects=False,
     )
     return parse_qs(urlsplit(allowed.headers["Location"]).query)["code"][0]
+
+
+# --- the emulator's own addresses --------------------------------------------------------------
+
+
+def test_ui_url_is_the_account_page_template_on_the_base_url(emu: Emulator) -> None:
+    assert emu.ui_url == emu.url + UI_TEMPLATE
+    ident = account_id("dev", "new", "549755885178")
+    assert emu.account_page(ident) == page_of(emu, SOON)
+    assert "%40AdobeOrg/dev/" in emu.account_page(ident)
+
+
+def test_the_control_index_names_the_reconnect_endpoint(emu: Emulator) -> None:
+    endpoints = requests.get(emu.url + "/_emulator/").json()["endpoints"]
+    assert any(e.startswith("POST /_emulator/accounts/{id}/reconnect") for e in endpoints)
+    index = requests.get(emu.url + "/").text
+    assert f"/ui/{quote(ORG_ID, safe='')}/prod/destination/accounts" in index
+
+
+# --- the account pages ---------------------------------------------------------------------------
+
+
+def test_account_page_shows_the_account_and_a_reconnect_button_never_a_token(
+    emu: Emulator,
+) -> None:
+    answer = requests.get(page_of(emu, EXPIRED))
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/html")
+    text = answer.text
+    ident = account_id("prod", "new", "549755885176")
+    for shown in (
+        "Pinterest - ad account 549755885176",
+        ident,
+        "<dd>prod</dd>",
+        "<dd>Pinterest</dd>",
+        "<dd>549755885176</dd>",
+        at(START - 2 * DAY).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "expired 2.0 days ago",
+        "Reconnect OAuth",
+    ):
+        assert shown in text, shown
+    assert f'action="/ui/{quote(ORG_ID, safe="")}/prod/destination/accounts/{ident}/reconnect"' in (
+        text
+    )
+    assert 'method="post"' in text
+    stored = emu.state.get("connections", ident)
+    assert stored is not None
+    for secret in stored["auth"]["params"].values():
+        if isinstance(secret, str) and secret.startswith(("pina_", "pinr_")):
+            assert secret not in text
+    assert "pina_" not in text and "pinr_" not in text
+
+
+def test_account_page_without_credentials_says_so(emu: Emulator) -> None:
+    text = requests.get(page_of(emu, MISSING)).text
+    assert "no credentials" in text and "Reconnect OAuth" in text
+
+
+def test_path_segments_are_unquoted_so_a_raw_at_sign_works_too(emu: Emulator) -> None:
+    ident = account_id("prod", "new", "549755885176")
+    raw = f"{emu.url}/ui/{ORG_ID}/prod/destination/accounts/{ident}"
+    assert requests.get(raw).status_code == 200
+    assert requests.get(page_of(emu, EXPIRED)).status_code == 200
+
+
+def test_accounts_page_lists_both_cards_with_the_button_on_the_new_ones(emu: Emulator) -> None:
+    answer = requests.get(accounts_page(emu, "prod"))
+    assert answer.status_code == 200
+    text = answer.text
+    for adv in ("549755885175", "549755885176"):
+        for card in ("new", "legacy"):
+            assert account_id("prod", card, adv) in text
+        assert f"{account_id('prod', 'new', adv)}/reconnect" in text
+        assert f"{account_id('prod', 'legacy', adv)}/reconnect" not in text
+    assert "(Deprecating) Pinterest" in text
+    assert text.count("Reconnect OAuth") == 2
+    assert "549755885177" not in text  # dev's accounts are not in prod's list
+    assert "amazon-s3" not in text
+
+
+def test_legacy_account_page_has_no_button_and_cannot_be_reconnected(emu: Emulator) -> None:
+    page = page_of(emu, EXPIRED, card="legacy")
+    text = requests.get(page).text
+    assert "(Deprecating) Pinterest" in text and "Reconnect OAuth" not in text
+    refused = press_reconnect(emu, page)
+    assert refused.status_code == 400
+    assert refused.headers["Content-Type"].startswith("text/html")
+    assert "Location" not in refused.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/{org}/prod/destination/accounts/no-such-account",
+        "/ui/{org}/nope/destination/accounts/{account}",
+        "/ui/{org}/nope/destination/accounts",
+        "/ui/OTHER%40AdobeOrg/prod/destination/accounts/{account}",
+        "/ui/{org}/prod/destination/accounts/{s3}",
+        "/ui/{org}/prod/destination/elsewhere",
+        "/ui/",
+    ],
+)
+def test_unknown_places_are_404_html_pages(emu: Emulator, path: str) -> None:
+    s3 = next(a for a in emu.state.find("connections", sandbox="prod") if a["name"] == "amazon-s3")
+    url = emu.url + path.format(
+        org=quote(ORG_ID, safe=""), account=account_id("prod", "new", "549755885175"), s3=s3["id"]
+    )
+    answer = requests.get(url)
+    assert answer.status_code == 404
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert "<h1>" in answer.text
+
+
+def test_pages_refuse_other_methods(emu: Emulator) -> None:
+    assert requests.post(page_of(emu, EXPIRED)).status_code == 405
+    assert requests.get(page_of(emu, EXPIRED) + "/reconnect").status_code == 405
+
+
+# --- Reconnect OAuth: the button, Pinterest's consent, Adobe's callback --------------------------
+
+
+def test_the_button_redirects_to_pinterest_consent_for_adobes_app(emu: Emulator) -> None:
+    first = press_reconnect(emu, page_of(emu, EXPIRED))
+    assert first.status_code == 303
+    location = urlsplit(first.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == emu.url + "/oauth/"
+    query = {k: v[0] for k, v in parse_qs(location.query).items()}
+    state = query.pop("state")
+    assert query == {
+        "client_id": ADOBE_APP_ID,
+        "redirect_uri": emu.url + ADOBE_CALLBACK_PATH,
+        "response_type": "code",
+        "scope": "ads:read,ads:write,user_accounts:read",
+    }
+    assert len(state) >= 20
+    second = press_reconnect(emu, page_of(emu, EXPIRED))
+    assert parse_qs(urlsplit(second.headers["Location"]).query)["state"][0] != state
+
+
+def test_clicking_through_with_allow_renews_the_account(
+    emu: Emulator, adobe: Adobe, clock: FakeTime
+) -> None:
+    ident = account_id("prod", "new", "549755885176")
+    before = adobe.account("prod", ident)
+    clock.now += 60
+    consent_url = press_reconnect(emu, page_of(emu, EXPIRED)).headers["Location"]
+    consent = requests.get(consent_url)
+    assert consent.status_code == 200 and 'value="allow"' in consent.text
+    form = {k: v[0] for k, v in parse_qs(urlsplit(consent_url).query).items()}
+    allowed = requests.post(
+        emu.url + "/oauth/",
+        data={**form, "user": "emu_analyst", "decision": "allow"},
+        allow_redirects=False,
+    )
+    assert allowed.status_code == 302
+    callback = allowed.headers["Location"]
+    assert callback.startswith(emu.url + ADOBE_CALLBACK_PATH + "?code=")
+    done = requests.get(callback)
+    assert done.status_code == 200, done.text
+    assert "Account reconnected" in done.text and f'data-reconnected="{ident}"' in done.text
+    assert "emu_analyst" in done.text
+    for token in stored_tokens(emu):
+        assert token not in done.text
+
+    after = adobe.account("prod", ident)
+    assert after["etag"] != before["etag"]
+    assert after["updatedAt"] == (START + 60) * 1000
+    assert after["auth"]["params"] == {
+        "accessToken": "***",
+        "refreshToken": "***",
+        "expiresAt": at(START + 60 + LIFETIME).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    expiry = credential_expiry(after)
+    assert expiry.at == at(START + 60 + LIFETIME) and expiry.rule == "expiresAt"
+    assert emu.state.dump()["pinterest"]["credential_owners"][ident] == "1000000002"
+    # The page now names the Pinterest user and the new expiry.
+    text = requests.get(page_of(emu, EXPIRED)).text
+    assert "<dd>emu_analyst</dd>" in text and "in 30.0 days" in text
+
+
+def test_auto_approve_goes_straight_through_for_the_default_user(
+    emu: Emulator, adobe: Adobe
+) -> None:
+    emu.configure(auto_approve=True)
+    ident = account_id("prod", "new", "549755885175")
+    done = requests.get(press_reconnect(emu, page_of(emu, MISSING)).headers["Location"])
+    assert done.status_code == 200 and "Account reconnected" in done.text
+    assert emu.state.dump()["pinterest"]["credential_owners"][ident] == "1000000001"
+    assert credential_expiry(adobe.account("prod", ident)).at == at(START + LIFETIME)
+
+
+def start_and_get_state(emu: Emulator, where: tuple[str, str]) -> str:
+    location = press_reconnect(emu, page_of(emu, where)).headers["Location"]
+    return parse_qs(urlsplit(location).query)["state"][0]
+
+
+def test_callback_refuses_a_missing_wrong_or_reused_state_and_changes_nothing(
+    emu: Emulator, adobe: Adobe
+) -> None:
+    ident = account_id("prod", "new", "549755885176")
+    before = adobe.account("prod", ident)
+    state = start_and_get_state(emu, EXPIRED)
+    code = adobe_code(emu, state)
+    callback = emu.url + ADOBE_CALLBACK_PATH
+    for params in ({"code": code}, {"code": code, "state": "forged"}, {"code": code, "state": ""}):
+        answer = requests.get(callback, params=params)
+        assert answer.status_code == 400, params
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert "Reconnect not recognised" in answer.text
+        assert code not in answer.text
+    assert adobe.account("prod", ident)["etag"] == before["etag"]
+    # The right state still works once (the refusals did not burn it), then never again.
+    assert requests.get(callback, params={"code": code, "state": state}).status_code == 200
+    renewed = adobe.account("prod", ident)
+    again = requests.get(callback, params={"code": code, "state": state})
+    assert again.status_code == 400
+    assert adobe.account("prod", ident)["etag"] == renewed["etag"]
+
+
+def test_callback_with_an_error_changes_nothing(emu: Emulator, adobe: Adobe) -> None:
+    ident = account_id("prod", "new", "549755885176")
+    before = adobe.account("prod", ident)
+    state = start_and_get_state(emu, EXPIRED)
+    denied = requests.post(
+        emu.url + "/oauth/",
+        data={
+            "client_id": ADOBE_APP_ID,
+            "redirect_uri": emu.url + ADOBE_CALLBACK_PATH,
+            "response_type": "code",
+            "scope": "ads:read",
+            "state": state,
+            "decision": "deny",
+        },
+        allow_redirects=False,
+    )
+    answer = requests.get(denied.headers["Location"])
+    assert answer.status_code == 400
+    assert "did not grant access" in answer.text and "access_denied" in answer.text
+    assert adobe.account("prod", ident) == before
+    assert ident not in emu.state.dump()["pinterest"]["credential_owners"]
+
+
+def test_callback_refuses_a_code_of_another_app(emu: Emulator, adobe: Adobe) -> None:
+    ident = account_id("prod", "new", "549755885176")
+    before = adobe.account("prod", ident)
+    state = start_and_get_state(emu, EXPIRED)
+    # A code Pinterest issued to pinmigrate's app, smuggled into Adobe's callback.
+    allowed = requests.post(
+        emu.url + "/oauth/",
+        data={
+            "client_id": PINTEREST_APP_ID,
+            "redirect_uri": emu.url + ADOBE_CALLBACK_PATH,
+            "response_type": "code",
+            "scope": "ads:read",
+            "decision": "allow",
+        },
+        allow_redirects=False,
+    )
+    code = parse_qs(urlsplit(allowed.headers["Location"]).query)["code"][0]
+    answer = requests.get(emu.url + ADOBE_CALLBACK_PATH, params={"code": code, "state": state})
+    assert answer.status_code == 502
+    assert "Authentication failed" in answer.text
+    assert adobe.account("prod", ident) == before
+
+
+def test_adobes_app_secret_is_shown_nowhere(emu: Emulator) -> None:
+    ident = account_id("prod", "new", "549755885176")
+    assert requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect").ok
+    secret = emu.state.pinterest.apps[ADOBE_APP_ID].secret
+    assert secret and secret != PINTEREST_APP_SECRET
+    seen = [
+        requests.get(emu.url + "/_emulator/state").text,
+        requests.get(emu.url + "/").text,
+        requests.get(page_of(emu, EXPIRED)).text,
+        requests.get(accounts_page(emu, "prod")).text,
+    ]
+    apps = json.loads(seen[0])["pinterest"]["apps"]
+    assert {a["id"]: a["redirect_uri"] for a in apps} == {
+        PINTEREST_APP_ID: None,
+        ADOBE_APP_ID: emu.url + ADOBE_CALLBACK_PATH,
+    }
+    for text in seen:
+        assert secret not in text
+
+
+# --- the control endpoint -----------------------------------------------------------------------
+
+
+def test_control_reconnect_renews_as_a_person_would(
+    emu: Emulator, adobe: Adobe, clock: FakeTime
+) -> None:
+    ident = account_id("dev", "new", "549755885178")
+    before = adobe.account("dev", ident)
+    clock.now += 5
+    answer = requests.post(
+        f"{emu.url}/_emulator/accounts/{ident}/reconnect", json={"username": "emu_analyst"}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body == adobe.account("dev", ident)
+    assert body["auth"]["params"]["accessToken"] == "***"
+    assert body["etag"] != before["etag"] and body["updatedAt"] == (START + 5) * 1000
+    assert credential_expiry(body).at == at(START + 5 + LIFETIME)
+    assert emu.state.dump()["pinterest"]["credential_owners"][ident] == "1000000002"
+    for token in stored_tokens(emu):
+        assert token not in answer.text
+    # Without a body: the consent page's default user.
+    requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect")
+    assert emu.state.dump()["pinterest"]["credential_owners"][ident] == "1000000001"
+
+
+def test_control_reconnect_refusals(emu: Emulator) -> None:
+    def post(ident: str, body: Any = None) -> requests.Response:
+        return requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect", json=body)
+
+    assert post("no-such-account").status_code == 404
+    assert post(account_id("prod", "legacy", "549755885176")).status_code == 400
+    unknown = post(account_id("prod", "new", "549755885176"), {"username": "nobody"})
+    assert unknown.status_code == 400 and "emu_analyst" in unknown.json()["error"]
+    assert post(account_id("prod", "new", "549755885176"), {"username": 7}).status_code == 400
+    assert post(account_id("prod", "new", "549755885176"), [1]).status_code == 400

@@ -21,13 +21,16 @@ from pinmigrate.emulator.context import Context
 from pinmigrate.emulator.ims import Caller
 from pinmigrate.emulator.jsonpatch import PatchError, apply_patch, merge_patch, parse_pointer
 from pinmigrate.emulator.model import (
+    CREATED_CLIENT,
     LEGACY_SPEC_ID,
     MASK,
     MUTABLE_KINDS,
     NEW_SPEC_ID,
+    PINTEREST_ACCESS_LIFETIME,
     SECRET_PARAM_KEYS,
     JsonDict,
     World,
+    credential_timing,
     emu_id,
     parse_iso,
 )
@@ -412,6 +415,38 @@ class FlowService:
         if expiry.at.timestamp() <= self.context.clock():
             return "The account's Pinterest credentials expired: reconnect it"
         return None
+
+    def renew_credentials(
+        self, sandbox: str, account_id: str, access_token: str, refresh_token: str
+    ) -> JsonDict:
+        """Store fresh Pinterest credentials in an account, as Adobe's Reconnect OAuth does.
+
+        The expiry is 30 days from now in the scenario's shape; the etag and ``updatedAt``
+        change, and the account's credential owner becomes the tokens' user. Answers the
+        stored account (tokens in clear).
+        """
+        with self.context.lock:
+            current = self.store.lookup(sandbox, "connections", account_id)
+            now = self.context.clock()
+            timing = credential_timing(
+                self.store.expiry_shape, now + PINTEREST_ACCESS_LIFETIME, now=now
+            )
+            auth = current.get("auth")
+            auth = auth if isinstance(auth, dict) else {}
+            params = {"accessToken": access_token, "refreshToken": refresh_token, **timing.params}
+            updated = {
+                **current,
+                "auth": {**auth, "params": params},
+                "updatedClient": CREATED_CLIENT,
+            }
+            self._note_credentials(updated)
+            return self.store.store(
+                sandbox,
+                "connections",
+                updated,
+                None,
+                updated_ms=timing.updated_ms if timing.updated_ms is not None else int(now * 1000),
+            )
 
     # --- control API ---------------------------------------------------------------------
 
