@@ -1,6 +1,6 @@
 """Adobe's side of the reconnect in the emulator: the account pages and Reconnect OAuth,
 Adobe's own Pinterest app and callback, client-bound Pinterest tokens, the expiry shapes the
-scenario options choose, and the control endpoint that renews an account.
+scenario options choose, the control endpoint that renews an account, and the scripted person.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pinmigrate.emulator import (
     Emulator,
 )
 from pinmigrate.emulator.model import ADOBE_APP_ID, ADOBE_CALLBACK_PATH, LEGACY_SPEC_ID
+from pinmigrate.emulator.person import ReconnectError, reconnect_via_ui
 from pinmigrate.emulator.problems import Problem
 from pinmigrate.emulator.scenarios import account_id, flow_id, parse_scenario
 from pinmigrate.models import credential_expiry
@@ -763,3 +764,120 @@ def test_control_reconnect_refusals(emu: Emulator) -> None:
     assert unknown.status_code == 400 and "emu_analyst" in unknown.json()["error"]
     assert post(account_id("prod", "new", "549755885176"), {"username": 7}).status_code == 400
     assert post(account_id("prod", "new", "549755885176"), [1]).status_code == 400
+
+
+# --- the scripted person -------------------------------------------------------------------------
+
+
+def test_person_reconnects_through_the_consent_page_as_the_chosen_user(
+    emu: Emulator, adobe: Adobe, clock: FakeTime
+) -> None:
+    ident = account_id("prod", "new", "549755885176")
+    before = adobe.account("prod", ident)
+    clock.now += 10
+    session = requests.Session()
+    reconnect_via_ui(page_of(emu, EXPIRED), username="emu_analyst", session=session)
+    after = adobe.account("prod", ident)
+    assert after["etag"] != before["etag"]
+    assert credential_expiry(after).at == at(START + 10 + LIFETIME)
+    assert emu.state.dump()["pinterest"]["credential_owners"][ident] == "1000000002"
+    endpoints = emu.requests()["by_endpoint"]
+    assert endpoints["POST /oauth/"] == 1  # Allow was pressed on the consent page
+    assert endpoints[f"GET {ADOBE_CALLBACK_PATH}"] == 1
+
+
+def test_person_goes_straight_through_when_auto_approved(emu: Emulator, adobe: Adobe) -> None:
+    emu.configure(auto_approve=True)
+    ident = account_id("prod", "new", "549755885175")
+    reconnect_via_ui(page_of(emu, MISSING))
+    assert credential_expiry(adobe.account("prod", ident)).at == at(START + LIFETIME)
+    assert "POST /oauth/" not in emu.requests()["by_endpoint"]
+
+
+@pytest.mark.parametrize(
+    ("page", "username", "needle"),
+    [
+        ("legacy", None, "no Reconnect OAuth button"),
+        ("unknown", None, "HTTP 404"),
+        ("new", "nobody", "offers no user 'nobody'"),
+    ],
+)
+def test_person_says_why_an_account_was_not_reconnected(
+    emu: Emulator, adobe: Adobe, page: str, username: str | None, needle: str
+) -> None:
+    url = {
+        "legacy": page_of(emu, EXPIRED, card="legacy"),
+        "unknown": page_of(emu, EXPIRED).rsplit("/", 1)[0] + "/no-such-account",
+        "new": page_of(emu, EXPIRED),
+    }[page]
+    before = adobe.account("prod", account_id("prod", "new", "549755885176"))
+    with pytest.raises(ReconnectError, match=needle):
+        reconnect_via_ui(url, username=username)
+    assert adobe.account("prod", account_id("prod", "new", "549755885176")) == before
+
+
+def test_person_reports_a_refused_callback(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Adobe loses track of the reconnect between the click and the callback.
+    emu.configure(auto_approve=True)
+    original = emu.state.adobe_ui.start_reconnect
+
+    def forgetful(*args: Any) -> str:
+        url = original(*args)
+        emu.state.adobe_ui.install()
+        return url
+
+    monkeypatch.setattr(emu.state.adobe_ui, "start_reconnect", forgetful)
+    with pytest.raises(ReconnectError, match=r"HTTP 400 \(This sign-in was not started"):
+        reconnect_via_ui(page_of(emu, EXPIRED))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/ui/x/prod/destination/accounts/y",
+        "https://experience.adobe.com/#/@org/sname:prod/platform/destination/accounts/y",
+        "http://10.0.0.1:8080/ui/x/prod/destination/accounts/y",
+        "file:///etc/passwd",
+    ],
+)
+def test_person_only_visits_loopback_hosts(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the person tried the network")
+
+    monkeypatch.setattr(requests.Session, "request", no_network)
+    with pytest.raises(ReconnectError, match="only loopback"):
+        reconnect_via_ui(url)
+
+
+def test_person_refuses_a_redirect_off_loopback() -> None:
+    from http.server import BaseHTTPRequestHandler
+
+    from loopback import LoopbackServer
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:
+            body = (
+                b'<form method="post" action="/go"><button type="submit">Reconnect OAuth'
+                b"</button></form>"
+            )
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.send_response(303)
+            self.send_header("Location", "http://example.com/oauth/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    with LoopbackServer(Page) as server, pytest.raises(ReconnectError, match=r"example\.com"):
+        reconnect_via_ui(server.url + "/ui/page")
+
+
+def test_person_gives_up_at_the_timeout(emu: Emulator) -> None:
+    with pytest.raises(ReconnectError, match="timed out"):
+        reconnect_via_ui(page_of(emu, EXPIRED), timeout=0)
