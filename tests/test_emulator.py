@@ -1437,10 +1437,15 @@ def test_command_prints_url_and_exports_then_stops_cleanly(
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("# pinmigrate emulator: http://127.0.0.1:")
-    exports = dict(line[len("export ") :].split("=", 1) for line in lines[1:])
+    exports = dict(line[len("export ") :].split("=", 1) for line in lines[1:-1])
     assert exports["PINMIGRATE_ADOBE_SANDBOXES"] == "prod,dev,stage"
     assert exports["PINMIGRATE_PINTEREST_API_URL"].endswith("/v5")
     assert len(exports) == 10
+    # The account page template, as a (commented) config-file line: the output stays shell.
+    url = exports["PINMIGRATE_ADOBE_PLATFORM_URL"]
+    assert lines[-1] == (
+        f'# adobe.ui_url = "{url}/ui/{{org_id}}/{{sandbox}}/destination/accounts/{{account_id}}"'
+    )
     (state,) = no_wait
     assert state["scenario"] == "scale:30"
     assert state["config"]["page_size"] == 7 and state["config"]["auto_approve"] is True
@@ -1454,6 +1459,9 @@ def test_command_json_output(cli: Any, no_wait: list[dict[str, Any]]) -> None:
     body = result.json()
     assert (
         body["kind"] == "pinmigrate.emulator" and body["env"]["PINMIGRATE_ADOBE_ORG_ID"] == ORG_ID
+    )
+    assert (
+        body["ui_url"] == body["url"] + "/ui/{org_id}/{sandbox}/destination/accounts/{account_id}"
     )
 
 

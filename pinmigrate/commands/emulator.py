@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import shlex
 import signal
 import sys
@@ -62,7 +63,8 @@ wait: Callable[[Emulator], None] = serve_until_interrupted
     default="demo",
     show_default=True,
     metavar="NAME",
-    help="World to serve: demo, empty or scale:N.",
+    help="World to serve: demo, empty or scale:N, with +options, e.g. demo+draft-names or "
+    "demo+expires-in (expiry shapes: +expiry-ms, +expiration-date, +expires-in, +no-expiry).",
 )
 @click.option(
     "--latency-ms",
@@ -105,10 +107,11 @@ def command(
 ) -> None:
     """Serve the local emulator of Adobe IMS, Flow Service and Pinterest v5.
 
-    One port serves every service. On start it prints its URL and the
-    `export PINMIGRATE_...` lines that point pinmigrate at it (stdout), then serves
-    until Ctrl-C. Inspect and steer it under /_emulator/ (state, reset, faults,
-    requests, config), e.g. `curl -s URL/_emulator/state?summary=true`.
+    One port serves every service. On start it prints its URL, the
+    `export PINMIGRATE_...` lines that point pinmigrate at it and the
+    `adobe.ui_url` of its Adobe account pages (stdout), then serves until Ctrl-C.
+    Inspect and steer it under /_emulator/ (state, reset, faults, requests, config),
+    e.g. `curl -s URL/_emulator/state?summary=true`.
     """
     from pinmigrate.emulator import Emulator
     from pinmigrate.emulator.scenarios import parse_scenario
@@ -168,15 +171,18 @@ def _announce(app: App, emulator: Emulator, scenario: str) -> None:
                 "scenario": scenario,
                 "sandboxes": emulator.state.sandboxes,
                 "env": env,
+                "ui_url": emulator.ui_url,
             }
         )
     else:
         lines = [f"# pinmigrate emulator: {emulator.url} (scenario {scenario}); Ctrl-C stops it"]
         lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+        # A config-file line: the output stays valid shell, so it is a comment here.
+        lines.append(f"# adobe.ui_url = {json.dumps(emulator.ui_url)}")
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
     app.note(
         f"Serving {emulator.url} (scenario {scenario}, sandboxes "
         f"{', '.join(emulator.state.sandboxes)}). Control API: {emulator.url}/_emulator/ . "
-        "Ctrl-C to stop."
+        f"Adobe's account pages: {emulator.url}/ui/ (adobe.ui_url above). Ctrl-C to stop."
     )

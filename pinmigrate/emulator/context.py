@@ -37,6 +37,8 @@ class Context:
         self.config = config or Config()
         #: per-process salt, so ids and etags of two emulator runs never collide.
         self.salt = secrets.token_hex(6)
+        #: ``http://HOST:PORT`` once a server listens (Adobe's callback is registered on it).
+        self.base_url: str | None = None
         self._etag_counter = 0
 
     def next_etag(self) -> str:

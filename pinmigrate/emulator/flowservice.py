@@ -21,13 +21,16 @@ from pinmigrate.emulator.context import Context
 from pinmigrate.emulator.ims import Caller
 from pinmigrate.emulator.jsonpatch import PatchError, apply_patch, merge_patch, parse_pointer
 from pinmigrate.emulator.model import (
+    CREATED_CLIENT,
     LEGACY_SPEC_ID,
     MASK,
     MUTABLE_KINDS,
     NEW_SPEC_ID,
+    PINTEREST_ACCESS_LIFETIME,
     SECRET_PARAM_KEYS,
     JsonDict,
     World,
+    credential_timing,
     emu_id,
     parse_iso,
 )
@@ -43,6 +46,7 @@ from pinmigrate.emulator.query import (
     parse_limit,
     parse_order,
 )
+from pinmigrate.models import credential_expiry
 
 #: Flow Service resources that answer lists and single GETs.
 LIST_KINDS = (
@@ -109,16 +113,25 @@ class FlowStore:
             self.sandboxes = list(world.sandboxes)
             self.connection_specs = world.connection_specs
             self.objects = world.objects
+            self.expiry_shape = world.expiry_shape
             self._generation: dict[tuple[str, str], int] = {}
             self._listings: OrderedDict[tuple[Any, ...], _Listing] = OrderedDict()
 
-    def store(self, sandbox: str, kind: str, obj: JsonDict, caller: Caller | None) -> JsonDict:
+    def store(
+        self,
+        sandbox: str,
+        kind: str,
+        obj: JsonDict,
+        caller: Caller | None,
+        *,
+        updated_ms: int | None = None,
+    ) -> JsonDict:
         """Save ``obj`` as a new version: a fresh etag, who changed it, and stale listings."""
         etag = self.context.next_etag()
         obj["etag"] = etag
         if "version" in obj:
             obj["version"] = etag
-        obj["updatedAt"] = self.context.now_ms()
+        obj["updatedAt"] = self.context.now_ms() if updated_ms is None else updated_ms
         if caller is not None:
             obj["updatedBy"] = f"{caller.client_id}@AdobeID"
             obj["updatedClient"] = caller.client_id
@@ -383,19 +396,57 @@ class FlowService:
         }
 
     def _credential_problem(self, sandbox: str, flow: JsonDict) -> str | None:
+        """Why a run of ``flow`` cannot reach Pinterest, else None.
+
+        The expiry is read as pinmigrate reads it (every shape of api-notes.md §3 "Accounts"),
+        from the stored account, whose tokens are in clear.
+        """
         targets = (flow.get("inheritedAttributes") or {}).get("targetConnections") or []
         if not targets or _spec_of(flow) not in PINTEREST_SPECS:
             return None
         account_id = (targets[0].get("baseConnection") or {}).get("id")
         account = self.store.objects[sandbox]["connections"].get(str(account_id))
         params = ((account or {}).get("auth") or {}).get("params") or {}
-        if not params.get("accessToken") or not params.get("expiresAt"):
+        if account is None or not params.get("accessToken"):
             return "The account has no Pinterest credentials: reconnect it"
-        try:
-            expired = parse_iso(str(params["expiresAt"])) <= self.context.clock()
-        except ValueError:
-            expired = True
-        return "The account's Pinterest credentials expired: reconnect it" if expired else None
+        expiry = credential_expiry(account)
+        if expiry.at is None:
+            return "The account has no Pinterest credentials: reconnect it"
+        if expiry.at.timestamp() <= self.context.clock():
+            return "The account's Pinterest credentials expired: reconnect it"
+        return None
+
+    def renew_credentials(
+        self, sandbox: str, account_id: str, access_token: str, refresh_token: str
+    ) -> JsonDict:
+        """Store fresh Pinterest credentials in an account, as Adobe's Reconnect OAuth does.
+
+        The expiry is 30 days from now in the scenario's shape; the etag and ``updatedAt``
+        change, and the account's credential owner becomes the tokens' user. Answers the
+        stored account (tokens in clear).
+        """
+        with self.context.lock:
+            current = self.store.lookup(sandbox, "connections", account_id)
+            now = self.context.clock()
+            timing = credential_timing(
+                self.store.expiry_shape, now + PINTEREST_ACCESS_LIFETIME, now=now
+            )
+            auth = current.get("auth")
+            auth = auth if isinstance(auth, dict) else {}
+            params = {"accessToken": access_token, "refreshToken": refresh_token, **timing.params}
+            updated = {
+                **current,
+                "auth": {**auth, "params": params},
+                "updatedClient": CREATED_CLIENT,
+            }
+            self._note_credentials(updated)
+            return self.store.store(
+                sandbox,
+                "connections",
+                updated,
+                None,
+                updated_ms=timing.updated_ms if timing.updated_ms is not None else int(now * 1000),
+            )
 
     # --- control API ---------------------------------------------------------------------
 
@@ -469,15 +520,21 @@ def validate(sandbox: str, kind: str, updated: JsonDict) -> None:
         params = auth.get("params") if isinstance(auth, dict) else None
         if not isinstance(params, dict):
             raise bad_request("Invalid patch: auth.params must be an object", sandbox=sandbox)
-        expires = params.get("expiresAt")
-        if expires is not None:
-            try:
-                parse_iso(str(expires))
-            except ValueError:
+        for key in ("expiresAt", "expirationDate"):
+            if key in params and not _is_time(params[key]):
                 raise bad_request(
-                    f"Invalid patch: auth.params.expiresAt {expires!r} is not ISO-8601",
+                    f"Invalid patch: auth.params.{key} {params[key]!r} is neither ISO-8601 "
+                    "nor epoch milliseconds",
                     sandbox=sandbox,
-                ) from None
+                )
+        seconds = params.get("expiresIn")
+        if "expiresIn" in params and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0
+        ):
+            raise bad_request(
+                f"Invalid patch: auth.params.expiresIn {seconds!r} is not a number of seconds",
+                sandbox=sandbox,
+            )
         for key in ("accessToken", "refreshToken"):
             if key in params and (not isinstance(params[key], str) or not params[key]):
                 raise bad_request(
@@ -531,6 +588,21 @@ def present(kind: str, obj: JsonDict) -> JsonDict:
         return obj
     masked = {k: (MASK if k in SECRET_PARAM_KEYS else v) for k, v in params.items()}
     return {**obj, "auth": {**auth, "params": masked}}
+
+
+def _is_time(value: Any) -> bool:
+    """An expiry Adobe may store: ISO-8601 text or epoch milliseconds."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value >= 0
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_iso(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _audience_id(selector: Any) -> str | None:

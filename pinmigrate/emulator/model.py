@@ -25,6 +25,14 @@ CLIENT_SECRET = "emulator-client-secret"
 PINTEREST_APP_ID = "1234567"
 PINTEREST_APP_SECRET = "emulator-app-secret"
 PINTEREST_APP_NAME = "pinmigrate (emulator)"
+#: Adobe's own Pinterest app, the client of the Pinterest card's "Reconnect OAuth" (api-notes.md
+#: §3 "Accounts"). Its secret is drawn per emulator process and never shown.
+ADOBE_APP_ID = "1484062"
+ADOBE_APP_NAME = "Adobe Experience Platform"
+#: Adobe's OAuth callback for destinations; the emulator serves it on its own base URL.
+ADOBE_CALLBACK_PATH = "/data/core/activation/oauth/api/v1/callback"
+#: What Adobe's Pinterest card asks for on "Reconnect OAuth".
+ADOBE_SCOPES = "ads:read,ads:write,user_accounts:read"
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:pinmigrate:emulator")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
@@ -116,6 +124,53 @@ def parse_iso(text: str) -> float:
     return value.timestamp()
 
 
+#: Pinterest's access-token lifetime, which is also what a reconnect in Adobe gives (30 days).
+PINTEREST_ACCESS_LIFETIME = 2_592_000
+
+#: Scenario options choosing how accounts carry their credential expiry (api-notes.md §3
+#: "Accounts" lists every form a reader must accept). Without one: ``expiresAt`` ISO-8601.
+EXPIRY_SHAPES: dict[str, str] = {
+    "expiry-ms": "auth.params.expiresAt as epoch milliseconds",
+    "expiration-date": "auth.params.expirationDate (ISO-8601) instead of expiresAt",
+    "expires-in": "auth.params.expiresIn seconds, counted from the account's updatedAt",
+    "no-expiry": "no expiry field: the credentials last 30 days from the account's updatedAt",
+}
+
+
+@dataclass(frozen=True)
+class CredentialTiming:
+    """How an account shows one expiry: its ``auth.params`` fields and the ``updatedAt`` they
+    need (epoch ms; None when any will do), and the expiry a reader gets from them."""
+
+    params: JsonDict
+    updated_ms: int | None
+    expires_at: float
+
+
+def credential_timing(shape: str | None, expires_at: float, *, now: float) -> CredentialTiming:
+    """The expiry fields of an account whose credentials run out at ``expires_at``.
+
+    ``shape`` is one of :data:`EXPIRY_SHAPES` or None. The shapes read against ``updatedAt``
+    never date it later than ``now``: with ``no-expiry`` credentials can then last at most 30
+    days from ``now`` (Adobe's rule for a reconnect), so a later expiry is cut to that.
+    """
+    if shape is None:
+        return CredentialTiming({"expiresAt": iso(expires_at)}, None, float(int(expires_at)))
+    if shape == "expiry-ms":
+        ms = int(expires_at * 1000)
+        return CredentialTiming({"expiresAt": ms}, None, ms / 1000)
+    if shape == "expiration-date":
+        return CredentialTiming({"expirationDate": iso(expires_at)}, None, float(int(expires_at)))
+    if shape == "expires-in":
+        updated_ms = int(min(now, expires_at - PINTEREST_ACCESS_LIFETIME) * 1000)
+        seconds = round(expires_at - updated_ms / 1000)
+        return CredentialTiming({"expiresIn": seconds}, updated_ms, updated_ms / 1000 + seconds)
+    if shape == "no-expiry":
+        updated_ms = int(min(now, expires_at - PINTEREST_ACCESS_LIFETIME) * 1000)
+        return CredentialTiming({}, updated_ms, updated_ms / 1000 + PINTEREST_ACCESS_LIFETIME)
+    raise ValueError(f"unknown expiry shape {shape!r}; known: {', '.join(EXPIRY_SHAPES)}")
+
+
 def spec_ref(spec_id: str) -> JsonDict:
     return {"id": spec_id, "version": "1.0"}
 
@@ -183,6 +238,8 @@ class World:
     users: list[PinterestUser] = field(default_factory=list)
     ad_accounts: dict[str, AdAccount] = field(default_factory=dict)
     default_user: str = "emu_marketer"
+    #: How accounts carry their expiry: one of :data:`EXPIRY_SHAPES`, None = ``expiresAt``.
+    expiry_shape: str | None = None
 
     def ensure_sandbox(self, sandbox: str) -> dict[str, dict[str, JsonDict]]:
         if sandbox not in self.objects:

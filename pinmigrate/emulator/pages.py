@@ -1,11 +1,17 @@
-"""HTML the emulator shows to people: the OAuth consent page, its error page, the index."""
+"""HTML the emulator shows to people: Pinterest's OAuth consent page and its error page,
+Adobe's destination account pages (with "Reconnect OAuth"), and the index."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from html import escape
+from typing import TYPE_CHECKING
 
 from pinmigrate.emulator.model import PINTEREST_APP_NAME, PINTEREST_SCOPES, PinterestUser
+
+if TYPE_CHECKING:
+    from pinmigrate.emulator.adobeui import AccountView
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; background: #f5f5f5; margin: 0; }
@@ -25,6 +31,13 @@ button.deny { background: #efefef; }
 .note { color: #767676; font-size: .85rem; }
 .error { color: #b00020; }
 code { background: #f0f0f0; padding: 0 .2rem; }
+.adobe { background: #eb1000; border-radius: 4px; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; }
+dt { color: #767676; }
+dd { margin: 0; }
+table { border-collapse: collapse; width: 100%; font-size: .9rem; }
+th, td { text-align: left; padding: .4rem; border-bottom: 1px solid #eee; vertical-align: top; }
+button.reconnect { background: #1473e6; color: #fff; flex: none; padding: .5rem 1rem; }
 """
 
 
@@ -42,6 +55,7 @@ def consent_page(
     scopes: Iterable[str],
     users: Iterable[PinterestUser],
     default_user: str,
+    app_name: str = PINTEREST_APP_NAME,
 ) -> str:
     """The "Allow access" page: the app, the scopes asked for, a user choice, Allow/Deny."""
     hidden = "".join(
@@ -61,7 +75,7 @@ def consent_page(
         for u in users
     )
     body = (
-        f'<h1><span class="badge">P</span>{escape(PINTEREST_APP_NAME)} wants access to your '
+        f'<h1><span class="badge">P</span>{escape(app_name)} wants access to your '
         "Pinterest account</h1>"
         f'<p>The app will be able to:</p><ul class="scopes">{scope_items}</ul>'
         '<form method="post" action="/oauth/">'
@@ -87,10 +101,17 @@ def error_page(message: str) -> str:
     return _page("Error - Pinterest (emulator)", body)
 
 
-def index_page(*, url: str, scenario: str, sandboxes: Iterable[str]) -> str:
+def index_page(
+    *,
+    url: str,
+    scenario: str,
+    sandboxes: Iterable[str],
+    account_lists: Sequence[tuple[str, str]] = (),
+) -> str:
     links = "".join(
         f'<li><a href="{escape(path)}"><code>{escape(path)}</code></a> {escape(text)}</li>'
         for path, text in (
+            *account_lists,
             ("/_emulator/state?summary=true", "counts, config and faults"),
             ("/_emulator/state", "full state (secrets in clear: test-only)"),
             ("/_emulator/requests", "request log with counts"),
@@ -105,3 +126,100 @@ def index_page(*, url: str, scenario: str, sandboxes: Iterable[str]) -> str:
         f"<ul>{links}</ul>"
     )
     return _page("pinmigrate emulator", body)
+
+
+# --- Adobe's destination account pages -------------------------------------------------------
+
+_ADOBE_BADGE = '<span class="badge adobe">A</span>'
+
+
+def _when(at: datetime | None, now: float) -> str:
+    """An expiry in clear: the UTC time and how far it is from now."""
+    if at is None:
+        return "no credentials: reconnect the account"
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    days = (at.timestamp() - now) / 86400
+    if days <= 0:
+        return f"{stamp} (expired {-days:.1f} days ago)"
+    return f"{stamp} (in {days:.1f} days)"
+
+
+def _reconnect_form(action: str) -> str:
+    return (
+        f'<form method="post" action="{escape(action)}" class="reconnect">'
+        '<button class="reconnect" type="submit">Reconnect OAuth</button></form>'
+    )
+
+
+def account_page(view: AccountView, *, now: float, reconnect_action: str, accounts_url: str) -> str:
+    """An account's "Edit details": what it is, when its credentials expire, Reconnect OAuth."""
+    rows = [
+        ("Name", escape(view.name)),
+        ("Account id", f"<code>{escape(view.id)}</code>"),
+        ("Sandbox", escape(view.sandbox)),
+        ("Destination", escape(view.card_name)),
+        ("State", escape(str(view.account.get("state") or ""))),
+        ("Ad accounts", escape(", ".join(view.advertisers) or "none")),
+        ("Credentials expire", escape(_when(view.expiry.at, now))),
+        ("Pinterest user", escape(view.owner or "unknown")),
+    ]
+    details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
+    action = (
+        _reconnect_form(reconnect_action)
+        if view.reconnectable
+        else '<p class="note">The legacy card cannot be reconnected: Pinterest has switched '
+        "off the API it uses.</p>"
+    )
+    body = (
+        f"<h1>{_ADOBE_BADGE}{escape(view.name)}</h1>"
+        f"<dl>{details}</dl>{action}"
+        f'<p class="note"><a href="{escape(accounts_url)}">All Pinterest accounts of this '
+        "sandbox</a> — Adobe Experience Platform (emulator), Destinations &gt; Accounts.</p>"
+    )
+    return _page(f"{view.name} - Accounts - Adobe Experience Platform (emulator)", body)
+
+
+def accounts_page(views: Sequence[tuple[AccountView, str]], *, sandbox: str, now: float) -> str:
+    """Destinations > Accounts, filtered on Pinterest: ``views`` pairs each with its page URL."""
+    rows = "".join(
+        "<tr>"
+        f'<td><a href="{escape(url)}">{escape(view.name)}</a><br>'
+        f'<code class="note">{escape(view.id)}</code></td>'
+        f"<td>{escape(view.card_name)}</td>"
+        f"<td>{escape(', '.join(view.advertisers) or 'none')}</td>"
+        f"<td>{escape(_when(view.expiry.at, now))}</td>"
+        f"<td>{_reconnect_form(url + '/reconnect') if view.reconnectable else ''}</td>"
+        "</tr>"
+        for view, url in views
+    )
+    body = (
+        f"<h1>{_ADOBE_BADGE}Pinterest accounts in {escape(sandbox)}</h1>"
+        "<table><tr><th>Account</th><th>Destination</th><th>Ad accounts</th>"
+        f"<th>Credentials expire</th><th></th></tr>{rows}</table>"
+        if views
+        else f"<h1>{_ADOBE_BADGE}Pinterest accounts in {escape(sandbox)}</h1>"
+        "<p>No Pinterest account in this sandbox.</p>"
+    )
+    return _page(f"Accounts ({sandbox}) - Adobe Experience Platform (emulator)", body)
+
+
+def reconnected_page(view: AccountView, *, now: float, account_url: str) -> str:
+    """What Adobe shows after its callback stored the new credentials."""
+    body = (
+        f'<h1 data-reconnected="{escape(view.id)}">{_ADOBE_BADGE}Account reconnected</h1>'
+        f"<p><strong>{escape(view.name)}</strong> (<code>{escape(view.id)}</code>, sandbox "
+        f"{escape(view.sandbox)}) is connected to Pinterest as "
+        f"<strong>{escape(view.owner or 'unknown')}</strong>.</p>"
+        f"<p>Credentials expire {escape(_when(view.expiry.at, now))}.</p>"
+        f'<p><a href="{escape(account_url)}">Back to the account</a></p>'
+    )
+    return _page("Account reconnected - Adobe Experience Platform (emulator)", body)
+
+
+def adobe_error_page(title: str, message: str) -> str:
+    body = (
+        f"<h1>{_ADOBE_BADGE}{escape(title)}</h1>"
+        f'<p class="error">{escape(message)}</p>'
+        '<p class="note">Adobe Experience Platform (emulator).</p>'
+    )
+    return _page(f"{title} - Adobe Experience Platform (emulator)", body)

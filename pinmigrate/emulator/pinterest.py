@@ -1,7 +1,11 @@
 """Pinterest v5: the OAuth consent page and token endpoint, ``/user_account`` and ``/ad_accounts``.
 
 Users and ad accounts come from the scenario; codes and tokens are issued here, and a
-refresh revokes the refresh token it replaces (continuous refresh).
+refresh revokes the refresh token it replaces (continuous refresh). Two apps are registered:
+pinmigrate's (any loopback redirect URI) and Adobe's, the client behind the Pinterest card's
+"Reconnect OAuth" (its callback on the emulator's own base URL only). Codes and tokens are
+bound to the app they were issued to: only that app may exchange or refresh them, while an
+access token works as a bearer token whoever minted it.
 """
 
 from __future__ import annotations
@@ -10,12 +14,16 @@ import base64
 import binascii
 import secrets
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from pinmigrate.emulator.context import Context
 from pinmigrate.emulator.model import (
+    ADOBE_APP_ID,
+    ADOBE_APP_NAME,
+    ADOBE_CALLBACK_PATH,
+    PINTEREST_ACCESS_LIFETIME,
     PINTEREST_APP_ID,
     PINTEREST_APP_NAME,
     PINTEREST_APP_SECRET,
@@ -28,9 +36,19 @@ from pinmigrate.emulator.model import (
 from pinmigrate.emulator.problems import ConsentError, Problem, first, pinterest_error
 from pinmigrate.settings import is_loopback_host
 
-PINTEREST_ACCESS_LIFETIME = 2_592_000  # 30 days
 PINTEREST_REFRESH_LIFETIME = 5_184_000  # 60 days
 CODE_LIFETIME = 600.0
+
+
+@dataclass(frozen=True)
+class PinterestApp:
+    """A registered app: its credentials and where it may send people back to."""
+
+    id: str
+    name: str
+    secret: str = field(repr=False)
+    #: The one registered redirect path (on the emulator's base URL); None: any loopback URI.
+    redirect_path: str | None = None
 
 
 @dataclass
@@ -56,6 +74,7 @@ class AuthCode:
 class PinterestToken:
     token: str
     kind: str  # "access" | "refresh"
+    client_id: str
     user_id: str
     scopes: list[str]
     expires_at: float
@@ -68,37 +87,79 @@ class PinterestToken:
         return asdict(self)
 
 
-def check_authorize(params: Mapping[str, str]) -> AuthorizeRequest:
-    """Validate ``GET /oauth/`` parameters; ConsentError says what is wrong."""
-    client_id = params.get("client_id") or params.get("consumer_id") or ""
-    if not client_id:
-        raise ConsentError("The request names no app (client_id).")
-    if client_id != PINTEREST_APP_ID:
-        raise ConsentError(f"Unknown app {client_id!r}: no app with this id is registered.")
-    if params.get("response_type") != "code":
-        raise ConsentError("response_type must be 'code'.")
-    redirect_uri = params.get("redirect_uri", "")
-    parts = urlsplit(redirect_uri)
-    if parts.scheme not in ("http", "https") or not is_loopback_host(parts.hostname):
-        raise ConsentError(
-            f"The redirect URI {redirect_uri!r} is not registered for this app "
-            "(the emulator registers every loopback http:// URI)."
-        )
-    scopes = split_scopes(params.get("scope", ""))
-    if not scopes:
-        raise ConsentError("The request asks for no scope.")
-    unknown = [s for s in scopes if s not in PINTEREST_SCOPES]
-    if unknown:
-        raise ConsentError(f"Unknown scope(s): {', '.join(unknown)}.")
-    return AuthorizeRequest(client_id, redirect_uri, scopes, params.get("state"))
-
-
 class PinterestBackend:
     """Pinterest's users, ad accounts, authorization codes and tokens."""
 
     def __init__(self, context: Context) -> None:
         self.context = context
+        self.apps = {
+            PINTEREST_APP_ID: PinterestApp(
+                PINTEREST_APP_ID, PINTEREST_APP_NAME, PINTEREST_APP_SECRET
+            ),
+            ADOBE_APP_ID: PinterestApp(
+                ADOBE_APP_ID,
+                ADOBE_APP_NAME,
+                secrets.token_urlsafe(24),
+                redirect_path=ADOBE_CALLBACK_PATH,
+            ),
+        }
         self.install(World(scenario="", sandboxes=[]))
+
+    def registered_redirect(self, app: PinterestApp) -> str | None:
+        """The exact redirect URI registered for ``app``: its path on the emulator's base URL.
+
+        None for pinmigrate's app (any loopback URI), and for Adobe's while no server listens
+        (then any loopback URI with its path).
+        """
+        if app.redirect_path is None or self.context.base_url is None:
+            return None
+        return self.context.base_url + app.redirect_path
+
+    def check_authorize(self, params: Mapping[str, str]) -> AuthorizeRequest:
+        """Validate ``GET /oauth/`` parameters; ConsentError says what is wrong."""
+        client_id = params.get("client_id") or params.get("consumer_id") or ""
+        if not client_id:
+            raise ConsentError("The request names no app (client_id).")
+        app = self.apps.get(client_id)
+        if app is None:
+            raise ConsentError(f"Unknown app {client_id!r}: no app with this id is registered.")
+        if params.get("response_type") != "code":
+            raise ConsentError("response_type must be 'code'.")
+        redirect_uri = params.get("redirect_uri", "")
+        parts = urlsplit(redirect_uri)
+        loopback = parts.scheme in ("http", "https") and is_loopback_host(parts.hostname)
+        registered = self.registered_redirect(app)
+        if app.redirect_path is None and not loopback:
+            raise ConsentError(
+                f"The redirect URI {redirect_uri!r} is not registered for this app "
+                "(the emulator registers every loopback http:// URI)."
+            )
+        if app.redirect_path is not None and (
+            not loopback
+            or parts.path != app.redirect_path
+            or (registered is not None and redirect_uri != registered)
+        ):
+            raise ConsentError(
+                f"The redirect URI {redirect_uri!r} is not registered for this app "
+                f"(it registers {registered or 'its callback ' + app.redirect_path})."
+            )
+        scopes = split_scopes(params.get("scope", ""))
+        if not scopes:
+            raise ConsentError("The request asks for no scope.")
+        unknown = [s for s in scopes if s not in PINTEREST_SCOPES]
+        if unknown:
+            raise ConsentError(f"Unknown scope(s): {', '.join(unknown)}.")
+        return AuthorizeRequest(client_id, redirect_uri, scopes, params.get("state"))
+
+    def app_name(self, client_id: str) -> str:
+        app = self.apps.get(client_id)
+        return app.name if app is not None else client_id
+
+    def basic_authorization(self, client_id: str) -> str:
+        """The ``Authorization: Basic`` value of a registered app (for Adobe's own exchange)."""
+        app = self.apps[client_id]
+        raw = f"{app.id}:{app.secret}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
 
     def install(self, world: World) -> None:
         """Take the users of ``world``; every code and token issued so far is forgotten."""
@@ -120,6 +181,10 @@ class PinterestBackend:
         return {
             "app_id": PINTEREST_APP_ID,
             "app_name": PINTEREST_APP_NAME,
+            "apps": [
+                {"id": app.id, "name": app.name, "redirect_uri": self.registered_redirect(app)}
+                for app in self.apps.values()
+            ],
             "users": [
                 {
                     **u.account(),
@@ -141,6 +206,12 @@ class PinterestBackend:
 
     def approve(self, request: AuthorizeRequest, username: str | None = None) -> str:
         """The redirect URL carrying a fresh single-use code for ``username``."""
+        code = self.grant(request, username)
+        return _with_query(request.redirect_uri, {"code": code, "state": request.state})
+
+    def grant(self, request: AuthorizeRequest, username: str | None = None) -> str:
+        """A fresh single-use code of ``request``'s app for ``username`` (default: the
+        consent page's default user)."""
         user = self.user_by_name(username or self.context.config.auto_approve_user)
         if user is None:
             raise ConsentError(f"Unknown user {username!r}.")
@@ -154,29 +225,36 @@ class PinterestBackend:
                 list(request.scopes),
                 self.context.clock(),
             )
-        return _with_query(request.redirect_uri, {"code": code, "state": request.state})
+        return code
 
     def deny(self, request: AuthorizeRequest) -> str:
         return _with_query(request.redirect_uri, {"error": "access_denied", "state": request.state})
 
     def token_endpoint(self, authorization: str | None, form: Mapping[str, str]) -> JsonDict:
-        """``POST /v5/oauth/token``: Basic client auth, then the code or refresh grant."""
-        if _basic_credentials(authorization) != (PINTEREST_APP_ID, PINTEREST_APP_SECRET):
-            raise pinterest_error(401, 2, "Authentication failed.")
+        """``POST /v5/oauth/token``: Basic client auth, then the code or refresh grant.
+
+        A code or refresh token issued to another app is refused as bad client auth is.
+        """
+        credentials = _basic_credentials(authorization)
+        app = self.apps.get(credentials[0]) if credentials is not None else None
+        if app is None or credentials is None or credentials[1] != app.secret:
+            raise _client_refused()
         grant = form.get("grant_type")
         with self.context.lock:
             if grant == "authorization_code":
-                return self._exchange_code(form)
+                return self._exchange_code(app, form)
             if grant == "refresh_token":
-                return self._refresh(form)
+                return self._refresh(app, form)
         raise pinterest_error(
             400, 1, f"Invalid grant_type {grant!r}: use authorization_code or refresh_token."
         )
 
-    def _exchange_code(self, form: Mapping[str, str]) -> JsonDict:
+    def _exchange_code(self, app: PinterestApp, form: Mapping[str, str]) -> JsonDict:
         code = self.codes.get(form.get("code", ""))
         if code is None:
             raise pinterest_error(400, 1, "Invalid authorization code.")
+        if code.client_id != app.id:
+            raise _client_refused()
         if code.used:
             raise pinterest_error(400, 1, "Authorization code has already been used.")
         if self.context.clock() - code.created > CODE_LIFETIME:
@@ -187,10 +265,14 @@ class PinterestBackend:
             )
         code.used = True
         continuous = (form.get("continuous_refresh") or "").lower() == "true"
-        return self._issue(code.user_id, code.scopes, "authorization_code", continuous=continuous)
+        return self._issue(
+            app.id, code.user_id, code.scopes, "authorization_code", continuous=continuous
+        )
 
-    def _refresh(self, form: Mapping[str, str]) -> JsonDict:
+    def _refresh(self, app: PinterestApp, form: Mapping[str, str]) -> JsonDict:
         record = self.tokens.get(form.get("refresh_token", ""))
+        if record is not None and record.kind == "refresh" and record.client_id != app.id:
+            raise _client_refused()
         if (
             record is None
             or record.kind != "refresh"
@@ -203,7 +285,9 @@ class PinterestBackend:
                 "Authentication failed. The refresh token is invalid, expired or was replaced "
                 "by a newer one.",
             )
-        result = self._issue(record.user_id, record.scopes, "refresh_token", continuous=True)
+        result = self._issue(
+            app.id, record.user_id, record.scopes, "refresh_token", continuous=True
+        )
         # Continuous refresh: the old refresh token dies the moment a new one is issued.
         record.revoked = True
         record.replaced_by = result["refresh_token"]
@@ -211,6 +295,7 @@ class PinterestBackend:
 
     def _issue(
         self,
+        client_id: str,
         user_id: str,
         scopes: list[str],
         response_type: str,
@@ -227,6 +312,7 @@ class PinterestBackend:
         access = PinterestToken(
             "pina_" + secrets.token_urlsafe(32),
             "access",
+            client_id,
             user_id,
             granted,
             now + access_lifetime,
@@ -235,6 +321,7 @@ class PinterestBackend:
         refresh = PinterestToken(
             "pinr_" + secrets.token_urlsafe(32),
             "refresh",
+            client_id,
             user_id,
             granted,
             now + refresh_lifetime,
@@ -272,6 +359,7 @@ class PinterestBackend:
             raise Problem(400, {"error": "expires_in values must be integers"}) from None
         with self.context.lock:
             return self._issue(
+                PINTEREST_APP_ID,
                 user.id,
                 scopes,
                 "authorization_code",
@@ -339,6 +427,11 @@ class PinterestBackend:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _client_refused() -> Problem:
+    """Pinterest's answer to bad client auth, also given for another app's code or token."""
+    return pinterest_error(401, 2, "Authentication failed.")
 
 
 def split_scopes(text: str) -> list[str]:

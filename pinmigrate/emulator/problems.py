@@ -67,3 +67,13 @@ def ims_error(status: int, error: str, description: str) -> Problem:
 def first(params: Mapping[str, Sequence[str]], name: str) -> str | None:
     values = params.get(name)
     return values[0] if values else None
+
+
+class PageError(Exception):
+    """A page for people cannot be served (answered as an HTML error page with ``status``)."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        super().__init__(f"{title}: {message}")
+        self.status = status
+        self.title = title
+        self.message = message

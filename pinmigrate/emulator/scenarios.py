@@ -2,7 +2,10 @@
 
 A scenario name may carry options after ``+``, each serving one variant of behaviour that
 the real services may show (api-notes.md marks them unconfirmed): ``demo+draft-names``
-names the new card "(New) Pinterest", as an earlier draft of Adobe's notice did.
+names the new card "(New) Pinterest", as an earlier draft of Adobe's notice did, and the
+expiry options (``+expiry-ms``, ``+expiration-date``, ``+expires-in``, ``+no-expiry``; at
+most one) choose how every account with credentials carries its expiry, from the start and
+after a reconnect. Options combine: ``demo+draft-names+expires-in``.
 
 ``demo`` is the shared fixture described in docs/architecture.md ("The ``demo`` scenario");
 the planner, executor and demo tests rely on its exact content, so change it only together
@@ -21,6 +24,7 @@ from pinmigrate.emulator.model import (
     DECOY_SPEC_ID,
     DECOY_SPEC_NAME,
     DRAFT_NEW_SPEC_NAME,
+    EXPIRY_SHAPES,
     FLOW_SPEC_ID,
     LEGACY_SPEC_ID,
     LEGACY_SPEC_NAME,
@@ -37,15 +41,18 @@ from pinmigrate.emulator.model import (
     World,
     base_fields,
     connection_spec,
+    credential_timing,
     emu_id,
-    iso,
     segment,
     spec_ref,
 )
 
 SCENARIOS = ("demo", "empty", "scale:N")
 #: Options a scenario name may carry after ``+`` (``demo+draft-names``).
-OPTIONS = {"draft-names": 'name the new card "(New) Pinterest", as a draft of the notice did'}
+OPTIONS = {
+    "draft-names": 'name the new card "(New) Pinterest", as a draft of the notice did',
+    **EXPIRY_SHAPES,
+}
 DAY = 86400.0
 SCALE_MAX = 200_000
 SCALE_SANDBOXES = ("prod", "dev", "stage")
@@ -82,6 +89,12 @@ def parse_scenario(name: str) -> tuple[str, int]:
             f"unknown scenario option {unknown[0]!r} in {name!r}; options: "
             + ", ".join(f"+{option} ({what})" for option, what in OPTIONS.items())
         )
+    shapes = sorted({option for option in options if option in EXPIRY_SHAPES})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"scenario {name!r} names {len(shapes)} expiry options (+{', +'.join(shapes)}); "
+            "choose at most one"
+        )
     if text in ("demo", "empty"):
         return text, 0
     if text.startswith("scale:"):
@@ -101,6 +114,11 @@ def options_of(name: str) -> frozenset[str]:
     return frozenset((name or "").strip().split("+")[1:])
 
 
+def expiry_shape_of(name: str) -> str | None:
+    """The expiry option of a scenario name (one of ``EXPIRY_SHAPES``), None for ``expiresAt``."""
+    return next((option for option in options_of(name) if option in EXPIRY_SHAPES), None)
+
+
 def sandboxes_of(name: str) -> list[str]:
     kind, _ = parse_scenario(name)
     return {"demo": ["prod", "dev"], "empty": ["prod"], "scale": list(SCALE_SANDBOXES)}[kind]
@@ -109,7 +127,8 @@ def sandboxes_of(name: str) -> list[str]:
 def build(name: str, *, now: float, new_etag: Callable[[], str]) -> World:
     """The world of a scenario at clock time ``now`` (epoch seconds)."""
     kind, count = parse_scenario(name)
-    builder = _Builder(World(scenario=name, sandboxes=sandboxes_of(name)), now, new_etag)
+    world = World(scenario=name, sandboxes=sandboxes_of(name), expiry_shape=expiry_shape_of(name))
+    builder = _Builder(world, now, new_etag)
     # Building 10^5 small dicts triggers the cyclic collector over and over for nothing:
     # none of them can form a cycle.
     collecting = gc.isenabled()
@@ -238,19 +257,23 @@ class _Builder:
         """A Pinterest-card account; ``expires_in`` seconds from now, None = no credentials."""
         ident = account_id(sandbox, card, advertiser)
         params: JsonDict = {}
+        created = LEGACY_EPOCH_MS if card == "legacy" else COPY_EPOCH_MS
+        fields = base_fields(sandbox, created, self.etag())
         if expires_in is not None:
+            timing = credential_timing(self.world.expiry_shape, self.now + expires_in, now=self.now)
             params = {
                 "accessToken": f"pina_emu_{card}_{advertiser}",
                 "refreshToken": f"pinr_emu_{card}_{advertiser}",
-                "expiresAt": iso(self.now + expires_in),
+                **timing.params,
             }
-        created = LEGACY_EPOCH_MS if card == "legacy" else COPY_EPOCH_MS
+            if timing.updated_ms is not None:
+                fields["updatedAt"] = timing.updated_ms
         self.world.add(
             sandbox,
             "connections",
             {
                 "id": ident,
-                **base_fields(sandbox, created, self.etag()),
+                **fields,
                 "name": f"Pinterest - ad account {advertiser}",
                 "connectionSpec": spec_ref(CARD_SPECS[card]),
                 "auth": {"specName": PINTEREST_AUTH_SPEC, "params": params},

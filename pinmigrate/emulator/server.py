@@ -1,8 +1,9 @@
 """HTTP for the emulator: parse, route, call :class:`EmulatorState`, serialise.
 
 One port serves everything (Adobe IMS under ``/ims``, Flow Service under
-``/data/foundation/flowservice``, Pinterest's consent page under ``/oauth/`` and its API
-under ``/v5``, the control API under ``/_emulator/``). Standard library only: a
+``/data/foundation/flowservice``, Adobe's destination account pages under ``/ui/`` and its
+OAuth callback, Pinterest's consent page under ``/oauth/`` and its API under ``/v5``, the
+control API under ``/_emulator/``). Standard library only: a
 ``ThreadingHTTPServer`` with daemon handler threads, so tests can run it in-process.
 """
 
@@ -22,11 +23,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pinmigrate.emulator import pages
+from pinmigrate.emulator.adobeui import UI_ACCOUNT_TEMPLATE, UI_PREFIX, account_path, accounts_path
 from pinmigrate.emulator.context import Config
 from pinmigrate.emulator.faults import Faults, faults_from_json, parse_fault_spec
 from pinmigrate.emulator.flowservice import LIST_KINDS, PATCH_KINDS
 from pinmigrate.emulator.ims import Caller
 from pinmigrate.emulator.model import (
+    ADOBE_CALLBACK_PATH,
     CLIENT_ID,
     CLIENT_SECRET,
     ORG_ID,
@@ -36,6 +39,7 @@ from pinmigrate.emulator.model import (
 )
 from pinmigrate.emulator.problems import (
     ConsentError,
+    PageError,
     Problem,
     bad_request,
     first,
@@ -57,6 +61,8 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    #: the path as sent (still URL-quoted), for routes whose segments may hold a quoted "/"
+    raw_path: str = ""
 
     def json(self, *, sandbox: str | None = None, required: bool = True) -> Any:
         """The decoded JSON body; a malformed one is a 400, never a crashed handler."""
@@ -109,13 +115,14 @@ class Reply:
         return cls(status, text.encode("utf-8"), HTML_TYPE)
 
     @classmethod
-    def redirect(cls, location: str) -> Reply:
-        return cls(302, b"", HTML_TYPE, {"Location": location})
+    def redirect(cls, location: str, status: int = 302) -> Reply:
+        return cls(status, b"", HTML_TYPE, {"Location": location})
 
 
 @dataclass
 class Route:
-    service: str  # "control" | "ims" | "flowservice" | "pinterest" | "consent" | "site"
+    #: "control" | "ims" | "flowservice" | "pinterest" | "consent" | "adobe-ui" | "site"
+    service: str
     endpoint: str  # templated, for the request log: "GET /flows/{id}"
     call: Callable[[Request], Reply]
     sandbox: str | None = None
@@ -227,7 +234,9 @@ class Handler(BaseHTTPRequestHandler):
                 raise Problem(413, {"error": "request body too large"})
             body = self.rfile.read(length) if length else b""
         query = parse_qs(parts.query, keep_blank_values=True)
-        return Request(self.command, unquote(parts.path) or "/", query, headers, body)
+        return Request(
+            self.command, unquote(parts.path) or "/", query, headers, body, parts.path or "/"
+        )
 
     def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
@@ -324,6 +333,8 @@ def _call(route: Route, request: Request) -> Reply:
         return Reply.of(problem.status, problem.body, problem.headers)
     except ConsentError as exc:
         return Reply.html(400, pages.error_page(str(exc)))
+    except PageError as exc:
+        return Reply.html(exc.status, pages.adobe_error_page(exc.title, exc.message))
     except Exception as exc:  # noqa: BLE001 - a bug here must not kill the handler thread
         return Reply.of(
             500, {"error": "internal emulator error", "message": f"{type(exc).__name__}: {exc}"}
@@ -377,6 +388,12 @@ def route_for(state: EmulatorState, request: Request) -> Route:
         return Route("consent", f"{method} /oauth/", lambda r: _consent(state, r))
     if path == "/v5" or path.startswith("/v5/"):
         return _pinterest_route(state, request)
+    if path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+        return _ui_route(state, request)
+    if path.rstrip("/") == ADOBE_CALLBACK_PATH:
+        return Route(
+            "adobe-ui", f"{method} {ADOBE_CALLBACK_PATH}", lambda r: _adobe_callback(state, r)
+        )
     if path == "/" and method in ("GET", "HEAD"):
         return Route(
             "site",
@@ -384,7 +401,13 @@ def route_for(state: EmulatorState, request: Request) -> Route:
             lambda r: Reply.html(
                 200,
                 pages.index_page(
-                    url=_base_url(r), scenario=state.scenario, sandboxes=state.sandboxes
+                    url=_base_url(r),
+                    scenario=state.scenario,
+                    sandboxes=state.sandboxes,
+                    account_lists=[
+                        (accounts_path(ORG_ID, sb), f"Adobe: the Pinterest accounts of {sb}")
+                        for sb in state.sandboxes
+                    ],
                 ),
             ),
         )
@@ -530,6 +553,7 @@ def _consent(state: EmulatorState, request: Request) -> Reply:
                 scopes=authorize.scopes,
                 users=users,
                 default_user=state.config.auto_approve_user,
+                app_name=state.pinterest.app_name(authorize.client_id),
             ),
         )
     if request.method == "POST":
@@ -542,6 +566,67 @@ def _consent(state: EmulatorState, request: Request) -> Reply:
             return Reply.redirect(state.deny(authorize))
         raise ConsentError("Choose Allow or Deny.")
     return Reply.html(405, pages.error_page(f"{request.method} is not supported here."))
+
+
+# --- Adobe's UI: destination account pages and the OAuth callback ----------------------------
+
+_UI_ACCOUNTS = "/ui/{org}/{sandbox}/destination/accounts"
+
+
+def _ui_route(state: EmulatorState, request: Request) -> Route:
+    """``/ui/{org}/{sandbox}/destination/accounts[/{id}[/reconnect]]``, segments unquoted."""
+    method = request.method
+    segments = [unquote(p) for p in (request.raw_path or request.path).split("/") if p]
+    head, tail = segments[:5], segments[5:]
+    if len(head) < 5 or head[0] != UI_PREFIX[1:] or head[3:5] != ["destination", "accounts"]:
+        return Route("adobe-ui", f"{method} /ui/<unknown>", lambda r: _ui_not_found(r.path))
+    org_id, sandbox = head[1], head[2]
+    if not tail:
+        endpoint, page, allowed = _UI_ACCOUNTS, "accounts", "GET"
+    elif len(tail) == 1:
+        endpoint, page, allowed = _UI_ACCOUNTS + "/{id}", "account", "GET"
+    elif len(tail) == 2 and tail[1] == "reconnect":
+        endpoint, page, allowed = _UI_ACCOUNTS + "/{id}/reconnect", "reconnect", "POST"
+    else:
+        return Route("adobe-ui", f"{method} /ui/<unknown>", lambda r: _ui_not_found(r.path))
+    account = tail[0] if tail else ""
+
+    def call(r: Request) -> Reply:
+        if method != allowed and not (allowed == "GET" and method == "HEAD"):
+            raise PageError(405, "Method not allowed", f"{method} is not supported here.")
+        now = state.clock()
+        if page == "accounts":
+            views = state.ui_accounts(org_id, sandbox)
+            listed = [(v, account_path(org_id, sandbox, v.id)) for v in views]
+            return Reply.html(200, pages.accounts_page(listed, sandbox=sandbox, now=now))
+        if page == "account":
+            view = state.ui_account(org_id, sandbox, account)
+            here = account_path(org_id, sandbox, account)
+            return Reply.html(
+                200,
+                pages.account_page(
+                    view,
+                    now=now,
+                    reconnect_action=here + "/reconnect",
+                    accounts_url=accounts_path(org_id, sandbox),
+                ),
+            )
+        consent = state.start_reconnect(org_id, sandbox, account, _base_url(r))
+        return Reply.redirect(consent, status=303)
+
+    return Route("adobe-ui", f"{method} {endpoint}", call, sandbox)
+
+
+def _ui_not_found(path: str) -> Reply:
+    raise PageError(404, "Page not found", f"Nothing is served at {path}.")
+
+
+def _adobe_callback(state: EmulatorState, request: Request) -> Reply:
+    if request.method not in ("GET", "HEAD"):
+        raise PageError(405, "Method not allowed", f"{request.method} is not supported here.")
+    view = state.adobe_callback(request.params())
+    here = account_path(ORG_ID, view.sandbox, view.id)
+    return Reply.html(200, pages.reconnected_page(view, now=state.clock(), account_url=here))
 
 
 # --- control API ---------------------------------------------------------------------------
@@ -591,6 +676,7 @@ def _control(
                     "GET|POST /_emulator/config",
                     "PATCH /_emulator/objects/{kind}/{id}",
                     'POST /_emulator/tokens {"user": "emu_marketer"}',
+                    'POST /_emulator/accounts/{id}/reconnect {"username": "emu_marketer"}',
                 ]
             },
         )
@@ -626,6 +712,11 @@ def _control(
         return _pretty(200, state.change_object(rest[0], rest[1], body()))
     if name == "tokens" and method == "POST":
         return _pretty(200, state.mint_tokens(obj(required=False)))
+    if name == "accounts" and method == "POST" and len(rest) == 2 and rest[1] == "reconnect":
+        username = obj(required=False).get("username")
+        if username is not None and not isinstance(username, str):
+            raise ValueError("username must be a string")
+        return _pretty(200, state.reconnect_account(rest[0], username))
     return _pretty(
         404, {"error": f"no control endpoint {method} {request.path}", "see": "GET /_emulator/"}
     )
@@ -695,6 +786,8 @@ class Emulator:
         )
         self.port = int(server.server_address[1])
         self._server = server
+        # Adobe's app registers its callback on this base URL (api-notes.md §3 "Accounts").
+        self.state.context.base_url = self.url
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -738,6 +831,17 @@ class Emulator:
             raise RuntimeError("the emulator is not running: call start() first")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        """``adobe.ui_url`` for this emulator: the account page template, with ``{org_id}``,
+        ``{sandbox}`` and ``{account_id}`` (each filled in URL-quoted)."""
+        return self.url + UI_ACCOUNT_TEMPLATE
+
+    def account_page(self, account_id: str, sandbox: str | None = None) -> str:
+        """The filled-in ``ui_url`` of an account (its sandbox looked up when not given)."""
+        found = sandbox or self.state.flowstore.sandbox_of("connections", account_id) or "prod"
+        return self.url + account_path(ORG_ID, found, account_id)
 
     def env(self) -> dict[str, str]:
         """``PINMIGRATE_*`` settings pointing pinmigrate at this emulator."""

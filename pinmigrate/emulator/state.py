@@ -15,6 +15,7 @@ from dataclasses import asdict, fields, replace
 from typing import Any
 
 from pinmigrate.emulator import scenarios
+from pinmigrate.emulator.adobeui import AccountView, AdobeUi
 from pinmigrate.emulator.context import Config, Context
 from pinmigrate.emulator.faults import (
     SERVICES,
@@ -28,12 +29,7 @@ from pinmigrate.emulator.faults import (
 from pinmigrate.emulator.flowservice import LIST_KINDS, PATCH_KINDS, FlowService, FlowStore, present
 from pinmigrate.emulator.ims import Caller, ImsBackend
 from pinmigrate.emulator.model import ORG_ID, PINTEREST_SCOPES, JsonDict, PinterestUser
-from pinmigrate.emulator.pinterest import (
-    AuthorizeRequest,
-    PinterestBackend,
-    check_authorize,
-    split_scopes,
-)
+from pinmigrate.emulator.pinterest import AuthorizeRequest, PinterestBackend, split_scopes
 from pinmigrate.emulator.problems import (
     ConsentError,
     Problem,
@@ -49,6 +45,7 @@ __all__ = [
     "LIST_KINDS",
     "PATCH_KINDS",
     "SERVICES",
+    "AccountView",
     "AuthorizeRequest",
     "Caller",
     "Config",
@@ -91,6 +88,7 @@ class EmulatorState:
             FlowStore(self.context), token_owner=self.pinterest.access_token_owner
         )
         self.flowstore = self.flowservice.store
+        self.adobe_ui = AdobeUi(self.context, self.flowservice, self.pinterest)
         self.reset(scenario)
 
     # --- world ---------------------------------------------------------------------------
@@ -105,6 +103,7 @@ class EmulatorState:
             world = scenarios.build(scenario, now=self.clock(), new_etag=self.context.next_etag)
             self.flowservice.install(world)
             self.pinterest.install(world)
+            self.adobe_ui.install()
         self.log.clear()
 
     @property
@@ -182,7 +181,7 @@ class EmulatorState:
 
     def check_authorize(self, params: Mapping[str, str]) -> AuthorizeRequest:
         """Validate ``GET /oauth/`` parameters; ConsentError says what is wrong."""
-        return check_authorize(params)
+        return self.pinterest.check_authorize(params)
 
     def user_by_name(self, name: str) -> PinterestUser | None:
         return self.pinterest.user_by_name(name)
@@ -209,6 +208,28 @@ class EmulatorState:
         self, authorization: str | None, params: Mapping[str, list[str]]
     ) -> JsonDict:
         return self.pinterest.list_ad_accounts(authorization, params)
+
+    # --- Adobe's UI: the accounts pages and Reconnect OAuth ------------------------------------
+
+    def ui_accounts(self, org_id: str, sandbox: str) -> list[AccountView]:
+        """The sandbox's Pinterest accounts (both cards); PageError 404 for an unknown place."""
+        return self.adobe_ui.accounts(org_id, sandbox)
+
+    def ui_account(self, org_id: str, sandbox: str, account_id: str) -> AccountView:
+        """One Pinterest account as its page shows it; PageError 404 when unknown."""
+        return self.adobe_ui.account(org_id, sandbox, account_id)
+
+    def start_reconnect(self, org_id: str, sandbox: str, account_id: str, base_url: str) -> str:
+        """ "Reconnect OAuth": the Pinterest consent URL for Adobe's app, with a fresh state."""
+        return self.adobe_ui.start_reconnect(org_id, sandbox, account_id, base_url)
+
+    def adobe_callback(self, params: dict[str, str]) -> AccountView:
+        """Adobe's OAuth callback: the renewed account, or PageError (nothing changed)."""
+        return self.adobe_ui.callback(params)
+
+    def reconnect_account(self, account_id: str, username: str | None = None) -> JsonDict:
+        """Renew an account as a person's Reconnect OAuth would; the account as read (masked)."""
+        return self.adobe_ui.reconnect(account_id, username)
 
     # --- control API ---------------------------------------------------------------------
 
