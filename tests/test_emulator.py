@@ -1378,6 +1378,7 @@ def test_env_points_pinmigrate_at_the_emulator(emulator: Emulator) -> None:
         "PINMIGRATE_ADOBE_CLIENT_SECRET": CLIENT_SECRET,
         "PINMIGRATE_ADOBE_IMS_URL": url,
         "PINMIGRATE_ADOBE_PLATFORM_URL": url,
+        "PINMIGRATE_ADOBE_UI_URL": url + "/ui/{org_id}/{sandbox}/destination/accounts/{account_id}",
         "PINMIGRATE_ADOBE_SANDBOXES": "prod,dev",
         "PINMIGRATE_PINTEREST_APP_ID": PINTEREST_APP_ID,
         "PINMIGRATE_PINTEREST_APP_SECRET": PINTEREST_APP_SECRET,
@@ -1437,14 +1438,14 @@ def test_command_prints_url_and_exports_then_stops_cleanly(
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("# pinmigrate emulator: http://127.0.0.1:")
-    exports = dict(line[len("export ") :].split("=", 1) for line in lines[1:-1])
+    exports = dict(line[len("export ") :].split("=", 1) for line in lines[1:])
     assert exports["PINMIGRATE_ADOBE_SANDBOXES"] == "prod,dev,stage"
     assert exports["PINMIGRATE_PINTEREST_API_URL"].endswith("/v5")
-    assert len(exports) == 10
-    # The account page template, as a (commented) config-file line: the output stays shell.
+    assert len(exports) == 11
+    # The account page template, quoted for the shell (it holds braces).
     url = exports["PINMIGRATE_ADOBE_PLATFORM_URL"]
-    assert lines[-1] == (
-        f'# adobe.ui_url = "{url}/ui/{{org_id}}/{{sandbox}}/destination/accounts/{{account_id}}"'
+    assert exports["PINMIGRATE_ADOBE_UI_URL"] == (
+        f"'{url}/ui/{{org_id}}/{{sandbox}}/destination/accounts/{{account_id}}'"
     )
     (state,) = no_wait
     assert state["scenario"] == "scale:30"

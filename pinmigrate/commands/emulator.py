@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import shlex
 import signal
 import sys
@@ -177,12 +176,11 @@ def _announce(app: App, emulator: Emulator, scenario: str) -> None:
     else:
         lines = [f"# pinmigrate emulator: {emulator.url} (scenario {scenario}); Ctrl-C stops it"]
         lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
-        # A config-file line: the output stays valid shell, so it is a comment here.
-        lines.append(f"# adobe.ui_url = {json.dumps(emulator.ui_url)}")
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
     app.note(
         f"Serving {emulator.url} (scenario {scenario}, sandboxes "
         f"{', '.join(emulator.state.sandboxes)}). Control API: {emulator.url}/_emulator/ . "
-        f"Adobe's account pages: {emulator.url}/ui/ (adobe.ui_url above). Ctrl-C to stop."
+        f"Adobe's account pages: {emulator.url}/ui/ (PINMIGRATE_ADOBE_UI_URL above). "
+        "Ctrl-C to stop."
     )

@@ -852,6 +852,7 @@ class Emulator:
             "PINMIGRATE_ADOBE_CLIENT_SECRET": CLIENT_SECRET,
             "PINMIGRATE_ADOBE_IMS_URL": url,
             "PINMIGRATE_ADOBE_PLATFORM_URL": url,
+            "PINMIGRATE_ADOBE_UI_URL": self.ui_url,
             "PINMIGRATE_ADOBE_SANDBOXES": ",".join(self.state.sandboxes),
             "PINMIGRATE_PINTEREST_APP_ID": PINTEREST_APP_ID,
             "PINMIGRATE_PINTEREST_APP_SECRET": PINTEREST_APP_SECRET,
