@@ -24,6 +24,7 @@ PLATFORM = "https://platform.doctor.test"
 BASE = f"{PLATFORM}/data/foundation/flowservice"
 CLIENT_SECRET = "doctor-client-secret-5150"
 IMS_TOKEN = "doctor-ims-token-8675309"
+UI = "https://experience.adobe.com/#/sname:{sandbox}/platform/destination/accounts"
 SPECS = {
     "(Deprecating) Pinterest": "legacy-spec-id",
     "Pinterest": "new-spec-id",
@@ -95,7 +96,7 @@ def test_all_good_without_a_login_is_exit_0_with_a_warning(cli, env, adobe):
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
     assert lines(result) == [
-        "✓ config: no config file (environment and defaults), 8 settings from the environment",
+        "✓ config: no config file (environment and defaults), 9 settings from the environment",
         f"✓ adobe credentials: IMS issued a token for client doctor-client ({IMS})",
         f"✓ sandbox prod: reachable at {PLATFORM}",
         f"✓ sandbox dev: reachable at {PLATFORM}",
@@ -103,9 +104,11 @@ def test_all_good_without_a_login_is_exit_0_with_a_warning(cli, env, adobe):
         "✓ new card in prod: Pinterest = new-spec-id",
         "✓ legacy card in dev: (Deprecating) Pinterest = legacy-spec-id",
         "✓ new card in dev: Pinterest = new-spec-id",
+        "✓ reconnect: by a person in Adobe (Reconnect OAuth); apply names the accounts and "
+        f"opens {UI}",
         "✓ pinterest app: app 1234567, redirect http://localhost:8085/ (loopback)",
-        f"! logins: no login stored yet in {env['PINMIGRATE_STATE_DIR']}; "
-        "run `pinmigrate auth login`",
+        f"! logins: no login stored yet in {env['PINMIGRATE_STATE_DIR']}; optional: "
+        "`pinmigrate auth login` lets plan check that a Pinterest user reaches every ad account",
     ]
 
 
@@ -133,6 +136,7 @@ def test_json_output(cli, env, adobe):
         "new card in prod",
         "legacy card in dev",
         "new card in dev",
+        "reconnect",
         "pinterest app",
         "logins",
     ]
@@ -155,6 +159,7 @@ def test_ims_refusing_is_exit_4_after_every_line(cli, env, adobe):
     assert [line.split(":")[0] for line in out] == [
         "✓ config",
         "✗ adobe credentials",
+        "✓ reconnect",
         "✓ pinterest app",
         "! logins",
     ]
@@ -273,9 +278,22 @@ def test_spec_id_overrides_are_checked_by_id(cli, env, adobe):
     assert result.exit_code == 1
 
 
-def test_missing_pinterest_app_is_a_config_failure(cli, env, adobe):
+def test_no_pinterest_app_only_warns_as_the_login_is_optional(cli, env, adobe):
+    del env["PINMIGRATE_PINTEREST_APP_ID"]
     del env["PINMIGRATE_PINTEREST_APP_SECRET"]
     result = cli(["doctor", "--output", "json"], env=env)
+    assert result.exit_code == 0, result.stdout
+    found = checks(result)["pinterest app"]
+    assert found["status"] == "warn" and "optional" in found["detail"]
+    assert "pre-flight" in found["detail"]
+
+
+def test_missing_pinterest_app_is_a_config_failure_on_the_api_path(cli, env, adobe):
+    del env["PINMIGRATE_PINTEREST_APP_SECRET"]
+    env["PINMIGRATE_MIGRATION_RECONNECT_VIA"] = "api"
+    result = cli(["doctor", "--output", "json"], env=env)
+    assert checks(result)["reconnect"]["status"] == "warn"
+    assert "experimental" in checks(result)["reconnect"]["detail"]
     assert result.exit_code == 64
     assert "pinterest.app_secret" in checks(result)["pinterest app"]["detail"]
     assert result.json()["ok"] is False
@@ -299,9 +317,10 @@ def test_config_failure_wins_over_auth_failure(cli, env, adobe):
         adobe, responses.POST, f"{IMS}/ims/token/v3", status=401, json={"error": "invalid_client"}
     )
     del env["PINMIGRATE_PINTEREST_APP_ID"]
+    env["PINMIGRATE_MIGRATION_RECONNECT_VIA"] = "api"  # where the Pinterest app is required
     result = cli(["doctor"], env=env)
     assert result.exit_code == 64
-    assert len(lines(result)) == 4
+    assert len(lines(result)) == 5
 
 
 def test_broken_config_is_one_line_and_exit_64(cli, env):

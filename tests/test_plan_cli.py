@@ -72,6 +72,10 @@ def test_plan_json_is_the_documented_demo_plan(cli: Any, emu_env: dict[str, str]
         "549755885178",
     ]
     assert all(a["details"]["needs_login"] and a["details"]["login"] is None for a in reconnects)
+    # No Pinterest login at all: the pre-flight is not checked, and nothing is blocked by it.
+    assert {a["details"]["preflight"] for a in reconnects} == {"not_checked"}
+    assert {a["details"]["via"] for a in reconnects} == {"adobe"}
+    assert {a["details"]["expiry_rule"] for a in reconnects} == {"expiresAt", "none"}
     statuses = {p["legacy_flow_name"]: p["status"] for p in plan["pairs"]}
     assert statuses["Winback 2023"] == "legacy_disabled"
     assert statuses["Spring sale"] == "migrated"
@@ -100,7 +104,8 @@ def test_plan_text_summary(cli: Any, emu_env: dict[str, str]) -> None:
     assert SUMMARY_LINE in lines
     assert lines.index(SUMMARY_LINE) <= 2  # summary first
     assert "Will switch off 4 legacy flows:" in lines
-    assert "Run `pinmigrate auth login`" in result.stdout
+    assert "Reconnect in Adobe: 3 accounts need Reconnect OAuth by a person" in result.stdout
+    assert "Pre-flight not checked for 3 accounts: `pinmigrate auth login`" in result.stdout
     assert "Lookalike seeds" in result.stdout
     assert "\x1b[" not in result.stdout
 
@@ -261,6 +266,32 @@ def test_environment_login_is_named_and_never_printed(
     everything = result.stdout + result.stderr + (tmp_path / "p.json").read_text()
     assert refresh not in everything
     assert "pina_" not in everything and "pinr_" not in everything
+
+
+def test_a_login_lacking_an_ad_account_is_named_by_the_preflight_and_blocks_nothing(
+    cli: Any, emu_env: dict[str, str], emulator: Any
+) -> None:
+    # emu_analyst reaches ad account 549755885175 only.
+    refresh = emulator.tokens("emu_analyst")["refresh_token"]
+    env = {**emu_env, "PINMIGRATE_PINTEREST_REFRESH_TOKEN": refresh}
+    result = cli(["plan", "--output", "json", "--detailed-exitcode"], env=env)
+    assert result.exit_code == 2, result.stderr
+    by_ad = {
+        a["details"]["advertiser_ids"][0]: a["details"]
+        for a in result.json()["actions"]
+        if a["kind"] == "reconnect_account"
+    }
+    assert by_ad["549755885175"]["preflight"] == "ok"
+    assert by_ad["549755885175"]["preflight_user"] == "emu_analyst (1000000002)"
+    for ad in ("549755885176", "549755885178"):
+        assert by_ad[ad]["preflight"] == "missing_access"
+        assert by_ad[ad]["missing_access"] == [ad]
+    assert any(
+        "cannot manage audiences of ad account(s) 549755885176" in w
+        for w in result.json()["warnings"]
+    )
+    text = cli(["plan"], env=env)
+    assert "emu_analyst (1000000002) lacks 549755885176" in " ".join(text.stdout.split())
 
 
 def test_a_bad_environment_login_only_warns(cli: Any, emu_env: dict[str, str]) -> None:

@@ -93,6 +93,7 @@ class Doctor:
             for sandbox in reachable or settings.adobe.sandboxes[:1]:
                 self.card(adobe, settings, "legacy", sandbox)
                 self.card(adobe, settings, "new", sandbox)
+        self.reconnect(settings)
         self.pinterest_app(settings)
         self.logins(settings)
         return self.checks
@@ -171,10 +172,40 @@ class Doctor:
             return
         self.add(ok(name, f"{spec.name} = {spec.id}"))
 
+    def reconnect(self, settings: Settings) -> None:
+        name = "reconnect"
+        if settings.migration.reconnect_via == "api":
+            self.add(
+                warn(
+                    name,
+                    'reconnect_via = "api": experimental, Adobe documents no API that writes '
+                    "Pinterest credentials into an account; the default \"adobe\" has a person "
+                    "press Reconnect OAuth in Adobe",
+                )
+            )
+            return
+        self.add(
+            ok(
+                name,
+                "by a person in Adobe (Reconnect OAuth); apply names the accounts and opens "
+                f"{settings.adobe.ui_url}",
+            )
+        )
+
     def pinterest_app(self, settings: Settings) -> None:
         name = "pinterest app"
         pin = settings.pinterest
         missing = [key for key in ("app_id", "app_secret") if getattr(pin, key) is None]
+        if missing and settings.migration.reconnect_via != "api" and pin.access_token is None:
+            keys = " and ".join(f"pinterest.{key}" for key in missing)
+            self.add(
+                warn(
+                    name,
+                    f"{keys} not set: optional; `pinmigrate auth login` needs it for the "
+                    "pre-flight (which Pinterest user reaches which ad account)",
+                )
+            )
+            return
         if missing:
             keys = " and ".join(f"pinterest.{key}" for key in missing)
             if pin.access_token is not None:
@@ -214,7 +245,11 @@ class Doctor:
                 self.add(ok(name, f"no stored login yet{also} (verified by plan and apply)"))
             else:
                 self.add(
-                    warn(name, f"no login stored yet in {path.parent}; run `pinmigrate auth login`")
+                    warn(
+                        name,
+                        f"no login stored yet in {path.parent}; optional: `pinmigrate auth "
+                        "login` lets plan check that a Pinterest user reaches every ad account",
+                    )
                 )
             return
         expired = [label for label, is_expired in summaries if is_expired]
