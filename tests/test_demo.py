@@ -56,6 +56,8 @@ def test_demo_tells_the_story_and_leaves_nothing_behind(
     assert "Plan: 3 to reconnect, 1 to add audiences, 4 to enable, 4 to disable" in out
     assert "Logged in as emu_marketer" in out
     assert "12 done" in out
+    assert "reconnected 'Pinterest - ad account 549755885175' on its Adobe page" in out
+    assert "Writes to Adobe accounts by pinmigrate: 0." in out
     assert "No changes: nothing to do" in out  # the after view
     assert "pinmigrate init" in out and "To run against your org" in out
     assert_untouched(isolated["dirs"])
@@ -74,6 +76,9 @@ def test_demo_json_is_a_machine_readable_summary(
     assert summary["plan"]["enable_flow"] == 4 and summary["plan"]["reconnect_account"] == 3
     assert summary["login"] == {"user": "emu_marketer", "ad_accounts": 4}
     assert summary["apply"]["summary"]["done"] == 12
+    # The accounts were reconnected on Adobe's page, never written by pinmigrate.
+    assert len(summary["reconnected_in_adobe"]) == 3
+    assert summary["account_writes"] == 0
     assert summary["after"]["pending_actions"] == 0
     assert {p["new"] for p in summary["after"]["pairs"]} <= {"enabled", "disabled"}
     assert_untouched(isolated["dirs"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from pinmigrate.errors import ApplyFailed, PinmigrateError
 
 if TYPE_CHECKING:
     from pinmigrate.apply import ApplyReport
+    from pinmigrate.apply.reconnects import PersonReconnect
     from pinmigrate.emulator import Emulator
     from pinmigrate.inventory import Inventory
     from pinmigrate.settings import Settings
@@ -36,9 +37,9 @@ NEXT_STEPS = (
     "edit pinmigrate.toml (Adobe org, client id and sandboxes; Pinterest app id)",
     "export PINMIGRATE_ADOBE_CLIENT_SECRET=... PINMIGRATE_PINTEREST_APP_SECRET=...",
     "pinmigrate doctor",
-    "pinmigrate auth login",
+    "pinmigrate auth login   (optional: the pre-flight)",
     "pinmigrate plan --out plan.json",
-    "pinmigrate apply plan.json",
+    "pinmigrate apply plan.json   (reconnect the accounts it names in Adobe meanwhile)",
 )
 
 
@@ -65,6 +66,7 @@ def demo_settings(emulator: Emulator, state_dir: Path, redirect_port: int) -> Se
             client_secret=env["PINMIGRATE_ADOBE_CLIENT_SECRET"],
             ims_url=env["PINMIGRATE_ADOBE_IMS_URL"],
             platform_url=env["PINMIGRATE_ADOBE_PLATFORM_URL"],
+            ui_url=env["PINMIGRATE_ADOBE_UI_URL"],
             sandboxes=env["PINMIGRATE_ADOBE_SANDBOXES"],
         ),
         pinterest=PinterestSettings(
@@ -96,6 +98,33 @@ def robot_browser(errors: list[str]) -> Callable[[str], bool]:
         return True
 
     return open_url
+
+
+#: How long the demo's apply waits for its stand-in person (who acts at once).
+DEMO_RECONNECT_TIMEOUT = 60.0
+
+
+def stand_in_person(
+    narrator: Narrator, done: list[str]
+) -> Callable[[Sequence[PersonReconnect]], None]:
+    """What apply asks of a person, done by the demo: press Reconnect OAuth on each page."""
+    from pinmigrate.emulator.person import ReconnectError, reconnect_via_ui
+
+    def ask(requests: Sequence[PersonReconnect]) -> None:
+        for request in requests:
+            narrator.say(f"  apply asks: {request.line}")
+        for request in requests:
+            try:
+                reconnect_via_ui(request.page, timeout=30)
+            except ReconnectError as exc:
+                narrator.say(f"  the stand-in could not reconnect it: {exc}")
+                continue
+            done.append(request.action.target_id)
+            narrator.say(
+                f"  reconnected {request.action.target_name!r} on its Adobe page (Reconnect OAuth)"
+            )
+
+    return ask
 
 
 @dataclass
@@ -141,7 +170,7 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     from pinmigrate import workflow
     from pinmigrate.logins import LoginStore
     from pinmigrate.oauth.grants import pinterest_client
-    from pinmigrate.oauth.resolvers import LoginProvider, LoginResolver
+    from pinmigrate.oauth.resolvers import LoginResolver
     from pinmigrate.redact import register
     from pinmigrate.render import summary_line
 
@@ -176,18 +205,18 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     narrator.heading("Plan: a dry run that decides every change and says why")
     first = workflow.plan_for(settings, before)
     narrator.say(summary_line(first))
-    needs = sum(
-        1 for a in first.actions if isinstance(a, ReconnectAccount) and a.details.needs_login
-    )
-    if needs:
+    reconnects = [a for a in first.actions if isinstance(a, ReconnectAccount)]
+    if reconnects:
         narrator.say(
-            f"{needs} account(s) need a Pinterest login to reconnect, and none is stored yet."
+            f"{len(reconnects)} account(s) need Reconnect OAuth in Adobe, which a person does "
+            "in Adobe's UI; no Pinterest login is needed to plan or apply."
         )
 
-    narrator.heading("Log in to Pinterest (v5 OAuth, as `pinmigrate auth login` does)")
+    narrator.heading("Pre-flight: log in to Pinterest (optional, `pinmigrate auth login`)")
     narrator.say(
-        "The emulator's consent page approves at once; a stand-in browser follows its "
-        "redirect to pinmigrate's loopback listener."
+        "With your own Pinterest app, plan checks that the Pinterest user reaches every ad "
+        "account of each account to reconnect. The emulator's consent page approves at once; "
+        "a stand-in browser follows its redirect to pinmigrate's loopback listener."
     )
     browser_errors: list[str] = []
     resolver = LoginResolver(
@@ -207,7 +236,7 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
         "the login is stored (tokens never leave the state dir)."
     )
 
-    narrator.heading("Plan again, now that a login covers the accounts")
+    narrator.heading("Plan again, with the pre-flight")
     plan = workflow.build_plan(settings, adobe)
     narrator.say(summary_line(plan))
     verbs = {
@@ -217,7 +246,13 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
         "disable_flow": "switch off legacy flow",
     }
     for action in plan.actions:  # in the contract's order of kinds
-        narrator.say(f"  {verbs[action.kind]} {action.target_name!r} ({action.sandbox})")
+        check = ""
+        if isinstance(action, ReconnectAccount):
+            check = f" (pre-flight {action.details.preflight}"
+            if action.details.preflight_user:
+                check += f": {action.details.preflight_user}"
+            check += ")"
+        narrator.say(f"  {verbs[action.kind]} {action.target_name!r} ({action.sandbox}){check}")
     for blocker in plan.blockers:
         narrator.say(f"  not handled: {blocker.flow_name!r} ({blocker.sandbox}): {blocker.message}")
     for orphan in plan.orphans:
@@ -227,15 +262,32 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
 
     narrator.heading("Apply (--yes): re-read everything, then write in order, journalled")
     narrator.say(
-        "Reconnect accounts, then add audiences, then enable new flows, then switch legacy "
-        "flows off; a failure stops only what depends on it."
+        "Apply names each account to reconnect with its Adobe page, and runs everything that "
+        "does not wait for one. By hand you would now, in Adobe: Destinations > Accounts, "
+        'filter on Pinterest, the account\'s "..." menu, Edit details, Reconnect OAuth, and '
+        "sign in to Pinterest. Here a stand-in person does that on the emulator's Adobe page "
+        "(Adobe's own Pinterest app; the consent is approved at once)."
     )
-    provider = LoginProvider(settings, store, pinterest_client(settings))
-    report = workflow.apply(settings, plan, adobe=adobe, logins=provider)
+    reconnected: list[str] = []
+    emulator.clear_requests()
+    report = workflow.apply(
+        settings,
+        plan,
+        adobe=adobe,
+        logins=None,
+        reconnect_timeout=DEMO_RECONNECT_TIMEOUT,
+        ask_person=stand_in_person(narrator, reconnected),
+    )
+    credential_writes = sum(
+        count
+        for endpoint, count in emulator.requests()["by_endpoint"].items()
+        if endpoint.startswith(("PATCH", "PUT", "POST")) and "/connections" in endpoint
+    )
     if not app.json:
         from pinmigrate.report import render_report
 
         render_report(app.out, report)
+    narrator.say(f"Writes to Adobe accounts by pinmigrate: {credential_writes}.")
 
     narrator.heading("After: discover and plan once more")
     after = workflow.read_inventory(settings, adobe)
@@ -274,6 +326,8 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
         "before": counts,
         "plan": plan.summary,
         "login": {"user": login.username or login.user_id, "ad_accounts": len(login.ad_accounts)},
+        "reconnected_in_adobe": reconnected,
+        "account_writes": credential_writes,
         "apply": report.to_json(),
         "after": {"pairs": pairs_after, "pending_actions": len(final.actions)},
         "ok": report.ok and not final.actions,

@@ -179,7 +179,7 @@ class Doctor:
                 warn(
                     name,
                     'reconnect_via = "api": experimental, Adobe documents no API that writes '
-                    "Pinterest credentials into an account; the default \"adobe\" has a person "
+                    'Pinterest credentials into an account; the default "adobe" has a person '
                     "press Reconnect OAuth in Adobe",
                 )
             )
