@@ -300,6 +300,7 @@ def test_status_text_and_json(cli: Any, env: dict[str, str], state_dir: Path) ->
     as_json = cli(["--output", "json", "auth", "status"], env=env)
     payload = as_json.json()
     assert payload["kind"] == "pinmigrate.auth.status"
+    assert "pre-flight" in payload["purpose"] and "reconnected by a person" in payload["purpose"]
     by_user = {entry["user_id"]: entry for entry in payload["logins"]}
     assert by_user["1"]["warnings"] == []
     assert by_user["1"]["ad_accounts"] == [
@@ -313,6 +314,7 @@ def test_status_with_nothing_stored(cli: Any, env: dict[str, str]) -> None:
     result = cli(["auth", "status"], env=env)
     assert result.exit_code == 0
     assert "No Pinterest login stored" in result.stdout
+    assert "optional" in result.stdout and "pre-flight" in result.stdout
 
 
 def test_status_with_an_environment_refresh_token(

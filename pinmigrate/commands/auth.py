@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from pinmigrate.logins import Login, LoginStore
     from pinmigrate.settings import Settings
 
+#: What the stored logins are for, said by `auth status`.
+LOGIN_PURPOSE = (
+    "These logins serve plan's pre-flight: which Pinterest user reaches which ad account. "
+    "The new card's accounts are reconnected by a person in Adobe (Reconnect OAuth)."
+)
+
 
 def _when(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment is not None else None
@@ -137,7 +143,12 @@ def _store(settings: Settings) -> LoginStore:
 @click.group("auth")
 @global_options
 def command() -> None:
-    """Pinterest v5 OAuth: log in, show and forget the logins pinmigrate stores.
+    """Your own Pinterest v5 login: log in, show and forget the logins pinmigrate stores.
+
+    The login is optional. It powers the pre-flight: plan checks that its Pinterest user
+    reaches every ad account of each account to reconnect, with a permission that can
+    manage audiences. The accounts themselves are reconnected by a person in Adobe
+    (Reconnect OAuth); this login is never handed to Adobe.
 
     \b
     pinmigrate auth login                 browser login (loopback redirect)
@@ -211,6 +222,8 @@ def login_command(app: App, no_browser: bool, with_token: bool, timeout: float) 
 def status_command(app: App) -> None:
     """Show stored Pinterest logins and the environment's login (never a token).
 
+    They serve plan's pre-flight: which Pinterest user reaches which ad account.
+
     Warns about logins that expire within migration.reconnect_margin_days. When
     PINMIGRATE_PINTEREST_REFRESH_TOKEN or _ACCESS_TOKEN is set, its login is verified and
     stored like any other.
@@ -241,11 +254,17 @@ def status_command(app: App) -> None:
     ]
     if app.json:
         app.print_json(
-            {"kind": "pinmigrate.auth.status", "store": str(store.path), "logins": summaries}
+            {
+                "kind": "pinmigrate.auth.status",
+                "store": str(store.path),
+                "purpose": LOGIN_PURPOSE,
+                "logins": summaries,
+            }
         )
     elif not summaries:
         app.out.print(
-            f"No Pinterest login stored in {store.path}. Run `pinmigrate auth login`.",
+            f"No Pinterest login stored in {store.path}. It is optional: "
+            f"{LOGIN_PURPOSE} Run `pinmigrate auth login` to add one.",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -255,6 +274,7 @@ def status_command(app: App) -> None:
         for summary in summaries:
             lines.append("")
             lines.extend(_text_lines(summary, now))
+        lines += ["", LOGIN_PURPOSE]
         app.out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
     if env_error is not None:
         raise env_error
