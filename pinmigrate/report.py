@@ -107,7 +107,10 @@ class BarProgress:
 
     def advance(self, result: ActionResult) -> None:
         self.count += 1
-        if result.status in ("failed", "skipped"):
+        # What did not succeed, and each account a person reconnected, stay above the bar.
+        if result.status in ("failed", "skipped") or (
+            result.kind == "reconnect_account" and result.status == "done"
+        ):
             self.console.print(
                 progress_line(self.count, self.total, result), markup=False, highlight=False
             )

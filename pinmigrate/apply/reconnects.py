@@ -78,11 +78,11 @@ def instruction(action: ReconnectAccount, page: str) -> str:
         who = f"sign in to Pinterest as {details.preflight_user}"
     elif details.preflight == "missing_access" and details.preflight_user:
         who = (
-            "sign in to Pinterest as a user who manages audiences of every one of them "
+            "sign in to Pinterest as a user who can manage their audiences "
             f"({details.preflight_user} cannot for {', '.join(details.missing_access or [])})"
         )
     else:
-        who = "sign in to Pinterest as a user who manages audiences of every one of them"
+        who = "sign in to Pinterest as a user who can manage their audiences"
     name = f"{action.target_name!r} " if action.target_name else ""
     return (
         f"Reconnect OAuth for account {name}({action.target_id}) in sandbox {action.sandbox}, "
