@@ -13,12 +13,16 @@ a test can kill it before the request of that write is sent.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,6 +246,64 @@ def open_writes(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return sorted(a for a, is_open in state.items() if is_open)
 
 
+# --- the api reconnect path: a person who signs in to Pinterest for each account --------------
+
+#: The experimental reconnect path, which writes a fresh Pinterest grant into each account.
+API_PATH = {"PINMIGRATE_MIGRATION_RECONNECT_VIA": "api"}
+#: A BROWSER command that follows the address to its end, like a person choosing Allow.
+BROWSER_SCRIPT = """\
+#!{python}
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1], timeout=30).read()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def api_path_env(emulator: Any, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` on the api reconnect path, the emulator's consent page approving at once and
+    pinmigrate's loopback listener on a free port."""
+    emulator.configure(auto_approve=True)
+    redirect = f"http://localhost:{free_port()}/"
+    return {**env, **API_PATH, "PINMIGRATE_PINTEREST_REDIRECT_URI": redirect}
+
+
+def follow(url: str) -> None:
+    """What a browser does with a sign-in address (the emulator approves, then redirects)."""
+    # A failure shows in the listener's answer to pinmigrate, and so in the test.
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(url, timeout=30).read()
+
+
+def person_at_terminal(monkeypatch: Any) -> list[str]:
+    """The in-process CLI with a person at the terminal who signs in whenever asked: stdin is
+    a terminal and a stand-in browser follows each address. Returns the addresses opened."""
+    from pinmigrate.app import App
+
+    opened: list[str] = []
+
+    def open_url(url: str) -> bool:
+        opened.append(url)
+        threading.Thread(target=follow, args=(url,), daemon=True).start()
+        return True
+
+    monkeypatch.setattr(App, "stdin_is_tty", lambda self: True)
+    monkeypatch.setattr("pinmigrate.oauth.resolvers._open_browser", open_url)
+    return opened
+
+
+def browser_command(directory: Path) -> str:
+    """A BROWSER value for a CLI in a subprocess: follows the address like :func:`follow`."""
+    script = directory / "browser.py"
+    script.write_text(BROWSER_SCRIPT.format(python=sys.executable))
+    script.chmod(0o755)
+    return str(script)
+
+
 # --- the CLI in a subprocess ------------------------------------------------------------------
 
 
@@ -251,18 +313,39 @@ def subprocess_env(env: Mapping[str, str], **extra: str) -> dict[str, str]:
     return {**base, **env, **extra}
 
 
-def spawn(args: Sequence[str], env: Mapping[str, str], *, stop_after: str | None = None) -> Any:
+def spawn(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    stop_after: str | None = None,
+    terminal: bool = False,
+) -> Any:
     """``pinmigrate ARGS`` in a new process (this module as its entry point when it must
-    freeze itself at a journal record, ``python -m pinmigrate`` otherwise)."""
+    freeze itself at a journal record, ``python -m pinmigrate`` otherwise). ``terminal``:
+    stdin is a terminal (a pty), as when a person runs it; else it is /dev/null."""
     extra = {STOP_ENV: stop_after} if stop_after else {}
     entry = [str(Path(__file__).resolve())] if stop_after else ["-m", "pinmigrate"]
-    return subprocess.Popen(
-        [sys.executable, *entry, *args],
-        env=subprocess_env(env, **extra),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    main, side = pty.openpty() if terminal else (None, None)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, *entry, *args],
+            env=subprocess_env(env, **extra),
+            stdin=subprocess.DEVNULL if side is None else side,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        if side is not None:
+            os.close(side)
+    if main is not None:
+        # The terminal stays open as long as the process runs, as a person's would.
+        threading.Thread(target=_close_when_done, args=(proc, main), daemon=True).start()
+    return proc
+
+
+def _close_when_done(proc: Any, fd: int) -> None:
+    proc.wait()
+    os.close(fd)
 
 
 def is_stopped(pid: int) -> bool:

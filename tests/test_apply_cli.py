@@ -3,6 +3,11 @@
 Covers convergence (plan, apply, plan again), the exact end state, staleness (exit 3 with
 zero writes), unattended runs (exit 5), SIGKILL at several points followed by a rerun, and
 the state-dir lock (a live holder blocks; a dead one is taken over).
+
+The runs that write take the experimental api reconnect path (``migration.reconnect_via =
+"api"``), the one whose reconnects are writes: a person at the terminal signs in to
+Pinterest once for each account (the emulator approves at once), and that grant, never
+pinmigrate's own login, is written into the account.
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ from typing import Any
 
 import pytest
 import requests
+from e2e_support import (
+    api_path_env,
+    browser_command,
+    person_at_terminal,
+    spawn,
+)
 
 from pinmigrate.app import App
 from pinmigrate.emulator import LEGACY_SPEC_ID, NEW_SPEC_ID
@@ -119,10 +130,18 @@ def s3_etag(emulator: Any) -> str:
 
 @pytest.fixture
 def env(emulator: Any, emu_env: dict[str, str]) -> dict[str, str]:
-    """The emulator's settings plus a Pinterest login minted for emu_marketer."""
+    """The emulator's settings on the api reconnect path, plus a Pinterest login minted for
+    emu_marketer in the environment (it serves the plan's pre-flight, never Adobe)."""
     answer = requests.post(f"{emulator.url}/_emulator/tokens", json={"user": "emu_marketer"})
     answer.raise_for_status()
-    return {**emu_env, "PINMIGRATE_PINTEREST_REFRESH_TOKEN": answer.json()["refresh_token"]}
+    token = answer.json()["refresh_token"]
+    return {**api_path_env(emulator, emu_env), "PINMIGRATE_PINTEREST_REFRESH_TOKEN": token}
+
+
+@pytest.fixture
+def person(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A person at the terminal who signs in to Pinterest for each account when asked."""
+    return person_at_terminal(monkeypatch)
 
 
 @pytest.fixture
@@ -137,7 +156,11 @@ def plan_file(cli: Callable[..., Any], env: dict[str, str], tmp_path: Path) -> P
 
 
 def test_plan_apply_then_nothing_left_and_the_end_state_is_exact(
-    cli: Callable[..., Any], env: dict[str, str], plan_file: Path, emulator: Any
+    cli: Callable[..., Any],
+    env: dict[str, str],
+    plan_file: Path,
+    emulator: Any,
+    person: list[str],
 ) -> None:
     s3_before = s3_etag(emulator)
     emulator.clear_requests()
@@ -189,7 +212,7 @@ def test_plan_apply_then_nothing_left_and_the_end_state_is_exact(
 
 
 def test_text_report_lists_what_was_done_and_what_was_not_handled(
-    cli: Callable[..., Any], env: dict[str, str], plan_file: Path
+    cli: Callable[..., Any], env: dict[str, str], plan_file: Path, person: list[str]
 ) -> None:
     result = cli(["apply", str(plan_file)], env)
     assert result.exit_code == 0, result.stderr
@@ -240,7 +263,11 @@ def test_a_plan_for_another_org_or_with_narrowing_flags_is_a_usage_error(
 
 
 def test_a_failed_enable_stops_its_legacy_switch_off_and_exits_1(
-    cli: Callable[..., Any], env: dict[str, str], plan_file: Path, emulator: Any
+    cli: Callable[..., Any],
+    env: dict[str, str],
+    plan_file: Path,
+    emulator: Any,
+    person: list[str],
 ) -> None:
     from pinmigrate.emulator.state import Problem
 
@@ -268,21 +295,74 @@ def test_a_failed_enable_stops_its_legacy_switch_off_and_exits_1(
     assert result.json()["summary"]["done"] == TOTAL_WRITES - 2
 
 
-def test_needs_login_without_a_terminal_exits_4_before_any_write(
-    cli: Callable[..., Any], emu_env: dict[str, str], emulator: Any, tmp_path: Path
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_api_path_without_a_person_exits_4_before_any_write(
+    cli: Callable[..., Any],
+    env: dict[str, str],
+    plan_file: Path,
+    emulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    terminal: bool,
 ) -> None:
-    plan_path = tmp_path / "no-login.json"
-    planned = cli(["plan", "--out", str(plan_path), "--output", "json"], emu_env)
-    assert planned.exit_code == 0, planned.stderr
-    reconnects = [a for a in planned.json()["actions"] if a["kind"] == "reconnect_account"]
-    assert len(reconnects) == 3 and all(a["details"]["needs_login"] for a in reconnects)
+    # No terminal, or a terminal with --no-input: nobody can sign in for the accounts, and
+    # pinmigrate's own login (stored by the plan's pre-flight) is not handed over instead.
+    opened = person_at_terminal(monkeypatch) if terminal else []
+    if not terminal:
+        monkeypatch.setattr(App, "stdin_is_tty", lambda self: False)
+    store = Path(env["PINMIGRATE_STATE_DIR"]) / "logins.json"
+    before = store.read_bytes()
     emulator.clear_requests()
 
-    result = cli(["apply", str(plan_path)], emu_env)
+    result = cli(["apply", str(plan_file), *(["--no-input"] if terminal else [])], env)
 
     assert result.exit_code == 4
-    assert "auth login" in result.stderr
+    [line] = result.stderr.strip().splitlines()[-1:]
+    for advertiser in ("549755885175", "549755885176", "549755885178"):
+        assert f"Pinterest - ad account {advertiser}" in line
+    assert 'reconnect_via = "adobe"' in line and "at a terminal" in line
     assert emulator.requests()["write_attempts"] == 0
+    assert opened == [] and store.read_bytes() == before
+
+
+def test_each_account_gets_its_own_grant_and_pinmigrates_logins_stay_its_own(
+    cli: Callable[..., Any],
+    env: dict[str, str],
+    plan_file: Path,
+    emulator: Any,
+    person: list[str],
+) -> None:
+    state_dir = Path(env["PINMIGRATE_STATE_DIR"])
+    store = state_dir / "logins.json"
+    before = store.read_bytes()  # the environment's login, made by the plan's pre-flight
+    kept = {v for v in before.decode().split('"') if v.startswith(("pina_", "pinr_"))}
+    kept.add(env["PINMIGRATE_PINTEREST_REFRESH_TOKEN"])
+
+    result = cli(["apply", str(plan_file), "--output", "json"], env)
+
+    assert result.exit_code == 0, result.stderr
+    assert store.read_bytes() == before
+    assert len(person) == 3  # one sign-in for each account
+    accounts = [
+        account
+        for kinds in emulator.state.dump()["objects"].values()
+        for account in kinds["connections"]
+        if card_of_account(account) == "new"
+        and account["name"].endswith(("549755885175", "549755885176", "549755885178"))
+    ]
+    assert len(accounts) == 3
+    sent = [
+        (account["auth"]["params"]["accessToken"], account["auth"]["params"]["refreshToken"])
+        for account in accounts
+    ]
+    given = {token for pair in sent for token in pair}
+    assert len(given) == 6  # no grant shared by two accounts
+    assert not given & kept  # neither a stored login nor the environment's token
+    journal = read_run(state_dir, result.json()["run_id"]).path.read_text()
+    for token in given | kept:
+        assert token not in journal
+        assert token not in result.stdout and token not in result.stderr
+    for account in accounts:
+        assert f"Pinterest sign-in for Adobe account {account['name']!r}" in result.stderr
 
 
 # --- confirmation -----------------------------------------------------------------------------
@@ -302,9 +382,8 @@ def test_unattended_apply_without_yes_refuses_with_exit_5_and_no_write(
 
 
 def test_a_person_can_decline_or_confirm_at_the_terminal(
-    cli: Callable[..., Any], env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch
+    cli: Callable[..., Any], env: dict[str, str], emulator: Any, person: list[str]
 ) -> None:
-    monkeypatch.setattr(App, "stdin_is_tty", lambda self: True)
     emulator.clear_requests()
     declined = cli(["apply"], env, input="n\n")
     assert declined.exit_code == 5 and "declined" in declined.stderr
@@ -317,7 +396,7 @@ def test_a_person_can_decline_or_confirm_at_the_terminal(
 
 
 def test_apply_yes_with_a_fresh_plan_prints_only_json(
-    cli: Callable[..., Any], env: dict[str, str], emulator: Any
+    cli: Callable[..., Any], env: dict[str, str], emulator: Any, person: list[str]
 ) -> None:
     result = cli(["apply", "--yes", "--output", "json", "--concurrency", "2"], env)
     assert result.exit_code == 0, result.stderr
@@ -330,7 +409,7 @@ def test_apply_yes_with_a_fresh_plan_prints_only_json(
 
 
 def test_wait_runs_reports_each_enabled_flows_first_run(
-    cli: Callable[..., Any], env: dict[str, str], plan_file: Path
+    cli: Callable[..., Any], env: dict[str, str], plan_file: Path, person: list[str]
 ) -> None:
     result = cli(["apply", str(plan_file), "--wait-runs", "--output", "json"], env)
     assert result.exit_code == 0, result.stderr
@@ -377,9 +456,9 @@ def kill_at_write(
     return applied_writes
 
 
-def subprocess_env(env: dict[str, str]) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PINMIGRATE_")}
-    return {**base, **env, "PINMIGRATE_OUTPUT": "json"}
+def subprocess_env(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The settings of a CLI in a subprocess, whose browser (BROWSER) signs in when asked."""
+    return {**env, "PINMIGRATE_OUTPUT": "json", "BROWSER": browser_command(tmp_path)}
 
 
 @pytest.mark.parametrize(
@@ -392,18 +471,14 @@ def test_a_run_killed_at_write_k_is_finished_by_a_rerun(
     emulator: Any,
     k: int,
     applied: bool,
+    person: list[str],
+    tmp_path: Path,
 ) -> None:
     state_dir = Path(env["PINMIGRATE_STATE_DIR"])
     emulator.clear_requests()
     target: dict[str, Any] = {}
     applied_writes = kill_at_write(emulator, k, target, applied=applied)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pinmigrate", "apply", str(plan_file)],
-        env=subprocess_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = spawn(["apply", str(plan_file)], subprocess_env(env, tmp_path), terminal=True)
     target["pid"] = proc.pid
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, err.decode()
@@ -440,7 +515,7 @@ def test_a_run_killed_at_write_k_is_finished_by_a_rerun(
 
 
 def test_a_second_concurrent_apply_exits_1_naming_the_first(
-    cli: Callable[..., Any], env: dict[str, str], plan_file: Path, emulator: Any
+    cli: Callable[..., Any], env: dict[str, str], plan_file: Path, emulator: Any, tmp_path: Path
 ) -> None:
     started, release = threading.Event(), threading.Event()
     original = emulator.state.patch_object
@@ -451,13 +526,7 @@ def test_a_second_concurrent_apply_exits_1_naming_the_first(
         return original(*args, **kwargs)
 
     emulator.state.patch_object = held
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pinmigrate", "apply", str(plan_file)],
-        env=subprocess_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = spawn(["apply", str(plan_file)], subprocess_env(env, tmp_path), terminal=True)
     try:
         assert started.wait(30), "the first apply never wrote"
         second = cli(["apply", str(plan_file)], env)
@@ -472,7 +541,11 @@ def test_a_second_concurrent_apply_exits_1_naming_the_first(
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(
-    cli: Callable[..., Any], env: dict[str, str], plan_file: Path, emulator: Any
+    cli: Callable[..., Any],
+    env: dict[str, str],
+    plan_file: Path,
+    emulator: Any,
+    person: list[str],
 ) -> None:
     ghost = subprocess.Popen([sys.executable, "-c", "pass"])
     ghost.wait()
@@ -503,7 +576,7 @@ def test_json_output_at_a_terminal_needs_yes_and_never_prompts_blind(
 
 
 def test_the_json_report_itemises_what_the_plan_left_out(
-    cli: Callable[..., Any], env: dict[str, str], plan_file: Path
+    cli: Callable[..., Any], env: dict[str, str], plan_file: Path, person: list[str]
 ) -> None:
     result = cli(["apply", str(plan_file), "--output", "json"], env)
     assert result.exit_code == 0, result.stderr

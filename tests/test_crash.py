@@ -1,9 +1,11 @@
 """SIGKILL a real ``pinmigrate apply`` at ten points; one more apply finishes the job.
 
-Each case runs ``python -m pinmigrate apply PLAN --yes --no-input`` against the emulator's
+Each case runs ``python -m pinmigrate apply PLAN --yes`` at a terminal against the emulator's
 ``demo`` scenario (12 writes: 3 reconnects, 1 audience patch, 4 enables, 4 disables, in that
 order), kills it at one point, and applies again: with the same plan file or with a fresh
-plan, alternately. The points:
+plan, alternately. The reconnects take the api path (``migration.reconnect_via = "api"``),
+where they are writes: a person signs in to Pinterest for each account (a BROWSER command
+follows the emulator's consent page), and that grant is written into it. The points:
 
 - after k writes: the emulator applies k writes and holds the next ones, which are never
   applied; the kill comes while they wait (k spread over the four phases);
@@ -35,11 +37,14 @@ from e2e_support import (
     STOPPED_MARK,
     AppliedWrites,
     Gate,
+    api_path_env,
+    browser_command,
     end_state,
     is_stopped,
     journal_problems,
     kill,
     open_writes,
+    person_at_terminal,
     spawn,
     wait_for,
 )
@@ -101,16 +106,18 @@ class World:
 
 
 def make_world(cli: Callable[..., Any], tmp: Path) -> World:
-    """A demo emulator, a state dir with emu_marketer's login stored, and a saved plan."""
+    """A demo emulator on the api reconnect path, a state dir with emu_marketer's login
+    stored (for the pre-flight), a browser that signs in when asked, and a saved plan."""
     emulator = Emulator(scenario="demo", port=0).start()
     state_dir = tmp / "state"
     state_dir.mkdir(parents=True)
     env = {
-        **emulator.env(),
+        **api_path_env(emulator, emulator.env()),
         "PINMIGRATE_STATE_DIR": str(state_dir),
         "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
         "XDG_STATE_HOME": str(tmp / "xdg-state"),
         "PINMIGRATE_PINTEREST_REFRESH_TOKEN": emulator.tokens("emu_marketer")["refresh_token"],
+        "BROWSER": browser_command(tmp),
     }
     plan = tmp / "plan.json"
     planned = cli(["plan", "--out", str(plan)], env)
@@ -125,7 +132,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     world = make_world(invoke, tmp_path_factory.mktemp("reference"))
     try:
-        result = invoke(["apply", str(world.plan), "--output", "json"], world.env)
+        with pytest.MonkeyPatch.context() as patch:
+            person_at_terminal(patch)
+            result = invoke(["apply", str(world.plan), "--output", "json"], world.env)
         assert result.exit_code == 0, result.stderr
         assert result.json()["summary"]["done"] == TOTAL_WRITES
         return end_state(world.emulator)
@@ -155,7 +164,11 @@ def gate_for(point: Point) -> Gate | None:
 
 @pytest.mark.parametrize("point", POINTS, ids=[p.id for p in POINTS])
 def test_a_killed_apply_is_finished_by_a_rerun_that_does_nothing_twice(
-    point: Point, world: World, cli: Callable[..., Any], reference: Any
+    point: Point,
+    world: World,
+    cli: Callable[..., Any],
+    reference: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     emulator, state_dir = world.emulator, world.state_dir
     gate = gate_for(point)
@@ -163,7 +176,7 @@ def test_a_killed_apply_is_finished_by_a_rerun_that_does_nothing_twice(
     emulator.clear_requests()
     stop_after = f"{point.kind}:{point.k}" if point.how == "stop" else None
     proc = spawn(
-        ["apply", str(world.plan), "--yes", "--no-input"], world.env, stop_after=stop_after
+        ["apply", str(world.plan), "--yes"], world.env, stop_after=stop_after, terminal=True
     )
     try:
         if gate is None:
@@ -222,11 +235,12 @@ def test_a_killed_apply_is_finished_by_a_rerun_that_does_nothing_twice(
         assert before_rerun[held] == (point.decision == "apply-then-hold")
         assert held in open_keys
 
-    # The rerun.
+    # The rerun, at a terminal too: an account not yet reconnected needs a sign-in.
+    person_at_terminal(monkeypatch)
     if point.rerun == "same":
         args = ["apply", str(world.plan), "--output", "json"]
     else:
-        args = ["apply", "--yes", "--no-input", "--output", "json"]
+        args = ["apply", "--yes", "--output", "json"]
     result = cli(args, world.env)
 
     assert result.exit_code == 0, result.stderr

@@ -25,6 +25,7 @@ from pinmigrate.errors import (
     AuthError,
     ExitCode,
     NotFoundError,
+    PinmigrateError,
     ReconnectPending,
     StaleObjectError,
     StalePlanError,
@@ -95,6 +96,8 @@ class FakeAdobe:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], dict[str, dict]] = {}
         self.log: list[tuple[str, str, str]] = []
+        #: The credentials each reconnect PATCH carried, by account id (the object masks them).
+        self.credentials: dict[str, dict] = {}
         self.lock = threading.Lock()
         self.inflight = 0
         self.max_inflight = 0
@@ -204,6 +207,7 @@ class FakeAdobe:
                 elif op["op"] == "replace" and op["path"] == "/auth/params":
                     value = op["value"]
                     assert set(value) <= {"accessToken", "refreshToken", "expiresAt"}
+                    self.credentials[object_id] = dict(value)
                     obj["auth"]["params"] = {**value, "accessToken": "***", "refreshToken": "***"}
             self.bump(obj)
             return obj["etag"]
@@ -226,18 +230,38 @@ class FakeAdobe:
         return answers.pop(0) if len(answers) > 1 else answers[0]
 
 
-class FakeLogins:
-    def __init__(self, login: Login | None = None, error: Exception | None = None) -> None:
+class FakeGrants:
+    """A person who signs in once for each Adobe account: a fresh grant each time."""
+
+    def __init__(
+        self, login: Login | None = None, error: Exception | None = None, *, person: bool = True
+    ) -> None:
         self.login = login
         self.error = error
-        self.calls: list[tuple[list[str], str | None]] = []
+        self.person = person
+        self.calls: list[tuple[str, list[str], str | None]] = []
 
-    def for_account(self, advertiser_ids: Iterable[str], login_user_id: str | None) -> Login:
-        self.calls.append((sorted(advertiser_ids), login_user_id))
+    @property
+    def can_ask(self) -> bool:
+        return self.person
+
+    def cannot_ask(self, accounts: Sequence[str]) -> AuthError:
+        return AuthError(f"nobody to sign in for {'; '.join(accounts)}")
+
+    def grant_for(
+        self, account: str, advertiser_ids: Iterable[str], *, sign_in_as: str | None = None
+    ) -> Login:
+        self.calls.append((account, sorted(advertiser_ids), sign_in_as))
         if self.error is not None:
             raise self.error
         assert self.login is not None
-        return self.login
+        n = len(self.calls)
+        return self.login.model_copy(
+            update={
+                "access_token": SecretStr(f"{ACCESS}_{n}"),
+                "refresh_token": SecretStr(f"{REFRESH}_{n}"),
+            }
+        )
 
 
 def marketer() -> Login:
@@ -347,7 +371,7 @@ def run(
     settings: Settings,
     actions: list[Action],
     *,
-    logins: FakeLogins | None = None,
+    logins: FakeGrants | None = None,
     concurrency: int = 4,
     progress: Any = None,
 ) -> tuple[Any, Journal]:
@@ -356,7 +380,7 @@ def run(
         make_plan(actions),
         adobe=adobe,  # type: ignore[arg-type]
         settings=settings,
-        logins=logins or FakeLogins(marketer()),
+        logins=logins or FakeGrants(marketer()),
         journal=journal,
         concurrency=concurrency,
         progress=progress,
@@ -433,7 +457,7 @@ def test_goals_already_reached_are_already_done_with_no_write(settings: Settings
     adobe.add("prod", "flows", flow("N1", "Flow 1", NEW_SPEC, "enabled", ["a1", "a2"]))
     adobe.add("prod", "connections", account("acct-1", NOW + timedelta(days=40)))
     actions = full_pair_actions("prod", 1, acct="acct-1", missing=["a2"])
-    logins = FakeLogins(error=AuthError("no login"))
+    logins = FakeGrants(error=AuthError("no login"))
 
     report, _ = run(adobe, settings, actions, logins=logins)
 
@@ -637,44 +661,110 @@ def test_a_write_adobe_accepts_but_does_not_keep_fails_and_stops_its_dependents(
 # --- logins -----------------------------------------------------------------------------------
 
 
-def test_needs_login_without_a_terminal_fails_with_exit_4_before_any_write(
+def test_without_a_person_the_api_path_fails_with_exit_4_before_any_write(
     settings: Settings,
 ) -> None:
     from pinmigrate.logins import LoginStore
-    from pinmigrate.oauth import LoginProvider
+    from pinmigrate.oauth import AdobeGrants
 
     adobe = FakeAdobe()
     pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
     adobe.add("prod", "connections", account("acct-1", None))
-    actions = [reconnect("prod", "acct-1", login=None), *full_pair_actions("prod", 1)]
-    actions[1] = enable("prod", "N1", "L1", deps=[actions[0].id])
-    provider = LoginProvider(
-        settings,
-        LoginStore(settings.state_dir),
-        client=None,  # type: ignore[arg-type]
-    )
+    adobe.add("prod", "connections", account("acct-2", NOW - timedelta(days=1)))
+    actions = [reconnect("prod", "acct-1"), reconnect("prod", "acct-2", login=None)]
+    actions += [enable("prod", "N1", "L1", deps=[actions[0].id]), enable("prod", "N2", "L2")]
+    store = LoginStore(settings.state_dir)
+    store.put(marketer())  # a stored login that covers them is not handed to Adobe either
+    before = store.path.read_bytes()
+    grants = AdobeGrants(settings, store, client=None)  # type: ignore[arg-type]
 
     with pytest.raises(AuthError) as err:
-        run(adobe, settings, actions, logins=provider)  # type: ignore[arg-type]
+        run(adobe, settings, actions, logins=grants)  # type: ignore[arg-type]
 
+    line = err.value.line()
     assert err.value.exit_code == ExitCode.AUTH
-    assert "549755885175" in err.value.line()
+    assert "'Pinterest - acct-1' (prod, acct-1)" in line
+    assert "'Pinterest - acct-2' (prod, acct-2)" in line
+    assert 'reconnect_via = "adobe"' in line and "at a terminal" in line
     assert adobe.writes() == []
+    assert store.path.read_bytes() == before
+    assert not (settings.state_dir / "runs").exists() or ACCESS not in "".join(
+        f.read_text() for f in (settings.state_dir / "runs").glob("*.jsonl")
+    )
 
 
-def test_one_login_serves_every_account_it_covers(settings: Settings) -> None:
+def test_each_account_gets_its_own_grant_and_no_token_reaches_the_journal(
+    settings: Settings,
+) -> None:
     adobe = FakeAdobe()
     for n in range(3):
         adobe.add("prod", "connections", account(f"acct-{n}", NOW - timedelta(days=1)))
-    logins = FakeLogins(marketer())
+    grants = FakeGrants(marketer())
     actions = [reconnect("prod", f"acct-{n}", login=None) for n in range(3)]
 
-    report, journal = run(adobe, settings, actions, logins=logins)
+    report, journal = run(adobe, settings, actions, logins=grants)
 
     assert report.ok
-    assert logins.calls == [(["549755885175"], None)]
+    assert [c[0] for c in grants.calls] == [
+        f"'Pinterest - acct-{n}' (prod, acct-{n})" for n in range(3)
+    ]
+    sent = [adobe.credentials[f"acct-{n}"] for n in range(3)]
+    assert len({c["accessToken"] for c in sent}) == 3
+    assert len({c["refreshToken"] for c in sent}) == 3
     text = journal.path.read_text()
     assert ACCESS not in text and REFRESH not in text and "expiresAt" in text
+    assert '"pinterest_user": "1000000001"' in text
+    out = json.dumps(report.to_json())
+    assert ACCESS not in out and REFRESH not in out
+
+
+def test_a_grant_given_to_two_accounts_is_refused_before_any_write(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    for n in range(2):
+        adobe.add("prod", "connections", account(f"acct-{n}", None))
+
+    class SameGrant(FakeGrants):
+        def grant_for(self, *args: Any, **kwargs: Any) -> Login:
+            super().grant_for(*args, **kwargs)
+            assert self.login is not None
+            return self.login
+
+    with pytest.raises(PinmigrateError, match="already given to another account"):
+        run(
+            adobe,
+            settings,
+            [reconnect("prod", f"acct-{n}") for n in range(2)],
+            logins=SameGrant(marketer()),
+        )  # type: ignore[arg-type]
+    assert adobe.writes() == []
+
+
+def test_the_pre_flight_user_is_named_for_the_sign_in(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    adobe.add("prod", "connections", account("acct-1", None))
+    adobe.add("prod", "connections", account("acct-2", None))
+    ok = reconnect("prod", "acct-1")
+    ok = ok.model_copy(
+        update={
+            "details": ok.details.model_copy(
+                update={"preflight": "ok", "preflight_user": "emu_marketer (1000000001)"}
+            )
+        }
+    )
+    missing = reconnect("prod", "acct-2")
+    missing = missing.model_copy(
+        update={
+            "details": missing.details.model_copy(
+                update={"preflight": "missing_access", "preflight_user": "emu_analyst (2)"}
+            )
+        }
+    )
+    grants = FakeGrants(marketer())
+
+    run(adobe, settings, [ok, missing], logins=grants)
+
+    assert [c[2] for c in grants.calls] == ["emu_marketer (1000000001)", None]
 
 
 # --- waves ------------------------------------------------------------------------------------
@@ -939,11 +1029,11 @@ def test_a_slow_browser_login_is_followed_by_a_fresh_staleness_check(
     actions = [reconnect("prod", "acct-1", login=None), *full_pair_actions("prod", 1)]
     fake = FakeTime()
 
-    class SlowPerson(FakeLogins):
-        def for_account(self, *args: Any, **kwargs: Any) -> Login:
+    class SlowPerson(FakeGrants):
+        def grant_for(self, *args: Any, **kwargs: Any) -> Login:
             fake.now += 120  # two minutes in the browser, meanwhile the operator acts
             adobe.obj("prod", "flows", "L1")["state"] = "disabled"
-            return super().for_account(*args, **kwargs)
+            return super().grant_for(*args, **kwargs)
 
     with pytest.raises(StalePlanError, match="now disabled"):
         apply_plan(
@@ -1167,7 +1257,7 @@ def _apply(adobe: FakeAdobe, settings: Settings, run_id: str, actions: list[Acti
         make_plan(actions),
         adobe=adobe,  # type: ignore[arg-type]
         settings=settings,
-        logins=FakeLogins(marketer()),
+        logins=FakeGrants(marketer()),
         journal=journal,
         concurrency=2,
         now=lambda: NOW,
@@ -1579,7 +1669,7 @@ def test_a_plan_made_for_a_person_is_never_carried_out_by_writing_credentials(
     action = action.model_copy(
         update={"details": action.details.model_copy(update={"via": "adobe"})}
     )
-    logins = FakeLogins(marketer())
+    logins = FakeGrants(marketer())
 
     report, _ = run_waiting(adobe, settings, [action], FakeTime(), timeout=0)
 

@@ -5,15 +5,18 @@ connections and adds up to 20 ms of latency, on every service: Adobe IMS, Flow S
 Pinterest. On top of what the emulator draws, this suite injects what it cannot:
 
 - the first request of each kind (IMS token, Flow Service read, reconnect PATCH, audience
-  PATCH, flow action, Pinterest token refresh and read) fails, so every case hits every
+  PATCH, flow action, Pinterest token request and read) fails, so every case hits every
   service and every kind of write whatever the threads' interleaving;
 - the first applied write of each kind, and 5% of the others, lose their answer (the
   connection drops after the change was made): the replay meets 412, and the executor
   must re-read and call the action already done instead of doing it again.
 
-A Pinterest token request whose answer is lost kills the refresh token it spent: that is no
-fault to converge through but a login to redo, tested on its own (exit 4, store intact). In
-the convergence cases Pinterest's drops are turned into 503s.
+The reconnects take the api path (``migration.reconnect_via = "api"``): a person at the
+terminal signs in to Pinterest for each account (the emulator approves at once), so each
+grant's code exchange and verification reads meet Pinterest's faults too. A token request
+whose answer is lost has spent its code: that is no fault to converge through but a sign-in
+to redo, tested on its own (exit 4, no write). In the convergence cases Pinterest's drops
+are turned into 503s.
 
 The HTTP layer's sleep is replaced by a recorder, so Retry-After and backoff cost no time.
 A few unit cases pin the retry budget that converging under these rates needs.
@@ -33,7 +36,14 @@ from typing import Any
 import pytest
 import requests
 import responses
-from e2e_support import AppliedWrites, duplicated_audiences, end_state, journal_problems
+from e2e_support import (
+    AppliedWrites,
+    api_path_env,
+    duplicated_audiences,
+    end_state,
+    journal_problems,
+    person_at_terminal,
+)
 
 from pinmigrate.emulator import Emulator
 from pinmigrate.emulator.server import FLOWSERVICE, Handler
@@ -195,7 +205,7 @@ def start_world(scenario: str, tmp: Path) -> World:
     emulator = Emulator(scenario=scenario, port=0).start()
     state_dir = tmp / "state"
     state_dir.mkdir(parents=True)
-    env = dict(emulator.env())
+    env = api_path_env(emulator, emulator.env())
     env.update(
         PINMIGRATE_STATE_DIR=str(state_dir),
         XDG_CONFIG_HOME=str(tmp / "xdg-config"),
@@ -213,11 +223,12 @@ def with_pinterest(world: World) -> dict[str, str]:
 def migrate(
     cli: Callable[..., Any], world: World, mode: str, *, before_apply: Callable[[], object]
 ) -> Any:
-    """Plan and apply as the case says; ``before_apply`` switches the trouble on."""
+    """Plan and apply as the case says; ``before_apply`` switches the trouble on. Apply runs
+    at a terminal: a person signs in to Pinterest for each account to reconnect."""
     plan = world.tmp / "plan.json"
     if mode == "file":
-        # Planned without a Pinterest login (reconnects need_login), so apply itself makes
-        # the login from the refresh token: the refresh happens under faults.
+        # Planned without a Pinterest login (reconnects need_login): the pre-flight's own
+        # refresh happens fault-free, the grants' sign-ins under faults.
         planned = cli(["plan", "--out", str(plan)], world.env)
         assert planned.exit_code == 0, planned.stderr
         args = ["apply", str(plan)]
@@ -225,7 +236,9 @@ def migrate(
         args = ["apply", "--yes"]
     env = with_pinterest(world) if world.emulator.state.scenario == "demo" else world.env
     before_apply()
-    return cli([*args, "--output", "json", "--no-input"], env)
+    with pytest.MonkeyPatch.context() as patch:
+        person_at_terminal(patch)
+        return cli([*args, "--output", "json"], env)
 
 
 @pytest.fixture(scope="module")
@@ -410,59 +423,53 @@ def test_writes_whose_answers_are_lost_are_not_done_twice(
 
 
 def store_short_lived_login(cli: Callable[..., Any], world: World) -> None:
-    """A stored login of emu_marketer whose access token expires within the refresh margin,
-    so apply must refresh it (and rotate its refresh token) before the reconnects."""
+    """A stored login of emu_marketer whose access token expires within the refresh margin:
+    the api path must neither refresh it nor hand it to Adobe."""
     token = world.emulator.tokens("emu_marketer", expires_in=60)
     stored = cli(["auth", "login", "--with-token"], world.env, input=json.dumps(token))
     assert stored.exit_code == 0, stored.stderr
 
 
-@pytest.mark.parametrize("login", ["environment", "stored"])
-def test_a_lost_refresh_answer_stops_apply_with_exit_4_and_the_store_intact(
-    login: str,
+def test_a_lost_token_answer_of_a_sign_in_stops_apply_with_exit_4_and_no_write(
     cli: Callable[..., Any],
     sleeps: list[float],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Pinterest rotated the refresh token but its answer never arrived: the old token is
-    dead and the new one lost. Not replayed (that could only meet a refusal), apply stops
-    before any write with exit 4 and says to log in again; the login store is untouched."""
+    """Pinterest answered the code exchange of an account's sign-in, but the answer never
+    arrived: the code is spent and the grant lost. Not replayed (that could only meet a
+    refusal), apply stops before any write with exit 4, naming the account; pinmigrate's own
+    login, about to expire, is neither refreshed nor handed over. A rerun signs in again."""
     world = start_world("demo", tmp_path)
     try:
-        if login == "stored":
-            store_short_lived_login(cli, world)
-            env = world.env
-        else:
-            env = with_pinterest(world)
+        store_short_lived_login(cli, world)
         plan = tmp_path / "plan.json"
         planned = cli(["plan", "--out", str(plan)], world.env)
         assert planned.exit_code == 0, planned.stderr
         store = world.state_dir / "logins.json"
-        store_before = store.read_bytes() if store.exists() else None
-        lose_refresh = Trouble(world.emulator, 0, lose=frozenset({"pinterest-token"}), lose_rate=0)
-        lose_refresh.install(monkeypatch)
+        store_before = store.read_bytes()
+        lose_answer = Trouble(world.emulator, 0, lose=frozenset({"pinterest-token"}), lose_rate=0)
+        lose_answer.install(monkeypatch)
+        person_at_terminal(monkeypatch)
         world.emulator.clear_requests()
 
-        result = cli(["apply", str(plan), "--no-input"], env)
+        result = cli(["apply", str(plan)], world.env)
 
         assert result.exit_code == 4, result.stderr
-        assert "auth login" in result.stderr
-        assert "lost" in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        line = result.stderr.strip().splitlines()[-1]
+        assert "Pinterest sign-in for Adobe account" in line and "lost" in line
+        assert "nothing was written" in line and "auth login" not in line
         log = world.emulator.requests()
-        assert lose_refresh.lost["pinterest-token"] == 1
+        assert lose_answer.lost["pinterest-token"] == 1
         assert log["by_endpoint"]["POST /v5/oauth/token"] == 1  # never replayed
         assert log["write_attempts"] == 0
-        assert (store.read_bytes() if store.exists() else None) == store_before
+        assert store.read_bytes() == store_before
 
-        # The refresh token really was spent: a rerun is refused, with the same advice.
-        again = cli(["apply", str(plan), "--no-input"], env)
-        assert again.exit_code == 4 and "auth login" in again.stderr
-        assert (store.read_bytes() if store.exists() else None) == store_before
-
-        # Logged in again (a newly minted token), apply finishes the job.
-        done = cli(["apply", str(plan), "--no-input"], with_pinterest(world))
+        # Signed in again, apply finishes the job; the stored login is still untouched.
+        world.emulator.clear_requests()
+        done = cli(["apply", str(plan)], world.env)
         assert done.exit_code == 0, done.stderr
+        assert world.emulator.requests()["by_endpoint"]["POST /v5/oauth/token"] == 3
+        assert store.read_bytes() == store_before
     finally:
         world.emulator.stop()

@@ -1,5 +1,5 @@
 """OAuth units: authorize URL, callback and state checks, the loopback listener, verification,
-refresh with rotation, environment logins and the LoginProvider used by apply."""
+refresh with rotation, environment logins and the one-account grants of apply's api path."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from pinmigrate.errors import AuthError, ConfigError, ExitCode, PinmigrateError,
 from pinmigrate.http import HttpClient
 from pinmigrate.logins import AdAccountAccess, Login, LoginStore
 from pinmigrate.oauth import (
+    AdobeGrants,
     Callback,
     CallbackListener,
-    LoginProvider,
     LoginResolver,
     NonInteractiveLoginResolver,
     authorization_url,
@@ -784,110 +784,152 @@ def test_no_environment_token_means_none(settings: Settings, store: LoginStore) 
     assert environment_login(settings, store, FakePinterest(), now=NOW) is None
 
 
-# --- LoginProvider ---------------------------------------------------------------------
+# --- AdobeGrants: the api reconnect path's grants --------------------------------------
 
 
-def test_provider_uses_the_named_login_refreshed(
-    settings: Settings, store: LoginStore, fake: FakePinterest
-) -> None:
-    login = stored_login(fake, access_expires_at=NOW)
-    store.put(login)
-    provider = LoginProvider(settings, store, fake, now=lambda: NOW)
-    got = provider.for_account({"549755885176"}, "1000000001")
-    assert got.user_id == "1000000001" and got.access_token != login.access_token
-
-
-def test_provider_falls_back_to_the_environment_then_other_stored_logins(
-    tmp_path: Path, fake: FakePinterest
-) -> None:
-    env_token = fake.grant("1000000002")["refresh_token"]
-    settings = make_settings(tmp_path, PINMIGRATE_PINTEREST_REFRESH_TOKEN=env_token)
-    store = LoginStore(settings.state_dir)
-    store.put(stored_login(fake, "1000000001"))
-    provider = LoginProvider(settings, store, fake, now=lambda: NOW)
-    assert provider.for_account(["549755885175"], None).user_id == "1000000002"
-    assert provider.for_account(["549755885178"], None).user_id == "1000000001"
-    assert fake.refresh_calls == 1  # the environment's login was made once
-
-
-def test_provider_without_a_covering_login_names_the_accounts(
-    settings: Settings, store: LoginStore, fake: FakePinterest
-) -> None:
-    store.put(stored_login(fake, "1000000002"))
-    provider = LoginProvider(settings, store, fake, now=lambda: NOW)
-    with pytest.raises(AuthError) as info:
-        provider.for_account({"549755885177", "549755885178"}, None)
-    line = info.value.line()
-    assert "549755885177, 549755885178" in line and "pinmigrate auth login" in line
-    assert info.value.exit_code == ExitCode.AUTH
-    with pytest.raises(AuthError, match="no longer stored"):
-        provider.for_account({"549755885177"}, "1000000009")
-
-
-def test_provider_runs_one_inline_browser_login_for_many_threads(
-    settings: Settings, store: LoginStore, fake: FakePinterest
-) -> None:
-    calls: list[int] = []
-
-    class Inline(LoginResolver):
-        def browser(self, *, timeout: float = 300, open_browser: bool = True) -> Login:
-            calls.append(1)
-            login = stored_login(fake)
-            self.store.put(login)
-            return login
-
-    provider = LoginProvider(
+def grants(
+    settings: Settings,
+    store: LoginStore,
+    fake: FakePinterest,
+    notes: list[str],
+    user: str = "1000000001",
+) -> AdobeGrants:
+    """Grants made through the in-process browser; a fresh code for each sign-in."""
+    browser = Browser(lambda state: f"code={fake.code_for(user)}&state={state}")
+    return AdobeGrants(
         settings,
         store,
         fake,
+        resolver=resolver(settings, store, fake, notes, open_browser=browser),
         now=lambda: NOW,
-        resolver=Inline(settings, store, fake, notify=lambda m: None),
+        timeout=30,
     )
-    got: list[str] = []
-    threads = [
-        threading.Thread(
-            target=lambda: got.append(provider.for_account({"549755885175"}, None).user_id)
-        )
-        for _ in range(6)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert got == ["1000000001"] * 6
-    assert calls == [1]
-
-    class Headless(NonInteractiveLoginResolver):
-        def browser(self, *, timeout: float = 300, open_browser: bool = True) -> Login:
-            calls.append(2)
-            return stored_login(fake)
-
-    # Nobody to ask: no browser, even with a BROWSER command (as before the resolver decided).
-    headless = Headless(settings, store, fake, notify=lambda m: None, browser_command=True)
-    with pytest.raises(AuthError):
-        LoginProvider(
-            settings, LoginStore(settings.state_dir / "x"), fake, resolver=headless, now=lambda: NOW
-        ).for_account({"1"}, None)
-    assert calls == [1]
 
 
-def test_provider_serialises_refreshes_across_threads(
+def test_each_adobe_account_gets_a_fresh_grant_that_is_never_stored(
     settings: Settings, store: LoginStore, fake: FakePinterest
 ) -> None:
-    store.put(stored_login(fake, access_expires_at=NOW))
-    provider = LoginProvider(settings, store, fake, now=lambda: NOW)
-    tokens: list[str] = []
-    threads = [
-        threading.Thread(
-            target=lambda: tokens.append(
-                provider.for_account({"549755885175"}, "1000000001").access_token.get_secret_value()
-            )
-        )
-        for _ in range(8)
+    own = stored_login(fake)
+    store.put(own)
+    before = store.path.read_bytes()
+    notes: list[str] = []
+    source = grants(settings, store, fake, notes)
+
+    first = source.grant_for("'A' (prod, acct-1)", ["549755885175"], sign_in_as="emu_marketer")
+    second = source.grant_for("'B' (dev, acct-2)", ["549755885178"])
+
+    assert first.user_id == second.user_id == "1000000001"
+    tokens = [
+        t.get_secret_value() for g in (first, second) for t in (g.access_token, g.refresh_token)
     ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert len(tokens) == 8 and len(set(tokens)) == 1
-    assert fake.refresh_calls == 1
+    kept = [own.access_token.get_secret_value(), own.refresh_token.get_secret_value()]  # type: ignore[union-attr]
+    assert len(set(tokens)) == 4 and not set(tokens) & set(kept)
+    assert store.path.read_bytes() == before  # pinmigrate's own login, untouched
+    assert fake.exchange_calls == 2 and fake.refresh_calls == 0
+    assert all(redact.redact(t) == redact.MASK for t in tokens)
+    said = "\n".join(notes)
+    assert "Adobe account 'A' (prod, acct-1)" in said and "sign in as emu_marketer" in said
+    assert "Adobe account 'B' (dev, acct-2)" in said
+    assert not any(t in said for t in tokens)
+
+
+def test_a_grant_is_never_stored_even_with_no_store_yet(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    grants(settings, store, fake, []).grant_for("'A' (prod, acct-1)", ["549755885175"])
+    assert not store.path.exists()
+
+
+def test_the_environment_token_is_never_used_for_an_adobe_grant(
+    tmp_path: Path, fake: FakePinterest
+) -> None:
+    env_token = fake.grant("1000000001")["refresh_token"]
+    settings = make_settings(tmp_path, PINMIGRATE_PINTEREST_REFRESH_TOKEN=env_token)
+    store = LoginStore(settings.state_dir)
+    grant = grants(settings, store, fake, []).grant_for("'A' (prod, acct-1)", ["549755885175"])
+    assert env_token not in {
+        grant.access_token.get_secret_value(),
+        grant.refresh_token.get_secret_value() if grant.refresh_token else None,
+    }
+    assert fake.refresh_calls == 0 and env_token in fake.refresh_tokens  # not even refreshed
+    assert not store.path.exists()
+
+
+def test_without_a_person_no_grant_is_made_even_with_a_browser_command(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    opened: list[str] = []
+    headless = NonInteractiveLoginResolver(
+        settings,
+        store,
+        fake,
+        notify=lambda m: None,
+        open_browser=lambda url: bool(opened.append(url)) or True,
+        browser_command=True,
+    )
+    source = AdobeGrants(settings, store, fake, resolver=headless, now=lambda: NOW)
+    assert not source.can_ask
+    with pytest.raises(AuthError) as info:
+        source.grant_for("'A' (prod, acct-1)", ["549755885175"])
+    line = info.value.line()
+    assert info.value.exit_code == ExitCode.AUTH
+    assert "'A' (prod, acct-1)" in line and "nothing was written" in line
+    assert 'reconnect_via = "adobe"' in line and "at a terminal" in line
+    assert opened == [] and fake.exchange_calls == 0
+    # The default resolver asks nobody either.
+    assert not AdobeGrants(settings, store, fake).can_ask
+
+
+def test_a_grant_whose_user_misses_an_ad_account_is_refused(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    source = grants(settings, store, fake, [], user="1000000002")
+    with pytest.raises(AuthError) as info:
+        source.grant_for("'B' (dev, acct-2)", ["549755885175", "549755885178"])
+    line = info.value.line()
+    assert "emu_analyst" in line and "549755885178" in line and "nothing was written" in line
+    assert not store.path.exists()
+
+
+def test_a_grant_holding_tokens_pinmigrate_keeps_is_refused(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    own = stored_login(fake)
+    store.put(own)
+
+    class Replaying(FakePinterest):
+        """A Pinterest that answers a sign-in with the tokens of the stored login."""
+
+        def exchange_code(self, code: str) -> dict[str, Any]:
+            self.codes.pop(code)
+            return {
+                "access_token": own.access_token.get_secret_value(),
+                "refresh_token": own.refresh_token.get_secret_value(),  # type: ignore[union-attr]
+                "expires_in": 2592000,
+                "scope": self.scope,
+            }
+
+    replaying = Replaying()
+    replaying.access = fake.access
+    with pytest.raises(AuthError, match="tokens pinmigrate already holds"):
+        grants(settings, store, replaying, []).grant_for("'A' (prod, acct-1)", ["549755885175"])
+
+
+def test_a_failed_sign_in_names_the_account_and_the_way_out(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    browser = Browser(lambda state: "error=access_denied&error_description=Denied&state=" + state)
+    source = AdobeGrants(
+        settings,
+        store,
+        fake,
+        resolver=resolver(settings, store, fake, [], open_browser=browser),
+        timeout=30,
+    )
+    with pytest.raises(AuthError) as info:
+        source.grant_for("'A' (prod, acct-1)", ["549755885175"])
+    line = info.value.line()
+    assert "Adobe account 'A' (prod, acct-1)" in line and "Denied" in line
+    assert "auth login" not in line and 'reconnect_via = "adobe"' in line
+    status, page = browser.done()[-1]
+    assert status == 400 and "Login failed" in page

@@ -1,4 +1,9 @@
-"""``pinmigrate rollback`` end to end against the emulator's demo scenario."""
+"""``pinmigrate rollback`` end to end against the emulator's demo scenario.
+
+The applies it undoes take the api reconnect path (``migration.reconnect_via = "api"``),
+where the reconnects are writes of their own (left alone by rollback): a person at the
+terminal signs in to Pinterest for each account, the emulator approving at once.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+from e2e_support import api_path_env, person_at_terminal
 
 from pinmigrate.emulator import LEGACY_SPEC_ID, NEW_SPEC_ID
 from pinmigrate.journal import read_run
@@ -43,14 +49,22 @@ def flow_states(emulator: Any) -> dict[tuple[str, str, str], list[str]]:
 def env(emulator: Any, emu_env: dict[str, str]) -> dict[str, str]:
     answer = requests.post(f"{emulator.url}/_emulator/tokens", json={"user": "emu_marketer"})
     answer.raise_for_status()
-    return {**emu_env, "PINMIGRATE_PINTEREST_REFRESH_TOKEN": answer.json()["refresh_token"]}
+    token = answer.json()["refresh_token"]
+    return {**api_path_env(emulator, emu_env), "PINMIGRATE_PINTEREST_REFRESH_TOKEN": token}
+
+
+def apply_at_terminal(cli: Callable[..., Any], args: list[str], env: dict[str, str]) -> Any:
+    """``pinmigrate ARGS`` with a person at the terminal who signs in when asked."""
+    with pytest.MonkeyPatch.context() as patch:
+        person_at_terminal(patch)
+        return cli(args, env)
 
 
 @pytest.fixture
 def applied(cli: Callable[..., Any], env: dict[str, str], emulator: Any) -> dict[str, Any]:
     """The demo world before, and the JSON report of an apply of it."""
     before = flow_states(emulator)
-    result = cli(["apply", "--yes", "--output", "json"], env)
+    result = apply_at_terminal(cli, ["apply", "--yes", "--output", "json"], env)
     assert result.exit_code == 0, result.stderr
     return {"before": before, "report": result.json()}
 
@@ -137,9 +151,10 @@ def test_rollback_of_a_rerun_undoes_the_partial_run_it_finished(
         return original(caller, ident, op, if_match)
 
     emulator.state.flow_action = refuse_once
-    first = cli(["apply", "--yes", "--output", "json"], env)
+    first = apply_at_terminal(cli, ["apply", "--yes", "--output", "json"], env)
     assert first.exit_code == 1  # its twin is on, the legacy flow is not off
-    second = cli(["apply", "--yes", "--output", "json"], env)  # a fresh plan finishes it
+    # A fresh plan finishes it.
+    second = apply_at_terminal(cli, ["apply", "--yes", "--output", "json"], env)
     assert second.exit_code == 0, second.stderr
     runs = [first.json()["run_id"], second.json()["run_id"]]
 

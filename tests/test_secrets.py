@@ -263,8 +263,11 @@ def run_journeys(j: Journeys, work: Path) -> None:
     j.run("environment login", ["auth", "login", "-v"], env=ci)
     j.run("status", ["auth", "status", "-v"], env=ci)
     j.run("status as JSON", ["auth", "status", "-v", "--output", "json"], env=ci)
-    j.run("plan", ["plan", "-v", "--out", "plan.json"], env=ci)
-    j.run("apply", ["apply", "-v", "plan.json"], env=ci)
+    # The api reconnect path, planned and applied: a person signs in for each account at
+    # apply, and those grants go to Adobe.
+    api = {**ci, "PINMIGRATE_MIGRATION_RECONNECT_VIA": "api"}
+    j.run("plan", ["plan", "-v", "--out", "plan.json"], env=api)
+    j.run("apply", ["apply", "-v", "plan.json"], env=api, terminal=True)
     j.run("rollback", ["rollback", "-v", "--yes"], env=ci)
     capture_the_demo(j)
     j.run("demo", ["demo", "-v"])
@@ -312,6 +315,23 @@ def test_the_login_store_is_private_and_holds_the_current_refresh_tokens(
     assert set(stored) == {"1000000001", "1000000002"}
     for user, token in stored.items():
         assert token in live[user], f"the stored refresh token of {user} is not a live one"
+
+
+def test_the_grants_handed_to_adobe_are_in_no_login_store(journeys: Journeys) -> None:
+    text = (journeys.state_dir / LOGINS).read_text()
+    given = [
+        value
+        for kinds in journeys.emulator.state.dump()["objects"].values()
+        for account in kinds["connections"]
+        for key, value in ((account.get("auth") or {}).get("params") or {}).items()
+        if key in ("accessToken", "refreshToken")
+        and account.get("etag")
+        and value
+        and not str(value).startswith(("pina_emu_", "pinr_emu_"))  # the scenario's own
+    ]
+    assert len(given) == 6  # three accounts reconnected, each with its own grant
+    assert len(set(given)) == 6
+    assert not [token for token in given if token in text]
 
 
 # --- the scan fails when redaction does -----------------------------------------------------------

@@ -58,13 +58,24 @@ RECHECK_AFTER = 30.0
 
 
 class LoginSource(Protocol):
-    """Hands out a fresh Pinterest login covering an account's ad accounts (oauth.resolvers)."""
+    """Makes the Pinterest grants the api reconnect path writes into Adobe accounts
+    (:class:`pinmigrate.oauth.resolvers.AdobeGrants`): a fresh one for each account, from a
+    person's sign-in, never pinmigrate's own login and never stored."""
 
-    def for_account(
-        self,
-        advertiser_ids: Iterable[str],
-        login_user_id: str | None,
-    ) -> Login: ...
+    @property
+    def can_ask(self) -> bool:
+        """True when a person can sign in; without one no grant can be made."""
+        ...
+
+    def cannot_ask(self, accounts: Sequence[str]) -> PinmigrateError:
+        """The error (exit 4) that names ``accounts`` when nobody can sign in for them."""
+        ...
+
+    def grant_for(
+        self, account: str, advertiser_ids: Iterable[str], *, sign_in_as: str | None = None
+    ) -> Login:
+        """A verified grant for Adobe ``account`` alone, reaching every advertiser id."""
+        ...
 
 
 @dataclass
@@ -492,32 +503,40 @@ class Executor:
 def resolve_logins(
     reconnects: Sequence[ReconnectAccount], source: LoginSource | None
 ) -> dict[str, Login]:
-    """Every login the reconnects need, before the first write (AuthError -> exit 4)."""
+    """A fresh grant for each api-path reconnect, before the first write (AuthError: exit 4).
+
+    Each Adobe account gets a grant of its own: Adobe refreshes it, and a refresh rotates the
+    token, so a grant shared by two accounts (or kept by pinmigrate) would cut off the other.
+    """
     chosen: dict[str, Login] = {}
     if not reconnects:
         return chosen
     if source is None:
         raise PinmigrateError("internal: reconnects planned but no login source given")
-    got: list[Login] = []
+    if not source.can_ask:
+        raise source.cannot_ask([_account_label(a) for a in reconnects])
+    handed: set[str] = set()
     for action in reconnects:
-        advertisers = action.details.advertiser_ids
-        named = action.details.login
-        login = next(
-            (
-                g
-                for g in got
-                if (named is None or g.user_id == named) and g.covers(frozenset(advertisers))
-            ),
-            None,
+        details = action.details
+        grant = source.grant_for(
+            _account_label(action),
+            details.advertiser_ids,
+            # Whom the pre-flight saw reaching every ad account (a hint, not a rule).
+            sign_in_as=None
+            if details.preflight == "missing_access"
+            else details.preflight_user or details.login,
         )
-        if login is None:
-            login = source.for_account(advertisers, named)
-            got.append(login)
-        redact.register(
-            login.access_token.get_secret_value(),
-            login.refresh_token.get_secret_value() if login.refresh_token else None,
-        )
-        chosen[action.id] = login
+        tokens = {
+            t.get_secret_value() for t in (grant.access_token, grant.refresh_token) if t is not None
+        }
+        redact.register(*tokens)
+        if tokens & handed:
+            raise PinmigrateError(
+                f"internal: the Pinterest grant for {_account_label(action)} was already given "
+                "to another account; nothing was written"
+            )
+        handed |= tokens
+        chosen[action.id] = grant
     return chosen
 
 

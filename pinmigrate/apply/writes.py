@@ -116,12 +116,17 @@ class Writes:
 
     # --- the writes ---------------------------------------------------------------------------
 
-    def reconnect(self, action: ReconnectAccount, login: Login) -> Outcome:
-        """The experimental API path: write the login's credentials into the account."""
-        expires = login.credential_expiry()
+    def reconnect(self, action: ReconnectAccount, grant: Login) -> Outcome:
+        """The experimental API path: write a grant made for this account alone into it.
+
+        ``grant`` comes from a person's sign-in for this account (``resolve_logins``): it is
+        never pinmigrate's own login, and nothing here stores, refreshes or reuses it. The
+        journal names its Pinterest user and expiry, never its tokens.
+        """
+        expires = grant.credential_expiry()
         ops = models.reconnect_ops(
-            login.access_token.get_secret_value(),
-            login.refresh_token.get_secret_value() if login.refresh_token else None,
+            grant.access_token.get_secret_value(),
+            grant.refresh_token.get_secret_value() if grant.refresh_token else None,
             expires,
         )
 
@@ -137,7 +142,7 @@ class Writes:
                 before={"expiresAt": iso_z(account.expires_at)},
                 send=send,
                 after={"expiresAt": iso_z(expires)},
-                extra={"login": login.user_id},
+                extra={"pinterest_user": grant.user_id},
             )
 
         return self.guarded(

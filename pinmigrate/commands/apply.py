@@ -135,17 +135,16 @@ def reconnect_wait(app: App) -> float:
 
 
 def _logins(app: App) -> LoginSource:
-    """The Pinterest logins of the api reconnect path; a person is asked only if one can be."""
+    """The grants of the api reconnect path: a person signs in once for each account, at a
+    terminal only; pinmigrate's own logins are never handed to Adobe."""
     from pinmigrate.logins import LoginStore
     from pinmigrate.oauth.grants import pinterest_client
-    from pinmigrate.oauth.resolvers import LoginProvider, resolver_for
+    from pinmigrate.oauth.resolvers import AdobeGrants, resolver_for
 
     settings = app.settings
     store = LoginStore(settings.state_dir)
     client = pinterest_client(settings)
-    return LoginProvider(
-        settings, store, client, resolver=resolver_for(app, settings, store, client)
-    )
+    return AdobeGrants(settings, store, client, resolver=resolver_for(app, settings, store, client))
 
 
 def _nothing_to_change(app: App, plan: Plan) -> None:

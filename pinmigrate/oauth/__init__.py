@@ -7,7 +7,8 @@ verification, refresh with rotation, and the logins ``apply`` uses.
   (state, Pinterest's refusal) or on a pasted address;
 - :mod:`~pinmigrate.oauth.resolvers`: :func:`resolver_for` decides once whether a person
   can be asked (:class:`LoginResolver`) or not (:class:`NonInteractiveLoginResolver`);
-  :class:`LoginProvider` hands ``apply`` fresh logins.
+  :class:`AdobeGrants` makes the one-account grants ``apply``'s api reconnect path hands to
+  Adobe (never stored).
 
 The names below are the package's public surface; everything else is reached through its
 module.
@@ -28,6 +29,7 @@ from pinmigrate.oauth.grants import (
     token_digest,
     token_expiries,
     utcnow,
+    verify_grant,
 )
 from pinmigrate.oauth.listener import (
     Callback,
@@ -36,16 +38,16 @@ from pinmigrate.oauth.listener import (
     parse_pasted,
 )
 from pinmigrate.oauth.resolvers import (
-    LoginProvider,
+    AdobeGrants,
     LoginResolver,
     NonInteractiveLoginResolver,
     resolver_for,
 )
 
 __all__ = [
+    "AdobeGrants",
     "Callback",
     "CallbackListener",
-    "LoginProvider",
     "LoginResolver",
     "NonInteractiveLoginResolver",
     "authorization_url",
@@ -63,4 +65,5 @@ __all__ = [
     "token_digest",
     "token_expiries",
     "utcnow",
+    "verify_grant",
 ]

@@ -139,21 +139,21 @@ def _ad_account(item: Mapping[str, Any]) -> AdAccountAccess | None:
 # --- verification -----------------------------------------------------------------------
 
 
-def login_from_grant(
+def verify_grant(
     client: PinterestAuth,
-    store: LoginStore,
     token: Mapping[str, Any],
     *,
     settings: Settings,
     source: str,
     now: datetime,
     origin: str | None = None,
-    rotated: bool = False,
+    on_user: Callable[[Login], None] | None = None,
 ) -> Login:
-    """Check scopes, verify (``/user_account``, every ``/ad_accounts`` page) and store a grant.
+    """Check scopes and verify a grant (``/user_account``, every ``/ad_accounts`` page).
 
-    ``rotated``: the grant came from a refresh, so an older refresh token may now be dead;
-    the new one is stored as soon as the user is known, before the ad accounts are read.
+    Stores nothing: :func:`login_from_grant` stores pinmigrate's own logins; a grant made for
+    one Adobe account is only verified. ``on_user`` sees the login as soon as its user is
+    known, before the ad accounts are read.
     """
     access = _access_token_of(token)
     refresh = token.get("refresh_token")
@@ -166,7 +166,7 @@ def login_from_grant(
                 f"Pinterest granted the scopes {', '.join(scopes) or '(none)'} but pinmigrate "
                 f"needs {', '.join(missing)} as well; nothing was stored",
                 hint="allow every requested permission on Pinterest's consent page and "
-                "check that the app has those scopes, then run `pinmigrate auth login` again",
+                "check that the app has those scopes, then sign in again",
             )
     access_expires, refresh_expires = token_expiries(token, now)
     if access_expires is None:
@@ -190,17 +190,49 @@ def login_from_grant(
         created_at=now,
         origin=origin,
     )
-    if rotated:
+    if on_user is not None:
+        on_user(login)
+    accounts = [a for a in map(_ad_account, client.ad_accounts(access)) if a is not None]
+    return login.model_copy(update={"ad_accounts": accounts})
+
+
+def login_from_grant(
+    client: PinterestAuth,
+    store: LoginStore,
+    token: Mapping[str, Any],
+    *,
+    settings: Settings,
+    source: str,
+    now: datetime,
+    origin: str | None = None,
+    rotated: bool = False,
+) -> Login:
+    """Verify a grant (:func:`verify_grant`) and store it as pinmigrate's own login.
+
+    ``rotated``: the grant came from a refresh, so an older refresh token may now be dead;
+    the new one is stored as soon as the user is known, before the ad accounts are read.
+    """
+
+    def keep_rotated(login: Login) -> None:
         store.update(
-            user_id,
+            login.user_id,
             lambda previous: login.model_copy(
                 update={"ad_accounts": previous.ad_accounts if previous else []}
             ),
         )
-    accounts = [a for a in map(_ad_account, client.ad_accounts(access)) if a is not None]
-    login = login.model_copy(update={"ad_accounts": accounts})
+
+    login = verify_grant(
+        client,
+        token,
+        settings=settings,
+        source=source,
+        now=now,
+        origin=origin,
+        on_user=keep_rotated if rotated else None,
+    )
     stored = store.update(
-        user_id, lambda previous: _keeping_refresh(previous, _first_expiry(previous, login), now)
+        login.user_id,
+        lambda previous: _keeping_refresh(previous, _first_expiry(previous, login), now),
     )
     return stored or login
 

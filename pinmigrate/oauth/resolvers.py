@@ -1,7 +1,8 @@
 """How a login is obtained, decided once by the resolver class (twine's split):
 :class:`LoginResolver` asks the person at the terminal (browser or paste);
 :class:`NonInteractiveLoginResolver` raises instead, naming the settings that make a login
-possible without a person. :class:`LoginProvider` hands ``apply`` fresh logins.
+possible without a person. :class:`AdobeGrants` makes the one-account grants that ``apply``'s
+api reconnect path hands to Adobe.
 """
 
 from __future__ import annotations
@@ -12,26 +13,25 @@ import secrets
 import threading
 import time
 import webbrowser
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pinmigrate import redact
-from pinmigrate.errors import AuthError
+from pinmigrate.errors import AuthError, PinmigrateError
 from pinmigrate.logins import Login, LoginStore
 from pinmigrate.oauth.grants import (
     DEFAULT_TIMEOUT,
     ENV_ACCESS_TOKEN,
     ENV_REFRESH_TOKEN,
-    LOGIN_HINT,
     PinterestAuth,
     authorization_url,
     environment_login,
-    fresh_login,
     has_environment_token,
     login_from_grant,
     parse_token_text,
     utcnow,
+    verify_grant,
 )
 from pinmigrate.oauth.listener import Callback, CallbackListener, code_from_callback, parse_pasted
 
@@ -136,17 +136,24 @@ class LoginResolver:
         timeout: float = DEFAULT_TIMEOUT,
         open_browser: bool = True,
         must_open: bool = False,
+        for_adobe: str | None = None,
     ) -> Login:
         """RFC 8252: a loopback listener catches Pinterest's redirect.
 
         ``must_open``: nobody is at the terminal to open the address by hand, so a browser
         that cannot start ends the login at once instead of waiting for the timeout.
+        ``for_adobe``: the Adobe account the grant is made for; it is verified, not stored.
         """
         self.settings.require_pinterest_app()
         state = secrets.token_urlsafe(32)
         url = authorization_url(self.settings, state)
         with CallbackListener(self.settings.pinterest.redirect_uri, clock=self.clock) as listener:
-            self.notify(f"Open this address to let pinmigrate use your Pinterest account:\n{url}")
+            purpose = (
+                f"to give Adobe account {for_adobe} a Pinterest grant of its own"
+                if for_adobe
+                else "to let pinmigrate use your Pinterest account"
+            )
+            self.notify(f"Open this address {purpose}:\n{url}")
             if open_browser and not self._open(url):
                 if must_open:
                     raise AuthError(
@@ -161,7 +168,12 @@ class LoginResolver:
             )
 
             def complete(callback: Callback) -> tuple[Login, str]:
-                login = self._exchange(code_from_callback(callback, state), source="browser")
+                code = code_from_callback(callback, state)
+                login = self._exchange(code, source="browser", for_adobe=for_adobe)
+                if for_adobe:
+                    return login, (
+                        f"Signed in to Pinterest as {login.label} for Adobe account {for_adobe}."
+                    )
                 return login, f"pinmigrate is now logged in to Pinterest as {login.label}."
 
             try:
@@ -170,22 +182,32 @@ class LoginResolver:
                 self.notify("Login cancelled; nothing was stored.")
                 raise
 
-    def paste(self) -> Login:
-        """No local browser: the person opens the URL anywhere and pastes where it led."""
+    def paste(self, *, for_adobe: str | None = None) -> Login:
+        """No local browser: the person opens the URL anywhere and pastes where it led.
+
+        ``for_adobe``: the Adobe account the grant is made for; it is verified, not stored.
+        """
         self.settings.require_pinterest_app()
         state = secrets.token_urlsafe(32)
         url = authorization_url(self.settings, state)
+        purpose = f" (a Pinterest grant for Adobe account {for_adobe})" if for_adobe else ""
         self.notify(
-            "Open this address in a browser, choose Allow, then copy the address the browser "
+            f"Open this address in a browser{purpose}, choose Allow, then copy the address "
+            "the browser "
             f"was sent to (it starts with {self.settings.pinterest.redirect_uri}; the page "
             f"itself may fail to load):\n{url}"
         )
         pasted = (self.prompt or _click_prompt)("Paste that address (or just the code)")
-        return self._exchange(parse_pasted(pasted, state), source="paste")
+        return self._exchange(parse_pasted(pasted, state), source="paste", for_adobe=for_adobe)
 
-    def _exchange(self, code: str, *, source: str) -> Login:
+    def _exchange(self, code: str, *, source: str, for_adobe: str | None = None) -> Login:
         redact.register(code)
         token = self.client.exchange_code(code)
+        if for_adobe:
+            # Adobe's own copy: verified, never stored, never refreshed by pinmigrate.
+            return verify_grant(
+                self.client, token, settings=self.settings, source=source, now=self.now()
+            )
         return login_from_grant(
             self.client, self.store, token, settings=self.settings, source=source, now=self.now()
         )
@@ -223,12 +245,13 @@ class NonInteractiveLoginResolver(LoginResolver):
         timeout: float = DEFAULT_TIMEOUT,
         open_browser: bool = True,
         must_open: bool = False,
+        for_adobe: str | None = None,
     ) -> Login:
-        if open_browser and self.browser_command:
+        if open_browser and self.browser_command and not for_adobe:
             return super().browser(timeout=timeout, open_browser=True, must_open=True)
         raise self.cannot_prompt()
 
-    def paste(self) -> Login:
+    def paste(self, *, for_adobe: str | None = None) -> Login:
         raise self.cannot_prompt()
 
     @staticmethod
@@ -262,7 +285,7 @@ def resolver_for(
     )
 
 
-# --- logins for apply -------------------------------------------------------------------
+# --- grants for Adobe (the experimental api reconnect path) -------------------------------
 
 
 def _stderr_note(message: str) -> None:
@@ -271,13 +294,24 @@ def _stderr_note(message: str) -> None:
     click.echo(message, err=True)
 
 
-class LoginProvider:
-    """Fresh logins that cover an account's ad accounts, for ``apply``; shared by its threads.
+_ADOBE_PATH = 'migration.reconnect_via = "adobe", the default'
+#: What to do when no person can sign in for the Adobe accounts.
+NO_PERSON_HINT = f"reconnect them in Adobe instead ({_ADOBE_PATH}), or run apply at a terminal"
+#: What to do when one sign-in did not give a usable grant.
+RETRY_HINT = f"run apply again, or reconnect the account in Adobe ({_ADOBE_PATH})"
 
-    Refreshes go through :func:`fresh_login`, which holds the store's lock (threads and
-    processes alike), so one user's token is never refreshed twice at once. Whether a person
-    may be asked for a browser login is the resolver's to say (:func:`resolver_for`); without
-    one, nobody is asked.
+
+class AdobeGrants:
+    """Fresh Pinterest grants for ``apply``'s api reconnect path: one per Adobe account.
+
+    Adobe refreshes the grant it is given, and Pinterest rotates (and may revoke) a refresh
+    token on every refresh: a token that pinmigrate also kept, or that two accounts shared,
+    would be cut off by the other holder's next refresh (api-notes §0). So each grant comes
+    from a person's authorization-code sign-in made for that one account, is verified, and
+    is never stored, refreshed or handed out twice. pinmigrate's own logins (logins.json,
+    ``pinterest.refresh_token`` / ``access_token``) never leave here: they serve the plan's
+    pre-flight and the ``auth`` commands. Only a resolver that may ask a person
+    (:func:`resolver_for`) makes grants; a BROWSER command alone is nobody's consent.
     """
 
     def __init__(
@@ -291,118 +325,89 @@ class LoginProvider:
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.settings = settings
+        #: Read only, to refuse a grant that equals a stored login's tokens.
         self.store = store
-        self.client = client
         self.resolver = resolver or NonInteractiveLoginResolver(
             settings, store, client, notify=_stderr_note, now=now
         )
-        self.now = now
         self.timeout = timeout
-        self._notify = self.resolver.notify
-        self._env_lock = threading.Lock()
-        self._env_checked = False
-        self._env_login: Login | None = None
-        self._env_error: str | None = None
-        self._browser_lock = threading.Lock()
-        self._browser_failed: str | None = None
+        self._handed: set[str] = set()
 
-    def environment(self) -> Login | None:
-        """The login of ``pinterest.refresh_token`` / ``access_token``, made once per run."""
-        with self._env_lock:
-            if not self._env_checked:
-                self._env_checked = True
-                try:
-                    self._env_login = environment_login(
-                        self.settings, self.store, self.client, now=self.now(), notify=self._notify
-                    )
-                except AuthError as exc:
-                    self._env_error = exc.message
-            return self._env_login
+    @property
+    def can_ask(self) -> bool:
+        """True when a person is at the terminal to sign in (not ``--no-input``)."""
+        return self.resolver.interactive
 
-    def for_account(
-        self,
-        advertiser_ids: Iterable[str],
-        login_user_id: str | None,
-    ) -> Login:
-        """A fresh login covering every advertiser id, or AuthError (exit 4) saying why not.
-
-        Tried in order: the stored login the plan named, the environment's login, any other
-        stored login that covers, and (when the resolver may ask a person) a browser login.
-        """
-        wanted = {str(a) for a in advertiser_ids}
-        reasons: list[str] = []
-        tried: set[str] = set()
-        if login_user_id:
-            tried.add(login_user_id)
-            named = self.store.get(login_user_id)
-            if named is None:
-                reasons.append(f"the login {login_user_id} named by the plan is no longer stored")
-            elif not named.covers(wanted):
-                reasons.append(f"the login of {named.label} no longer covers them")
-            elif (found := self._fresh(named, reasons)) is not None:
-                return found
-        env = self.environment()
-        if env is not None:
-            tried.add(env.user_id)
-            if not env.covers(wanted):
-                reasons.append(
-                    f"the login from {ENV_REFRESH_TOKEN}/{ENV_ACCESS_TOKEN} "
-                    f"({env.label}) does not cover them"
-                )
-            elif (found := self._fresh(env, reasons)) is not None:
-                return found
-        elif self._env_error:
-            reasons.append(self._env_error)
-        found = self._any_stored(wanted, tried, reasons)
-        if found is not None:
-            return found
-        if self.resolver.interactive:
-            found = self._browser(wanted, tried, reasons)
-            if found is not None:
-                return found
-        ids = ", ".join(sorted(wanted)) or "(none)"
-        because = f": {'; '.join(reasons)}" if reasons else ""
-        raise AuthError(
-            f"no usable Pinterest login covers ad account(s) {ids}{because}",
-            hint=f"{LOGIN_HINT} as a Pinterest user with access to them, or set "
-            f"{ENV_REFRESH_TOKEN}",
+    def cannot_ask(self, accounts: Sequence[str]) -> AuthError:
+        """The exit-4 error when nobody can sign in for ``accounts`` (before any write)."""
+        return AuthError(
+            'migration.reconnect_via = "api" needs a person to sign in to Pinterest once for '
+            f"each account, and nobody can here (--no-input or no terminal): "
+            f"{'; '.join(accounts)}; nothing was written",
+            hint=NO_PERSON_HINT,
         )
 
-    def _fresh(self, login: Login, reasons: list[str]) -> Login | None:
+    def grant_for(
+        self, account: str, advertiser_ids: Iterable[str], *, sign_in_as: str | None = None
+    ) -> Login:
+        """A verified grant made for Adobe ``account`` alone, reaching every advertiser id.
+
+        Raises AuthError (exit 4) when nobody can sign in, the sign-in fails, its user does
+        not reach the ad accounts, or Pinterest answered tokens pinmigrate already holds.
+        """
+        wanted = sorted({str(a) for a in advertiser_ids})
+        if not self.can_ask:
+            raise self.cannot_ask([account])
+        who = f"; sign in as {sign_in_as}, who reaches them" if sign_in_as else ""
+        self.resolver.notify(
+            f"Pinterest sign-in for Adobe account {account} (ad account(s) "
+            f"{', '.join(wanted)}){who}. The grant goes to that account only: pinmigrate "
+            "neither keeps nor refreshes it."
+        )
         try:
-            return fresh_login(login, self.settings, self.store, now=self.now(), client=self.client)
+            grant = self.resolver.browser(timeout=self.timeout, for_adobe=account)
         except AuthError as exc:
-            reasons.append(exc.message)
-            return None
-
-    def _any_stored(self, wanted: set[str], skip: set[str], reasons: list[str]) -> Login | None:
-        for stored in self.store.load():
-            if stored.user_id not in skip and stored.covers(wanted):
-                found = self._fresh(stored, reasons)
-                if found is not None:
-                    return found
-        return None
-
-    def _browser(self, wanted: set[str], tried: set[str], reasons: list[str]) -> Login | None:
-        # One browser at a time; a thread that waited may find the login another one made.
-        with self._browser_lock:
-            found = self._any_stored(wanted, tried, [])
-            if found is not None:
-                return found
-            if self._browser_failed is not None:
-                reasons.append(self._browser_failed)
-                return None
-            self._notify(
-                f"Pinterest ad account(s) {', '.join(sorted(wanted))} need a login: "
-                "starting a browser login."
+            raise AuthError(
+                f"the Pinterest sign-in for Adobe account {account} failed: {exc.message}; "
+                "nothing was written",
+                hint=RETRY_HINT,
+            ) from None
+        tokens = {
+            t.get_secret_value() for t in (grant.access_token, grant.refresh_token) if t is not None
+        }
+        redact.register(*tokens)
+        if not grant.covers(set(wanted)):
+            missing = ", ".join(a for a in wanted if a not in grant.ad_account_ids)
+            raise AuthError(
+                f"the Pinterest user {grant.label} who signed in for Adobe account {account} "
+                f"does not reach ad account(s) {missing}; nothing was written",
+                hint="run apply again and sign in as a Pinterest user with access to them",
             )
-            try:
-                login = self.resolver.browser(timeout=self.timeout)
-            except AuthError as exc:
-                self._browser_failed = f"the browser login failed: {exc.message}"
-                reasons.append(self._browser_failed)
-                return None
-        if login.covers(wanted):
-            return login
-        reasons.append(f"the new login of {login.label} does not cover them")
-        return None
+        if tokens & (self._handed | self._kept_tokens()):
+            raise AuthError(
+                f"Pinterest answered the sign-in for Adobe account {account} with tokens "
+                "pinmigrate already holds (its own login, or another account's grant); "
+                "nothing was written",
+                hint=RETRY_HINT,
+            )
+        self._handed |= tokens
+        return grant
+
+    def _kept_tokens(self) -> set[str]:
+        """pinmigrate's own tokens: the stored logins' and the environment's."""
+        pin = self.settings.pinterest
+        values = {t.get_secret_value() for t in (pin.refresh_token, pin.access_token) if t}
+        try:
+            stored = self.store.load()
+        except PinmigrateError as exc:
+            log.debug("the login store could not be read to compare tokens: %s", exc)
+            stored = []
+        for login in stored:
+            values.add(login.access_token.get_secret_value())
+            if login.refresh_token is not None:
+                values.add(login.refresh_token.get_secret_value())
+        return {v for v in values if v}
+
+
+#: The name ``apply``'s login source had before it made one grant per Adobe account.
+LoginProvider = AdobeGrants

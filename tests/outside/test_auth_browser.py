@@ -113,12 +113,19 @@ def test_auth_login_through_a_browser_without_a_terminal_then_apply(
     assert result.code == 0, result.stderr
     assert "outside_marketer" in result.stderr
     check_login(state_dir, page, MARKETER, started)
-    # The stored browser login serves the reconnects: plan names it, apply uses it.
-    plan = pinmigrate("plan", "--output", "json").json()
+    # The stored browser login serves the plan's pre-flight, which names it. It is never
+    # handed to Adobe: the api reconnect path needs a person to sign in for each account,
+    # and without a terminal apply stops before any write.
+    api = {"PINMIGRATE_MIGRATION_RECONNECT_VIA": "api"}
+    plan = pinmigrate("plan", "--output", "json", extra=api).json()
     reconnects = [a for a in plan["actions"] if a["kind"] == "reconnect_account"]
     assert reconnects and {a["details"]["login"] for a in reconnects} == {MARKETER}
-    applied = pinmigrate("apply", "--yes", "--no-input")
-    assert applied.code == 0, applied.stderr
+    store = (state_dir / "logins.json").read_bytes()
+    applied = pinmigrate("apply", "--yes", extra=api)
+    assert applied.code == 4, applied.stderr
+    assert 'reconnect_via = "adobe"' in applied.stderr and "at a terminal" in applied.stderr
+    assert world.writes() == []
+    assert (state_dir / "logins.json").read_bytes() == store
     outputs = result.stdout + result.stderr + applied.stdout + applied.stderr
     tokens = [*world.access_tokens, *world.refresh_tokens, *world.codes]
     assert tokens and not [t for t in tokens if t in outputs]
