@@ -65,9 +65,9 @@ class Writes:
     def execute(self, action: Action, login: Login | None) -> Outcome:
         if isinstance(action, ReconnectAccount):
             if login is None:
-                # Only when the world changed during a slow login: this account was fine then.
+                # Only when the world changed during a slow sign-in: this account was fine then.
                 raise PinmigrateError(
-                    "no Pinterest login was chosen for this account before the first write",
+                    "no Pinterest grant was made for this account before the first write",
                     hint="run apply again",
                 )
             return self.reconnect(action, login)

@@ -408,6 +408,3 @@ class AdobeGrants:
                 values.add(login.refresh_token.get_secret_value())
         return {v for v in values if v}
 
-
-#: The name ``apply``'s login source had before it made one grant per Adobe account.
-LoginProvider = AdobeGrants
