@@ -1722,3 +1722,44 @@ def test_a_renewal_without_any_expiry_field_is_read_from_updated_at(
 
     assert report.ok
     assert "updatedAt+30d" in report.results[0].note
+
+
+def test_wait_runs_sees_the_run_of_a_flow_enabled_long_before_the_last_reconnect(
+    person_settings: Settings,
+) -> None:
+    # Account N1 is reconnected at 10 s and its flow enabled then; N2's only at 300 s. The
+    # first run of N1 started at 10 s: it is the run to report, not a run "from before".
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.add("prod", "connections", account("acct-N1", None))
+    adobe.add("prod", "connections", account("acct-N2", None))
+    adobe.runs_by_flow["N1"] = [[_run("r1", "Success", NOW + timedelta(seconds=10))]]
+    adobe.runs_by_flow["N2"] = [[_run("r2", "Success", NOW + timedelta(seconds=300))]]
+    clock = RenewAt(adobe, {10.0: ["acct-N1"], 300.0: ["acct-N2"]})
+    actions = [
+        *full_pair_actions("prod", 1, acct="acct-N1"),
+        *full_pair_actions("prod", 2, acct="acct-N2"),
+    ]
+    journal = Journal(person_settings.state_dir, "run-runs")
+    report = apply_plan(
+        make_plan(actions),
+        adobe=adobe,  # type: ignore[arg-type]
+        settings=person_settings,
+        logins=None,
+        journal=journal,
+        concurrency=2,
+        now=lambda: NOW + timedelta(seconds=clock.now),
+        clock=clock.clock,
+        sleep=clock.sleep,
+        reconnect_timeout=600,
+        wait_runs=True,
+        run_timeout=60,
+    )
+    journal.close()
+
+    assert report.ok
+    assert [(r.flow_id, r.status, r.run_id) for r in report.runs] == [
+        ("N1", "success", "r1"),
+        ("N2", "success", "r2"),
+    ]

@@ -632,6 +632,7 @@ def apply_plan(
         ask_person=ask_person,
     )
     retries_before = retries_of(adobe)
+    began = executor.now()
     results = executor.run(plan.actions, fingerprint=plan.fingerprint, start_extra=start_extra)
     report = ApplyReport(
         run_id=journal.run_id,
@@ -654,6 +655,7 @@ def apply_plan(
                 now=executor.now,
                 clock=executor.clock,
                 sleep=executor.sleep,
+                since=began,
             )
     report.retries = retries_of(adobe) - retries_before
     journal.run_end(report.summary())

@@ -27,10 +27,14 @@ def wait_runs(
     now: Callable[[], datetime],
     clock: Callable[[], float],
     sleep: Callable[[float], None],
+    since: datetime | None = None,
 ) -> list[RunCheck]:
-    """Poll ``GET /runs`` for each (flow id, sandbox, name) until its first run ends."""
+    """Poll ``GET /runs`` for each (flow id, sandbox, name) until its first run ends.
+
+    ``since``: when the flows were enabled at the earliest (the apply's start: an enable may
+    have come long before this wait, after a reconnect in Adobe); runs before it are old."""
     started = clock()
-    since = now()
+    since = since or now()
     pending = {
         flow_id: RunCheck(flow_id, sandbox, name, "waiting") for flow_id, sandbox, name in flows
     }

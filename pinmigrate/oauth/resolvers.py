@@ -407,4 +407,3 @@ class AdobeGrants:
             if login.refresh_token is not None:
                 values.add(login.refresh_token.get_secret_value())
         return {v for v in values if v}
-

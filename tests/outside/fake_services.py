@@ -50,6 +50,8 @@ FLOWSERVICE = "/data/foundation/flowservice"
 PROFILE_DESTINATION_FLOW_SPEC = "71471eba-b620-49e4-90fd-23f1fa0174d8"
 PROFILE_SOURCE_SPEC = "8a9c3494-9708-43d7-ae3f-cda01e5030e1"
 MASK = "***"
+#: A Pinterest grant lasts 30 days ("Pinterest tokens expire every 30 days", Adobe's docs).
+GRANT_SECONDS = 30 * 86400
 IMS_SCOPES = ("openid", "session", "AdobeID", "read_organizations")
 PINTEREST_SCOPES = ("ads:read", "ads:write", "user_accounts:read")
 EXTRA_SCOPE = "pins:read"
@@ -210,6 +212,8 @@ class World:
     access_tokens: dict[str, Grant] = field(default_factory=dict)
     refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     codes: dict[str, tuple[str, str, tuple[str, ...]]] = field(default_factory=dict)
+    #: Tokens Adobe's own Pinterest app holds (from a person's Reconnect OAuth in Adobe).
+    adobe_grants: dict[str, Grant] = field(default_factory=dict)
     redirect_uris: set[str] = field(default_factory=set)
     #: who "is signed in" at the consent page; None: the page asks
     consent_user: str = "2000000001"
@@ -252,6 +256,30 @@ class World:
         )
         return token
 
+    def reconnect_in_adobe(self, conn_id: str, user: str | None = None) -> None:
+        """What a person's Reconnect OAuth in Adobe's UI does: Adobe's own Pinterest app gets
+        a grant (kept apart: pinmigrate's app can neither see nor refresh it) and Adobe stores
+        it in the account, which gets a new etag and ``updatedAt``."""
+        with self.lock:
+            account = self.connection(conn_id)
+            access, refresh = (
+                "pina_adobe_" + secrets.token_urlsafe(16),
+                "pinr_adobe_" + (secrets.token_urlsafe(16)),
+            )
+            grant = Grant(user or MARKETER, PINTEREST_SCOPES, time.time() + GRANT_SECONDS)
+            self.adobe_grants[access] = self.adobe_grants[refresh] = grant
+            account["auth"] = {
+                "specName": "OAuth2 Authorization Code",
+                "params": {
+                    "accessToken": access,
+                    "refreshToken": refresh,
+                    "tokenType": "Bearer",
+                    "expiresIn": GRANT_SECONDS,
+                },
+            }
+            account["etag"] = new_etag()
+            account["updatedAt"] = now_ms()
+
     def snapshot(self) -> dict[str, Any]:
         """What tests compare: flow states and audiences, account credentials (unmasked)."""
         with self.lock:
@@ -264,7 +292,11 @@ class World:
                 for fid, f in self.all_of("flows").items()
             }
             accounts = {
-                cid: {"auth": copy.deepcopy(c.get("auth")), "etag": c["etag"]}
+                cid: {
+                    "auth": copy.deepcopy(c.get("auth")),
+                    "etag": c["etag"],
+                    "updatedAt": c.get("updatedAt"),
+                }
                 for cid, c in self.all_of("connections").items()
             }
             return {"flows": flows, "accounts": accounts}
@@ -286,12 +318,16 @@ def audience_ids(flow: dict[str, Any]) -> set[str]:
     return ids
 
 
+#: Credential fields shown in clear on read; every other one is masked.
+CLEAR_PARAMS = frozenset({"expiresAt", "expiresIn", "tokenType"})
+
+
 def masked(connection: dict[str, Any]) -> dict[str, Any]:
     shown = copy.deepcopy(connection)
     params = (shown.get("auth") or {}).get("params")
     if isinstance(params, dict):
         for key in list(params):
-            if key != "expiresAt":
+            if key not in CLEAR_PARAMS:
                 params[key] = MASK
     return shown
 
@@ -968,12 +1004,17 @@ class Builder:
     ) -> str:
         conn_id = uid(sandbox, "account", key)
         params: dict[str, Any] = {}
+        updated = self._stamp()
         if expires is not None:
+            # The Destination SDK's stored outputs: accessToken, expiresIn, refreshToken,
+            # tokenType; the grant was made GRANT_SECONDS before it runs out.
             params = {
                 "accessToken": "pina_old_" + key,
                 "refreshToken": "pinr_old_" + key,
-                "expiresAt": iso(expires),
+                "tokenType": "Bearer",
+                "expiresIn": GRANT_SECONDS,
             }
+            updated = int((expires.timestamp() - GRANT_SECONDS) * 1000)
         self.world.sandbox(sandbox)["connections"][conn_id] = {
             "id": conn_id,
             "name": name or f"Pinterest - {key}",
@@ -984,6 +1025,7 @@ class Builder:
             "sandboxName": sandbox,
             "imsOrgId": ORG_ID,
             "createdAt": self._stamp(),
+            "updatedAt": updated,
         }
         return conn_id
 
@@ -1102,7 +1144,7 @@ def build_scenario(world: World, new_card_name: str = "Pinterest") -> Expected:
     orphans: set[str] = set()
     blocked: set[str] = set()
     reconnect: dict[str, list[str]] = {}
-    valid = now + timedelta(days=50)
+    valid = now + timedelta(days=25)  # a grant lasts 30 days
 
     # prod: one new account (no credentials) serving two ad accounts (two targets).
     sb = "prod"
@@ -1221,7 +1263,7 @@ def build_scenario(world: World, new_card_name: str = "Pinterest") -> Expected:
     b.flow(sb, "s3-soldes", SOLDES, S3_SPEC, s3, st, "disabled", [1])
     b.flow(sb, "s3-nightly", "S3 nightly export", S3_SPEC, s3, st, "enabled", [1, 2])
 
-    # dev: credentials valid for 50 days: no reconnect.
+    # dev: credentials valid for 25 more days: no reconnect.
     sb = "dev"
     la = b.account(sb, "legacy-1", LEGACY_SPEC, valid)
     nd = b.account(sb, "new-1", NEW_SPEC, valid)

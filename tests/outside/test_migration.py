@@ -5,6 +5,7 @@ environment, strict headers and etags."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -115,21 +116,36 @@ def check_final_state(
         if ("reconnect_account", cid) not in actions:
             assert account == before["accounts"][cid], f"account {cid} was changed"
             continue
-        assert account["auth"]["specName"] == "OAuth2 Authorization Code"
+        # Reconnected by a person in Adobe: a grant of Adobe's own app, never pinmigrate's.
         params = account["auth"]["params"]
-        grant = world.access_tokens.get(params["accessToken"])
+        grant = world.adobe_grants.get(params["accessToken"])
         assert grant is not None and grant.user == MARKETER
+        assert params["accessToken"] not in world.access_tokens
         assert set(expected.reconnect_advertisers[cid]) <= set(world.users[grant.user].ad_accounts)
-        expires = time.mktime(time.strptime(params["expiresAt"], "%Y-%m-%dT%H:%M:%SZ"))
-        assert expires - time.mktime(time.gmtime()) > 8 * 86400
-        if "refreshToken" in params:
-            held = world.refresh_tokens.get(params["refreshToken"])
-            assert held is not None and held.user == MARKETER
+        expires = account["updatedAt"] / 1000 + params["expiresIn"]
+        assert expires - time.time() > 8 * 86400
+
+
+def reconnect_in_adobe(world: World, actions: Actions) -> None:
+    """A person presses Reconnect OAuth in Adobe for every account the plan lists."""
+    for kind, target in actions:
+        if kind == "reconnect_account":
+            world.reconnect_in_adobe(target)
+
+
+def expected_statuses(actions: Actions, reconnected_before: bool) -> Counter[tuple[str, str]]:
+    """Each action's status when the accounts were reconnected before apply (already done)
+    or while it waited (done)."""
+    return Counter(
+        (kind, "already_done" if kind == "reconnect_account" and reconnected_before else "done")
+        for kind, _ in actions
+    )
 
 
 def check_writes_follow_the_plan(world: World, actions: Actions) -> None:
     """Every write is one planned action, made once, in the action's sandbox, with If-Match."""
-    actions = list(actions)
+    # A reconnect is a person's step in Adobe: pinmigrate never writes an account.
+    actions = [a for a in actions if a[0] != "reconnect_account"]
     writes = world.writes()
     assert Counter(map(as_action, writes)) == Counter(actions), "a write outside the plan"
     for entry in writes:
@@ -241,7 +257,64 @@ def test_text_output_keeps_names_whole(
 # --- plan, then apply -------------------------------------------------------------------------
 
 
-def test_plan_file_then_apply_with_an_environment_refresh_token(
+class Person(threading.Thread):
+    """Someone who presses Reconnect OAuth in Adobe for each account apply names, a little
+    after apply starts waiting (read from its journal, as an operator reads its stderr)."""
+
+    def __init__(self, world: World, state_dir: Path, delay: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.world, self.state_dir, self.delay = world, state_dir, delay
+        self.renewed_at: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def waiting(self) -> list[str]:
+        found = []
+        for path in sorted((self.state_dir / "runs").glob("*.jsonl")):
+            for line in path.read_text("utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line still being written
+                if record.get("event") == "waiting":
+                    found.append(str(record["target_id"]))
+        return found
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - shown in the test, not lost in a thread
+            self.error = exc
+
+    error: Exception | None = None
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            accounts = self.waiting() if (self.state_dir / "runs").is_dir() else []
+            if accounts:
+                time.sleep(self.delay)
+                for account in accounts:
+                    self.world.reconnect_in_adobe(account)
+                    self.renewed_at[account] = time.time()
+                    time.sleep(1)
+                return
+            time.sleep(0.05)
+
+
+def observed_at(state_dir: Path) -> dict[str, float]:
+    """When apply saw each account renewed (its journal's ``observed`` records)."""
+    from datetime import datetime
+
+    seen = {}
+    for path in (state_dir / "runs").glob("*.jsonl"):
+        for line in path.read_text("utf-8").splitlines():
+            record = json.loads(line)
+            if record.get("event") == "observed":
+                at = datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp()
+                seen[str(record["target_id"])] = at
+    return seen
+
+
+def test_plan_file_then_apply_while_a_person_reconnects_in_adobe(
     pinmigrate: Any, world: World, expected: Expected, tmp_path: Path, state_dir: Path
 ) -> None:
     token_env = refresh_env(world)
@@ -262,8 +335,10 @@ def test_plan_file_then_apply_with_an_environment_refresh_token(
     assert action_set(plan) == set(expected.actions)
     for action in plan["actions"]:
         if action["kind"] == "reconnect_account":
+            # The pre-flight: the environment's Pinterest user reaches every ad account.
+            assert action["details"]["preflight"] == "ok"
             assert action["details"]["login"] == MARKETER
-            assert action["details"]["needs_login"] is False
+            assert action["details"]["expiry_rule"] in ("updatedAt+expiresIn", "none")
     # Rotated at once: the configured token is spent, its successor is stored.
     assert configured not in world.refresh_tokens
     stored = json.loads((state_dir / "logins.json").read_text())["logins"]
@@ -271,16 +346,23 @@ def test_plan_file_then_apply_with_an_environment_refresh_token(
     assert stored[0]["refresh_token"] in world.refresh_tokens
     assert world.writes() == []
 
+    # apply waits; a person reconnects the accounts in Adobe a few seconds in.
+    person = Person(world, state_dir)
+    person.start()
     applied = pinmigrate(
         "apply",
         str(plan_file),
         "--yes",
         "--no-input",
+        "--reconnect-timeout",
+        "60",
         "--output",
         "json",
         "--wait-runs",
         extra=token_env,
     )
+    person.stop.set()
+    assert person.error is None, repr(person.error)
     assert applied.code == 0, applied.stderr
     report = applied.json()
     assert report["kind"] == "pinmigrate.apply"
@@ -289,6 +371,11 @@ def test_plan_file_then_apply_with_an_environment_refresh_token(
     assert {r["status"] for r in report["runs"]} == {"success"}  # lower case on the wire
     check_final_state(world, before, expected.actions, expected)
     check_writes_follow_the_plan(world, expected.actions)
+    assert not [e for e in world.writes() if "/connections" in e.path]
+    seen = observed_at(state_dir)
+    assert set(seen) == set(person.renewed_at) == set(expected.reconnect_advertisers)
+    for account, at in person.renewed_at.items():
+        assert seen[account] - at <= 20, f"{account} was noticed {seen[account] - at:.1f} s late"
     assert not [e for e in world.log if e.status >= 400]
     # One IMS token per process (doctor, plan, apply).
     assert len([e for e in world.log if e.service == "ims"]) == 3
@@ -318,41 +405,62 @@ def test_plan_file_then_apply_with_an_environment_refresh_token(
         converged.stderr,
         plan_file.read_text("utf-8"),
         journals,
-        spent=[configured],
+        spent=[configured, *world.adobe_grants],
     )
 
 
 def test_fresh_apply_needs_yes_then_runs_non_interactively(
     pinmigrate: Any, world: World, expected: Expected
 ) -> None:
-    token_env = refresh_env(world)
-    refused = pinmigrate("apply", "--no-input", extra=token_env)
+    refused = pinmigrate("apply", "--no-input")
     assert refused.code == 5, refused.stderr
     assert "--yes" in refused.stderr
     assert world.writes() == []
 
-    world.patch_status["connections"] = 202  # the other documented answer
+    # The accounts were reconnected in Adobe beforehand: the fresh plan has no reconnect.
+    reconnect_in_adobe(world, expected.actions)
+    flows_only = {a for a in expected.actions if a[0] != "reconnect_account"}
     before = world.snapshot()
-    applied = pinmigrate("apply", "--yes", "--no-input", extra=token_env)
+    applied = pinmigrate("apply", "--yes", "--no-input")  # no Pinterest secret at all
     assert applied.code == 0, applied.stderr
-    check_final_state(world, before, expected.actions, expected)
-    check_writes_follow_the_plan(world, expected.actions)
+    check_final_state(world, before, flows_only, expected)
+    check_writes_follow_the_plan(world, flows_only)
     # The text report names every flow whole.
     for name in (SOLDES, LOYALTY_JA, KAMPAGNE, PROMO, LONG_NAME, NO_SELECTORS):
         assert name in applied.stdout + applied.stderr, f"{name!r} is not shown whole"
     assert_no_secret(world, refused.stderr, applied.stdout, applied.stderr)
 
 
-def test_a_login_that_does_not_cover_every_ad_account_is_not_used(
-    pinmigrate: Any, world: World
+def test_a_login_lacking_ad_accounts_is_named_and_apply_does_the_rest_then_exits_4(
+    pinmigrate: Any, world: World, expected: Expected
 ) -> None:
-    # The analyst sees one ad account only: no reconnect can be served, and apply says so
-    # before its first write (exit 4), naming the ad accounts.
+    # The analyst sees one ad account only: the pre-flight names the others; nothing blocks.
     token_env = refresh_env(world, ANALYST)
-    applied = pinmigrate("apply", "--yes", "--no-input", extra=token_env)
+    planned = pinmigrate("plan", "--output", "json", extra=token_env)
+    assert planned.code == 0, planned.stderr
+    missing = {
+        a["target_id"]: a["details"]["missing_access"]
+        for a in planned.json()["actions"]
+        if a["kind"] == "reconnect_account"
+    }
+    assert missing == {
+        account: [ad for ad in ads if ad != "549755800001"]
+        for account, ads in expected.reconnect_advertisers.items()
+    }
+
+    started = time.monotonic()
+    applied = pinmigrate("apply", "--yes", "--no-input", "--output", "json", extra=token_env)
     assert applied.code == 4, applied.stderr
-    assert "549755800002" in applied.stderr
-    assert world.writes() == []
+    assert time.monotonic() - started < 10
+    last = applied.stderr.strip().splitlines()[-1]
+    assert "still need Reconnect OAuth in Adobe" in last
+    for account in expected.reconnect_advertisers:
+        assert account in last
+    assert not [e for e in world.writes() if "/connections" in e.path]
+    # Everything that does not wait for those accounts is done (the dev sandbox's).
+    done = {(r["kind"], r["target_id"]) for r in applied.json()["results"] if r["status"] == "done"}
+    dev = {a for a in expected.actions if world.sandbox_of(a[1]) == "dev"}
+    assert dev and dev <= done
 
 
 def test_a_change_behind_the_plans_back_stops_apply_before_any_write(
@@ -372,7 +480,7 @@ def test_a_change_behind_the_plans_back_stops_apply_before_any_write(
     assert world.writes() == []
 
 
-def test_an_access_token_from_the_environment_reconnects_and_converges(
+def test_an_access_token_from_the_environment_serves_the_preflight_and_apply_converges(
     pinmigrate: Any, world: World, expected: Expected, tmp_path: Path
 ) -> None:
     # CI with a bare access token: no refresh token, no expiry in hand.
@@ -382,10 +490,16 @@ def test_an_access_token_from_the_environment_reconnects_and_converges(
     token_env = {"PINMIGRATE_PINTEREST_ACCESS_TOKEN": access}
     before = world.snapshot()
     plan_file = tmp_path / "plan.json"
-    assert pinmigrate("plan", "--out", str(plan_file), extra=token_env).code == 0
+    planned = pinmigrate("plan", "--out", str(plan_file), "--output", "json", extra=token_env)
+    assert planned.code == 0, planned.stderr
+    reconnects = [a for a in planned.json()["actions"] if a["kind"] == "reconnect_account"]
+    assert {a["details"]["preflight"] for a in reconnects} == {"ok"}
+    reconnect_in_adobe(world, expected.actions)  # the person's step between plan and apply
     applied = pinmigrate("apply", str(plan_file), "--output", "json", extra=token_env)
     assert applied.code == 0, applied.stderr
-    assert {r["status"] for r in applied.json()["results"]} == {"done"}
+    assert Counter(
+        (r["kind"], r["status"]) for r in applied.json()["results"]
+    ) == expected_statuses(expected.actions, reconnected_before=True)
     check_final_state(world, before, expected.actions, expected)
     again = pinmigrate("plan", "--output", "json", "--detailed-exitcode", extra=token_env)
     assert again.code == 0, again.stderr
@@ -404,10 +518,12 @@ def test_an_ims_token_revoked_mid_run_is_fetched_again_once(
             world.ims_tokens.clear()
 
     world.platform_hook = revoke_once
+    reconnect_in_adobe(world, expected.actions)
+    flows_only = {a for a in expected.actions if a[0] != "reconnect_account"}
     before = world.snapshot()
     result = pinmigrate("apply", "--yes", "--no-input", extra=refresh_env(world))
     assert result.code == 0, result.stderr
-    check_final_state(world, before, expected.actions, expected)
+    check_final_state(world, before, flows_only, expected)
     assert len([e for e in world.log if e.status == 401]) == 1
     assert len([e for e in world.log if e.service == "ims"]) == 2
 
@@ -418,6 +534,7 @@ def test_a_concurrent_change_answers_412_and_is_merged_not_clobbered(
     plan_file = tmp_path / "plan.json"
     token_env = refresh_env(world)
     assert pinmigrate("plan", "--out", str(plan_file), extra=token_env).code == 0
+    reconnect_in_adobe(world, action_set(json.loads(plan_file.read_text("utf-8"))))
     [target] = ids_by_name(world, "prod", SOLDES, NEW_SPEC)
     [legacy] = ids_by_name(world, "prod", SOLDES, LEGACY_SPEC)
     theirs = {"type": "PLATFORM_SEGMENT", "value": {"id": "added-in-the-ui", "name": "UI"}}
@@ -443,22 +560,28 @@ def test_a_concurrent_change_answers_412_and_is_merged_not_clobbered(
     }
 
 
-def test_apply_in_a_fresh_ci_job_with_a_new_refresh_token(
+def test_apply_in_a_fresh_ci_job_needs_no_pinterest_secret(
     pinmigrate: Any, world: World, expected: Expected, tmp_path: Path
 ) -> None:
-    # Job 1 plans (its state dir is thrown away); job 2 applies the saved plan with a
-    # refresh token of the same Pinterest user, in a new state dir.
+    # Job 1 plans (its state dir is thrown away); a person reconnects the accounts in Adobe;
+    # job 2 applies the saved plan in a new state dir with no Pinterest setting at all.
     plan_file = tmp_path / "plan.json"
     assert pinmigrate("plan", "--out", str(plan_file), extra=refresh_env(world)).code == 0
+    reconnect_in_adobe(world, expected.actions)
     before = world.snapshot()
     job2 = tmp_path / "job-2-state"
-    second = {**refresh_env(world), "PINMIGRATE_STATE_DIR": str(job2)}
-    applied = pinmigrate("apply", str(plan_file), "--output", "json", extra=second)
+    bare = {
+        "PINMIGRATE_STATE_DIR": str(job2),
+        "PINMIGRATE_PINTEREST_APP_ID": "",
+        "PINMIGRATE_PINTEREST_APP_SECRET": "",
+    }
+    applied = pinmigrate("apply", str(plan_file), "--output", "json", extra=bare)
     assert applied.code == 0, applied.stderr
-    assert {r["status"] for r in applied.json()["results"]} == {"done"}
+    assert Counter(
+        (r["kind"], r["status"]) for r in applied.json()["results"]
+    ) == expected_statuses(expected.actions, reconnected_before=True)
     check_final_state(world, before, expected.actions, expected)
-    stored = json.loads((job2 / "logins.json").read_text())["logins"]
-    assert stored[0]["refresh_token"] in world.refresh_tokens
+    assert not (job2 / "logins.json").exists()
 
 
 def test_auth_status_goes_on_from_the_rotated_token(pinmigrate: Any, world: World) -> None:
@@ -503,6 +626,7 @@ def test_match_settles_the_ambiguous_pair_in_one_sandbox_then_rollback(
     emea = {a for a in expected.actions if world.sandbox_of(a[1]) == "emea-test"}
     settled = emea | {("enable_flow", chosen), ("disable_flow", legacy)}
     assert action_set(plan) == settled
+    reconnect_in_adobe(world, settled)
     before = world.snapshot()
     applied = pinmigrate("apply", str(plan_file), extra=token_env)
     assert applied.code == 0, applied.stderr
