@@ -1763,3 +1763,24 @@ def test_wait_runs_sees_the_run_of_a_flow_enabled_long_before_the_last_reconnect
         ("N1", "success", "r1"),
         ("N2", "success", "r2"),
     ]
+
+
+def test_several_waiting_accounts_are_re_read_with_one_list_call_per_sandbox(
+    person_settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    adobe.add("prod", "connectionSpecs", {"id": NEW_SPEC, "name": "Pinterest"})
+    for n in (1, 2, 3):
+        pair(adobe, "prod", n)
+        adobe.add("prod", "connections", account(f"acct-N{n}", None))
+    actions = [a for n in (1, 2, 3) for a in full_pair_actions("prod", n, acct=f"acct-N{n}")]
+    clock = RenewAt(adobe, {30.0: ["acct-N1", "acct-N2", "acct-N3"]})
+    adobe.log.clear()
+
+    report, _ = run_waiting(adobe, person_settings, actions, clock, timeout=120)
+
+    assert report.ok
+    account_gets = [e for e in adobe.reads() if e[1].startswith("/connections/")]
+    account_lists = [e for e in adobe.reads() if e[1] == "/connections"]
+    assert len(account_gets) <= 3  # the staleness check's; the waiting re-reads list
+    assert len(account_lists) >= 3  # one per re-read while waiting

@@ -152,8 +152,16 @@ def test_without_a_wait_apply_does_the_rest_and_exits_4_then_a_rerun_finishes(
     assert last.startswith("pinmigrate: 3 account(s) still need Reconnect OAuth in Adobe")
     for advertiser in ("549755885175", "549755885176", "549755885178"):
         assert f"'Pinterest - ad account {advertiser}'" in last
-    statuses = Counter(r["status"] for r in json.loads(out)["results"])
+    report = json.loads(out)
+    statuses = Counter(r["status"] for r in report["results"])
     assert statuses == {"done": 3, "failed": 3, "skipped": 6}
+    waiting_json = report["reconnects_waiting"]  # for scripts: what a person still has to do
+    assert sorted(w["advertiser_ids"][0] for w in waiting_json) == [
+        "549755885175",
+        "549755885176",
+        "549755885178",
+    ]
+    assert all(w["page"].startswith(emu.url + "/ui/") for w in waiting_json)
     states = flow_states(emu)
     for sandbox, name in WAITING_FLOWS:
         assert states[(sandbox, name, "new")] == "disabled", f"{name}: its account waits"

@@ -23,6 +23,7 @@ from pinmigrate.actions import KIND_ORDER, Action, EnableFlow, ReconnectAccount
 from pinmigrate.apply import runs
 from pinmigrate.apply.reconnects import (
     AskPerson,
+    PersonReconnect,
     ReconnectWait,
     by_person,
     not_seen_error,
@@ -142,6 +143,8 @@ class Executor:
         self.cards = dict(cards or {})
         self.reconnect_timeout = max(0.0, reconnect_timeout)
         self.ask_person = ask_person
+        #: What the person was asked to reconnect (for the report's JSON).
+        self.asked: list[PersonReconnect] = []
         self.margin = timedelta(days=settings.migration.reconnect_margin_days)
         self.reader = Reader(adobe, settings, workers=self.concurrency)
         self.live = LiveWorld()
@@ -245,8 +248,11 @@ class Executor:
         if self.ask_person is not None:
             self.ask_person(requests)
         world = self.live.snapshot()
+        self.asked = requests
         return ReconnectWait(
-            self.reader,
+            # Re-read every few seconds: more than one waiting account in a sandbox is one
+            # filtered list call rather than a GET each.
+            Reader(self.adobe, self.settings, workers=self.concurrency, get_limit=1),
             person,
             {a.target_id: world.accounts[a.target_id] for a in person},
             timeout=self.reconnect_timeout,
@@ -657,6 +663,20 @@ def apply_plan(
                 sleep=executor.sleep,
                 since=began,
             )
+    by_id = {r.action_id: r for r in results}
+    waiting = [a for a in executor.asked if by_id[a.action.id].status not in OK_STATUSES]
+    if waiting:
+        # For scripts: what a person still has to reconnect in Adobe, and where.
+        report.extra["reconnects_waiting"] = [
+            {
+                "sandbox": a.action.sandbox,
+                "account_id": a.action.target_id,
+                "name": a.action.target_name,
+                "advertiser_ids": list(a.action.details.advertiser_ids),
+                "page": a.page,
+            }
+            for a in waiting
+        ]
     report.retries = retries_of(adobe) - retries_before
     journal.run_end(report.summary())
     return report
