@@ -232,6 +232,7 @@ def apply(
                 start_extra=resumes,
                 reconnect_timeout=reconnect_timeout,
                 ask_person=ask_person,
+                note=note,
             )
         finally:
             journal.close()

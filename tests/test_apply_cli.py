@@ -168,7 +168,7 @@ def test_plan_apply_then_nothing_left_and_the_end_state_is_exact(
     result = cli(["apply", str(plan_file), "--output", "json"], env)
 
     assert result.exit_code == 0, result.stderr
-    assert "Warning: migration.reconnect_via = \"api\" is experimental" in result.stderr
+    assert 'Warning: migration.reconnect_via = "api" is experimental' in result.stderr
     report = result.json()  # stdout holds the JSON and nothing else
     assert report["kind"] == "pinmigrate.apply" and report["schema_version"] == 1
     assert Counter(r["status"] for r in report["results"]) == {"done": TOTAL_WRITES}

@@ -129,6 +129,7 @@ class Executor:
         cards: Mapping[str, Card] | None = None,
         reconnect_timeout: float = 0.0,
         ask_person: AskPerson | None = None,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         self.adobe = adobe
         self.settings = settings
@@ -143,6 +144,7 @@ class Executor:
         self.cards = dict(cards or {})
         self.reconnect_timeout = max(0.0, reconnect_timeout)
         self.ask_person = ask_person
+        self.note = note
         #: What the person was asked to reconnect (for the report's JSON).
         self.asked: list[PersonReconnect] = []
         self.margin = timedelta(days=settings.migration.reconnect_margin_days)
@@ -172,8 +174,13 @@ class Executor:
         reconnects = [a for a in todo if isinstance(a, ReconnectAccount)]
         # A person reconnects these in Adobe; the experimental API path writes the others.
         person = [a for a in reconnects if by_person(a, self.settings)]
+        by_api = [a for a in reconnects if a not in person]
+        if by_api and self.note is not None:
+            from pinmigrate.planner import API_RECONNECT_WARNING
+
+            self.note(f"Warning: {API_RECONNECT_WARNING}.")
         started = self.clock()
-        logins = resolve_logins([a for a in reconnects if a not in person], self.logins)
+        logins = resolve_logins(by_api, self.logins)
         if self.clock() - started > RECHECK_AFTER:
             # A person took a while in the browser: the world may have moved meanwhile.
             verdicts = self._check(actions)
@@ -620,6 +627,7 @@ def apply_plan(
     start_extra: Mapping[str, Any] | None = None,
     reconnect_timeout: float = 0.0,
     ask_person: AskPerson | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> ApplyReport:
     """Carry out a plan: staleness check, logins, then the waves. Raises StalePlanError (exit 3)
     or AuthError (exit 4) before any write; otherwise returns the report, failures included.
@@ -636,6 +644,7 @@ def apply_plan(
         clock=clock,
         reconnect_timeout=reconnect_timeout,
         ask_person=ask_person,
+        note=note,
     )
     retries_before = retries_of(adobe)
     began = executor.now()

@@ -103,7 +103,6 @@ def command(
     if not plan.has_changes:
         _nothing_to_change(app, plan)
         return
-    _warn_if_api_path(app, plan)
     if not plan_file:
         app.confirm(
             f"Apply these {len(plan.actions)} change(s) to {plan.org_id}?", yes=yes, what="apply"
@@ -123,17 +122,6 @@ def command(
     )
     output_report(app, report)
     report.raise_if_failed()
-
-
-def _warn_if_api_path(app: App, plan: Plan) -> None:
-    """Say so, before any write, when accounts will be written through the API path."""
-    from pinmigrate.actions import ReconnectAccount
-    from pinmigrate.apply.reconnects import by_person
-    from pinmigrate.planner import API_RECONNECT_WARNING
-
-    settings = app.settings
-    if any(isinstance(a, ReconnectAccount) and not by_person(a, settings) for a in plan.actions):
-        app.note(f"Warning: {API_RECONNECT_WARNING}.")
 
 
 def reconnect_wait(app: App) -> float:
