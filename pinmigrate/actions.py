@@ -40,7 +40,8 @@ class _Model(BaseModel):
 
 class _Part(_Model):
     """A precondition or details object. Fields named in ``_omit_none`` are left out of the
-    JSON while unset: only rollback's undo actions use them, never a plan file."""
+    JSON while unset: fields only rollback's undo actions use, and fields added after plans
+    were first saved (so those plans load and re-save byte for byte)."""
 
     _omit_none: ClassVar[frozenset[str]] = frozenset()
 

@@ -5,8 +5,12 @@ them):
 
 ``reconnect_account`` (target: new-card account id)
     precondition ``{"expires_at": ISO|None}``; details ``{"advertiser_ids": [...],
-    "login": USER_ID|None, "needs_login": bool, "flows": [FLOW_ID...]}``.
-    Goal: the account's credentials expire later than the reconnect margin.
+    "login": USER_ID|None, "needs_login": bool, "flows": [FLOW_ID...], "via": "adobe"|"api",
+    "expiry_rule": RULE, "preflight": "ok"|"missing_access"|"not_checked",
+    "preflight_user": "NAME (ID)", "missing_access": [AD_ACCOUNT...]}`` (the last five only
+    when known: plans saved before them load unchanged).
+    Goal: the account's credentials expire later than the reconnect margin. With ``via``
+    "adobe" a person reconnects it in Adobe's UI and apply waits for the renewal.
 ``add_audiences`` (target: new flow id)
     precondition ``{"legacy_flow_id", "legacy_state": "enabled", "missing": [AUDIENCE_ID...]}``;
     details ``{"audiences": [{"id", "name", "description"}], "legacy_flow_id"}``.

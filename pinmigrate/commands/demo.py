@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 NEXT_STEPS = (
     "pinmigrate init",
-    "edit pinmigrate.toml (Adobe org, client id and sandboxes; Pinterest app id)",
-    "export PINMIGRATE_ADOBE_CLIENT_SECRET=... PINMIGRATE_PINTEREST_APP_SECRET=...",
+    "edit pinmigrate.toml (Adobe org, client id and sandboxes; optionally a Pinterest app)",
+    "export PINMIGRATE_ADOBE_CLIENT_SECRET=...",
     "pinmigrate doctor",
     "pinmigrate auth login   (optional: the pre-flight)",
     "pinmigrate plan --out plan.json",
