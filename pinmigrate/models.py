@@ -445,7 +445,7 @@ def parse_when(value: Any) -> datetime | None:
         text = value.strip()
         if not text:
             return None
-        if text.lstrip("-").isdigit():
+        if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
             value = int(text)
         else:
             try:
@@ -455,8 +455,8 @@ def parse_when(value: Any) -> datetime | None:
             return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     if isinstance(value, int | float):
         # Adobe's timestamps are epoch milliseconds; small numbers are seconds.
-        seconds = value / 1000 if abs(value) >= 100_000_000_000 else float(value)
         try:
+            seconds = value / 1000 if abs(value) >= 100_000_000_000 else float(value)
             return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
@@ -507,16 +507,19 @@ def credential_expiry(raw_connection: Any) -> Expiry:
     params = auth.get("params") if isinstance(auth, dict) else None
     params = params if isinstance(params, dict) else {}
     updated = parse_when(raw_connection.get("updatedAt"))
+    if not params or _token_field_blank(params):
+        return Expiry(None, "none", updated)  # no credentials, whatever else it says
     for rule in ("expiresAt", "expirationDate"):
         for where in (params, raw_connection):
             when = parse_when(where.get(rule))
             if when is not None:
                 return Expiry(when, rule, updated)
-    if not params or _token_field_blank(params):
-        return Expiry(None, "none", updated)
     seconds = _seconds(params.get("expiresIn", raw_connection.get("expiresIn")))
     if updated is not None and seconds is not None:
-        return Expiry(updated + timedelta(seconds=seconds), "updatedAt+expiresIn", updated)
+        try:
+            return Expiry(updated + timedelta(seconds=seconds), "updatedAt+expiresIn", updated)
+        except (OverflowError, ValueError):  # inf, NaN, or beyond year 9999: unreadable
+            pass
     if updated is not None:
         return Expiry(updated + PINTEREST_GRANT_LIFETIME, "updatedAt+30d", updated)
     return Expiry(None, "none", updated)

@@ -168,13 +168,25 @@ class MigrationSettings(_Section):
     legacy_spec_id: str | None = None
     new_spec_id: str | None = None
     disable_legacy: bool = True
-    reconnect_margin_days: int = Field(default=7, ge=0, le=365)
+    #: Under the 30 days a Pinterest grant lasts: a wider margin would ask for a reconnect of
+    #: every account on every plan, a fresh one included.
+    reconnect_margin_days: int = Field(default=7, ge=0)
     #: "adobe": a person presses Reconnect OAuth in Adobe's UI (documented); "api": pinmigrate
     #: writes credentials with PATCH /connections (undocumented, experimental).
     reconnect_via: Literal["adobe", "api"] = "adobe"
     #: Seconds apply waits for a reconnect in Adobe; None: 900 at a terminal, else 0.
     reconnect_timeout: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
     concurrency: int = Field(default=8, ge=1, le=64)
+
+    @field_validator("reconnect_margin_days")
+    @classmethod
+    def _margin_under_a_grant(cls, value: int) -> int:
+        if value >= 30:
+            raise ValueError(
+                f"{value} days is not less than the 30 days a Pinterest grant lasts: every "
+                "account, even one just reconnected, would need a reconnect (use 0 to 29)"
+            )
+        return value
 
 
 class Settings(_Section):

@@ -990,3 +990,46 @@ def test_millisecond_expires_in_is_understood(mock, client, fake):
     assert client.token() == "ms"
     fake.now += 10_000
     assert client.token() == "next"
+
+
+UPDATED_MS = 1709294400000  # 2024-03-01T12:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("params", "on_account", "expected", "rule"),
+    [
+        ({"accessToken": "***", "expiresAt": "2024-03-31T12:00:00Z"}, {}, 30, "expiresAt"),
+        ({"accessToken": "***", "expiresAt": UPDATED_MS + 86400000}, {}, 1, "expiresAt"),
+        (
+            {"accessToken": "***", "expirationDate": "2024-03-11T12:00:00Z"},
+            {},
+            10,
+            "expirationDate",
+        ),
+        ({"accessToken": "***"}, {"expiresAt": "2024-03-03T12:00:00Z"}, 2, "expiresAt"),
+        ({"accessToken": "***", "expiresIn": 86400 * 5}, {}, 5, "updatedAt+expiresIn"),
+        ({"accessToken": "***", "expiresIn": "432000"}, {}, 5, "updatedAt+expiresIn"),
+        ({"accessToken": "***", "tokenType": "Bearer"}, {}, 30, "updatedAt+30d"),
+        # no credentials, whatever else the account says
+        ({}, {"expiresAt": "2099-01-01T00:00:00Z"}, None, "none"),
+        ({"accessToken": "", "expiresAt": "2099-01-01T00:00:00Z"}, {}, None, "none"),
+        ({"access_token": None}, {}, None, "none"),
+        # unreadable values never crash: the next rule reads the expiry
+        ({"accessToken": "***", "expiresIn": "inf"}, {}, 30, "updatedAt+30d"),
+        ({"accessToken": "***", "expiresIn": "NaN"}, {}, 30, "updatedAt+30d"),
+        ({"accessToken": "***", "expiresIn": 1e12}, {}, 30, "updatedAt+30d"),
+        ({"accessToken": "***", "expiresAt": "²"}, {}, 30, "updatedAt+30d"),
+        ({"accessToken": "***", "expiresAt": 10**400}, {}, 30, "updatedAt+30d"),
+        ({"accessToken": "***", "expiresAt": -(10**20)}, {}, 30, "updatedAt+30d"),
+    ],
+)
+def test_credential_expiry_reads_every_shape_first_match_wins(
+    params: dict, on_account: dict, expected: int | None, rule: str
+) -> None:
+    raw = {"id": "a", "updatedAt": UPDATED_MS, "auth": {"params": params}, **on_account}
+    expiry = models.credential_expiry(raw)
+    assert expiry.rule == rule
+    updated = datetime(2024, 3, 1, 12, tzinfo=UTC)
+    assert expiry.at == (None if expected is None else updated + timedelta(days=expected))
+    account = models.account_from_payload(raw, "new")
+    assert (account.expires_at, account.expiry_rule) == (expiry.at, expiry.rule)

@@ -1784,3 +1784,146 @@ def test_several_waiting_accounts_are_re_read_with_one_list_call_per_sandbox(
     account_lists = [e for e in adobe.reads() if e[1] == "/connections"]
     assert len(account_gets) <= 3  # the staleness check's; the waiting re-reads list
     assert len(account_lists) >= 3  # one per re-read while waiting
+
+
+class Recorder:
+    """A progress that remembers which actions it was told about."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.advanced: list[str] = []
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def advance(self, result: ActionResult) -> None:
+        self.advanced.append(result.action_id)
+
+    def finish(self) -> None:
+        return None
+
+    def status(self, text: str) -> None:
+        return None
+
+
+def test_a_legacy_flow_stays_on_while_its_already_enabled_twins_account_waits(
+    person_settings: Settings,
+) -> None:
+    # The twin was switched on by hand after the plan (its enable is already done); its
+    # account is never reconnected: the legacy flow must not be switched off.
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.obj("prod", "flows", "N1")["state"] = "enabled"
+    adobe.add("prod", "connections", account("acct-N1", None))
+    progress = Recorder()
+    actions = full_pair_actions("prod", 1, acct="acct-N1")
+
+    report, _ = run_waiting(adobe, person_settings, actions, FakeTime(), timeout=30)
+
+    got = statuses(report)
+    assert got["enable_flow:prod:N1"] == "already_done"
+    assert got["disable_flow:prod:L1"] == "skipped"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+    with pytest.raises(ReconnectPending):
+        report.raise_if_failed()
+    # ... and every action, the one already done too, reaches the progress display.
+    clock = RenewAt(adobe, {5.0: ["acct-N1"]})
+    journal = Journal(person_settings.state_dir, "run-progress")
+    apply_plan(
+        make_plan(actions),
+        adobe=adobe,  # type: ignore[arg-type]
+        settings=person_settings,
+        logins=None,
+        journal=journal,
+        concurrency=2,
+        now=lambda: NOW,
+        clock=clock.clock,
+        sleep=clock.sleep,
+        reconnect_timeout=30,
+        progress=progress,
+    )
+    journal.close()
+    assert sorted(progress.advanced) == sorted(a.id for a in actions)
+
+
+def test_the_api_path_keeps_the_legacy_flow_on_when_the_reconnect_fails(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.obj("prod", "flows", "N1")["state"] = "enabled"
+    adobe.add("prod", "connections", account("acct-N1", None))
+    adobe.fail[("PATCH", "acct-N1")] = ApiError("Adobe said no", status=400)
+
+    report, _ = run(adobe, settings, full_pair_actions("prod", 1, acct="acct-N1"))
+
+    assert statuses(report)["disable_flow:prod:L1"] == "skipped"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+
+
+def test_an_account_deleted_while_waiting_fails_at_once_with_exit_1(
+    person_settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.add("prod", "connections", account("acct-N1", None))
+
+    class Delete(FakeTime):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            adobe.objects[("prod", "connections")].pop("acct-N1", None)
+
+    clock = Delete()
+    actions = full_pair_actions("prod", 1, acct="acct-N1")
+    report, _ = run_waiting(adobe, person_settings, actions, clock, timeout=900)
+
+    assert clock.now < 30  # not the whole wait
+    assert "no longer exists" in (report.results[0].error or "")
+    with pytest.raises(ApplyFailed) as err:
+        report.raise_if_failed()
+    assert err.value.exit_code == ExitCode.FAILED
+
+
+def test_re_reads_that_keep_failing_are_not_reported_as_a_reconnect_to_do(
+    person_settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.add("prod", "connections", account("acct-N1", None))
+    real_get = adobe.get
+    calls = {"n": 0}
+
+    def get(resource: str, oid: str, *, sandbox: str) -> dict:
+        if resource == "connections":
+            calls["n"] += 1
+            if calls["n"] > 1:  # the staleness check reads; every later re-read fails
+                raise ApiError("Adobe 503 Service Unavailable", status=503, service="adobe")
+        return real_get(resource, oid, sandbox=sandbox)
+
+    adobe.get = get  # type: ignore[method-assign]
+    actions = full_pair_actions("prod", 1, acct="acct-N1")
+    report, _ = run_waiting(adobe, person_settings, actions, FakeTime(), timeout=60)
+
+    assert "the last re-read failed" in (report.results[0].error or "")
+    with pytest.raises(ApplyFailed) as err:
+        report.raise_if_failed()
+    assert err.value.exit_code == ExitCode.FAILED
+
+
+def test_a_failed_first_run_wins_over_a_waiting_reconnect() -> None:
+    from pinmigrate.apply.results import ApplyReport, RunCheck
+
+    waiting = ActionResult(
+        "reconnect_account:prod:a",
+        "reconnect_account",
+        "prod",
+        "a",
+        status="failed",
+        error="not reconnected",
+        waits_for="'A' (prod, a)",
+    )
+    done = ActionResult("enable_flow:prod:N2", "enable_flow", "prod", "N2", status="done")
+    report = ApplyReport("run", [waiting, done], runs=[RunCheck("N2", "prod", "F", "failed")])
+    with pytest.raises(ApplyFailed) as err:
+        report.raise_if_failed()
+    assert err.value.exit_code == ExitCode.FAILED

@@ -134,6 +134,14 @@ def test_booleans_and_numbers_from_env():
     assert settings.migration.reconnect_margin_days == 3
 
 
+def test_a_reconnect_margin_of_a_whole_grant_is_refused_with_the_reason():
+    with pytest.raises(ConfigError) as err:
+        load_settings(env={"PINMIGRATE_MIGRATION_RECONNECT_MARGIN_DAYS": "30"})
+    line = err.value.line()
+    assert "migration.reconnect_margin_days" in line and "30 days a Pinterest grant lasts" in line
+    assert load_settings(env={"PINMIGRATE_MIGRATION_RECONNECT_MARGIN_DAYS": "29"})
+
+
 def test_secrets_are_never_shown():
     settings = load_settings(
         env={

@@ -147,6 +147,7 @@ class Executor:
         self.note = note
         #: What the person was asked to reconnect (for the report's JSON).
         self.asked: list[PersonReconnect] = []
+        self.by_id: dict[str, Action] = {}
         self.margin = timedelta(days=settings.migration.reconnect_margin_days)
         self.reader = Reader(adobe, settings, workers=self.concurrency)
         self.live = LiveWorld()
@@ -169,6 +170,7 @@ class Executor:
         }
         if not actions:
             return []
+        self.by_id = {a.id: a for a in actions}
         verdicts = self._check(actions)
         todo = [a for a in actions if verdicts[a.id].outcome == "todo"]
         reconnects = [a for a in todo if isinstance(a, ReconnectAccount)]
@@ -200,6 +202,10 @@ class Executor:
         held = held_by(actions, {a.id for a in person})
         if self.progress:
             self.progress.start(len(actions))
+            # Held actions already settled never enter a wave: count them now.
+            for action in actions:
+                if action.id in held and results[action.id].status != "pending":
+                    self._report(results[action.id])
         try:
             wait = self._ask(person)
             with ThreadPoolExecutor(
@@ -313,18 +319,29 @@ class Executor:
                 and held[a.id] <= renewed
             ]
             if released:
-                fresh = self._run_waves(pool, released, results, logins, fresh=False)
+                self._run_waves(pool, released, results, logins, fresh=False)
             if not wait.pending or wait.left() <= 0:
                 break
             self._wait_a_little(wait)
+        for gone in wait.gone:
+            self._end(
+                results[gone.id],
+                "failed",
+                f"account {_account_label(gone)} no longer exists; make a new plan",
+            )
+            self.journal.error(ref_of(gone), results[gone.id].error or "")
         for ident, unseen_action in wait.pending.items():
             result = results[ident]
-            result.waits_for = _account_label(unseen_action)
+            # A reconnect apply could not check (every late re-read failed) is not known to
+            # wait for a person: exit 1, not 4.
+            if wait.last_problem is None:
+                result.waits_for = _account_label(unseen_action)
             error = not_seen_error(unseen_action, wait.timeout, wait.last_problem)
             self._end(result, "failed", error)
             self.journal.error(ref_of(unseen_action), result.error or "")
         rest = [a for a in actions if a.id in held and results[a.id].status == "pending"]
-        self._run_waves(pool, rest, results, logins, fresh=fresh)
+        # ``fresh`` was about other actions' objects, read before the wait: read again.
+        self._run_waves(pool, rest, results, logins, fresh=False)
 
     def _wait_a_little(self, wait: ReconnectWait) -> None:
         """Sleep until the next re-read, keeping the live line's countdown current."""
@@ -378,11 +395,11 @@ class Executor:
             if result.status != "pending":
                 self._report(result)
                 continue
-            blocker = failed_dependency(action, results)
+            blocker = failed_dependency(action, results, self.by_id)
             if blocker is not None:
                 result.status = "skipped"
                 result.error = blocker
-                result.waits_for = _waits_for(action, results)
+                result.waits_for = _waits_for(action, results, self.by_id)
                 self._report(result)
                 continue
             runnable.append(action)
@@ -573,9 +590,11 @@ def held_by(actions: Sequence[Action], waiting: set[str]) -> dict[str, frozenset
     return {a.id: w for a in actions if (w := waits(a.id, frozenset()))}
 
 
-def _waits_for(action: Action, results: Mapping[str, ActionResult]) -> str | None:
+def _waits_for(
+    action: Action, results: Mapping[str, ActionResult], by_id: Mapping[str, Action]
+) -> str | None:
     """The accounts awaiting a person that keep ``action`` from running, if that is all."""
-    deps = [results[d] for d in action.depends_on if d in results]
+    deps = [results[d] for d in _all_deps(action, by_id) if d in results]
     failed = [d for d in deps if d.status not in OK_STATUSES]
     if not failed or not all(d.waits_for for d in failed):
         return None
@@ -587,9 +606,14 @@ def _account_label(action: ReconnectAccount) -> str:
     return f"{name}({action.sandbox}, {action.target_id})"
 
 
-def failed_dependency(action: Action, results: Mapping[str, ActionResult]) -> str | None:
-    """Why ``action`` is not attempted: a dependency that did not succeed; else None."""
-    for dep in action.depends_on:
+def failed_dependency(
+    action: Action,
+    results: Mapping[str, ActionResult],
+    by_id: Mapping[str, Action] | None = None,
+) -> str | None:
+    """Why ``action`` is not attempted: a dependency that did not succeed, directly or
+    through one that did (an enable already done whose reconnect failed); else None."""
+    for dep in _all_deps(action, by_id or {}):
         other = results.get(dep)
         if other is not None and other.waits_for and other.status not in OK_STATUSES:
             return (
@@ -599,6 +623,20 @@ def failed_dependency(action: Action, results: Mapping[str, ActionResult]) -> st
             why = f": {other.error}" if other.error and other.status == "failed" else ""
             return f"not attempted: it depends on {dep}, which {_past(other.status)}{why}"
     return None
+
+
+def _all_deps(action: Action, by_id: Mapping[str, Action]) -> list[str]:
+    """``action``'s dependencies, direct ones first, then theirs (transitively)."""
+    seen: list[str] = []
+    todo = list(action.depends_on)
+    while todo:
+        dep = todo.pop(0)
+        if dep in seen or dep == action.id:
+            continue
+        seen.append(dep)
+        other = by_id.get(dep)
+        todo.extend(other.depends_on if other is not None else ())
+    return seen
 
 
 def _past(status: str) -> str:

@@ -126,6 +126,8 @@ class ReconnectWait:
         self.reads = 0
         #: Why the last re-read failed, if it did (the wait goes on until the deadline).
         self.last_problem: str | None = None
+        #: Waiting accounts a successful re-read no longer found (deleted meanwhile).
+        self.gone: list[ReconnectAccount] = []
 
     def left(self) -> float:
         return max(0.0, self.deadline - self.clock())
@@ -147,6 +149,8 @@ class ReconnectWait:
         for ident, action in list(self.pending.items()):
             account = world.accounts.get(action.target_id)
             if account is None:
+                del self.pending[ident]
+                self.gone.append(action)
                 continue
             before = self.baseline.get(action.target_id)
             fresh = not needs_reconnect(account.expires_at, now, self.margin)

@@ -107,7 +107,7 @@ class ApplyReport:
         ReconnectPending (exit 4) when what is left only waits for reconnects in Adobe."""
         counts = self.counts()
         unfinished = [r for r in self.results if r.status not in OK_STATUSES]
-        if unfinished and all(r.waits_for for r in unfinished):
+        if unfinished and all(r.waits_for for r in unfinished) and not self.failed_runs:
             accounts = list(dict.fromkeys(r.waits_for for r in unfinished if r.waits_for))
             done = counts["done"] + counts["already_done"]
             raise ReconnectPending(
