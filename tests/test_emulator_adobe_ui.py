@@ -15,10 +15,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import requests
 from fakes import FakeTime
+from platform_caller import Platform
 
 from pinmigrate.emulator import (
-    CLIENT_ID,
-    CLIENT_SECRET,
     NEW_SPEC_ID,
     ORG_ID,
     PINTEREST_APP_ID,
@@ -72,44 +71,15 @@ def intended_days(shape: str | None, days: float) -> float:
     return min(days, 30) if shape == "no-expiry" else days
 
 
-class Adobe:
+class Adobe(Platform):
     """Reads through Flow Service as pinmigrate does: IMS token, the four headers."""
 
-    def __init__(self, emu: Emulator) -> None:
-        self.emu = emu
-        self.http = requests.Session()
-        answer = self.http.post(
-            emu.url + "/ims/token/v3",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "scope": "openid,AdobeID",
-            },
-        )
-        assert answer.status_code == 200, answer.text
-        self.token = answer.json()["access_token"]
-
-    def headers(self, sandbox: str) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self.token}",
-            "x-api-key": CLIENT_ID,
-            "x-gw-ims-org-id": ORG_ID,
-            "x-sandbox-name": sandbox,
-        }
-
     def account(self, sandbox: str, ident: str) -> dict[str, Any]:
-        answer = self.http.get(
-            f"{self.emu.url}{FS}/connections/{ident}", headers=self.headers(sandbox)
-        )
-        assert answer.status_code == 200, answer.text
-        return answer.json()["items"][0]  # type: ignore[no-any-return]
+        return self.one("connections", ident, sandbox)
 
     def accounts(self, sandbox: str, spec: str = NEW_SPEC_ID) -> list[dict[str, Any]]:
-        answer = self.http.get(
-            f"{self.emu.url}{FS}/connections",
-            params={"property": f"connectionSpec.id=={spec}"},
-            headers=self.headers(sandbox),
+        answer = self.get(
+            "/connections", sandbox=sandbox, params={"property": f"connectionSpec.id=={spec}"}
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["_links"] == {}
@@ -117,17 +87,12 @@ class Adobe:
 
     def enable(self, sandbox: str, flow: str) -> dict[str, Any]:
         """Enable a flow; the summary of the run it started."""
-        answer = self.http.post(
-            f"{self.emu.url}{FS}/flows/{flow}/action",
-            params={"op": "enable"},
-            headers=self.headers(sandbox),
+        answer = self.call(
+            "POST", f"/flows/{flow}/action", sandbox=sandbox, params={"op": "enable"}
         )
         assert answer.status_code == 200, answer.text
-        headers = self.headers(sandbox)
-        flow_now = self.http.get(f"{self.emu.url}{FS}/flows/{flow}", headers=headers)
-        run_id = flow_now.json()["items"][0]["lastRunDetails"]["id"]
-        run = self.http.get(f"{self.emu.url}{FS}/runs/{run_id}", headers=headers)
-        return run.json()["items"][0]["metrics"]["statusSummary"]  # type: ignore[no-any-return]
+        run_id = self.one("flows", flow, sandbox)["lastRunDetails"]["id"]
+        return self.one("runs", run_id, sandbox)["metrics"]["statusSummary"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture

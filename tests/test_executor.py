@@ -30,7 +30,7 @@ from pinmigrate.errors import (
     StaleObjectError,
     StalePlanError,
 )
-from pinmigrate.journal import ActionRef, Journal, read_run
+from pinmigrate.journal import ActionRef, Journal, new_run_id, read_run
 from pinmigrate.logins import AdAccountAccess, Login
 from pinmigrate.plan import Action, Plan, action_id
 from pinmigrate.rollback import rollback_plan, rollback_run
@@ -1512,8 +1512,12 @@ def run_waiting(
     *,
     timeout: float,
     asked: list | None = None,
+    progress: Any = None,
+    wait_runs: bool = False,
+    moving_now: bool = False,
 ) -> tuple[Any, Journal]:
-    journal = Journal(settings.state_dir, "run-person")
+    """Apply ``actions`` on the person path; ``moving_now``: the wall clock follows ``clock``."""
+    journal = Journal(settings.state_dir, new_run_id())
     report = apply_plan(
         make_plan(actions),
         adobe=adobe,  # type: ignore[arg-type]
@@ -1521,14 +1525,25 @@ def run_waiting(
         logins=None,
         journal=journal,
         concurrency=4,
-        now=lambda: NOW,
+        now=(lambda: NOW + timedelta(seconds=clock.now)) if moving_now else (lambda: NOW),
         clock=clock.clock,
         sleep=clock.sleep,
         reconnect_timeout=timeout,
         ask_person=(asked.extend if asked is not None else None),
+        progress=progress,
+        wait_runs=wait_runs,
+        run_timeout=60,
     )
     journal.close()
     return report, journal
+
+
+def one_waiting_pair_and_one_free(adobe: FakeAdobe) -> list[Action]:
+    """Pair 1's account (acct-N1) has no credentials; pair 2's needs nothing."""
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.add("prod", "connections", account("acct-N1", None))
+    return [*full_pair_actions("prod", 1, acct="acct-N1"), *full_pair_actions("prod", 2)]
 
 
 class RenewAt(FakeTime):
@@ -1601,10 +1616,7 @@ def test_an_account_not_reconnected_in_time_fails_its_own_actions_only_and_exits
     person_settings: Settings,
 ) -> None:
     adobe = FakeAdobe()
-    pair(adobe, "prod", 1)
-    pair(adobe, "prod", 2)
-    adobe.add("prod", "connections", account("acct-N1", None))
-    actions = [*full_pair_actions("prod", 1, acct="acct-N1"), *full_pair_actions("prod", 2)]
+    actions = one_waiting_pair_and_one_free(adobe)
     clock = FakeTime()
 
     report, _ = run_waiting(adobe, person_settings, actions, clock, timeout=60)
@@ -1630,10 +1642,7 @@ def test_without_a_wait_apply_reads_once_and_does_everything_else(
     person_settings: Settings,
 ) -> None:
     adobe = FakeAdobe()
-    pair(adobe, "prod", 1)
-    pair(adobe, "prod", 2)
-    adobe.add("prod", "connections", account("acct-N1", None))
-    actions = [*full_pair_actions("prod", 1, acct="acct-N1"), *full_pair_actions("prod", 2)]
+    actions = one_waiting_pair_and_one_free(adobe)
     clock = FakeTime()
 
     report, _ = run_waiting(adobe, person_settings, actions, clock, timeout=0)
@@ -1646,11 +1655,8 @@ def test_without_a_wait_apply_reads_once_and_does_everything_else(
 
 def test_a_failure_other_than_a_reconnect_exits_1(person_settings: Settings) -> None:
     adobe = FakeAdobe()
-    pair(adobe, "prod", 1)
-    pair(adobe, "prod", 2)
-    adobe.add("prod", "connections", account("acct-N1", None))
+    actions = one_waiting_pair_and_one_free(adobe)
     adobe.fail[("POST", "N2/action?op=enable")] = ApiError("Adobe said no", status=400)
-    actions = [*full_pair_actions("prod", 1, acct="acct-N1"), *full_pair_actions("prod", 2)]
 
     report, _ = run_waiting(adobe, person_settings, actions, FakeTime(), timeout=0)
 
@@ -1741,22 +1747,9 @@ def test_wait_runs_sees_the_run_of_a_flow_enabled_long_before_the_last_reconnect
         *full_pair_actions("prod", 1, acct="acct-N1"),
         *full_pair_actions("prod", 2, acct="acct-N2"),
     ]
-    journal = Journal(person_settings.state_dir, "run-runs")
-    report = apply_plan(
-        make_plan(actions),
-        adobe=adobe,  # type: ignore[arg-type]
-        settings=person_settings,
-        logins=None,
-        journal=journal,
-        concurrency=2,
-        now=lambda: NOW + timedelta(seconds=clock.now),
-        clock=clock.clock,
-        sleep=clock.sleep,
-        reconnect_timeout=600,
-        wait_runs=True,
-        run_timeout=60,
+    report, _ = run_waiting(
+        adobe, person_settings, actions, clock, timeout=600, wait_runs=True, moving_now=True
     )
-    journal.close()
 
     assert report.ok
     assert [(r.flow_id, r.status, r.run_id) for r in report.runs] == [
@@ -1828,21 +1821,7 @@ def test_a_legacy_flow_stays_on_while_its_already_enabled_twins_account_waits(
         report.raise_if_failed()
     # ... and every action, the one already done too, reaches the progress display.
     clock = RenewAt(adobe, {5.0: ["acct-N1"]})
-    journal = Journal(person_settings.state_dir, "run-progress")
-    apply_plan(
-        make_plan(actions),
-        adobe=adobe,  # type: ignore[arg-type]
-        settings=person_settings,
-        logins=None,
-        journal=journal,
-        concurrency=2,
-        now=lambda: NOW,
-        clock=clock.clock,
-        sleep=clock.sleep,
-        reconnect_timeout=30,
-        progress=progress,
-    )
-    journal.close()
+    run_waiting(adobe, person_settings, actions, clock, timeout=30, progress=progress)
     assert sorted(progress.advanced) == sorted(a.id for a in actions)
 
 

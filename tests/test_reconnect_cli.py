@@ -99,6 +99,18 @@ def flow_writes(emu: Emulator) -> Counter[tuple[str, str]]:
     )
 
 
+def secrets_in(emu: Emulator) -> list[str]:
+    """Every secret the emulator handed out: IMS tokens, both apps' Pinterest tokens, codes."""
+    from pinmigrate.emulator import CLIENT_SECRET, PINTEREST_APP_SECRET
+
+    hidden = emu.state.dump()["secrets"]
+    found = [CLIENT_SECRET, PINTEREST_APP_SECRET]
+    found += [r["token"] for r in hidden["ims_tokens"]]
+    found += [r["token"] for r in hidden["pinterest_tokens"]]
+    found += [r["code"] for r in hidden["pinterest_codes"]]
+    return found
+
+
 def test_apply_waits_for_a_person_who_reconnects_in_adobe_then_finishes(
     emu: Emulator, env: dict[str, str]
 ) -> None:
@@ -132,6 +144,12 @@ def test_apply_waits_for_a_person_who_reconnects_in_adobe_then_finishes(
         seen = datetime.fromisoformat(observed[account].replace("Z", "+00:00")).timestamp()
         assert seen - at <= 20, f"the renewal of {account} was noticed after {seen - at:.1f} s"
     assert account_writes(emu) == 0  # pinmigrate never wrote credentials
+    # Adobe's own tokens (from the person's Reconnect OAuth) and every other secret stay out
+    # of what pinmigrate printed and wrote.
+    written = out.decode() + stderr + json.dumps(journal_records(env))
+    tokens = secrets_in(emu)
+    assert any(t.startswith("pina_") for t in tokens)  # the person's grant is in the scan
+    assert [t for t in tokens if t in written] == []
     states = flow_states(emu)
     for sandbox, name in WAITING_FLOWS | INDEPENDENT_FLOWS:
         assert states[(sandbox, name, "new")] == "enabled", name

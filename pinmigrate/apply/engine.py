@@ -263,9 +263,7 @@ class Executor:
         world = self.live.snapshot()
         self.asked = requests
         return ReconnectWait(
-            # Re-read every few seconds: more than one waiting account in a sandbox is one
-            # filtered list call rather than a GET each.
-            Reader(self.adobe, self.settings, workers=self.concurrency, get_limit=1),
+            self.reader,  # its card lookups are already made
             person,
             {a.target_id: world.accounts[a.target_id] for a in person},
             timeout=self.reconnect_timeout,
@@ -574,20 +572,8 @@ def held_by(actions: Sequence[Action], waiting: set[str]) -> dict[str, frozenset
     """The actions that wait for a person's reconnect, each with the reconnects it waits for
     (through ``depends_on``, transitively); a waiting reconnect waits for itself."""
     by_id = {a.id: a for a in actions}
-    memo: dict[str, frozenset[str]] = {}
-
-    def waits(ident: str, trail: frozenset[str]) -> frozenset[str]:
-        if ident in memo:
-            return memo[ident]
-        found: set[str] = {ident} if ident in waiting else set()
-        action = by_id.get(ident)
-        for dep in action.depends_on if action is not None else ():
-            if dep not in trail:
-                found |= waits(dep, trail | {ident})
-        memo[ident] = frozenset(found)
-        return memo[ident]
-
-    return {a.id: w for a in actions if (w := waits(a.id, frozenset()))}
+    held = {a.id: frozenset({a.id, *_all_deps(a, by_id)} & waiting) for a in actions}
+    return {ident: waits for ident, waits in held.items() if waits}
 
 
 def _waits_for(
@@ -711,19 +697,10 @@ def apply_plan(
                 since=began,
             )
     by_id = {r.action_id: r for r in results}
-    waiting = [a for a in executor.asked if by_id[a.action.id].status not in OK_STATUSES]
+    waiting = [a.to_json() for a in executor.asked if by_id[a.action.id].waits_for]
     if waiting:
         # For scripts: what a person still has to reconnect in Adobe, and where.
-        report.extra["reconnects_waiting"] = [
-            {
-                "sandbox": a.action.sandbox,
-                "account_id": a.action.target_id,
-                "name": a.action.target_name,
-                "advertiser_ids": list(a.action.details.advertiser_ids),
-                "page": a.page,
-            }
-            for a in waiting
-        ]
+        report.extra["reconnects_waiting"] = waiting
     report.retries = retries_of(adobe) - retries_before
     journal.run_end(report.summary())
     return report

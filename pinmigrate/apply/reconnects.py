@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from pinmigrate.actions import ReconnectAccount
@@ -41,6 +42,15 @@ class PersonReconnect:
     action: ReconnectAccount
     page: str
     line: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sandbox": self.action.sandbox,
+            "account_id": self.action.target_id,
+            "name": self.action.target_name,
+            "advertiser_ids": list(self.action.details.advertiser_ids),
+            "page": self.page,
+        }
 
 
 #: Shows the requests to a person (stderr lines, the browser); None in library use.
@@ -142,7 +152,9 @@ class ReconnectWait:
         for action in self.pending.values():
             wants[action.sandbox].accounts.add(action.target_id)
         self.reads += 1
-        world = self.reader.read(wants)
+        # Re-read every few seconds: more than one waiting account in a sandbox is one
+        # filtered list call rather than a GET each.
+        world = self.reader.read(wants, get_limit=1)
         self.last_problem = None
         now = self.now()
         seen: list[tuple[ReconnectAccount, Account]] = []

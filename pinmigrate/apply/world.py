@@ -112,13 +112,15 @@ class Reader:
         self._specs: dict[tuple[str, Card], str | None] = {}
         self._lock = threading.Lock()
 
-    def read(self, wants: Mapping[str, Wants]) -> World:
+    def read(self, wants: Mapping[str, Wants], *, get_limit: int | None = None) -> World:
+        """``get_limit`` overrides, for this read, how many objects a sandbox reads by GET."""
         world = World()
         wanted = {sb: w for sb, w in wants.items() if len(w)}
         if not wanted:
             return world
+        limit = self.get_limit if get_limit is None else get_limit
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="read") as pool:
-            listed = {sb: w for sb, w in wanted.items() if len(w) > self.get_limit}
+            listed = {sb: w for sb, w in wanted.items() if len(w) > limit}
             self._resolve_specs(pool, listed)
             jobs: list[Future[World]] = []
             for sandbox, want in wanted.items():

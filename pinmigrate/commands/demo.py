@@ -237,7 +237,7 @@ def run_demo(app: App, narrator: Narrator, emulator: Emulator, state_dir: Path) 
     )
 
     narrator.heading("Plan again, with the pre-flight")
-    plan = workflow.build_plan(settings, adobe)
+    plan = workflow.plan_for(settings, before)  # the same inventory: a login changes no flow
     narrator.say(summary_line(plan))
     verbs = {
         "reconnect_account": "reconnect account",
