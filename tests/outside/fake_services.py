@@ -6,9 +6,15 @@ consent page), and serves the variants that /work/shared/docs/api-notes.md calls
 unconfirmed or allowed, so assumptions shared by pinmigrate's client and emulator show up:
 
 - lists page at most ``page_size`` (2) items whatever ``limit`` asks, and their
-  ``_links.next.href`` is the documented relative form with the query in another order and
-  an opaque token holding ``=`` and ``/``; the last page has ``_links: {}``, no ``_links``,
-  or ``_links`` without ``next``, depending on the resource;
+  ``_links.next.href`` is the one published form, ``/flows?continuationToken=...`` and
+  nothing else, with an opaque token holding ``=`` and ``/`` that carries only the position:
+  a client that does not send its filters again gets an unfiltered page
+  (``World.next_links = "query"`` serves the earlier variant instead: the whole query in the
+  link, in another order, and a token bound to it); the last page has ``_links: {}``, no
+  ``_links``, or ``_links`` without ``next``, depending on the resource;
+- enabling an enabled flow, or disabling a disabled one, answers 400 ``1409-400`` ("cannot
+  be applied on the current state"), as Flow Service's error catalogue words it;
+- the gateway's ``error_code`` is a number, as in Adobe's example;
 - ``PATCH /flows/{id}`` answers 202 with no body; ``PATCH /connections/{id}`` answers 200;
 - flow actions accept ``op`` in any case; run statuses are lower case;
 - etags carry literal quotes; names are Unicode; JSON is sent as raw UTF-8 without charset;
@@ -220,6 +226,9 @@ class World:
     auto_approve: bool = False
     #: 202 without a body (documented) or 200 with {id, etag}, per PATCHed resource
     patch_status: dict[str, int] = field(default_factory=lambda: {"flows": 202, "connections": 200})
+    #: "position": token-only next links whose token is a bare offset; "query": the query
+    #: in the link and a token bound to it (see the module docstring).
+    next_links: str = "position"
     #: Called with each Platform request before anything else (to change the world mid-run).
     platform_hook: Callable[[Request], None] | None = None
 
@@ -502,7 +511,7 @@ LAST_PAGE_LINKS: dict[str, Any] = {
 }
 
 
-def _gateway(status: int, code: str, message: str) -> Answer:
+def _gateway(status: int, code: int, message: str) -> Answer:
     return Answer(status, {"error_code": code, "message": message})
 
 
@@ -510,22 +519,22 @@ def platform_route(world: World) -> Route:
     def check_headers(req: Request) -> str:
         auth = req.headers.get("authorization", "")
         if not auth:
-            raise _gateway(403, "403010", "Oauth token is missing")
+            raise _gateway(403, 403010, "Oauth token is missing")
         token = auth[7:] if auth.lower().startswith("bearer ") else ""
         with world.lock:
             expiry = world.ims_tokens.get(token)
         if expiry is None or expiry < time.time():
-            raise _gateway(401, "401013", "Oauth token is not valid")
+            raise _gateway(401, 401013, "Oauth token is not valid")
         api_key = req.headers.get("x-api-key")
         if not api_key:
-            raise _gateway(403, "403000", "Api Key is required")
+            raise _gateway(403, 403000, "Api Key is required")
         if api_key != CLIENT_ID:
-            raise _gateway(403, "403003", "Api Key is invalid")
+            raise _gateway(403, 403003, "Api Key is invalid")
         org = req.headers.get("x-gw-ims-org-id")
         if not org:
-            raise _gateway(400, "400003", "Missing header x-gw-ims-org-id")
+            raise _gateway(400, 400003, "Missing header x-gw-ims-org-id")
         if org != ORG_ID:
-            raise _gateway(403, "403025", "Profile is not valid")
+            raise _gateway(403, 403025, "Profile is not valid")
         sandbox = req.headers.get("x-sandbox-name", "prod")
         if sandbox not in world.objects:
             raise Answer(
@@ -535,7 +544,7 @@ def platform_route(world: World) -> Route:
 
     def route(req: Request) -> tuple[int, Any, dict[str, str]]:
         if not req.path.startswith(FLOWSERVICE + "/"):
-            return 404, {"error_code": "404000", "message": "no route"}, {}
+            return 404, {"error_code": 404000, "message": "no route"}, {}
         if world.platform_hook is not None:
             with world.lock:
                 world.platform_hook(req)
@@ -591,7 +600,8 @@ def list_page(world: World, sandbox: str, resource: str, req: Request) -> dict[s
         items.sort(key=lambda o: o.get("createdAt", 0))
     if req.arg("count") == "true":
         return {"count": len(items)}
-    signature = _signature(resource, props, orderby)
+    # A position token has no signature: the page is of whatever query came with it.
+    signature = _signature(resource, props, orderby) if world.next_links == "query" else ""
     offset = 0
     token = req.arg("continuationToken")
     if token is not None:
@@ -614,11 +624,14 @@ def list_page(world: World, sandbox: str, resource: str, req: Request) -> dict[s
         raw = json.dumps({"o": offset + size, "s": signature, "pad": "é/=="})
         raw += " " * ((1 - len(raw.encode())) % 3)  # so base64 ends in "=="
         next_token = base64.b64encode(raw.encode(), altchars=b"-/").decode()
-        # The documented relative form, its parameters in another order than the client's.
-        query = [*(("property", p) for p in props)]
-        if orderby:
-            query.append(("orderby", orderby))
-        query += [("continuationToken", next_token), ("limit", str(limit))]
+        if world.next_links == "query":
+            # The query in the link, its parameters in another order than the client's.
+            query = [*(("property", p) for p in props)]
+            if orderby:
+                query.append(("orderby", orderby))
+            query += [("continuationToken", next_token), ("limit", str(limit))]
+        else:
+            query = [("continuationToken", next_token)]  # the published form
         href = f"/{resource}?{urlencode(query, quote_via=quote)}"
         body["_links"] = {"next": {"href": href}}
     else:
@@ -710,22 +723,32 @@ def flow_action(
     if supplied and supplied != flow["etag"]:
         raise _stale(flow, supplied)
     goal = "enabled" if op == "enable" else "disabled"
-    if flow["state"] != goal:
-        flow["state"] = goal
-        _touch(flow)
-        if goal == "enabled":
-            started = now_ms()
-            world.runs.setdefault(sandbox, []).append(
-                {
-                    "id": str(uuid.uuid4()),
-                    "flowId": flow_id,
-                    "createdAt": started,
-                    "metrics": {
-                        "durationSummary": {"startedAtUTC": started, "completedAtUTC": started},
-                        "statusSummary": {"status": "success", "errors": []},
-                    },
-                }
-            )
+    if flow["state"] == goal:
+        raise Answer(
+            400,
+            flow_error(
+                400,
+                "Bad Request",
+                f"The operation {op.upper()} cannot be applied on the current state "
+                f"{flow['state'].upper()}",
+                "FLOW-1409-400",
+            ),
+        )
+    flow["state"] = goal
+    _touch(flow)
+    if goal == "enabled":
+        started = now_ms()
+        world.runs.setdefault(sandbox, []).append(
+            {
+                "id": str(uuid.uuid4()),
+                "flowId": flow_id,
+                "createdAt": started,
+                "metrics": {
+                    "durationSummary": {"startedAtUTC": started, "completedAtUTC": started},
+                    "statusSummary": {"status": "success", "errors": []},
+                },
+            }
+        )
     return 200, {"id": flow_id, "etag": flow["etag"]}, {}
 
 

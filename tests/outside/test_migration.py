@@ -174,9 +174,12 @@ def test_doctor_passes_with_three_separate_services(
 
 
 @pytest.mark.parametrize("new_card_name", ["Pinterest", "(New) Pinterest"])
+@pytest.mark.parametrize("next_links", ["position", "query"])
 def test_plan_lists_exactly_the_expected_actions(
-    pinmigrate: Any, world: World, expected: Expected, new_card_name: str
+    pinmigrate: Any, world: World, expected: Expected, new_card_name: str, next_links: str
 ) -> None:
+    """Whether the next link's token carries only a position or the whole query."""
+    world.next_links = next_links
     before = world.snapshot()
     result = pinmigrate("plan", "--output", "json", "--detailed-exitcode")
     assert result.code == 2, result.stderr
