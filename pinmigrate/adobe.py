@@ -31,6 +31,11 @@ FLOWSERVICE = "/data/foundation/flowservice"
 #: Stop paging after this much, whatever the server says: a broken next link must not spin forever.
 MAX_PAGES = 5000
 MAX_ITEMS = 100_000
+#: The largest page a list serves (api-notes.md §3 "Lists and filters": ``limit`` max 100).
+MAX_LIMIT = 100
+#: Lists whose published parameters are ``property`` alone (flow-service.yaml in
+#: AdobeDocs/experience-platform-apis, ``GET /connectionSpecs``): no ``limit`` is sent.
+UNPAGED = frozenset({"connectionSpecs"})
 #: Renew the IMS token this long before it expires (at most a tenth of its lifetime).
 TOKEN_MARGIN = 300.0
 _NOUNS = {
@@ -251,8 +256,13 @@ class AdobeClient:
         tail = "".join(f"/{quote(part, safe='')}" for part in parts)
         return f"{self.base}/{resource}{tail}"
 
-    def _resolve_next(self, href: str) -> str:
-        """The absolute URL of a next link; refuses any other host (the token goes along)."""
+    def _resolve_next(self, href: str, resource: str) -> str:
+        """The absolute URL of a next link, without its query; refuses any other host.
+
+        A link to the list being read, however it spells the path (relative to the Flow
+        Service base or from the host, another case, a trailing slash), is read from the
+        list's own URL; any other path is followed as given.
+        """
         link = urlsplit(href)
         base = urlsplit(self.base)
         foreign = (link.scheme.lower(), link.netloc.lower()) != (
@@ -266,11 +276,32 @@ class AdobeClient:
                 service="adobe",
             )
         path = link.path
-        if not path.startswith(base.path.rstrip("/") + "/"):
-            # Documented form: relative to the Flow Service base, e.g. /flows?continuationToken=..
-            path = base.path.rstrip("/") + "/" + path.lstrip("/")
-        url = f"{base.scheme}://{base.netloc}{path}"
-        return f"{url}?{link.query}" if link.query else url
+        prefix = base.path.rstrip("/") + "/"
+        if path.casefold().startswith(prefix.casefold()):
+            path = path[len(prefix) :]
+        if path.strip("/").casefold() in ("", resource.casefold()):
+            return self._url(resource)
+        # Documented form: relative to the Flow Service base, e.g. /flows?continuationToken=..
+        return f"{base.scheme}://{base.netloc}{prefix}{path.lstrip('/')}"
+
+    def _follow(
+        self, href: str, resource: str, first: Sequence[tuple[str, str]]
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """The URL and the query of the request a next link asks for.
+
+        The only published link carries the token alone, and whether Adobe's token holds the
+        query is unconfirmed (api-notes.md §3 "Lists and filters"), so the first request's
+        parameters are sent again and the link's own are added, the link's winning by name:
+        a ``property`` in the link replaces every first ``property``. The link's parameters
+        travel exactly as the link spells them (a token is never decoded and re-encoded).
+        """
+        url = self._resolve_next(href, resource)
+        raw = urlsplit(href).query
+        carried = {name for name, _ in parse_qsl(raw, keep_blank_values=True)}
+        kept = [(name, value) for name, value in first if name not in carried]
+        if raw:
+            url = f"{url}?{raw}"
+        return url, kept
 
     # --- reads -------------------------------------------------------------------------
 
@@ -284,7 +315,9 @@ class AdobeClient:
     ) -> Iterator[dict[str, Any]]:
         """Every item of a Flow Service list, following ``_links.next.href`` to the end."""
         what = f"GET /{resource}"
-        query: dict[str, list[str]] = {"limit": [str(self.page_limit)]}
+        query: dict[str, list[str]] = {}
+        if resource not in UNPAGED:
+            query["limit"] = [str(min(self.page_limit, MAX_LIMIT))]
         if properties:
             query["property"] = [str(p) for p in properties]
         for key, value in (params or {}).items():
@@ -318,7 +351,7 @@ class AdobeClient:
             href = _next_href(body)
             if not href:
                 return
-            url = self._resolve_next(href)
+            url, extra = self._follow(href, resource, first)
             if url in seen:
                 raise ApiError(
                     f"Adobe: {what} in sandbox {sandbox} sent the same next-page link twice; "
@@ -332,10 +365,6 @@ class AdobeClient:
                     f"{items} items; stopped paging",
                     service="adobe",
                 )
-            # The link's own query wins; filters it does not repeat are sent again, so a
-            # server that drops them from its links cannot widen the result.
-            carried = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
-            extra = [(key, value) for key, value in first if key not in carried]
 
     def get(self, resource: str, object_id: str, *, sandbox: str) -> dict[str, Any]:
         """One object; Adobe wraps it as ``{"items": [obj]}`` (a bare object is accepted too)."""

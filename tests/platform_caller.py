@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
@@ -68,13 +69,16 @@ class Platform:
         sandbox: str = "prod",
         properties: tuple[str, ...] = (),
         params: dict[str, str] | None = None,
+        resend: bool = True,
     ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Every item of a list, following next links; also the hrefs followed."""
-        answer = self.get(
-            f"/{kind}",
-            sandbox=sandbox,
-            params=[("property", p) for p in properties] + list((params or {}).items()),
-        )
+        """Every item of a list, following next links; also the hrefs followed.
+
+        Each next page sends the first request's parameters again with the link's (the
+        link's winning by name), as a real client must; ``resend=False`` follows the bare
+        link, as a client that forgets its filters would.
+        """
+        first = [("property", p) for p in properties] + list((params or {}).items())
+        answer = self.get(f"/{kind}", sandbox=sandbox, params=first)
         items: list[dict[str, Any]] = []
         hrefs: list[str] = []
         while True:
@@ -87,4 +91,10 @@ class Platform:
                 return items, hrefs
             hrefs.append(nxt["href"])
             assert len(hrefs) < 500
-            answer = self.http.get(self.emu.url + FS + nxt["href"], headers=self.headers(sandbox))
+            carried = {name for name, _ in parse_qsl(urlsplit(nxt["href"]).query)}
+            again = [(name, value) for name, value in first if name not in carried]
+            answer = self.http.get(
+                self.emu.url + FS + nxt["href"],
+                headers=self.headers(sandbox),
+                params=again if resend else None,
+            )

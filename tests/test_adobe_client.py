@@ -23,7 +23,8 @@ from pinmigrate.settings import AdobeSettings, Settings
 
 IMS = "https://ims.example.test"
 PLATFORM = "https://platform.example.test"
-BASE = f"{PLATFORM}/data/foundation/flowservice"
+FLOWSERVICE_PATH = "/data/foundation/flowservice"
+BASE = f"{PLATFORM}{FLOWSERVICE_PATH}"
 TOKEN_URL = f"{IMS}/ims/token/v3"
 SECRET = "adobe-client-secret-value-42"
 ORG = "ABCDEF0123456789@AdobeOrg"
@@ -69,6 +70,13 @@ def add_token(mock: responses.RequestsMock, token: str = "ims-token-1", expires_
 
 def platform_calls(mock: responses.RequestsMock) -> list[responses.Call]:
     return [c for c in mock.calls if c.request.url.startswith(PLATFORM)]
+
+
+def two_pages(mock: responses.RequestsMock, href: str, *, last: str = f"{BASE}/flows") -> None:
+    """``GET /flows`` answers item "1" and a next link ``href``; ``last`` answers item "2"."""
+    first = {"items": [{"id": "1"}], "_links": {"next": {"href": href}}}
+    mock.add(responses.GET, f"{BASE}/flows", json=first)
+    mock.add(responses.GET, last, json={"items": [{"id": "2"}]})
 
 
 def query(call: responses.Call) -> dict[str, list[str]]:
@@ -291,35 +299,116 @@ def test_next_link_extra_params_are_kept_and_win(mock, client):
     }
 
 
-def test_next_link_as_absolute_url_on_the_same_host(mock, client):
+def test_a_property_in_the_link_replaces_every_first_property(mock, client):
     add_token(mock)
-    mock.add(
-        responses.GET,
-        f"{BASE}/runs",
-        json={
-            "items": [{"id": "r1"}],
-            "_links": {"next": {"href": f"{BASE}/runs?continuationToken=t2"}},
-        },
-    )
-    mock.add(responses.GET, f"{BASE}/runs", json={"items": [{"id": "r2"}]})
-    assert [r["id"] for r in client.list("runs", sandbox="prod")] == ["r1", "r2"]
+    two_pages(mock, "/flows?continuationToken=t2&property=state%3D%3Denabled")
+    props = ["state==disabled", "name==x"]
+    assert [f["id"] for f in client.list("flows", sandbox="prod", properties=props)] == ["1", "2"]
+    second = platform_calls(mock)[1]
+    # The link's values win by name: one property from the link, none of the first two.
+    assert query(second) == {
+        "continuationToken": ["t2"],
+        "property": ["state==enabled"],
+        "limit": ["2"],
+    }
 
 
-def test_next_link_with_the_full_path_from_the_host(mock, client):
+ODD_PROPERTIES = [
+    "inheritedAttributes.targetConnections[].connectionSpec.id==spec-a,spec-b",
+    "name==Spring sale, 2024 [EU]",
+    "description==a==b & c+d/e?f#g%h",
+]
+
+
+def test_first_properties_survive_every_page_byte_for_byte(mock, client):
     add_token(mock)
-    mock.add(
-        responses.GET,
-        f"{BASE}/flows",
-        json={
-            "items": [{"id": "1"}],
-            "_links": {"next": {"href": "/data/foundation/flowservice/flows?continuationToken=t2"}},
-        },
-    )
-    mock.add(responses.GET, f"{BASE}/flows", json={"items": [{"id": "2"}]})
+    for n in (2, 3):
+        mock.add(
+            responses.GET,
+            f"{BASE}/flows",
+            json={
+                "items": [{"id": str(n)}],
+                "_links": {"next": {"href": f"/flows?continuationToken=t{n}"}},
+            },
+        )
+    mock.add(responses.GET, f"{BASE}/flows", json={"items": [{"id": "end"}]})
+    ids = [f["id"] for f in client.list("flows", sandbox="prod", properties=ODD_PROPERTIES)]
+    assert ids == ["2", "3", "end"]
+    for call in platform_calls(mock):
+        assert query(call)["property"] == ODD_PROPERTIES
+        assert query(call)["limit"] == ["2"]
+    assert [query(c).get("continuationToken") for c in platform_calls(mock)] == [
+        None,
+        ["t2"],
+        ["t3"],
+    ]
+
+
+def test_the_link_parameters_travel_as_the_link_spells_them(mock, client):
+    add_token(mock)
+    token = "ab%2Bc%2Fd%3D%3D"  # "ab+c/d==": never decoded, so never re-encoded differently
+    prop = "property=name%3D%3DA%20B%2C%5BC%5D"  # name==A B,[C]; "%20" stays, never "+"
+    two_pages(mock, f"/flows?continuationToken={token}&{prop}")
+    assert [f["id"] for f in client.list("flows", sandbox="prod", properties=["x==y"])] == [
+        "1",
+        "2",
+    ]
+    second = platform_calls(mock)[1]
+    assert f"continuationToken={token}&{prop}" in urlsplit(second.request.url).query
+    assert query(second) == {
+        "continuationToken": ["ab+c/d=="],
+        "property": ["name==A B,[C]"],
+        "limit": ["2"],
+    }
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "/flows?continuationToken=t2",
+        "/Flows?continuationToken=t2",
+        "/flows/?continuationToken=t2",
+        "/data/foundation/flowservice/flows?continuationToken=t2",
+        f"{BASE}/flows?continuationToken=t2",
+        "flows?continuationToken=t2",
+        "/DATA/Foundation/FlowService/flows/?continuationToken=t2",
+        f"{BASE}/flows/?continuationToken=t2",
+        "?continuationToken=t2",
+    ],
+)
+def test_a_link_to_the_same_list_in_another_spelling_reads_the_list(mock, client, href):
+    add_token(mock)
+    two_pages(mock, href)
+    props = ["state==enabled"]
+    assert [f["id"] for f in client.list("flows", sandbox="prod", properties=props)] == ["1", "2"]
+    second = platform_calls(mock)[1]
+    assert urlsplit(second.request.url).path == "/data/foundation/flowservice/flows"
+    assert query(second) == {
+        "continuationToken": ["t2"],
+        "property": ["state==enabled"],
+        "limit": ["2"],
+    }
+
+
+def test_a_link_to_another_list_is_followed_as_given(mock, client):
+    add_token(mock)
+    two_pages(mock, "/v2/flows?continuationToken=t", last=f"{BASE}/v2/flows")
     assert [f["id"] for f in client.list("flows", sandbox="prod")] == ["1", "2"]
-    assert (
-        urlsplit(platform_calls(mock)[1].request.url).path == "/data/foundation/flowservice/flows"
-    )
+    assert urlsplit(platform_calls(mock)[1].request.url).path == f"{FLOWSERVICE_PATH}/v2/flows"
+
+
+def test_limits_stay_in_the_documented_range(mock, tmp_path, fake):
+    add_token(mock)
+    mock.add(responses.GET, f"{BASE}/flows", json={"items": []})
+    mock.add(responses.GET, f"{BASE}/connectionSpecs", json={"items": []})
+    http = HttpClient(service="adobe", sleep=fake.sleep, clock=fake.clock)
+    big = AdobeClient(make_settings(tmp_path), http=http, page_limit=500)
+    assert list(big.list("flows", sandbox="prod")) == []
+    # GET /connectionSpecs documents `property` alone: no limit goes with it.
+    assert list(big.list("connectionSpecs", sandbox="prod", properties=["name==P"])) == []
+    flows, specs = platform_calls(mock)
+    assert query(flows) == {"limit": ["100"]}
+    assert query(specs) == {"property": ["name==P"]}
 
 
 @pytest.mark.parametrize(

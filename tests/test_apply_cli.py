@@ -212,6 +212,29 @@ def test_plan_apply_then_nothing_left_and_the_end_state_is_exact(
     assert not any(token in result.stdout + result.stderr for token in tokens)
 
 
+def test_every_list_query_pinmigrate_sends_is_one_the_emulator_takes(
+    cli: Callable[..., Any],
+    env: dict[str, str],
+    tmp_path: Path,
+    emulator: Any,
+    person: list[str],
+) -> None:
+    """Small pages, strict list queries: doctor, plan, apply, rollback never meet a 400."""
+    emulator.configure(page_size=2)
+    emulator.clear_requests()
+    plan = tmp_path / "small-pages.json"
+    cli(["doctor"], env)  # its verdict is not the point here: the queries it sends are
+    assert cli(["plan", "--out", str(plan)], env).exit_code == 0
+    applied = cli(["apply", str(plan), "--output", "json"], env)
+    assert applied.exit_code == 0, applied.stderr
+    assert_end_state(emulator)
+    assert cli(["rollback", "--yes", "--output", "json"], env).exit_code == 0
+    log = emulator.requests()["log"]
+    lists = [e for e in log if e["method"] == "GET" and e["endpoint"].count("/") == 1]
+    assert any("continuationToken" in e["query"] for e in lists)  # several pages were read
+    assert [e for e in log if e["status"] == 400] == []
+
+
 def test_text_report_lists_what_was_done_and_what_was_not_handled(
     cli: Callable[..., Any], env: dict[str, str], plan_file: Path, person: list[str]
 ) -> None:

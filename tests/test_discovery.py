@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -10,9 +11,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from pinmigrate.discovery import discover
+from pinmigrate.adobe import AdobeClient
+from pinmigrate.discovery import card_of_flow, discover
+from pinmigrate.emulator import LEGACY_SPEC_ID as LEGACY_ID
+from pinmigrate.emulator import NEW_SPEC_ID as NEW_ID
+from pinmigrate.emulator import Emulator
 from pinmigrate.errors import ConfigError, NotFoundError
-from pinmigrate.settings import AdobeSettings, MigrationSettings, Settings
+from pinmigrate.inventory import Inventory
+from pinmigrate.settings import AdobeSettings, MigrationSettings, Settings, load_settings
 
 LEGACY, NEW, S3 = "spec-legacy", "spec-new", "spec-s3"
 DECOY = "spec-conversions"
@@ -381,3 +387,94 @@ def test_real_client_sends_the_filters_and_follows_pages() -> None:
         for q in seen["/flows"]
     )
     assert len(seen["/connectionSpecs"]) == 2
+
+
+# -- the real AdobeClient against the emulator, in both next-link modes ----------------------
+
+#: Adobe's token may hold the whole query or only a position (api-notes.md §3 "Lists and
+#: filters"); the emulator serves each, by scenario option.
+NEXT_MODES = ("demo+next-position", "demo+next-query")
+#: When the emulator's clock stands still (so that every reset builds the same expiries).
+EMULATOR_NOW = 1_750_000_000.0
+
+
+class ForgetfulClient(AdobeClient):
+    """A broken client: it follows the bare next link and sends its filters only once."""
+
+    def _follow(
+        self, href: str, resource: str, first: Sequence[tuple[str, str]]
+    ) -> tuple[str, list[tuple[str, str]]]:
+        url, _ = super()._follow(href, resource, first)
+        return url, []
+
+
+@pytest.fixture
+def emulated() -> Iterator[tuple[Emulator, Settings]]:
+    with Emulator(scenario="demo", clock=lambda: EMULATOR_NOW) as emu:
+        yield emu, load_settings(env=emu.env())
+
+
+def _without_etags(inventory: Inventory) -> Inventory:
+    """The inventory less its etags: every reset gives each object a new one."""
+    return dataclasses.replace(
+        inventory,
+        sandboxes=tuple(
+            dataclasses.replace(
+                sb,
+                accounts=tuple(dataclasses.replace(a, etag="") for a in sb.accounts),
+                target_connections=tuple(
+                    dataclasses.replace(t, etag="") for t in sb.target_connections
+                ),
+                flows=tuple(dataclasses.replace(f, etag="") for f in sb.flows),
+            )
+            for sb in inventory.sandboxes
+        ),
+    )
+
+
+def _pages_read(emu: Emulator, path: str) -> int:
+    return int(emu.requests()["by_endpoint"].get(f"GET {path}", 0))
+
+
+def test_paged_discovery_is_the_single_page_read_in_both_next_modes(
+    emulated: tuple[Emulator, Settings],
+) -> None:
+    emu, settings = emulated
+    single = discover(AdobeClient(settings), settings)
+    assert _pages_read(emu, "/flows") == 2  # one page per sandbox
+    assert sum(len(sb.flows) for sb in single.sandboxes) == 16
+    for scenario in NEXT_MODES:
+        emu.reset(scenario)
+        emu.configure(page_size=2)
+        emu.clear_requests()
+        paged = discover(AdobeClient(settings), settings)
+        assert _without_etags(paged) == _without_etags(single), scenario
+        # Several pages of every list, each asking for its filters again.
+        assert _pages_read(emu, "/flows") >= 8
+        assert _pages_read(emu, "/connections") >= 4
+        for entry in emu.requests()["log"]:
+            if entry["endpoint"] in ("GET /flows", "GET /connections", "GET /targetConnections"):
+                assert entry["query"]["property"] and entry["query"]["limit"], entry
+        emu.configure(page_size=100)
+
+
+@pytest.mark.parametrize(("scenario", "widened"), [(NEXT_MODES[0], True), (NEXT_MODES[1], False)])
+def test_a_client_that_forgets_its_filters_reads_unfiltered_pages_in_position_mode(
+    emulated: tuple[Emulator, Settings], scenario: str, widened: bool
+) -> None:
+    emu, settings = emulated
+    emu.reset(scenario)
+    emu.configure(page_size=2)
+    careful = discover(AdobeClient(settings), settings)
+    forgetful = ForgetfulClient(settings)
+    legacy = f"inheritedAttributes.targetConnections[].connectionSpec.id=={LEGACY_ID}"
+    served = list(forgetful.list("flows", sandbox="prod", properties=[legacy]))
+    cards = {card_of_flow(raw, {LEGACY_ID: "legacy", NEW_ID: "new"}) for raw in served}
+    if widened:
+        # The pages after the first are unfiltered: new-card and Amazon S3 flows come too.
+        assert cards == {"legacy", "new", None}
+    else:
+        assert cards == {"legacy"}
+    assert len({raw["id"] for raw in served}) == len(served)
+    # Discovery keeps only the two cards' items, so even this client's inventory is right.
+    assert discover(forgetful, settings) == careful

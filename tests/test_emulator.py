@@ -271,30 +271,138 @@ def test_paging_reaches_every_item_exactly_once(
     assert len(hrefs) == -(-len(expected) // page_size) - 1
 
 
-def test_limit_is_capped_and_next_href_is_relative_and_keeps_the_filters(
-    adobe: Platform,
+LEGACY_FLOWS = f"inheritedAttributes.targetConnections[].connectionSpec.id=={LEGACY_SPEC_ID}"
+NEXT_MODES = ["demo+next-position", "demo+next-query"]
+
+
+def reset(emulator: Emulator, scenario: str) -> None:
+    answer = requests.post(emulator.url + "/_emulator/reset", json={"scenario": scenario})
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("scenario", NEXT_MODES)
+def test_next_links_carry_the_token_alone(
+    emulator: Emulator, adobe: Platform, scenario: str
 ) -> None:
-    prop = f"inheritedAttributes.targetConnections[].connectionSpec.id=={LEGACY_SPEC_ID}"
-    items, hrefs = adobe.pages("flows", properties=(prop,), params={"limit": "2"})
+    reset(emulator, scenario)
+    items, hrefs = adobe.pages("flows", properties=(LEGACY_FLOWS,), params={"limit": "2"})
     assert len(items) == 6  # the six legacy flows in prod
     assert len(hrefs) == 2
     for href in hrefs:
-        assert href.startswith("/flows?")
+        assert href.startswith("/flows?continuationToken=")
         query = parse_qs(urlsplit(href).query)
-        assert query["property"] == [prop]
-        assert query["limit"] == ["2"]
-        assert query["continuationToken"]
-    # A page never holds more than the cap, whatever the limit asks.
+        assert list(query) == ["continuationToken"] and len(query["continuationToken"]) == 1
+        assert "=" not in query["continuationToken"][0]  # a client splitting on "=" survives
+
+
+@pytest.mark.parametrize(
+    ("scenario", "filtered"), [("demo", False), *zip(NEXT_MODES, [False, True])]
+)
+def test_a_client_that_forgets_its_filters_is_served_by_the_mode(
+    emulator: Emulator, adobe: Platform, scenario: str, filtered: bool
+) -> None:
+    """Position mode (the default): the bare link continues unfiltered; query mode: filtered."""
+    reset(emulator, scenario)
+    legacy = {f["id"] for f in emulator.state.find("flows", sandbox="prod", card="legacy")}
+    every = {f["id"] for f in emulator.state.find("flows", sandbox="prod")}
+    items, _ = adobe.pages("flows", properties=(LEGACY_FLOWS,), params={"limit": "2"}, resend=False)
+    ids = [i["id"] for i in items]
+    assert len(ids) == len(set(ids))
+    assert set(ids[:2]) <= legacy  # the first page is filtered either way
+    if filtered:
+        assert set(ids) == legacy
+    else:
+        assert set(ids) - legacy and set(ids) <= every
+    careful, _ = adobe.pages("flows", properties=(LEGACY_FLOWS,), params={"limit": "2"})
+    assert sorted(i["id"] for i in careful) == sorted(legacy)
+
+
+def test_a_query_token_refuses_other_filters_or_order(emulator: Emulator, adobe: Platform) -> None:
+    reset(emulator, "demo+next-query")
+    first = adobe.get("/flows", params={"property": "state==enabled", "limit": "2"}).json()
+    token = parse_qs(urlsplit(first["_links"]["next"]["href"]).query)["continuationToken"][0]
+    same = adobe.get(
+        "/flows",
+        params={"continuationToken": token, "property": "state==enabled", "limit": "2"},
+    )
+    assert same.status_code == 200 and all(f["state"] == "enabled" for f in same.json()["items"])
+    for other in ({"property": "state==disabled"}, {"orderby": "name"}):
+        answer = adobe.get("/flows", params={"continuationToken": token, **other})
+        assert answer.status_code == 400
+        body = answer.json()
+        assert body["type"].endswith("FLOW-1002-400") and body["title"] == "Bad request"
+        assert "does not belong to this query" in body["errorMessage"]
+
+
+def test_only_one_next_mode_at_a_time(emulator: Emulator) -> None:
+    answer = requests.post(
+        emulator.url + "/_emulator/reset", json={"scenario": "demo+next-query+next-position"}
+    )
+    assert answer.status_code == 400 and "choose at most one" in answer.text
+
+
+def test_limit_above_100_is_refused_or_capped(emulator: Emulator, adobe: Platform) -> None:
+    assert adobe.get("/flows", params={"limit": "100"}).status_code == 200
+    refused = adobe.get("/flows", params={"limit": "101"})
+    assert refused.status_code == 400
+    assert refused.json()["errorMessage"] == "invalid limit '101': the maximum is 100"
+    emulator.configure(limit_over_max="cap", page_size=1000)
+    reset(emulator, "scale:300")
     big = adobe.get("/flows", params={"limit": "1000"}).json()
-    assert len(big["items"]) == 13 and big["_links"] == {}
+    assert len(big["items"]) == 100 and big["_links"]["next"]
 
 
-def test_orderby_name_both_ways_with_paging(emulator: Emulator, adobe: Platform) -> None:
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/flows", {"start": "0"}),
+        ("/flows", {"property": "state==enabled", "filter": "x"}),
+        ("/connections", {"page": "2"}),
+        ("/runs", {"flowId": "abc"}),  # a filter must be a property, not a parameter
+        ("/connectionSpecs", {"limit": "10"}),  # documents property only
+        ("/connectionSpecs", {"orderby": "name"}),
+    ],
+)
+def test_unknown_query_parameters_are_refused(
+    emulator: Emulator, adobe: Platform, path: str, params: dict[str, str]
+) -> None:
+    answer = adobe.get(path, params=params)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["type"].endswith("FLOW-1002-400") and body["title"] == "Bad request"
+    assert "unknown query parameter" in body["errorMessage"]
+    emulator.configure(strict_queries=False)
+    assert adobe.get(path, params=params).status_code == 200
+
+
+def test_documented_parameters_are_taken(emulator: Emulator, adobe: Platform) -> None:
+    # aepp sends count=False with every list; Adobe's docs write orderby=+name for ascending.
+    params = {"property": "state==enabled", "limit": "5", "orderby": "createdAt", "count": "False"}
+    assert adobe.get("/flows", params=params).status_code == 200
+    assert adobe.get("/flows?orderby=+name&count=True").json() == {"count": 13}
+    assert adobe.get("/flows", params={"count": "maybe"}).status_code == 400
+    assert adobe.get("/connectionSpecs", params={"property": "name==Pinterest"}).status_code == 200
+
+
+def test_connection_specs_come_in_one_page(emulator: Emulator, adobe: Platform) -> None:
+    emulator.configure(page_size=1)
+    items, hrefs = adobe.pages("connectionSpecs")
+    assert len(items) >= 4 and hrefs == []
+
+
+@pytest.mark.parametrize("scenario", NEXT_MODES)
+def test_orderby_name_both_ways_with_paging(
+    emulator: Emulator, adobe: Platform, scenario: str
+) -> None:
+    reset(emulator, scenario)
     emulator.configure(page_size=3)
     up, _ = adobe.pages("flows", params={"orderby": "name"})
     down, _ = adobe.pages("flows", params={"orderby": "-name"})
+    assert len(up) == 13
     assert [f["name"] for f in up] == sorted(f["name"] for f in up)
     assert [f["id"] for f in down] == [f["id"] for f in reversed(up)]
+    enabled, _ = adobe.pages("flows", properties=("state==enabled",), params={"orderby": "-name"})
+    assert [f["id"] for f in enabled] == [f["id"] for f in down if f["state"] == "enabled"]
     assert adobe.get("/flows", params={"orderby": "colour"}).status_code == 400
 
 
@@ -303,11 +411,23 @@ def test_count_answers_only_the_count(adobe: Platform) -> None:
     assert answer.json() == {"count": 6}
 
 
-def test_bad_continuation_token_or_limit_is_a_400(adobe: Platform) -> None:
-    for params in ({"continuationToken": "garbage!"}, {"limit": "0"}, {"limit": "ten"}):
+@pytest.mark.parametrize("scenario", NEXT_MODES)
+def test_bad_continuation_token_or_limit_is_a_400(
+    emulator: Emulator, adobe: Platform, scenario: str
+) -> None:
+    reset(emulator, scenario)
+    for params in (
+        {"continuationToken": "garbage!"},
+        {"continuationToken": "e30"},  # "{}"
+        {"continuationToken": "A" * 5000},
+        {"limit": "0"},
+        {"limit": "ten"},
+    ):
         answer = adobe.get("/flows", params=params)
         assert answer.status_code == 400
-        assert answer.json()["title"] == "Bad request"
+        body = answer.json()
+        assert body["title"] == "Bad request" and body["type"].endswith("FLOW-1002-400")
+        assert body["report"]["tenantInfo"]["sandboxName"] == "prod"
 
 
 @pytest.mark.parametrize(
@@ -737,14 +857,15 @@ def test_scale_pages_do_not_refilter_everything(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(query_module.Condition, "matches", counting)
     prop = f"inheritedAttributes.targetConnections[].connectionSpec.id=={LEGACY_SPEC_ID}"
-    params: dict[str, list[str]] = {"property": [prop], "limit": ["100"]}
+    first: dict[str, list[str]] = {"property": [prop], "limit": ["100"]}
+    params = first
     seen: list[str] = []
     while True:
         page = state.list_objects("prod", "flows", params)
         seen.extend(i["id"] for i in page["items"])
         if not page["_links"]:
             break
-        params = parse_qs(urlsplit(page["_links"]["next"]["href"]).query)
+        params = {**first, **parse_qs(urlsplit(page["_links"]["next"]["href"]).query)}
     assert len(seen) == len(set(seen)) == 1000
     assert calls["n"] == 2000  # one pass over prod's flows, not one per page
 

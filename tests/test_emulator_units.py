@@ -11,12 +11,17 @@ from hypothesis import strategies as st
 
 from pinmigrate.emulator.jsonpatch import PatchError, apply_patch, merge_patch
 from pinmigrate.emulator.query import (
+    MAX_TOKEN,
+    Cursor,
     Order,
     QueryError,
+    check_names,
     decode_token,
     encode_token,
     parse_condition,
+    parse_count,
     parse_limit,
+    parse_list_query,
     parse_order,
 )
 
@@ -173,19 +178,75 @@ def test_malformed_conditions(text: str) -> None:
 
 
 def test_limits_orders_and_tokens() -> None:
-    assert parse_limit(None, cap=100) == 100
-    assert parse_limit("20", cap=100) == 20
-    assert parse_limit("500", cap=100) == 100
-    for bad in ("0", "-1", "x"):
+    assert parse_limit(None) is None
+    assert parse_limit("20") == 20
+    assert parse_limit("100") == 100
+    assert parse_limit("500", over_max="cap") == 100
+    for bad in ("0", "-1", "x", "101", "500"):
         with pytest.raises(QueryError):
-            parse_limit(bad, cap=100)
+            parse_limit(bad)
     order = parse_order("-name")
     assert order == Order("name", True)
-    token = encode_token(order, ("Loyalty", "id-1"))
-    assert decode_token(token, order) == ("Loyalty", "id-1")
-    with pytest.raises(QueryError):
-        decode_token(token, Order("createdAt"))
-    with pytest.raises(QueryError):
-        decode_token("%%%", order)
+    assert parse_order(" name") == parse_order("+name") == Order("name")  # "+" read as a space
+    token = encode_token(Cursor(order.spec, ("Loyalty", "id-1")))
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert decode_token(token, query_mode=False) == Cursor("-name", ("Loyalty", "id-1"))
+    for bad_token in ("%%%", "garbage!", "e30", token + "x" * MAX_TOKEN):
+        with pytest.raises(QueryError, match="invalid continuationToken"):
+            decode_token(bad_token, query_mode=False)
+    with pytest.raises(QueryError):  # a position token is not a query token, nor the reverse
+        decode_token(token, query_mode=True)
     with pytest.raises(QueryError):
         parse_order("colour")
+
+
+def test_count_and_parameter_names() -> None:
+    assert parse_count("true") and parse_count("True") and not parse_count("False")
+    assert not parse_count(None)
+    with pytest.raises(QueryError):
+        parse_count("yes")
+    check_names({"property": ["a==b"], "limit": ["1"]}, {"property", "limit"})
+    with pytest.raises(QueryError, match="unknown query parameter 'start'"):
+        check_names({"property": ["a==b"], "start": ["1"]}, {"property", "limit"})
+
+
+def _next_token(query_mode: bool, **params: list[str]) -> str:
+    query = parse_list_query(params, query_mode=query_mode)
+    last: tuple[Any, str] = ("M", "id-5") if query.order.field == "name" else (5, "id-5")
+    return encode_token(query.cursor(last, query_mode=query_mode))
+
+
+def test_a_position_token_takes_the_filters_from_the_request() -> None:
+    token = _next_token(False, property=["state==enabled"], limit=["2"])
+    again = parse_list_query(
+        {"continuationToken": [token], "property": ["state==enabled"]}, query_mode=False
+    )
+    assert [c.text for c in again.conditions] == ["state==enabled"] and again.after == (5, "id-5")
+    forgot = parse_list_query({"continuationToken": [token]}, query_mode=False)
+    assert forgot.conditions == () and forgot.limit is None  # unfiltered: the mode bites
+    with pytest.raises(QueryError, match="does not belong"):
+        parse_list_query({"continuationToken": [token], "orderby": ["name"]}, query_mode=False)
+
+
+def test_a_query_token_carries_the_query_and_refuses_another() -> None:
+    token = _next_token(True, property=["state==enabled", "name>A"], limit=["2"], orderby=["-name"])
+    alone = parse_list_query({"continuationToken": [token]}, query_mode=True)
+    assert sorted(c.text for c in alone.conditions) == ["name>A", "state==enabled"]
+    assert alone.order == Order("name", True) and alone.limit == 2
+    same = parse_list_query(
+        {
+            "continuationToken": [token],
+            "property": ["name>A", "state==enabled"],
+            "orderby": ["-name"],
+            "limit": ["3"],
+        },
+        query_mode=True,
+    )
+    assert same.conditions == alone.conditions and same.limit == 3  # a limit may change
+    for other in (
+        {"property": ["state==enabled"]},
+        {"property": ["state==disabled", "name>A"]},
+        {"orderby": ["name"]},
+    ):
+        with pytest.raises(QueryError, match="does not belong"):
+            parse_list_query({"continuationToken": [token], **other}, query_mode=True)

@@ -237,7 +237,7 @@ def test_published_example(case: Any, mock: responses.RequestsMock, client: Adob
         href = (body.get("_links") or {}).get("next", {}).get("href")
         if href:
             # The example's next link leads to a last, empty page.
-            mock.add(responses.GET, client._resolve_next(href).split("?")[0], json={"items": []})
+            mock.add(responses.GET, client._resolve_next(href, resource), json={"items": []})
 
     def call() -> Any:
         if method == "get" and path.endswith("{}"):

@@ -63,7 +63,8 @@ wait: Callable[[Emulator], None] = serve_until_interrupted
     show_default=True,
     metavar="NAME",
     help="World to serve: demo, empty or scale:N, with +options, e.g. demo+draft-names or "
-    "demo+expires-in (expiry shapes: +expiry-ms, +expiration-date, +expires-in, +no-expiry).",
+    "demo+expires-in (expiry shapes: +expiry-ms, +expiration-date, +expires-in, +no-expiry; "
+    "next links: +next-position, the default, or +next-query).",
 )
 @click.option(
     "--latency-ms",

@@ -24,6 +24,11 @@ class Config:
     extra_scope: str | None = None
     #: ``metrics.statusSummary.status`` of a successful run (Adobe shows both cases).
     run_status: str = "Success"
+    #: Unknown query parameters on Flow Service lists answer 400 (False: ignored).
+    strict_queries: bool = True
+    #: ``limit`` above 100: ``"error"`` (400) or ``"cap"`` (served as 100); Adobe documents
+    #: neither.
+    limit_over_max: str = "error"
 
 
 class Context:

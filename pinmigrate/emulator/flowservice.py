@@ -14,7 +14,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from pinmigrate.emulator import scenarios
 from pinmigrate.emulator.context import Context
@@ -34,17 +33,15 @@ from pinmigrate.emulator.model import (
     emu_id,
     parse_iso,
 )
-from pinmigrate.emulator.problems import Problem, bad_request, first, flow_error
+from pinmigrate.emulator.problems import Problem, bad_request, flow_error
 from pinmigrate.emulator.query import (
     Condition,
     Order,
     QueryError,
+    check_names,
     conditions_key,
-    decode_token,
     encode_token,
-    parse_condition,
-    parse_limit,
-    parse_order,
+    parse_list_query,
 )
 from pinmigrate.models import credential_expiry
 
@@ -58,6 +55,13 @@ LIST_KINDS = (
     "connectionSpecs",
 )
 PATCH_KINDS = ("flows", "connections", "targetConnections")
+#: The query parameters each list documents (flow-service.yaml in AdobeDocs/
+#: experience-platform-apis, static/swagger-specs: ``/connectionSpecs`` takes ``property``
+#: only; the other lists take the five below).
+LIST_PARAMS: dict[str, frozenset[str]] = {
+    "connectionSpecs": frozenset({"property"}),
+    "*": frozenset({"property", "limit", "orderby", "continuationToken", "count"}),
+}
 #: Top-level fields a PATCH may not touch (bookkeeping, identity, and the state that only
 #: ``/flows/{id}/action`` changes).
 READ_ONLY = frozenset(
@@ -114,6 +118,9 @@ class FlowStore:
             self.connection_specs = world.connection_specs
             self.objects = world.objects
             self.expiry_shape = world.expiry_shape
+            self.next_mode = (
+                scenarios.next_mode_of(world.scenario) if world.scenario else "position"
+            )
             self._generation: dict[tuple[str, str], int] = {}
             self._listings: OrderedDict[tuple[Any, ...], _Listing] = OrderedDict()
 
@@ -189,20 +196,30 @@ class FlowStore:
     # --- Adobe IMS -----------------------------------------------------------------------
 
     def list_objects(self, sandbox: str, kind: str, params: Mapping[str, list[str]]) -> JsonDict:
-        """A page of a Flow Service list, or ``{"count": N}`` with ``count=true``."""
+        """A page of a Flow Service list, or ``{"count": N}`` with ``count=true``.
+
+        Next links carry the token alone (``/flows?continuationToken=...``), as Adobe's only
+        published example does; what the token holds depends on the scenario's mode.
+        """
+        config = self.context.config
+        query_mode = self.next_mode == "query"
         try:
-            conditions = [parse_condition(p) for p in params.get("property", [])]
-            order = parse_order(first(params, "orderby"))
-            limit = parse_limit(first(params, "limit"), cap=self.context.config.page_size)
-            token = first(params, "continuationToken")
-            last = decode_token(token, order) if token else None
+            if config.strict_queries:
+                check_names(params, LIST_PARAMS.get(kind, LIST_PARAMS["*"]))
+            query = parse_list_query(params, query_mode=query_mode, over_max=config.limit_over_max)
         except QueryError as exc:
             raise bad_request(str(exc), sandbox=sandbox) from None
-        count = (first(params, "count") or "").lower() == "true"
+        order, last = query.order, query.after
         with self.context.lock:
-            keys = self._listing(sandbox, kind, conditions, order).keys
-            if count:
+            keys = self._listing(sandbox, kind, list(query.conditions), order).keys
+            if query.count:
                 return {"count": len(keys)}
+            # Connection specs come in one page: their list documents no limit and no token.
+            limit = (
+                max(1, len(keys))
+                if kind == "connectionSpecs"
+                else min(query.limit or config.page_size, config.page_size)
+            )
             if order.descending:
                 end = len(keys) if last is None else bisect.bisect_left(keys, last)
                 start = max(0, end - limit)
@@ -220,7 +237,11 @@ class FlowStore:
             items = [store[ident] for _, ident in page]
         links: JsonDict = {}
         if more and page:
-            links["next"] = {"href": _next_href(kind, params, order, page[-1], limit)}
+            try:
+                token = encode_token(query.cursor(page[-1], query_mode=query_mode))
+            except QueryError as exc:
+                raise bad_request(str(exc), sandbox=sandbox) from None
+            links["next"] = {"href": f"/{kind}?continuationToken={token}"}
         return {"items": [present(kind, obj) for obj in items], "_links": links}
 
     def _listing(
@@ -622,16 +643,3 @@ def _spec_of(obj: JsonDict) -> str | None:
     if targets and isinstance(targets[0], dict):
         return (targets[0].get("connectionSpec") or {}).get("id")
     return None
-
-
-def _next_href(
-    kind: str, params: Mapping[str, list[str]], order: Order, last: tuple[Any, str], limit: int
-) -> str:
-    pairs: list[tuple[str, str]] = [
-        ("continuationToken", encode_token(order, last)),
-        ("limit", str(limit)),
-    ]
-    for name, values in params.items():
-        if name not in ("continuationToken", "limit", "count"):
-            pairs.extend((name, v) for v in values)
-    return f"/{kind}?" + urlencode(pairs, quote_via=quote, safe="=,[]:@")

@@ -7,6 +7,14 @@ expiry options (``+expiry-ms``, ``+expiration-date``, ``+expires-in``, ``+no-exp
 most one) choose how every account with credentials carries its expiry, from the start and
 after a reconnect. Options combine: ``demo+draft-names+expires-in``.
 
+Next links carry the continuation token alone (``/flows?continuationToken=...``), as Adobe's
+only published example does (api-notes.md §3 "Lists and filters"); whether Adobe's token
+holds the whole query or only a position is unconfirmed, so both are served. ``+next-position``
+(the default, the stricter one): the token holds the position only, and the filters, ``orderby``
+and ``limit`` come from each request, so a client that does not send its filters again is
+served an unfiltered page. ``+next-query``: the token holds the whole query; a request may
+repeat it, but other filters or another ``orderby`` with the token answer 400.
+
 ``demo`` is the shared fixture described in docs/architecture.md ("The ``demo`` scenario");
 the planner, executor and demo tests rely on its exact content, so change it only together
 with that document. Ids are uuid5 of a readable key (see :func:`flow_id` and friends), and
@@ -49,9 +57,15 @@ from pinmigrate.emulator.model import (
 
 SCENARIOS = ("demo", "empty", "scale:N")
 #: Options a scenario name may carry after ``+`` (``demo+draft-names``).
+#: How a list's next link continues it (at most one; ``next-position`` when neither is given).
+NEXT_MODES = {
+    "next-position": "continuation tokens carry the position only: filters must be sent again",
+    "next-query": "continuation tokens carry the whole query: filters need not be sent again",
+}
 OPTIONS = {
     "draft-names": 'name the new card "(New) Pinterest", as a draft of the notice did',
     **EXPIRY_SHAPES,
+    **NEXT_MODES,
 }
 DAY = 86400.0
 SCALE_MAX = 200_000
@@ -95,6 +109,12 @@ def parse_scenario(name: str) -> tuple[str, int]:
             f"scenario {name!r} names {len(shapes)} expiry options (+{', +'.join(shapes)}); "
             "choose at most one"
         )
+    modes = sorted({option for option in options if option in NEXT_MODES})
+    if len(modes) > 1:
+        raise ValueError(
+            f"scenario {name!r} names {len(modes)} next-link options (+{', +'.join(modes)}); "
+            "choose at most one"
+        )
     if text in ("demo", "empty"):
         return text, 0
     if text.startswith("scale:"):
@@ -117,6 +137,11 @@ def options_of(name: str) -> frozenset[str]:
 def expiry_shape_of(name: str) -> str | None:
     """The expiry option of a scenario name (one of ``EXPIRY_SHAPES``), None for ``expiresAt``."""
     return next((option for option in options_of(name) if option in EXPIRY_SHAPES), None)
+
+
+def next_mode_of(name: str) -> str:
+    """``"query"`` with ``+next-query``, else ``"position"`` (the stricter mode is the default)."""
+    return "query" if "next-query" in options_of(name) else "position"
 
 
 def sandboxes_of(name: str) -> list[str]:

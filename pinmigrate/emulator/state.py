@@ -296,5 +296,9 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         PINTEREST_SCOPES
     ):
         raise ValueError(f"extra_scope {config.extra_scope!r} is not a Pinterest scope")
+    if not isinstance(config.strict_queries, bool):
+        raise ValueError("strict_queries must be true or false")
+    if config.limit_over_max not in ("error", "cap"):
+        raise ValueError(f"limit_over_max must be error or cap, not {config.limit_over_max!r}")
     if not isinstance(config.run_status, str) or not config.run_status:
         raise ValueError("run_status must be a non-empty string")
