@@ -92,6 +92,15 @@ wait: Callable[[Emulator], None] = serve_until_interrupted
     is_flag=True,
     help="Approve OAuth consent at once for the default user (no browser clicks).",
 )
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    metavar="URI",
+    help="Register one more OAuth redirect URI on pinmigrate's Pinterest app (repeatable). "
+    "Like Pinterest, the consent page takes only registered URIs, matched exactly; "
+    "http://localhost:8085/ (pinmigrate's default) is always registered.",
+)
 @global_options
 @pass_app
 def command(
@@ -103,6 +112,7 @@ def command(
     fault_spec: str | None,
     page_size: int,
     auto_approve: bool,
+    redirect_uris: tuple[str, ...],
 ) -> None:
     """Serve the local emulator of Adobe IMS, Flow Service and Pinterest v5.
 
@@ -131,16 +141,20 @@ def command(
     except ValueError as exc:
         raise UsageError(f"--faults: {exc}") from None
 
-    emulator = Emulator(
-        scenario=scenario,
-        host=host,
-        port=port,
-        latency_ms=latency_ms,
-        faults=faults,
-        page_size=page_size,
-        auto_approve=auto_approve,
-        verbose=app.verbose > 0,
-    )
+    try:
+        emulator = Emulator(
+            scenario=scenario,
+            host=host,
+            port=port,
+            latency_ms=latency_ms,
+            faults=faults,
+            page_size=page_size,
+            auto_approve=auto_approve,
+            redirect_uris=redirect_uris,
+            verbose=app.verbose > 0,
+        )
+    except ValueError as exc:
+        raise UsageError(f"--redirect-uri: {exc}") from None
     try:
         emulator.start()
     except OSError as exc:

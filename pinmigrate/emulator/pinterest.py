@@ -2,10 +2,19 @@
 
 Users and ad accounts come from the scenario; codes and tokens are issued here, and a
 refresh revokes the refresh token it replaces (continuous refresh). Two apps are registered:
-pinmigrate's (any loopback redirect URI) and Adobe's, the client behind the Pinterest card's
-"Reconnect OAuth" (its callback on the emulator's own base URL only). Codes and tokens are
-bound to the app they were issued to: only that app may exchange or refresh them, while an
-access token works as a bearer token whoever minted it.
+pinmigrate's and Adobe's, the client behind the Pinterest card's "Reconnect OAuth" (its
+callback on the emulator's own base URL only). Codes and tokens are bound to the app they were
+issued to: only that app may exchange or refresh them, while an access token works as a bearer
+token whoever minted it.
+
+Redirect URIs are matched as Pinterest matches them: the authorize request's ``redirect_uri``
+must equal one registered on the app, character for character (no other port, no missing or
+extra trailing slash, ``localhost`` is not ``127.0.0.1``), and the code exchange must send the
+code's own (api-notes.md §4; pinterest/api-quickstart ``python/src/api_config.py``: the URI
+"must be literally the same as configured" on the app). pinmigrate's app registers pinmigrate's
+default ``pinterest.redirect_uri``; more are registered with :meth:`register_redirect_uri`
+(``POST /_emulator/apps/{id}/redirect_uris``, ``pinmigrate emulator --redirect-uri``). They
+belong to the app, not to the scenario: a reset keeps them.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from pinmigrate.emulator.model import (
     World,
 )
 from pinmigrate.emulator.problems import ConsentError, Problem, first, pinterest_error
-from pinmigrate.settings import is_loopback_host
+from pinmigrate.settings import DEFAULT_REDIRECT_URI, is_loopback_host
 
 PINTEREST_REFRESH_LIFETIME = 5_184_000  # 60 days
 CODE_LIFETIME = 600.0
@@ -47,7 +56,8 @@ class PinterestApp:
     id: str
     name: str
     secret: str = field(repr=False)
-    #: The one registered redirect path (on the emulator's base URL); None: any loopback URI.
+    #: The one registered redirect path (on the emulator's base URL); None: the app's list of
+    #: registered redirect URIs (:attr:`PinterestBackend.redirect_uris`) applies.
     redirect_path: str | None = None
 
 
@@ -103,17 +113,52 @@ class PinterestBackend:
                 redirect_path=ADOBE_CALLBACK_PATH,
             ),
         }
+        #: The exact redirect URIs registered on pinmigrate's app, in registration order.
+        self.redirect_uris: dict[str, list[str]] = {PINTEREST_APP_ID: [DEFAULT_REDIRECT_URI]}
         self.install(World(scenario="", sandboxes=[]))
 
     def registered_redirect(self, app: PinterestApp) -> str | None:
-        """The exact redirect URI registered for ``app``: its path on the emulator's base URL.
+        """The exact redirect URI registered for Adobe's app: its path on the emulator's base URL.
 
-        None for pinmigrate's app (any loopback URI), and for Adobe's while no server listens
-        (then any loopback URI with its path).
+        None for an app with a list of URIs (:meth:`registered_redirects`), and for Adobe's
+        while no server listens (then any loopback URI with its path).
         """
         if app.redirect_path is None or self.context.base_url is None:
             return None
         return self.context.base_url + app.redirect_path
+
+    def registered_redirects(self, app: PinterestApp) -> list[str] | None:
+        """Every redirect URI registered for ``app``; None while Adobe's has no base URL."""
+        if app.redirect_path is not None:
+            registered = self.registered_redirect(app)
+            return [registered] if registered is not None else None
+        with self.context.lock:
+            return list(self.redirect_uris.get(app.id, ()))
+
+    def register_redirect_uri(self, client_id: str, uri: str) -> list[str]:
+        """Register ``uri`` on an app as exactly as given; the app's list afterwards.
+
+        ValueError for an unknown app, Adobe's app (its callback is fixed) or a URI that is
+        not an absolute http(s) URL without a fragment.
+        """
+        app = self.apps.get(client_id)
+        if app is None:
+            raise ValueError(f"no app {client_id!r}; known: {sorted(self.apps)}")
+        if app.redirect_path is not None:
+            raise ValueError(
+                f"app {client_id} ({app.name}) has one fixed callback, {app.redirect_path} on "
+                "the emulator's own address"
+            )
+        parts = urlsplit(uri) if isinstance(uri, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"redirect URI {uri!r} must be an absolute http:// or https:// URL")
+        if "#" in uri:
+            raise ValueError(f"redirect URI {uri!r} must not carry a fragment")
+        with self.context.lock:
+            registered = self.redirect_uris.setdefault(app.id, [])
+            if uri not in registered:
+                registered.append(uri)
+            return list(registered)
 
     def check_authorize(self, params: Mapping[str, str]) -> AuthorizeRequest:
         """Validate ``GET /oauth/`` parameters; ConsentError says what is wrong."""
@@ -129,12 +174,16 @@ class PinterestBackend:
         parts = urlsplit(redirect_uri)
         loopback = parts.scheme in ("http", "https") and is_loopback_host(parts.hostname)
         registered = self.registered_redirect(app)
-        if app.redirect_path is None and not loopback:
-            raise ConsentError(
-                f"The redirect URI {redirect_uri!r} is not registered for this app "
-                "(the emulator registers every loopback http:// URI)."
-            )
-        if app.redirect_path is not None and (
+        if app.redirect_path is None:
+            listed = self.registered_redirects(app) or []
+            if redirect_uri not in listed:
+                raise ConsentError(
+                    f"The redirect URI {redirect_uri!r} is not registered for this app "
+                    f"(it registers {', '.join(listed) or 'none'}; the emulator registers more "
+                    f"with POST /_emulator/apps/{app.id}/redirect_uris or "
+                    "pinmigrate emulator --redirect-uri)."
+                )
+        elif (
             not loopback
             or parts.path != app.redirect_path
             or (registered is not None and redirect_uri != registered)
@@ -182,7 +231,7 @@ class PinterestBackend:
             "app_id": PINTEREST_APP_ID,
             "app_name": PINTEREST_APP_NAME,
             "apps": [
-                {"id": app.id, "name": app.name, "redirect_uri": self.registered_redirect(app)}
+                {"id": app.id, "name": app.name, "redirect_uris": self.registered_redirects(app)}
                 for app in self.apps.values()
             ],
             "users": [

@@ -186,6 +186,20 @@ class EmulatorState:
     def user_by_name(self, name: str) -> PinterestUser | None:
         return self.pinterest.user_by_name(name)
 
+    def redirect_uris(self, client_id: str) -> JsonDict:
+        """``{"app_id", "redirect_uris"}`` of a registered app; ValueError for an unknown one."""
+        app = self.pinterest.apps.get(client_id)
+        if app is None:
+            raise ValueError(f"no app {client_id!r}; known: {sorted(self.pinterest.apps)}")
+        return {"app_id": app.id, "redirect_uris": self.pinterest.registered_redirects(app)}
+
+    def register_redirect_uri(self, client_id: str, uri: str) -> JsonDict:
+        """Register one more exact redirect URI on an app (pinmigrate's); the app's list."""
+        return {
+            "app_id": client_id,
+            "redirect_uris": self.pinterest.register_redirect_uri(client_id, uri),
+        }
+
     def approve(self, request: AuthorizeRequest, username: str | None = None) -> str:
         """The redirect URL carrying a fresh single-use code for ``username``."""
         return self.pinterest.approve(request, username)
