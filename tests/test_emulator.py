@@ -1062,6 +1062,16 @@ def test_scope_separator_and_extra_scope_are_switchable(emulator: Emulator) -> N
     assert bad.status_code == 400
 
 
+def test_lifetimes_can_be_served_as_strings(emulator: Emulator) -> None:
+    emulator.configure(expires_as_string=True)
+    body = exchange(emulator, code_from(consent(emulator))).json()
+    assert body["expires_in"] == "2592000"
+    assert body["refresh_token_expires_in"] == "5184000"
+    assert emulator.tokens()["expires_in"] == "2592000"
+    bad = requests.post(emulator.url + "/_emulator/config", json={"expires_as_string": "yes"})
+    assert bad.status_code == 400
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -379,13 +379,15 @@ class PinterestBackend:
         )
         self.tokens[access.token] = access
         self.tokens[refresh.token] = refresh
+        # The spec's integers, or the quickstart fixtures' strings (api-notes.md §4).
+        lifetime: Callable[[int], int | str] = str if self.context.config.expires_as_string else int
         return {
             "access_token": access.token,
             "refresh_token": refresh.token,
             "response_type": response_type,
             "token_type": "bearer",
-            "expires_in": access_lifetime,
-            "refresh_token_expires_in": refresh_lifetime,
+            "expires_in": lifetime(access_lifetime),
+            "refresh_token_expires_in": lifetime(refresh_lifetime),
             "refresh_token_expires_at": int(now + refresh_lifetime),
             "scope": self.context.config.scope_separator.join(granted),
         }

@@ -304,6 +304,8 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError(f"auto_approve_user must be one of {sorted(usernames)}")
     if config.patch_status not in (200, 202):
         raise ValueError("patch_status must be 200 or 202")
+    if not isinstance(config.expires_as_string, bool):
+        raise ValueError("expires_as_string must be true or false")
     if config.scope_separator not in (" ", ","):
         raise ValueError("scope_separator must be ' ' or ','")
     if config.extra_scope is not None and not set(split_scopes(config.extra_scope)) <= set(
