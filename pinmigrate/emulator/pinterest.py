@@ -46,6 +46,10 @@ from pinmigrate.emulator.problems import ConsentError, Problem, first, pinterest
 from pinmigrate.settings import DEFAULT_REDIRECT_URI, is_loopback_host
 
 PINTEREST_REFRESH_LIFETIME = 5_184_000  # 60 days
+#: ``GET /ad_accounts`` query parameters and ``page_size`` maximum, from Pinterest's description
+#: (tests/data/pinterest-v5-openapi.json, ``Pinterest.Lib.BookmarkParams``).
+AD_ACCOUNTS_PARAMS = frozenset({"include_shared_accounts", "bookmark", "page_size"})
+MAX_PAGE_SIZE = 250
 CODE_LIFETIME = 600.0
 
 
@@ -443,14 +447,30 @@ class PinterestBackend:
     def list_ad_accounts(
         self, authorization: str | None, params: Mapping[str, list[str]]
     ) -> JsonDict:
+        """``GET /v5/ad_accounts``: the parameters and ranges of Pinterest's description
+        (``include_shared_accounts`` boolean, ``bookmark``, ``page_size`` 1 to 250, default 25);
+        anything else answers 400 in Pinterest's ``{code, message}`` shape."""
         user = self._bearer(authorization, "ads:read")
+        unknown = sorted(set(params) - AD_ACCOUNTS_PARAMS)
+        if unknown:
+            raise pinterest_error(
+                400,
+                1,
+                f"Unknown query parameter(s) {', '.join(unknown)}: GET /ad_accounts takes "
+                f"{', '.join(sorted(AD_ACCOUNTS_PARAMS))}.",
+            )
         raw_size = first(params, "page_size")
-        try:
-            size = int(raw_size) if raw_size is not None else 25
-        except ValueError:
-            size = 0
-        if not 1 <= size <= 250:
-            raise pinterest_error(400, 1, f"Invalid page_size {raw_size!r}: use 1 to 250.")
+        size = 25 if raw_size is None else _whole_number(raw_size)
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise pinterest_error(
+                400, 1, f"Invalid page_size {raw_size!r}: use an integer from 1 to {MAX_PAGE_SIZE}."
+            )
+        raw_shared = (first(params, "include_shared_accounts") or "true").lower()
+        if raw_shared not in ("true", "false"):
+            raise pinterest_error(
+                400, 1, f"Invalid include_shared_accounts {raw_shared!r}: use true or false."
+            )
+        shared = raw_shared == "true"
         offset = 0
         bookmark = first(params, "bookmark")
         if bookmark:
@@ -460,7 +480,6 @@ class PinterestBackend:
                 offset = -1
             if offset < 0:
                 raise pinterest_error(400, 1, "Invalid bookmark.")
-        shared = (first(params, "include_shared_accounts") or "true").lower() != "false"
         with self.context.lock:
             accounts = [
                 self.ad_accounts[a].as_json(user.id)
@@ -483,6 +502,11 @@ class PinterestBackend:
 def _client_refused() -> Problem:
     """Pinterest's answer to bad client auth, also given for another app's code or token."""
     return pinterest_error(401, 2, "Authentication failed.")
+
+
+def _whole_number(text: str) -> int:
+    """``text`` as an integer when it is plain ASCII digits ("25", not "+25" or "2.5"), else -1."""
+    return int(text) if text.isascii() and text.isdigit() else -1
 
 
 def split_scopes(text: str) -> list[str]:
