@@ -1517,8 +1517,9 @@ def test_command_registers_redirect_uris(cli: Any, monkeypatch: pytest.MonkeyPat
         uri,
     ]
     assert page.status_code == 200
-    # pinmigrate is pointed at the URI registered last.
+    # pinmigrate is pointed at the URI registered last; the start-up note lists them all.
     assert result.json()["env"]["PINMIGRATE_PINTEREST_REDIRECT_URI"] == uri
+    assert f"http://localhost:8085/, http://127.0.0.1:9000/, {uri}" in result.stderr
 
 
 def test_command_port_in_use_exits_1_with_one_line(cli: Any, no_wait: list[dict[str, Any]]) -> None:

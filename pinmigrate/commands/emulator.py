@@ -196,5 +196,6 @@ def _announce(app: App, emulator: Emulator, scenario: str) -> None:
         f"Serving {emulator.url} (scenario {scenario}, sandboxes "
         f"{', '.join(emulator.state.sandboxes)}). Control API: {emulator.url}/_emulator/ . "
         f"Adobe's account pages: {emulator.url}/ui/ (PINMIGRATE_ADOBE_UI_URL above). "
-        "Ctrl-C to stop."
+        "Pinterest's consent page takes only the redirect URIs registered on pinmigrate's app: "
+        f"{', '.join(emulator.redirect_uris())} (more with --redirect-uri). Ctrl-C to stop."
     )
