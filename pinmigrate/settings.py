@@ -129,10 +129,15 @@ class AdobeSettings(_Section):
         return value
 
 
+#: The redirect URI Pinterest's quickstart registers on its app (pinterest/api-quickstart
+#: python/src/api_config.py: "must be literally the same as configured" on the app).
+DEFAULT_REDIRECT_URI = "http://localhost:8085/"
+
+
 class PinterestSettings(_Section):
     app_id: str | None = None
     app_secret: SecretStr | None = None
-    redirect_uri: str = "http://localhost:8085/"
+    redirect_uri: str = DEFAULT_REDIRECT_URI
     scopes: tuple[str, ...] = DEFAULT_PINTEREST_SCOPES
     oauth_url: str = "https://www.pinterest.com/oauth/"
     api_url: str = "https://api.pinterest.com/v5"

@@ -266,9 +266,9 @@ def free_port() -> int:
 
 def api_path_env(emulator: Any, env: Mapping[str, str]) -> dict[str, str]:
     """``env`` on the api reconnect path, the emulator's consent page approving at once and
-    pinmigrate's loopback listener on a free port."""
+    pinmigrate's loopback listener on a free port (registered on the emulator's app)."""
     emulator.configure(auto_approve=True)
-    redirect = f"http://localhost:{free_port()}/"
+    redirect = emulator.register_redirect_uri(f"http://localhost:{free_port()}/")
     return {**env, **API_PATH, "PINMIGRATE_PINTEREST_REDIRECT_URI": redirect}
 
 

@@ -120,7 +120,7 @@ class Login:
 
 
 @pytest.fixture
-def env(emu_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+def env(emulator: Any, emu_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     browser = tmp_path / "browser.sh"
     browser.write_text(f'#!/bin/sh\nprintf "%s" "$1" > "{tmp_path / "opened.txt"}"\n')
     browser.chmod(0o755)
@@ -128,7 +128,9 @@ def env(emu_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {
         **clean,
         **emu_env,
-        "PINMIGRATE_PINTEREST_REDIRECT_URI": f"http://localhost:{free_port()}/",
+        "PINMIGRATE_PINTEREST_REDIRECT_URI": emulator.register_redirect_uri(
+            f"http://localhost:{free_port()}/"
+        ),
         "BROWSER": str(browser),
     }
 

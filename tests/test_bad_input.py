@@ -995,7 +995,9 @@ def browser(tamper: Callable[[World, str], str]) -> Setup:
     """A terminal session whose "browser" approves, then lands on a tampered redirect."""
 
     def setup(world: World) -> None:
-        world.env["PINMIGRATE_PINTEREST_REDIRECT_URI"] = f"http://localhost:{free_port()}/"
+        world.env["PINMIGRATE_PINTEREST_REDIRECT_URI"] = world.emulator.register_redirect_uri(
+            f"http://localhost:{free_port()}/"
+        )
         world.control("POST", "config", {"auto_approve": True})
         world.monkeypatch.setattr(App, "stdin_is_tty", lambda self: True)
 

@@ -30,7 +30,7 @@ from pinmigrate.emulator import (
     EmulatorState,
 )
 from pinmigrate.emulator import query as query_module
-from pinmigrate.emulator.model import S3_SPEC_ID, parse_iso
+from pinmigrate.emulator.model import ADOBE_APP_ID, S3_SPEC_ID, parse_iso
 from pinmigrate.emulator.scenarios import account_id, flow_id
 
 FS = "/data/foundation/flowservice"
@@ -945,6 +945,7 @@ def test_consent_page_shows_the_app_scopes_users_and_buttons(emulator: Emulator)
 
 
 def test_consent_allow_and_deny_redirect_to_the_loopback_uri(emulator: Emulator) -> None:
+    emulator.register_redirect_uri("http://127.0.0.1:9999/cb?x=1")
     allowed = consent(emulator, redirect_uri="http://127.0.0.1:9999/cb?x=1")
     location = urlsplit(allowed.headers["Location"])
     assert (location.scheme, location.netloc, location.path) == ("http", "127.0.0.1:9999", "/cb")
@@ -979,6 +980,75 @@ def test_consent_refuses_bad_requests_with_an_error_page(
     assert answer.status_code == 400
     assert "Something went wrong" in answer.text
     assert "Location" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://localhost:8085",  # the registered one without its trailing slash
+        "http://localhost:8085/callback",
+        "http://localhost:8085/?x=1",
+        "http://localhost:8086/",  # another loopback port
+        "http://127.0.0.1:8085/",  # another spelling of the same host
+        "https://localhost:8085/",
+    ],
+)
+def test_pinmigrates_app_takes_only_a_registered_redirect_uri_exactly(
+    emulator: Emulator, uri: str
+) -> None:
+    shown = requests.get(
+        emulator.url + "/oauth/", params=authorize_params(redirect_uri=uri), allow_redirects=False
+    )
+    submitted = consent(emulator, redirect_uri=uri)
+    for answer in (shown, submitted):
+        assert answer.status_code == 400
+        assert "not registered" in answer.text and "Location" not in answer.headers
+    assert code_from(consent(emulator))  # the registered default, http://localhost:8085/
+
+
+def test_redirect_uris_are_registered_through_the_control_api(emulator: Emulator) -> None:
+    uri = "http://127.0.0.1:9001/"
+    listing = f"{emulator.url}/_emulator/apps/{PINTEREST_APP_ID}/redirect_uris"
+    assert requests.get(listing).json() == {
+        "app_id": PINTEREST_APP_ID,
+        "redirect_uris": ["http://localhost:8085/"],
+    }
+    assert consent(emulator, redirect_uri=uri).status_code == 400
+    added = requests.post(listing, json={"redirect_uri": uri})
+    assert added.status_code == 200
+    assert added.json()["redirect_uris"] == ["http://localhost:8085/", uri]
+    code = code_from(consent(emulator, redirect_uri=uri))
+    # Both URIs are registered, yet a code is redeemed only with the URI it was issued for.
+    other = exchange(emulator, code)
+    assert other.status_code == 400 and "redirect_uri" in other.json()["message"]
+    assert exchange(emulator, code, redirect_uri=uri).status_code == 200
+    # Registrations belong to the app, not to the scenario.
+    emulator.reset("empty")
+    assert code_from(consent(emulator, redirect_uri=uri))
+    assert requests.post(listing, json={"redirect_uri": uri}).json()["redirect_uris"] == [
+        "http://localhost:8085/",
+        uri,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("app", "body"),
+    [
+        (PINTEREST_APP_ID, {"redirect_uri": "localhost:9001"}),
+        (PINTEREST_APP_ID, {"redirect_uri": "ftp://localhost:9001/"}),
+        (PINTEREST_APP_ID, {"redirect_uri": "http://localhost:9001/#top"}),
+        (PINTEREST_APP_ID, {"redirect_uri": 9001}),
+        (PINTEREST_APP_ID, {}),
+        (ADOBE_APP_ID, {"redirect_uri": "http://localhost:9001/"}),  # its callback is fixed
+        ("999", {"redirect_uri": "http://localhost:9001/"}),
+    ],
+)
+def test_registering_a_bad_redirect_uri_is_refused(
+    emulator: Emulator, app: str, body: dict[str, Any]
+) -> None:
+    answer = requests.post(f"{emulator.url}/_emulator/apps/{app}/redirect_uris", json=body)
+    assert answer.status_code == 400 and answer.json()["error"]
+    assert emulator.redirect_uris() == ["http://localhost:8085/"]
 
 
 def test_auto_approve_redirects_at_once_with_a_code_for_the_default_user(
@@ -1110,6 +1180,16 @@ def test_scope_separator_and_extra_scope_are_switchable(emulator: Emulator) -> N
     body = exchange(emulator, code_from(consent(emulator))).json()
     assert body["scope"] == "ads:read,ads:write,user_accounts:read,pins:read"
     bad = requests.post(emulator.url + "/_emulator/config", json={"scope_separator": ";"})
+    assert bad.status_code == 400
+
+
+def test_lifetimes_can_be_served_as_strings(emulator: Emulator) -> None:
+    emulator.configure(expires_as_string=True)
+    body = exchange(emulator, code_from(consent(emulator))).json()
+    assert body["expires_in"] == "2592000"
+    assert body["refresh_token_expires_in"] == "5184000"
+    assert emulator.tokens()["expires_in"] == "2592000"
+    bad = requests.post(emulator.url + "/_emulator/config", json={"expires_as_string": "yes"})
     assert bad.status_code == 400
 
 
@@ -1427,7 +1507,11 @@ def test_env_points_pinmigrate_at_the_emulator(emulator: Emulator) -> None:
         "PINMIGRATE_PINTEREST_APP_SECRET": PINTEREST_APP_SECRET,
         "PINMIGRATE_PINTEREST_OAUTH_URL": url + "/oauth/",
         "PINMIGRATE_PINTEREST_API_URL": url + "/v5",
+        "PINMIGRATE_PINTEREST_REDIRECT_URI": "http://localhost:8085/",
     }
+    # The latest URI registered on pinmigrate's app is the one pinmigrate is pointed at.
+    emulator.register_redirect_uri("http://127.0.0.1:8086/")
+    assert emulator.env()["PINMIGRATE_PINTEREST_REDIRECT_URI"] == "http://127.0.0.1:8086/"
 
 
 def test_stop_closes_kept_alive_connections() -> None:
@@ -1484,7 +1568,8 @@ def test_command_prints_url_and_exports_then_stops_cleanly(
     exports = dict(line[len("export ") :].split("=", 1) for line in lines[1:])
     assert exports["PINMIGRATE_ADOBE_SANDBOXES"] == "prod,dev,stage"
     assert exports["PINMIGRATE_PINTEREST_API_URL"].endswith("/v5")
-    assert len(exports) == 11
+    assert len(exports) == 12
+    assert exports["PINMIGRATE_PINTEREST_REDIRECT_URI"] == "http://localhost:8085/"
     # The account page template, quoted for the shell (it holds braces).
     url = exports["PINMIGRATE_ADOBE_PLATFORM_URL"]
     assert exports["PINMIGRATE_ADOBE_UI_URL"] == (
@@ -1518,6 +1603,7 @@ def test_command_json_output(cli: Any, no_wait: list[dict[str, Any]]) -> None:
         (["--scenario", "scale:0"], "scale"),
         (["--faults", "429=lots"], "faults"),
         (["--port", "70000"], "port"),
+        (["--redirect-uri", "localhost:8086"], "--redirect-uri"),
     ],
 )
 def test_command_usage_errors_exit_64(
@@ -1528,6 +1614,33 @@ def test_command_usage_errors_exit_64(
     assert needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert no_wait == []
+
+
+def test_command_registers_redirect_uris(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pinmigrate.commands import emulator as command_module
+
+    seen: list[Any] = []
+
+    def probe(emu: Emulator) -> None:
+        seen.append(requests.get(f"{emu.url}/_emulator/apps/{PINTEREST_APP_ID}/redirect_uris"))
+        seen.append(requests.get(emu.url + "/oauth/", params=authorize_params(redirect_uri=uri)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command_module, "wait", probe)
+    uri = "http://localhost:9001/cb"
+    args = ["--redirect-uri", "http://127.0.0.1:9000/", "--redirect-uri", uri]
+    result = cli(["emulator", "--port", "0", *args, "--output", "json"])
+    assert result.exit_code == 0, result.stderr
+    listed, page = seen
+    assert listed.json()["redirect_uris"] == [
+        "http://localhost:8085/",
+        "http://127.0.0.1:9000/",
+        uri,
+    ]
+    assert page.status_code == 200
+    # pinmigrate is pointed at the URI registered last; the start-up note lists them all.
+    assert result.json()["env"]["PINMIGRATE_PINTEREST_REDIRECT_URI"] == uri
+    assert f"http://localhost:8085/, http://127.0.0.1:9000/, {uri}" in result.stderr
 
 
 def test_command_port_in_use_exits_1_with_one_line(cli: Any, no_wait: list[dict[str, Any]]) -> None:
@@ -1553,7 +1666,7 @@ def test_ctrl_c_stops_the_real_process_cleanly() -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(11)]
+        lines = [process.stdout.readline() for _ in range(13)]
         url = lines[0].split()[3]
         assert "export PINMIGRATE_ADOBE_SANDBOXES=prod\n" in lines
         assert (

@@ -385,7 +385,7 @@ def test_adobes_app_may_only_use_its_registered_callback(emu: Emulator) -> None:
         answer = requests.get(emu.url + "/oauth/", params={**good, "redirect_uri": uri})
         assert answer.status_code == 400, uri
         assert "not registered" in answer.text
-    # pinmigrate's own app still takes any loopback URI, and its consent names it.
+    # pinmigrate's own app takes its registered URI, and its consent names it.
     mine = requests.get(
         emu.url + "/oauth/",
         params={**good, "client_id": PINTEREST_APP_ID, "redirect_uri": "http://localhost:8085/"},
@@ -659,7 +659,7 @@ def test_callback_refuses_a_code_of_another_app(emu: Emulator, adobe: Adobe) -> 
         emu.url + "/oauth/",
         data={
             "client_id": PINTEREST_APP_ID,
-            "redirect_uri": emu.url + ADOBE_CALLBACK_PATH,
+            "redirect_uri": "http://localhost:8085/",
             "response_type": "code",
             "scope": "ads:read",
             "decision": "allow",
@@ -685,9 +685,9 @@ def test_adobes_app_secret_is_shown_nowhere(emu: Emulator) -> None:
         requests.get(accounts_page(emu, "prod")).text,
     ]
     apps = json.loads(seen[0])["pinterest"]["apps"]
-    assert {a["id"]: a["redirect_uri"] for a in apps} == {
-        PINTEREST_APP_ID: None,
-        ADOBE_APP_ID: emu.url + ADOBE_CALLBACK_PATH,
+    assert {a["id"]: a["redirect_uris"] for a in apps} == {
+        PINTEREST_APP_ID: ["http://localhost:8085/"],
+        ADOBE_APP_ID: [emu.url + ADOBE_CALLBACK_PATH],
     }
     for text in seen:
         assert secret not in text

@@ -189,3 +189,46 @@ def test_the_validator_has_teeth(openapi: Any, emu: Emulator) -> None:
         answer._content = answer.content.replace(good, broken)
         with pytest.raises(InvalidData):
             validate(openapi, answer)
+
+
+# --- /ad_accounts parameters: the ranges of the description, Pinterest's error shape outside --
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"page_size": "0"},
+        {"page_size": "251"},  # the description's maximum is 250
+        {"page_size": "2.5"},
+        {"page_size": "+25"},
+        {"page_size": ""},
+        {"bookmark": "not a bookmark"},
+        {"include_shared_accounts": "yes"},
+        {"pagesize": "25"},  # misspelt: not silently the default
+        {"limit": "25"},
+    ],
+)
+def test_ad_accounts_refuses_parameters_outside_the_spec(
+    openapi: Any, emu: Emulator, params: dict[str, str]
+) -> None:
+    headers = {"Authorization": f"Bearer {emu.tokens()['access_token']}"}
+    answer = requests.get(emu.url + "/v5/ad_accounts", params=params, headers=headers)
+    assert answer.status_code == 400
+    body = answer.json()
+    assert set(body) == {"code", "message"} and isinstance(body["code"], int)
+    assert next(iter(params)) in body["message"]
+    validate(openapi, answer)
+
+
+def test_ad_accounts_takes_the_documented_range(openapi: Any, emu: Emulator) -> None:
+    headers = {"Authorization": f"Bearer {emu.tokens('emu_analyst')['access_token']}"}
+    for params, ids in (
+        ({"page_size": "1"}, ["549755885175"]),
+        ({"page_size": "250", "include_shared_accounts": "true"}, ["549755885175"]),
+        ({"include_shared_accounts": "FALSE"}, []),  # emu_analyst owns none of them
+        ({}, ["549755885175"]),
+    ):
+        answer = requests.get(emu.url + "/v5/ad_accounts", params=params, headers=headers)
+        assert answer.status_code == 200, (params, answer.text)
+        assert [a["id"] for a in answer.json()["items"]] == ids
+        validate(openapi, answer)

@@ -234,7 +234,9 @@ def journeys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journeys]:
     env = {
         **emulator.env(),
         "PINMIGRATE_STATE_DIR": str(state_dir),
-        "PINMIGRATE_PINTEREST_REDIRECT_URI": f"http://127.0.0.1:{free_port()}/",
+        "PINMIGRATE_PINTEREST_REDIRECT_URI": emulator.register_redirect_uri(
+            f"http://127.0.0.1:{free_port()}/"
+        ),
         "XDG_CONFIG_HOME": str(root / "xdg-config"),
         "XDG_STATE_HOME": str(root / "xdg-state"),
     }
@@ -352,7 +354,9 @@ def test_the_scan_catches_a_login_with_redaction_broken(
         env = {
             **emulator.env(),
             "PINMIGRATE_STATE_DIR": str(tmp_path / "state"),
-            "PINMIGRATE_PINTEREST_REDIRECT_URI": f"http://127.0.0.1:{free_port()}/",
+            "PINMIGRATE_PINTEREST_REDIRECT_URI": emulator.register_redirect_uri(
+                f"http://127.0.0.1:{free_port()}/"
+            ),
         }
         result = invoke(["auth", "login", "-v", "--timeout", "20"], env)
         assert result.exit_code == 0, result.stderr

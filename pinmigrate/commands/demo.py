@@ -74,7 +74,8 @@ def demo_settings(emulator: Emulator, state_dir: Path, redirect_port: int) -> Se
             app_secret=env["PINMIGRATE_PINTEREST_APP_SECRET"],
             oauth_url=env["PINMIGRATE_PINTEREST_OAUTH_URL"],
             api_url=env["PINMIGRATE_PINTEREST_API_URL"],
-            redirect_uri=f"http://127.0.0.1:{redirect_port}/",
+            # Registered on the emulator's app: its consent page takes no other URI.
+            redirect_uri=emulator.register_redirect_uri(f"http://127.0.0.1:{redirect_port}/"),
         ),
         migration=MigrationSettings(),
         state_dir=state_dir,

@@ -93,6 +93,15 @@ wait: Callable[[Emulator], None] = serve_until_interrupted
     is_flag=True,
     help="Approve OAuth consent at once for the default user (no browser clicks).",
 )
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    metavar="URI",
+    help="Register one more OAuth redirect URI on pinmigrate's Pinterest app (repeatable). "
+    "Like Pinterest, the consent page takes only registered URIs, matched exactly; "
+    "http://localhost:8085/ (pinmigrate's default) is always registered.",
+)
 @global_options
 @pass_app
 def command(
@@ -104,6 +113,7 @@ def command(
     fault_spec: str | None,
     page_size: int,
     auto_approve: bool,
+    redirect_uris: tuple[str, ...],
 ) -> None:
     """Serve the local emulator of Adobe IMS, Flow Service and Pinterest v5.
 
@@ -132,16 +142,20 @@ def command(
     except ValueError as exc:
         raise UsageError(f"--faults: {exc}") from None
 
-    emulator = Emulator(
-        scenario=scenario,
-        host=host,
-        port=port,
-        latency_ms=latency_ms,
-        faults=faults,
-        page_size=page_size,
-        auto_approve=auto_approve,
-        verbose=app.verbose > 0,
-    )
+    try:
+        emulator = Emulator(
+            scenario=scenario,
+            host=host,
+            port=port,
+            latency_ms=latency_ms,
+            faults=faults,
+            page_size=page_size,
+            auto_approve=auto_approve,
+            redirect_uris=redirect_uris,
+            verbose=app.verbose > 0,
+        )
+    except ValueError as exc:
+        raise UsageError(f"--redirect-uri: {exc}") from None
     try:
         emulator.start()
     except OSError as exc:
@@ -183,5 +197,6 @@ def _announce(app: App, emulator: Emulator, scenario: str) -> None:
         f"Serving {emulator.url} (scenario {scenario}, sandboxes "
         f"{', '.join(emulator.state.sandboxes)}). Control API: {emulator.url}/_emulator/ . "
         f"Adobe's account pages: {emulator.url}/ui/ (PINMIGRATE_ADOBE_UI_URL above). "
-        "Ctrl-C to stop."
+        "Pinterest's consent page takes only the redirect URIs registered on pinmigrate's app: "
+        f"{', '.join(emulator.redirect_uris())} (more with --redirect-uri). Ctrl-C to stop."
     )

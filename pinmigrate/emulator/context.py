@@ -22,6 +22,9 @@ class Config:
     scope_separator: str = " "
     #: A scope granted on top of those asked for (Pinterest may grant more).
     extra_scope: str | None = None
+    #: Token answers carry ``expires_in`` and ``refresh_token_expires_in`` as strings
+    #: ("2592000", as in Pinterest's quickstart fixtures) instead of the spec's integers.
+    expires_as_string: bool = False
     #: ``metrics.statusSummary.status`` of a successful run (Adobe shows both cases).
     run_status: str = "Success"
     #: Unknown query parameters on Flow Service lists answer 400 (False: ignored).

@@ -2,10 +2,19 @@
 
 Users and ad accounts come from the scenario; codes and tokens are issued here, and a
 refresh revokes the refresh token it replaces (continuous refresh). Two apps are registered:
-pinmigrate's (any loopback redirect URI) and Adobe's, the client behind the Pinterest card's
-"Reconnect OAuth" (its callback on the emulator's own base URL only). Codes and tokens are
-bound to the app they were issued to: only that app may exchange or refresh them, while an
-access token works as a bearer token whoever minted it.
+pinmigrate's and Adobe's, the client behind the Pinterest card's "Reconnect OAuth" (its
+callback on the emulator's own base URL only). Codes and tokens are bound to the app they were
+issued to: only that app may exchange or refresh them, while an access token works as a bearer
+token whoever minted it.
+
+Redirect URIs are matched as Pinterest matches them: the authorize request's ``redirect_uri``
+must equal one registered on the app, character for character (no other port, no missing or
+extra trailing slash, ``localhost`` is not ``127.0.0.1``), and the code exchange must send the
+code's own (api-notes.md §4; pinterest/api-quickstart ``python/src/api_config.py``: the URI
+"must be literally the same as configured" on the app). pinmigrate's app registers pinmigrate's
+default ``pinterest.redirect_uri``; more are registered with :meth:`register_redirect_uri`
+(``POST /_emulator/apps/{id}/redirect_uris``, ``pinmigrate emulator --redirect-uri``). They
+belong to the app, not to the scenario: a reset keeps them.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -34,9 +43,13 @@ from pinmigrate.emulator.model import (
     World,
 )
 from pinmigrate.emulator.problems import ConsentError, Problem, first, pinterest_error
-from pinmigrate.settings import is_loopback_host
+from pinmigrate.settings import DEFAULT_REDIRECT_URI, is_loopback_host
 
 PINTEREST_REFRESH_LIFETIME = 5_184_000  # 60 days
+#: ``GET /ad_accounts`` query parameters and ``page_size`` maximum, from Pinterest's description
+#: (tests/data/pinterest-v5-openapi.json, ``Pinterest.Lib.BookmarkParams``).
+AD_ACCOUNTS_PARAMS = frozenset({"include_shared_accounts", "bookmark", "page_size"})
+MAX_PAGE_SIZE = 250
 CODE_LIFETIME = 600.0
 
 
@@ -47,7 +60,8 @@ class PinterestApp:
     id: str
     name: str
     secret: str = field(repr=False)
-    #: The one registered redirect path (on the emulator's base URL); None: any loopback URI.
+    #: The one registered redirect path (on the emulator's base URL); None: the app's list of
+    #: registered redirect URIs (:attr:`PinterestBackend.redirect_uris`) applies.
     redirect_path: str | None = None
 
 
@@ -103,17 +117,52 @@ class PinterestBackend:
                 redirect_path=ADOBE_CALLBACK_PATH,
             ),
         }
+        #: The exact redirect URIs registered on pinmigrate's app, in registration order.
+        self.redirect_uris: dict[str, list[str]] = {PINTEREST_APP_ID: [DEFAULT_REDIRECT_URI]}
         self.install(World(scenario="", sandboxes=[]))
 
     def registered_redirect(self, app: PinterestApp) -> str | None:
-        """The exact redirect URI registered for ``app``: its path on the emulator's base URL.
+        """The exact redirect URI registered for Adobe's app: its path on the emulator's base URL.
 
-        None for pinmigrate's app (any loopback URI), and for Adobe's while no server listens
-        (then any loopback URI with its path).
+        None for an app with a list of URIs (:meth:`registered_redirects`), and for Adobe's
+        while no server listens (then any loopback URI with its path).
         """
         if app.redirect_path is None or self.context.base_url is None:
             return None
         return self.context.base_url + app.redirect_path
+
+    def registered_redirects(self, app: PinterestApp) -> list[str] | None:
+        """Every redirect URI registered for ``app``; None while Adobe's has no base URL."""
+        if app.redirect_path is not None:
+            registered = self.registered_redirect(app)
+            return [registered] if registered is not None else None
+        with self.context.lock:
+            return list(self.redirect_uris.get(app.id, ()))
+
+    def register_redirect_uri(self, client_id: str, uri: str) -> list[str]:
+        """Register ``uri`` on an app as exactly as given; the app's list afterwards.
+
+        ValueError for an unknown app, Adobe's app (its callback is fixed) or a URI that is
+        not an absolute http(s) URL without a fragment.
+        """
+        app = self.apps.get(client_id)
+        if app is None:
+            raise ValueError(f"no app {client_id!r}; known: {sorted(self.apps)}")
+        if app.redirect_path is not None:
+            raise ValueError(
+                f"app {client_id} ({app.name}) has one fixed callback, {app.redirect_path} on "
+                "the emulator's own address"
+            )
+        parts = urlsplit(uri) if isinstance(uri, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"redirect URI {uri!r} must be an absolute http:// or https:// URL")
+        if "#" in uri:
+            raise ValueError(f"redirect URI {uri!r} must not carry a fragment")
+        with self.context.lock:
+            registered = self.redirect_uris.setdefault(app.id, [])
+            if uri not in registered:
+                registered.append(uri)
+            return list(registered)
 
     def check_authorize(self, params: Mapping[str, str]) -> AuthorizeRequest:
         """Validate ``GET /oauth/`` parameters; ConsentError says what is wrong."""
@@ -129,12 +178,16 @@ class PinterestBackend:
         parts = urlsplit(redirect_uri)
         loopback = parts.scheme in ("http", "https") and is_loopback_host(parts.hostname)
         registered = self.registered_redirect(app)
-        if app.redirect_path is None and not loopback:
-            raise ConsentError(
-                f"The redirect URI {redirect_uri!r} is not registered for this app "
-                "(the emulator registers every loopback http:// URI)."
-            )
-        if app.redirect_path is not None and (
+        if app.redirect_path is None:
+            listed = self.registered_redirects(app) or []
+            if redirect_uri not in listed:
+                raise ConsentError(
+                    f"The redirect URI {redirect_uri!r} is not registered for this app "
+                    f"(it registers {', '.join(listed) or 'none'}; the emulator registers more "
+                    f"with POST /_emulator/apps/{app.id}/redirect_uris or "
+                    "pinmigrate emulator --redirect-uri)."
+                )
+        elif (
             not loopback
             or parts.path != app.redirect_path
             or (registered is not None and redirect_uri != registered)
@@ -182,7 +235,7 @@ class PinterestBackend:
             "app_id": PINTEREST_APP_ID,
             "app_name": PINTEREST_APP_NAME,
             "apps": [
-                {"id": app.id, "name": app.name, "redirect_uri": self.registered_redirect(app)}
+                {"id": app.id, "name": app.name, "redirect_uris": self.registered_redirects(app)}
                 for app in self.apps.values()
             ],
             "users": [
@@ -330,13 +383,15 @@ class PinterestBackend:
         )
         self.tokens[access.token] = access
         self.tokens[refresh.token] = refresh
+        # The spec's integers, or the quickstart fixtures' strings (api-notes.md §4).
+        lifetime: Callable[[int], int | str] = str if self.context.config.expires_as_string else int
         return {
             "access_token": access.token,
             "refresh_token": refresh.token,
             "response_type": response_type,
             "token_type": "bearer",
-            "expires_in": access_lifetime,
-            "refresh_token_expires_in": refresh_lifetime,
+            "expires_in": lifetime(access_lifetime),
+            "refresh_token_expires_in": lifetime(refresh_lifetime),
             "refresh_token_expires_at": int(now + refresh_lifetime),
             "scope": self.context.config.scope_separator.join(granted),
         }
@@ -392,14 +447,30 @@ class PinterestBackend:
     def list_ad_accounts(
         self, authorization: str | None, params: Mapping[str, list[str]]
     ) -> JsonDict:
+        """``GET /v5/ad_accounts``: the parameters and ranges of Pinterest's description
+        (``include_shared_accounts`` boolean, ``bookmark``, ``page_size`` 1 to 250, default 25);
+        anything else answers 400 in Pinterest's ``{code, message}`` shape."""
         user = self._bearer(authorization, "ads:read")
+        unknown = sorted(set(params) - AD_ACCOUNTS_PARAMS)
+        if unknown:
+            raise pinterest_error(
+                400,
+                1,
+                f"Unknown query parameter(s) {', '.join(unknown)}: GET /ad_accounts takes "
+                f"{', '.join(sorted(AD_ACCOUNTS_PARAMS))}.",
+            )
         raw_size = first(params, "page_size")
-        try:
-            size = int(raw_size) if raw_size is not None else 25
-        except ValueError:
-            size = 0
-        if not 1 <= size <= 250:
-            raise pinterest_error(400, 1, f"Invalid page_size {raw_size!r}: use 1 to 250.")
+        size = 25 if raw_size is None else _whole_number(raw_size)
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise pinterest_error(
+                400, 1, f"Invalid page_size {raw_size!r}: use an integer from 1 to {MAX_PAGE_SIZE}."
+            )
+        raw_shared = (first(params, "include_shared_accounts") or "true").lower()
+        if raw_shared not in ("true", "false"):
+            raise pinterest_error(
+                400, 1, f"Invalid include_shared_accounts {raw_shared!r}: use true or false."
+            )
+        shared = raw_shared == "true"
         offset = 0
         bookmark = first(params, "bookmark")
         if bookmark:
@@ -409,7 +480,6 @@ class PinterestBackend:
                 offset = -1
             if offset < 0:
                 raise pinterest_error(400, 1, "Invalid bookmark.")
-        shared = (first(params, "include_shared_accounts") or "true").lower() != "false"
         with self.context.lock:
             accounts = [
                 self.ad_accounts[a].as_json(user.id)
@@ -432,6 +502,11 @@ class PinterestBackend:
 def _client_refused() -> Problem:
     """Pinterest's answer to bad client auth, also given for another app's code or token."""
     return pinterest_error(401, 2, "Authentication failed.")
+
+
+def _whole_number(text: str) -> int:
+    """``text`` as an integer when it is plain ASCII digits ("25", not "+25" or "2.5"), else -1."""
+    return int(text) if text.isascii() and text.isdigit() else -1
 
 
 def split_scopes(text: str) -> list[str]:

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -676,6 +676,8 @@ def _control(
                     "GET|POST /_emulator/config",
                     "PATCH /_emulator/objects/{kind}/{id}",
                     'POST /_emulator/tokens {"user": "emu_marketer"}',
+                    "GET /_emulator/apps/{id}/redirect_uris",
+                    'POST /_emulator/apps/{id}/redirect_uris {"redirect_uri": "http://..."}',
                     'POST /_emulator/accounts/{id}/reconnect {"username": "emu_marketer"}',
                 ]
             },
@@ -710,6 +712,14 @@ def _control(
             return _pretty(200, state.set_config(obj()))
     if name == "objects" and method == "PATCH" and len(rest) == 2:
         return _pretty(200, state.change_object(rest[0], rest[1], body()))
+    if name == "apps" and len(rest) == 2 and rest[1] == "redirect_uris":
+        if method == "GET":
+            return _pretty(200, state.redirect_uris(rest[0]))
+        if method == "POST":
+            uri = obj().get("redirect_uri")
+            if not isinstance(uri, str):
+                raise ValueError('the body must be {"redirect_uri": "http://..."}')
+            return _pretty(200, state.register_redirect_uri(rest[0], uri))
     if name == "tokens" and method == "POST":
         return _pretty(200, state.mint_tokens(obj(required=False)))
     if name == "accounts" and method == "POST" and len(rest) == 2 and rest[1] == "reconnect":
@@ -740,7 +750,9 @@ class Emulator:
     """The emulator as a Python object: start it on loopback in a daemon thread, use, stop.
 
     ``Emulator(scenario="demo", port=0)`` picks a free port; :meth:`env` gives the
-    ``PINMIGRATE_*`` settings that point pinmigrate at it.
+    ``PINMIGRATE_*`` settings that point pinmigrate at it. pinmigrate's Pinterest app accepts
+    only the redirect URIs registered on it (pinmigrate's default ``pinterest.redirect_uri``,
+    then ``redirect_uris`` and :meth:`register_redirect_uri`).
     """
 
     def __init__(
@@ -753,6 +765,7 @@ class Emulator:
         page_size: int = 100,
         auto_approve: bool = False,
         *,
+        redirect_uris: Sequence[str] = (),
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
         verbose: bool = False,
@@ -768,6 +781,8 @@ class Emulator:
             config=Config(page_size=page_size, auto_approve=auto_approve),
             faults=resolved,
         )
+        for uri in redirect_uris:
+            self.register_redirect_uri(uri)
         self.host = host
         self.port = port
         self.verbose = verbose
@@ -858,7 +873,22 @@ class Emulator:
             "PINMIGRATE_PINTEREST_APP_SECRET": PINTEREST_APP_SECRET,
             "PINMIGRATE_PINTEREST_OAUTH_URL": url + "/oauth/",
             "PINMIGRATE_PINTEREST_API_URL": url + "/v5",
+            # The latest URI registered on pinmigrate's app: the consent page takes no other.
+            "PINMIGRATE_PINTEREST_REDIRECT_URI": self.redirect_uris()[-1],
         }
+
+    def redirect_uris(self) -> list[str]:
+        """The redirect URIs registered on pinmigrate's Pinterest app, oldest first."""
+        return list(self.state.redirect_uris(PINTEREST_APP_ID)["redirect_uris"])
+
+    def register_redirect_uri(self, uri: str) -> str:
+        """Register ``uri`` (exactly as given) on pinmigrate's Pinterest app; returns it.
+
+        A test that listens on a free port registers its ``http://localhost:PORT/`` here, as a
+        developer registers theirs on the real app. ValueError for a URI that is no http(s) URL.
+        """
+        self.state.register_redirect_uri(PINTEREST_APP_ID, uri)
+        return uri
 
     # --- the control API, in-process -------------------------------------------------------
 

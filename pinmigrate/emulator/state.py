@@ -186,6 +186,20 @@ class EmulatorState:
     def user_by_name(self, name: str) -> PinterestUser | None:
         return self.pinterest.user_by_name(name)
 
+    def redirect_uris(self, client_id: str) -> JsonDict:
+        """``{"app_id", "redirect_uris"}`` of a registered app; ValueError for an unknown one."""
+        app = self.pinterest.apps.get(client_id)
+        if app is None:
+            raise ValueError(f"no app {client_id!r}; known: {sorted(self.pinterest.apps)}")
+        return {"app_id": app.id, "redirect_uris": self.pinterest.registered_redirects(app)}
+
+    def register_redirect_uri(self, client_id: str, uri: str) -> JsonDict:
+        """Register one more exact redirect URI on an app (pinmigrate's); the app's list."""
+        return {
+            "app_id": client_id,
+            "redirect_uris": self.pinterest.register_redirect_uri(client_id, uri),
+        }
+
     def approve(self, request: AuthorizeRequest, username: str | None = None) -> str:
         """The redirect URL carrying a fresh single-use code for ``username``."""
         return self.pinterest.approve(request, username)
@@ -290,6 +304,8 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError(f"auto_approve_user must be one of {sorted(usernames)}")
     if config.patch_status not in (200, 202):
         raise ValueError("patch_status must be 200 or 202")
+    if not isinstance(config.expires_as_string, bool):
+        raise ValueError("expires_as_string must be true or false")
     if config.scope_separator not in (" ", ","):
         raise ValueError("scope_separator must be ' ' or ','")
     if config.extra_scope is not None and not set(split_scopes(config.extra_scope)) <= set(

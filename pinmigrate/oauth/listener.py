@@ -298,7 +298,9 @@ class CallbackListener:
                     f"timed out after {timeout:g} s waiting for Pinterest to redirect to "
                     f"{self.redirect_uri}; nothing was stored",
                     hint="run `pinmigrate auth login` again (--timeout SECONDS to wait longer, "
-                    "--no-browser to paste the address instead)",
+                    "--no-browser to paste the address instead); if Pinterest showed an error "
+                    f"page, register {self.redirect_uri} on the Pinterest app exactly as "
+                    "written (pinterest.redirect_uri)",
                 )
             try:
                 callback, reply = self._queue.get(timeout=min(remaining, self.poll))

@@ -1,0 +1,93 @@
+"""A real browser login against the emulator, in every payload shape Pinterest may send.
+
+Pinterest's token answer may join the granted scopes with spaces or commas, may grant more
+than asked, and may carry ``expires_in`` as a string ("2592000" in Pinterest's quickstart
+fixtures); the authorize URL joins scopes with commas (api-notes.md §4). The emulator serves
+each shape (``Config.scope_separator``, ``extra_scope``, ``expires_as_string``); pinmigrate
+must store the same login from all of them, and refresh it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import invoke
+from e2e_support import free_port, person_at_terminal
+
+from pinmigrate.logins import LoginStore
+from pinmigrate.oauth import fresh_login
+from pinmigrate.pinterest import PinterestClient
+from pinmigrate.settings import load_settings
+
+ASKED = ["ads:read", "ads:write", "user_accounts:read"]
+DAY = timedelta(days=1)
+SLACK = timedelta(minutes=2)
+
+
+def near(value: datetime | None, expected: datetime) -> bool:
+    return value is not None and abs(value - expected) < SLACK
+
+
+@pytest.mark.parametrize("separator", [" ", ","], ids=["space", "comma"])
+@pytest.mark.parametrize("as_string", [False, True], ids=["int", "string"])
+def test_a_browser_login_reads_every_token_shape(
+    emulator: Any,
+    emu_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    separator: str,
+    as_string: bool,
+) -> None:
+    emulator.configure(
+        auto_approve=True,
+        scope_separator=separator,
+        extra_scope="pins:read",
+        expires_as_string=as_string,
+    )
+    redirect = emulator.register_redirect_uri(f"http://127.0.0.1:{free_port()}/")
+    env = {**emu_env, "PINMIGRATE_PINTEREST_REDIRECT_URI": redirect}
+    opened = person_at_terminal(monkeypatch)
+    started = datetime.now(UTC)
+
+    result = invoke(["auth", "login", "--timeout", "20"], env)
+
+    assert result.exit_code == 0, result.stderr
+    [url] = opened
+    query = parse_qs(urlsplit(url).query)
+    assert query["scope"] == [",".join(ASKED)] and query["redirect_uri"] == [redirect]
+    store = LoginStore(Path(env["PINMIGRATE_STATE_DIR"]))
+    [login] = store.load()
+    assert login.username == "emu_marketer"
+    assert login.scopes == [*ASKED, "pins:read"]
+    assert near(login.access_expires_at, started + 30 * DAY)
+    assert near(login.refresh_expires_at, started + 60 * DAY)
+
+    # A month on, the refresh answer (same shape) is read the same way.
+    later = started + 30 * DAY
+    settings = load_settings(env=env)
+    fresh = fresh_login(login, settings, store, now=later, client=PinterestClient(settings))
+    assert fresh.refresh_token != login.refresh_token
+    assert fresh.scopes == login.scopes
+    assert near(fresh.access_expires_at, later + 30 * DAY)
+    assert store.get(login.user_id) == fresh
+
+
+def test_a_login_on_an_unregistered_redirect_uri_stores_nothing(
+    emulator: Any, emu_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consent page refuses the URI, so Pinterest never sends the browser back."""
+    emulator.configure(auto_approve=True)
+    redirect = f"http://127.0.0.1:{free_port()}/"
+    env = {**emu_env, "PINMIGRATE_PINTEREST_REDIRECT_URI": redirect}
+    person_at_terminal(monkeypatch)
+
+    result = invoke(["auth", "login", "--timeout", "2"], env)
+
+    assert result.exit_code == 4
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("pinmigrate:")]
+    assert "nothing was stored" in line and f"register {redirect} on the Pinterest app" in line
+    assert LoginStore(Path(env["PINMIGRATE_STATE_DIR"])).load() == []
+    assert emulator.requests()["by_endpoint"].get("POST /v5/oauth/token", 0) == 0
