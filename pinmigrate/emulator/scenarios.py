@@ -51,6 +51,7 @@ SCENARIOS = ("demo", "empty", "scale:N")
 #: Options a scenario name may carry after ``+`` (``demo+draft-names``).
 OPTIONS = {
     "draft-names": 'name the new card "(New) Pinterest", as a draft of the notice did',
+    "strict": "refuse enabling an enabled flow or disabling a disabled one (400 1409-400)",
     **EXPIRY_SHAPES,
 }
 DAY = 86400.0

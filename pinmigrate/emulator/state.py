@@ -298,3 +298,10 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError(f"extra_scope {config.extra_scope!r} is not a Pinterest scope")
     if not isinstance(config.run_status, str) or not config.run_status:
         raise ValueError("run_status must be a non-empty string")
+    delay = config.write_delay
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
+        raise ValueError("write_delay must be a number of seconds between 0 and 3600")
+    if config.write_error is not None and (
+        not isinstance(config.write_error, str) or not config.write_error.strip()
+    ):
+        raise ValueError("write_error must be null or a non-empty message")
