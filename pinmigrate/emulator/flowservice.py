@@ -343,7 +343,7 @@ class FlowService:
             except PatchError as exc:
                 raise bad_request(f"Invalid patch: {exc}", sandbox=sandbox) from None
             validate(sandbox, kind, updated)
-            if kind == "flows" and self._delayed():
+            if kind == "flows" and self._delayed(sandbox, ident):
                 stored = self._queue(caller, current, "update", operations)
                 return self._patch_answer(stored)
             if kind == "flows":
@@ -406,7 +406,7 @@ class FlowService:
                         title="Invalid request",
                     )
                 return {"id": ident, "etag": current["etag"]}
-            if self._delayed():
+            if self._delayed(sandbox, ident):
                 stored = self._queue(caller, current, action, [])
                 return {"id": ident, "etag": stored["etag"]}
             updated = dict(current)
@@ -419,8 +419,11 @@ class FlowService:
 
     # --- asynchronous flow writes (Config.write_delay) ------------------------------------
 
-    def _delayed(self) -> bool:
-        return self.context.config.write_delay > 0
+    def _delayed(self, sandbox: str, ident: str) -> bool:
+        """A write to this flow is queued: writes are delayed, or one is already queued."""
+        return self.context.config.write_delay > 0 or any(
+            (p.sandbox, p.ident) == (sandbox, ident) for p in self.pending
+        )
 
     def _queue(self, caller: Caller, current: JsonDict, operation: str, ops: list[Any]) -> JsonDict:
         """Accept a flow write to apply after ``write_delay``, after any already queued for

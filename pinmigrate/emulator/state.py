@@ -251,6 +251,7 @@ class EmulatorState:
     def dump(self, *, summary: bool = False) -> JsonDict:
         """Everything, secrets included (a test-only endpoint), or only the counts."""
         with self.lock:
+            self.flowservice.apply_due()
             head: JsonDict = {
                 "scenario": self.scenario,
                 "clock": self.clock(),
