@@ -255,3 +255,19 @@ def test_settle_waits_grow_to_a_cap_within_the_total() -> None:
         4.5,
     ]
     assert list(SettlePolicy(total=0).delays()) == []
+
+
+def test_the_cli_waits_for_late_writes_in_real_time(cli: Any, tmp_path: Path) -> None:
+    """``pinmigrate apply`` with its default wait, against writes that land 0.3 s late."""
+    with Emulator(scenario="scale:6+strict", port=0) as emulator:
+        emulator.configure(write_delay=0.3)
+        env = {**emulator.env(), "PINMIGRATE_STATE_DIR": str(tmp_path / "state")}
+        result = cli(["apply", "--yes", "--output", "json"], env)
+        assert result.exit_code == 0, result.stderr
+        summary = result.json()["summary"]
+        assert summary["done"] == 13 and summary["failed"] == 0
+        legacy = emulator.state.find("flows", card="legacy")
+        twins = emulator.state.find("flows", card="new")
+        assert {f["state"] for f in legacy} == {"disabled"}
+        assert {f["state"] for f in twins} == {"enabled"}
+        assert emulator.requests()["write_attempts"] == 13

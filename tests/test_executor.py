@@ -641,6 +641,35 @@ def test_writes_whose_answers_are_lost_are_re_read_and_done_once(settings: Setti
     assert len(lost) == 4
 
 
+def test_writes_whose_answers_were_lost_are_rolled_back_in_strict_mode(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    adobe.strict = True
+    pair(adobe, "prod", 1)
+    adobe.lose_answer = {"N1": 1, "L1": 1}
+    report, journal = run(adobe, settings, full_pair_actions("prod", 1))
+    assert report.ok
+
+    plan = rollback_plan(read_run(settings.state_dir, journal.run_id))
+    assert [a.kind for a in plan.actions] == ["enable_flow", "disable_flow"]
+    adobe.log.clear()
+    adobe.lose_answer = {"N1": 1, "L1": 1}  # the undo loses its answers too
+    undo_journal = Journal(settings.state_dir, "undo-1", kind="rollback")
+    undo = rollback_run(
+        plan,
+        adobe=adobe,
+        settings=settings,
+        journal=undo_journal,
+        concurrency=4,  # type: ignore[arg-type]
+    )
+    undo_journal.close()
+    assert undo.ok and set(statuses(undo).values()) == {"done"}
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+    assert adobe.obj("prod", "flows", "N1")["state"] == "disabled"
+    assert len(adobe.writes()) == 2
+
+
 def test_a_lost_answer_of_a_write_that_did_not_take_is_sent_once_more(
     settings: Settings,
 ) -> None:
