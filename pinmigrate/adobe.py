@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from pinmigrate import redact
-from pinmigrate.errors import ApiError, AuthError, NotFoundError, StaleObjectError
-from pinmigrate.http import HttpClient, body_kind, error_detail
+from pinmigrate.errors import (
+    ApiError,
+    AuthError,
+    InvalidStateError,
+    NotFoundError,
+    StaleObjectError,
+    UnsureWriteError,
+)
+from pinmigrate.http import HttpClient, body_kind, error_code, error_detail
 
 if TYPE_CHECKING:
     import requests
@@ -46,6 +53,13 @@ _NOUNS = {
     "connectionSpecs": "connection spec",
     "runs": "run",
 }
+#: Flow Service's "The operation {OPERATION} cannot be applied on the current state {STATE}"
+#: (AdobeDocs/experience-platform.en help/sources/errors.md; api-notes.md §3 "Enable /
+#: disable"), as a ``type`` URL's last segment (``FLOW-1409-400``) or a ``code`` field.
+STATE_REFUSAL_CODE = "1409-400"
+#: Gateway answers after which a write may or may not have been applied.
+UNSURE_STATUSES = frozenset({502, 504})
+UNSURE_HINT = "the change may or may not have been applied; re-read before retrying"
 
 
 def unwrap(body: Any, *, what: str) -> dict[str, Any]:
@@ -184,21 +198,45 @@ class AdobeClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         retry_safe: bool | None = None,
+        write: bool = False,
     ) -> requests.Response:
-        """One Platform call; a 401 gets one fresh token and one more try, then AuthError."""
+        """One Platform call; a 401 gets one fresh token and one more try, then AuthError.
+
+        ``write``: a change that must not be replayed blind. It is repeated only after an
+        answer that says it was not carried out (429, 503); a lost answer, or a gateway's
+        502/504, raises :class:`UnsureWriteError` for the caller to re-read and decide.
+        """
         response: requests.Response | None = None
         for attempt in (1, 2):
             token = self.token()
             all_headers = self._headers(token, sandbox)
             all_headers.update(headers or {})
-            response = self.http.request(
-                method,
-                url,
-                params=params,
-                json=json,
-                headers=all_headers,
-                retry_safe=retry_safe,
-            )
+            try:
+                response = self.http.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers=all_headers,
+                    retry_safe=retry_safe,
+                    retry_network=False if write else None,
+                )
+            except ApiError as exc:
+                if not write or exc.status is not None:
+                    raise
+                raise UnsureWriteError(
+                    f"{what} in sandbox {sandbox}: no answer ({exc.message})",
+                    service="adobe",
+                    hint=UNSURE_HINT,
+                ) from None
+            if write and response.status_code in UNSURE_STATUSES:
+                raise UnsureWriteError(
+                    f"{what} in sandbox {sandbox}: HTTP {response.status_code} from the "
+                    f"gateway ({error_detail(response)})",
+                    status=response.status_code,
+                    service="adobe",
+                    hint=UNSURE_HINT,
+                )
             if response.status_code != 401:
                 return response
             self._forget(token)
@@ -414,7 +452,8 @@ class AdobeClient:
             raise ValueError(f"unknown flow action {op!r}")
         what = f"POST /flows/{flow_id}/action?op={op_name}"
         headers = {"If-Match": etag} if etag else None
-        # Enabling an enabled flow is harmless, so a dropped answer may be asked again.
+        # Enabling an enabled flow may be refused (1409-400), and a lost answer does not say
+        # whether the action took: no blind replay (api-notes.md §3 "Enable / disable").
         response = self._call(
             "POST",
             self._url("flows", flow_id, "action"),
@@ -423,12 +462,20 @@ class AdobeClient:
             params={"op": op_name},
             headers=headers,
             retry_safe=True,
+            write=True,
         )
         if response.status_code == 412:
             raise StaleObjectError(
                 f"flow {flow_id} in sandbox {sandbox} changed since it was read "
                 f"(Adobe refused If-Match {etag})",
                 object_id=flow_id,
+            )
+        if response.status_code == 400 and is_state_refusal(response):
+            raise InvalidStateError(
+                f"Adobe refused to {op_name} flow {flow_id} in sandbox {sandbox}: "
+                f"{error_detail(response)}",
+                status=400,
+                service="adobe",
             )
         self._raise_for(response, what, sandbox)
         if not response.content.strip():
@@ -452,7 +499,8 @@ class AdobeClient:
         what = f"PATCH /{resource}/{object_id}"
         if not etag:
             raise ApiError(f"cannot change {noun} {object_id} without its etag", service="adobe")
-        # If-Match makes the PATCH safe to repeat: a replay of an applied change answers 412.
+        # A throttled PATCH is sent again; a lost answer is the caller's to re-read (a replay
+        # of an applied change would only meet 412).
         response = self._call(
             "PATCH",
             self._url(resource, object_id),
@@ -461,6 +509,7 @@ class AdobeClient:
             json=ops,
             headers={"If-Match": etag, "Content-Type": "application/json"},
             retry_safe=True,
+            write=True,
         )
         if response.status_code == 412:
             raise StaleObjectError(
@@ -476,6 +525,12 @@ class AdobeClient:
             body = body["items"][0]
         new_etag = body.get("etag") if isinstance(body, dict) else None
         return new_etag if isinstance(new_etag, str) and new_etag else None
+
+
+def is_state_refusal(response: requests.Response) -> bool:
+    """Flow Service's ``1409-400``: the action cannot be applied on the current state."""
+    code = error_code(response).upper()
+    return code.endswith(STATE_REFUSAL_CODE) or code in ("1409", "FLOW-1409")
 
 
 def _next_href(body: Mapping[str, Any]) -> str | None:

@@ -82,6 +82,15 @@ class StaleObjectError(ApiError):
         self.object_id = object_id
 
 
+class UnsureWriteError(ApiError):
+    """A write whose answer never came (dropped, timed out, or a gateway's 502/504): Adobe
+    may or may not have applied it. Re-read before deciding; never repeat it blind."""
+
+
+class InvalidStateError(ApiError):
+    """Flow Service refused an action on the flow's current state (code ``1409-400``)."""
+
+
 class AuthError(PinmigrateError):
     """Authentication is needed or was refused (Adobe IMS or Pinterest OAuth)."""
 

@@ -1,8 +1,10 @@
 """The one HTTP layer under both API clients: timeouts, retries, backoff, redacted logs, counters.
 
 Retries are decided here once. A request is repeated only when repeating it cannot do harm:
-GET/HEAD/OPTIONS by default, or when the caller says so (``retry_safe=True``) for writes that
-are idempotent by construction (flow enable/disable, ``If-Match`` PATCHes).
+GET/HEAD/OPTIONS by default, or when the caller says so (``retry_safe=True``). Writes whose
+answer may be lost after they took (flow enable/disable, ``If-Match`` PATCHes) also pass
+``retry_network=False``: they are repeated only after an answer that says they were not
+carried out (429, 503); the caller re-reads before deciding anything else.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from pinmigrate.redact import redact
 log = logging.getLogger("pinmigrate.http")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Answers that say the request was not carried out (throttled, or the service unavailable):
+#: a write that must not be replayed blind is still repeated after these.
+NOT_PROCESSED = frozenset({429, 503})
 #: Attempts in all, paced ones included, are capped at this many times max_attempts.
 PACED_FACTOR = 3
 #: ``apply --concurrency`` allows up to this many writes at once.
@@ -273,8 +278,9 @@ class HttpClient:
     ) -> requests.Response:
         """Send one request, retrying where safe; return the final response whatever its status.
 
-        ``retry_network=False`` retries answered 429/5xx but not a request whose answer never
-        came (it may have been carried out): for requests that must not be replayed blind.
+        ``retry_network=False`` retries answered 429/503 but not a request whose answer never
+        came, nor a gateway's 502/504 (it may have been carried out): for requests that must
+        not be replayed blind.
         Raises :class:`ApiError` only when the network failed (refused, dropped, timed out)
         and no retry is allowed or left.
         """
@@ -338,6 +344,9 @@ class HttpClient:
                 response.close()
                 raise self._redirect_error(method, url, response)
             if response.status_code not in policy.retry_statuses:
+                return response
+            if not network_safe and response.status_code not in NOT_PROCESSED:
+                # A gateway's 502/504 may come after the service applied the request.
                 return response
             if attempt >= policy.max_attempts * PACED_FACTOR:
                 return response
@@ -438,6 +447,26 @@ def body_kind(response: requests.Response) -> str:
     if "html" in kind or response.content.lstrip()[:1] == b"<":
         return "HTML"
     return "non-JSON text"
+
+
+def error_code(response: requests.Response) -> str:
+    """The service's own error code, as text ("" when none): ``error_code`` or ``code``, else
+    the last segment of Flow Service's ``type`` URL (``.../FLOW-1409-400`` -> ``FLOW-1409-400``).
+    """
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    for key in ("error_code", "code"):
+        value = body.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    kind = body.get("type")
+    if isinstance(kind, str) and kind.strip():
+        return kind.strip().rstrip("/").rsplit("/", 1)[-1]
+    return ""
 
 
 def error_detail(response: requests.Response) -> str:

@@ -60,6 +60,43 @@ class TargetConnection:
     etag: str = ""
 
 
+#: ``lastOperation.status.value`` of a write still being applied, and of one that failed, as
+#: compared: lower case, letters only ("inProgress", "in_progress" -> "inprogress"). Adobe's
+#: examples show "completed"; its error catalogue names "inProgress" and "failed"
+#: (api-notes.md §3 "Enable / disable"); the others are tolerated.
+IN_PROGRESS = frozenset(
+    {"inprogress", "running", "pending", "queued", "started", "processing", "accepted"}
+)
+FAILED = frozenset({"failed", "failure", "error", "errored", "aborted", "cancelled", "canceled"})
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A flow's ``lastOperation``: Flow Service applies writes to flows asynchronously."""
+
+    #: ``operation``: "update", "enable", "create", ... ("" when absent)
+    name: str = ""
+    #: ``status.value`` folded (see IN_PROGRESS); "" when absent
+    status: str = ""
+    #: ``percentCompleted``, None when absent or not a number
+    percent: float | None = None
+    #: ``status.errors``, each as one line
+    errors: tuple[str, ...] = ()
+
+    @property
+    def in_progress(self) -> bool:
+        """Still being applied: a status that says so, or no status and under 100%."""
+        if self.status in IN_PROGRESS:
+            return True
+        if self.status:
+            return False
+        return self.percent is not None and self.percent < 100
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED
+
+
 @dataclass(frozen=True)
 class Flow:
     """A destination dataflow of one of the two Pinterest cards."""
@@ -74,10 +111,17 @@ class Flow:
     target_connection_id: str | None = None
     advertiser_id: str | None = None
     audiences: tuple[Audience, ...] = ()
+    #: ``lastOperation``, None when absent or unreadable
+    operation: Operation | None = None
 
     @property
     def enabled(self) -> bool:
         return self.state == "enabled"
+
+    @property
+    def in_progress(self) -> bool:
+        """A write to this flow is still being applied (reads show the state before it)."""
+        return self.operation is not None and self.operation.in_progress
 
     @property
     def audience_ids(self) -> frozenset[str]:

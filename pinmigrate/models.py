@@ -23,7 +23,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import CoreSchema, core_schema
 
 from pinmigrate.errors import ApiError
-from pinmigrate.inventory import Account, Audience, Card, Flow, TargetConnection
+from pinmigrate.inventory import Account, Audience, Card, Flow, Operation, TargetConnection
 from pinmigrate.moments import iso_z
 
 #: ``auth.specName`` of a Pinterest v5 account (pinmigrate's convention; see api-notes §3).
@@ -431,7 +431,54 @@ def flow_from_payload(raw: Any, card: Card, *, sandbox: str | None = None) -> Fl
         target_connection_id=target_id or None,
         advertiser_id=advertiser_id,
         audiences=audiences_of(raw),
+        operation=operation_of(raw),
     )
+
+
+def operation_of(raw_flow: Any) -> Operation | None:
+    """A flow's ``lastOperation {operation, percentCompleted, status: {value, errors}}``
+    (sources' update tutorial, AdobeDocs/experience-platform.en
+    help/sources/tutorials/api/update-dataflows.md), read tolerantly: absent, null or an odd
+    shape is None; odd fields read as absent."""
+    last = raw_flow.get("lastOperation") if isinstance(raw_flow, dict) else None
+    if not isinstance(last, dict):
+        return None
+    name = last.get("operation")
+    status = last.get("status")
+    value = status.get("value") if isinstance(status, dict) else status
+    folded = "".join(c for c in value.lower() if c.isalpha()) if isinstance(value, str) else ""
+    percent = last.get("percentCompleted")
+    if isinstance(percent, str):
+        try:
+            percent = float(percent)
+        except ValueError:
+            percent = None
+    if isinstance(percent, bool) or not isinstance(percent, int | float) or percent != percent:
+        percent = None
+    errors = status.get("errors") if isinstance(status, dict) else None
+    return Operation(
+        name=name.strip().lower() if isinstance(name, str) else "",
+        status=folded,
+        percent=float(percent) if percent is not None else None,
+        errors=tuple(_error_line(e) for e in errors or () if e) if isinstance(errors, list) else (),
+    )
+
+
+def _error_line(error: Any) -> str:
+    """One error of ``lastOperation.status.errors``: its message and code, on one line."""
+    if not isinstance(error, dict):
+        return " ".join(str(error).split())
+    message = next(
+        (
+            str(error[key])
+            for key in ("message", "errorMessage", "description", "title")
+            if error.get(key)
+        ),
+        "",
+    )
+    code = error.get("code") or error.get("error_code")
+    text = f"{message} ({code})" if message and code else message or str(code or error)
+    return " ".join(text.split())
 
 
 # --- accounts ----------------------------------------------------------------------------
@@ -710,6 +757,7 @@ def _flow_from_dict(raw: dict[str, Any], card: Card, sandbox: str | None) -> Flo
         target_connection_id=target_id or None,
         advertiser_id=advertiser_id,
         audiences=audiences_of(raw),
+        operation=operation_of(raw),
     )
 
 

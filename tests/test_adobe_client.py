@@ -16,7 +16,15 @@ from fakes import FakeTime
 from pinmigrate import adobe as adobe_module
 from pinmigrate import models, redact
 from pinmigrate.adobe import AdobeClient
-from pinmigrate.errors import ApiError, AuthError, ConfigError, NotFoundError, StaleObjectError
+from pinmigrate.errors import (
+    ApiError,
+    AuthError,
+    ConfigError,
+    InvalidStateError,
+    NotFoundError,
+    StaleObjectError,
+    UnsureWriteError,
+)
 from pinmigrate.http import HttpClient, RetryPolicy
 from pinmigrate.inventory import Audience
 from pinmigrate.settings import AdobeSettings, Settings
@@ -746,11 +754,76 @@ def test_patch_needs_an_etag(mock, client):
     assert not mock.calls
 
 
-def test_patch_dropped_connection_is_retried(mock, client):
+@pytest.mark.parametrize(
+    "lost",
+    [
+        {"body": requests.ConnectionError("Connection reset by peer")},
+        {"body": requests.ReadTimeout("read timed out")},
+        {"status": 502, "json": {"error_code": "502000", "message": "Bad gateway"}},
+        {"status": 504, "json": {"error_code": "504000", "message": "Gateway timeout"}},
+    ],
+    ids=["dropped", "timeout", "502", "504"],
+)
+@pytest.mark.parametrize("write", ["patch", "action"])
+def test_a_write_whose_answer_is_lost_is_not_replayed(mock, client, lost, write):
+    """The write may have taken: the caller re-reads (writes.py) instead of a blind replay."""
     add_token(mock)
-    mock.add(responses.PATCH, f"{BASE}/flows/f-1", body=requests.ConnectionError("reset"))
-    mock.add(responses.PATCH, f"{BASE}/flows/f-1", status=200, json={"etag": '"4"'})
-    assert client.patch("flows", "f-1", [], etag='"3"', sandbox="prod") == '"4"'
+    url = f"{BASE}/flows/f-1" + ("/action" if write == "action" else "")
+    method = responses.PATCH if write == "patch" else responses.POST
+    mock.add(method, url, **lost)
+    mock.add(method, url, status=200, json={"id": "f-1", "etag": '"4"'})
+    with pytest.raises(UnsureWriteError) as info:
+        if write == "patch":
+            client.patch("flows", "f-1", [], etag='"3"', sandbox="prod")
+        else:
+            client.flow_action("f-1", "enable", sandbox="prod", etag='"3"')
+    assert len(platform_calls(mock)) == 1
+    line = info.value.line()
+    assert "f-1" in line and "may or may not have been applied" in line
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "type": "https://ns.adobe.com/aep/errors/FLOW-1409-400",
+            "title": "Invalid request",
+            "status": 400,
+            "errorMessage": "The operation enable cannot be applied on the current state "
+            "enabled. Please update the operation and try again.",
+        },
+        {
+            "code": "1409-400",
+            "message": "The operation enable cannot be applied on the current state enabled.",
+        },
+        {
+            "error_code": "FLOW-1409-400",
+            "message": "The operation enable cannot be applied on the current state enabled.",
+        },
+    ],
+    ids=["type-url", "code", "error_code"],
+)
+def test_an_action_refused_on_the_current_state_is_recognised(mock, client, body):
+    add_token(mock)
+    mock.add(responses.POST, f"{BASE}/flows/f-1/action", status=400, json=body)
+    with pytest.raises(InvalidStateError) as info:
+        client.flow_action("f-1", "enable", sandbox="prod")
+    assert "cannot be applied on the current state enabled" in info.value.line()
+    assert len(platform_calls(mock)) == 1
+
+
+def test_another_400_of_an_action_is_not_a_state_refusal(mock, client):
+    add_token(mock)
+    mock.add(
+        responses.POST,
+        f"{BASE}/flows/f-1/action",
+        status=400,
+        json={"type": "https://ns.adobe.com/aep/errors/FLOW-1002-400", "errorMessage": "Bad"},
+    )
+    with pytest.raises(ApiError) as info:
+        client.flow_action("f-1", "enable", sandbox="prod")
+    assert not isinstance(info.value, InvalidStateError) and info.value.status == 400
 
 
 def test_unreachable_platform_is_one_line(mock, tmp_path, fake):

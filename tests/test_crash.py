@@ -1,11 +1,12 @@
 """SIGKILL a real ``pinmigrate apply`` at ten points; one more apply finishes the job.
 
-Each case runs ``python -m pinmigrate apply PLAN --yes`` at a terminal against the emulator's
-``demo`` scenario (12 writes: 3 reconnects, 1 audience patch, 4 enables, 4 disables, in that
-order), kills it at one point, and applies again: with the same plan file or with a fresh
-plan, alternately. The reconnects take the api path (``migration.reconnect_via = "api"``),
-where they are writes: a person signs in to Pinterest for each account (a BROWSER command
-follows the emulator's consent page), and that grant is written into it. The points:
+Each case runs ``python -m pinmigrate apply PLAN --yes`` at a terminal against the
+emulator's ``demo`` scenario in strict mode (``demo+strict``: no-op flow actions are
+refused; 12 writes: 3 reconnects, 1 audience patch, 4 enables, 4 disables, in that order),
+kills it at one point, and applies again: with the same plan file or with a fresh plan,
+alternately. The reconnects take the api path (``migration.reconnect_via = "api"``), where
+they are writes: a person signs in to Pinterest for each account (a BROWSER command follows
+the emulator's consent page), and that grant is written into it. The points:
 
 - after k writes: the emulator applies k writes and holds the next ones, which are never
   applied; the kill comes while they wait (k spread over the four phases);
@@ -108,7 +109,9 @@ class World:
 def make_world(cli: Callable[..., Any], tmp: Path) -> World:
     """A demo emulator on the api reconnect path, a state dir with emu_marketer's login
     stored (for the pre-flight), a browser that signs in when asked, and a saved plan."""
-    emulator = Emulator(scenario="demo", port=0).start()
+    # Strict: an enable of an enabled flow (or a disable of a disabled one) is refused, so
+    # an action sent again after the kill would show.
+    emulator = Emulator(scenario="demo+strict", port=0).start()
     state_dir = tmp / "state"
     state_dir.mkdir(parents=True)
     env = {

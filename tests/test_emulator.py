@@ -1696,3 +1696,117 @@ def test_quiet_by_default_and_one_line_per_request_when_verbose(
     err = capsys.readouterr().err
     assert "GET /v5/ad_accounts 400" in err
     assert code not in err and "bookmark" not in err
+
+
+# --- strict mode and asynchronous flow writes -------------------------------------------------
+
+
+def test_strict_mode_refuses_no_op_actions_in_flow_services_error_shape() -> None:
+    with Emulator(scenario="demo+strict") as emu:
+        adobe = Platform(emu)
+        flow = new_flow(emu, "Spring sale")  # enabled
+        answer = adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
+        assert answer.status_code == 400
+        body = answer.json()
+        assert body["type"] == "https://ns.adobe.com/aep/errors/FLOW-1409-400"
+        assert body["status"] == 400 and body["title"] == "Invalid request"
+        assert (
+            "The operation enable cannot be applied on the current state enabled"
+            in (body["errorMessage"])
+        )
+        assert adobe.one("flows", flow["id"])["etag"] == flow["etag"]
+        # A real change is still accepted.
+        off = adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "disable"})
+        assert off.status_code == 200
+        again = adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "disable"})
+        assert again.status_code == 400 and "current state disabled" in again.text
+
+
+def test_without_strict_a_no_op_action_answers_200(emulator: Emulator, adobe: Platform) -> None:
+    flow = new_flow(emulator, "Spring sale")
+    answer = adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
+    assert answer.status_code == 200 and answer.json()["etag"] == flow["etag"]
+
+
+def test_delayed_writes_apply_after_the_delay_showing_last_operation_meanwhile() -> None:
+    clock = FakeTime(start=START)
+    with Emulator(scenario="demo+strict", clock=clock.clock) as emu:
+        emu.configure(write_delay=5)
+        adobe = Platform(emu)
+        flow = new_flow(emu, "Cart abandoners")
+        before = {
+            s["value"]["id"]
+            for s in flow["transformations"][0]["params"]["segmentSelectors"]["selectors"]
+        }
+        patched = adobe.call(
+            "PATCH",
+            f"/flows/{flow['id']}",
+            json=audiences_add("aud-new"),
+            headers={"If-Match": flow["etag"]},
+        )
+        assert patched.status_code == 200
+        enabled = adobe.call(
+            "POST",
+            f"/flows/{flow['id']}/action",
+            params={"op": "enable"},
+            headers={"If-Match": patched.json()["etag"]},
+        )
+        assert enabled.status_code == 200
+        # A second enable while the first is queued is a no-op: refused in strict mode.
+        assert (
+            adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"}).status_code
+            == 400
+        )
+
+        meanwhile = adobe.one("flows", flow["id"])
+        assert meanwhile["state"] == "disabled"
+        assert aud_ids(meanwhile) == before
+        operation = meanwhile["lastOperation"]
+        assert operation["status"]["value"] == "inProgress"
+        assert operation["percentCompleted"] < 100 and operation["operation"] == "update"
+        listed, _ = adobe.pages("flows", properties=("state==enabled",))
+        assert flow["id"] not in {f["id"] for f in listed}
+
+        clock.now += 5  # the PATCH lands; the enable is queued after it
+        halfway = adobe.one("flows", flow["id"])
+        assert aud_ids(halfway) == before | {"aud-new"} and halfway["state"] == "disabled"
+        assert halfway["lastOperation"]["operation"] == "enable"
+        assert halfway["lastOperation"]["status"]["value"] == "inProgress"
+
+        clock.now += 5
+        done = adobe.one("flows", flow["id"])
+        assert done["state"] == "enabled" and aud_ids(done) == before | {"aud-new"}
+        assert done["lastOperation"]["status"] == {
+            "value": "completed",
+            "properties": None,
+            "errors": [],
+        }
+        assert done["lastOperation"]["percentCompleted"] == 100
+        assert done["etag"] not in (flow["etag"], patched.json()["etag"])
+
+
+def test_a_delayed_write_can_end_failed_changing_nothing() -> None:
+    clock = FakeTime(start=START)
+    with Emulator(scenario="demo", clock=clock.clock) as emu:
+        emu.configure(write_delay=2, write_error="Destination rejected the activation")
+        adobe = Platform(emu)
+        flow = new_flow(emu, "Loyalty members")
+        answer = adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
+        assert answer.status_code == 200
+        clock.now += 2
+        failed = adobe.one("flows", flow["id"])
+        assert failed["state"] == "disabled"
+        status = failed["lastOperation"]["status"]
+        assert status["value"] == "failed"
+        assert status["errors"][0]["message"] == "Destination rejected the activation"
+
+
+def test_write_delay_and_write_error_are_checked(emulator: Emulator) -> None:
+    for bad in ({"write_delay": -1}, {"write_delay": "soon"}, {"write_error": ""}):
+        with pytest.raises(ValueError):
+            emulator.configure(**bad)
+
+
+def aud_ids(flow: dict[str, Any]) -> set[str]:
+    selectors = flow["transformations"][0]["params"]["segmentSelectors"]["selectors"]
+    return {s["value"]["id"] for s in selectors}

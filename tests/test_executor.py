@@ -24,11 +24,13 @@ from pinmigrate.errors import (
     ApplyFailed,
     AuthError,
     ExitCode,
+    InvalidStateError,
     NotFoundError,
     PinmigrateError,
     ReconnectPending,
     StaleObjectError,
     StalePlanError,
+    UnsureWriteError,
 )
 from pinmigrate.journal import ActionRef, Journal, new_run_id, read_run
 from pinmigrate.logins import AdAccountAccess, Login
@@ -108,6 +110,10 @@ class FakeAdobe:
         self.before_write: Callable[[str, str], None] | None = None
         #: flow ids whose enable/disable is accepted but never takes effect
         self.ignore_action: set[str] = set()
+        #: object id -> how many of its next writes are applied, then their answer lost
+        self.lose_answer: dict[str, int] = {}
+        #: refuse an enable/disable of a flow already in that state (Flow Service 1409-400)
+        self.strict = False
         self.runs_by_flow: dict[str, list[list[dict]]] = {}
         self.http = type("H", (), {"stats": type("S", (), {"retries": 0})()})()
         self.etag_counter = 100
@@ -210,7 +216,13 @@ class FakeAdobe:
                     self.credentials[object_id] = dict(value)
                     obj["auth"]["params"] = {**value, "accessToken": "***", "refreshToken": "***"}
             self.bump(obj)
+            self._answer(object_id)
             return obj["etag"]
+
+    def _answer(self, object_id: str) -> None:
+        if self.lose_answer.get(object_id, 0) > 0:
+            self.lose_answer[object_id] -= 1
+            raise UnsureWriteError("no answer (connection reset)", service="adobe")
 
     def flow_action(self, flow_id: str, op: str, *, sandbox: str, etag: str | None = None) -> dict:
         self._write("POST", "flows", f"{flow_id}/action?op={op}")
@@ -218,9 +230,17 @@ class FakeAdobe:
             obj = self.objects[(sandbox, "flows")][flow_id]
             if etag is not None and obj["etag"] != etag:
                 raise StaleObjectError("412", object_id=flow_id)
+            goal = "enabled" if op == "enable" else "disabled"
+            if self.strict and obj["state"] == goal:
+                raise InvalidStateError(
+                    f"The operation {op} cannot be applied on the current state {goal} "
+                    "(FLOW-1409-400)",
+                    status=400,
+                )
             if flow_id not in self.ignore_action:
-                obj["state"] = "enabled" if op == "enable" else "disabled"
+                obj["state"] = goal
             self.bump(obj)
+            self._answer(flow_id)
             return {"id": flow_id, "etag": obj["etag"]}
 
     def runs(self, flow_id: str, *, sandbox: str) -> list[dict]:
@@ -588,6 +608,145 @@ def test_a_second_412_fails_the_action_without_duplicates(settings: Settings) ->
     assert got == {"add_audiences:prod:N1": "failed", "enable_flow:prod:N1": "skipped"}
     selectors = adobe.obj("prod", "flows", "N1")["transformations"][1]["params"]["segmentSelectors"]
     assert [s["value"]["id"] for s in selectors["selectors"]] == ["a1"]
+
+
+# --- lost answers and no-op refusals ---------------------------------------------------------
+
+
+def events_of(settings: Settings, journal: Journal, action_id: str) -> list[str]:
+    records = read_run(settings.state_dir, journal.run_id).records
+    return [r["event"] for r in records if r.get("action_id") == action_id]
+
+
+def test_writes_whose_answers_are_lost_are_re_read_and_done_once(settings: Settings) -> None:
+    """Every write takes and loses its answer: a re-read shows each done, nothing is sent
+    twice, and each is journalled before/after (rollback undoes it)."""
+    adobe = FakeAdobe()
+    adobe.strict = True
+    pair(adobe, "prod", 1, legacy_aud=("a1", "a2"), new_aud=("a1",))
+    adobe.add("prod", "connections", account("acct-1", None))
+    # N1 loses two answers: the audience PATCH's and the enable's.
+    adobe.lose_answer = {"acct-1": 1, "N1": 2, "L1": 1}
+    actions = full_pair_actions("prod", 1, acct="acct-1", missing=["a2"])
+    report, journal = run(adobe, settings, actions)
+
+    assert set(statuses(report).values()) == {"done"}, statuses(report)
+    assert all("answer was lost" in r.note for r in report.results)
+    assert len(adobe.writes()) == 4  # one each: nothing repeated
+    assert adobe.obj("prod", "flows", "N1")["state"] == "enabled"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "disabled"
+    for a in actions:
+        assert events_of(settings, journal, a.id) == ["before", "after"], a.id
+    lost = [r for r in read_run(settings.state_dir, journal.run_id).records if r.get("answer_lost")]
+    assert len(lost) == 4
+
+
+def test_writes_whose_answers_were_lost_are_rolled_back_in_strict_mode(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    adobe.strict = True
+    pair(adobe, "prod", 1)
+    adobe.lose_answer = {"N1": 1, "L1": 1}
+    report, journal = run(adobe, settings, full_pair_actions("prod", 1))
+    assert report.ok
+
+    plan = rollback_plan(read_run(settings.state_dir, journal.run_id))
+    assert [a.kind for a in plan.actions] == ["enable_flow", "disable_flow"]
+    adobe.log.clear()
+    adobe.lose_answer = {"N1": 1, "L1": 1}  # the undo loses its answers too
+    undo_journal = Journal(settings.state_dir, "undo-1", kind="rollback")
+    undo = rollback_run(
+        plan,
+        adobe=adobe,
+        settings=settings,
+        journal=undo_journal,
+        concurrency=4,  # type: ignore[arg-type]
+    )
+    undo_journal.close()
+    assert undo.ok and set(statuses(undo).values()) == {"done"}
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+    assert adobe.obj("prod", "flows", "N1")["state"] == "disabled"
+    assert len(adobe.writes()) == 2
+
+
+def test_a_lost_answer_of_a_write_that_did_not_take_is_sent_once_more(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.fail[("POST", "N1/action?op=enable")] = UnsureWriteError("no answer", service="adobe")
+    report, journal = run(adobe, settings, [enable("prod", "N1", "L1")])
+
+    assert statuses(report) == {"enable_flow:prod:N1": "done"}
+    assert "sent again" in report.results[0].note
+    assert adobe.writes() == [("POST", "/flows/N1/action?op=enable", "")] * 2
+    assert events_of(settings, journal, "enable_flow:prod:N1") == [
+        "before",
+        "error",
+        "before",
+        "after",
+    ]
+
+
+def test_a_lost_answer_then_a_changed_flow_is_stale_not_repeated(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.fail[("POST", "N1/action?op=enable")] = UnsureWriteError("no answer", service="adobe")
+
+    def operator(method: str, oid: str) -> None:
+        adobe.before_write = None
+        adobe.obj("prod", "flows", "L1")["state"] = "disabled"  # the legacy flow, meanwhile
+
+    adobe.before_write = operator
+    report, _ = run(adobe, settings, [enable("prod", "N1", "L1")])
+
+    [result] = report.results
+    assert result.status == "failed" and "L1" in (result.error or "")
+    assert len(adobe.writes()) == 1
+
+
+def test_a_no_op_refusal_is_already_done_when_a_re_read_shows_the_state(
+    settings: Settings,
+) -> None:
+    """Someone enabled the flow between apply's read and its action: Flow Service refuses
+    the action (1409-400); the re-read shows it enabled, so it is already done."""
+    adobe = FakeAdobe()
+    adobe.strict = True
+    pair(adobe, "prod", 1)
+
+    def meanwhile(method: str, oid: str) -> None:
+        adobe.before_write = None
+        adobe.obj("prod", "flows", "N1")["state"] = "enabled"  # an earlier write landing
+
+    adobe.before_write = meanwhile
+    report, journal = run(adobe, settings, [enable("prod", "N1", "L1")])
+
+    assert statuses(report) == {"enable_flow:prod:N1": "already_done"}
+    assert "no-op" in report.results[0].note
+    assert len(adobe.writes()) == 1
+    assert events_of(settings, journal, "enable_flow:prod:N1") == ["before", "error"]
+
+
+def test_a_no_op_refusal_the_re_read_contradicts_fails_with_adobes_message(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.fail[("POST", "N1/action?op=enable")] = InvalidStateError(
+        "Adobe refused to enable flow N1 in sandbox prod: The operation enable cannot be "
+        "applied on the current state enabled. (FLOW-1409-400)",
+        status=400,
+    )
+    actions = full_pair_actions("prod", 1)
+    report, _ = run(adobe, settings, actions)
+
+    by_id = {r.action_id: r for r in report.results}
+    assert by_id["enable_flow:prod:N1"].status == "failed"
+    assert "cannot be applied on the current state" in (by_id["enable_flow:prod:N1"].error or "")
+    assert by_id["disable_flow:prod:L1"].status == "skipped"
+    assert len(adobe.writes()) == 1  # never repeated
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
 
 
 # --- staleness --------------------------------------------------------------------------------

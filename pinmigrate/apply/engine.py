@@ -39,7 +39,16 @@ from pinmigrate.apply.results import (
     describe,
 )
 from pinmigrate.apply.verdict import Verdict, assess, goal_problem
-from pinmigrate.apply.world import LiveWorld, Reader, Wants, World, target_card, wants_of
+from pinmigrate.apply.world import (
+    LiveWorld,
+    Reader,
+    SettlePolicy,
+    Wants,
+    World,
+    settle,
+    target_card,
+    wants_of,
+)
 from pinmigrate.apply.writes import Writes, ref_of
 from pinmigrate.errors import PinmigrateError, StalePlanError
 from pinmigrate.inventory import Card
@@ -130,6 +139,7 @@ class Executor:
         reconnect_timeout: float = 0.0,
         ask_person: AskPerson | None = None,
         note: Callable[[str], None] | None = None,
+        settle_policy: SettlePolicy | None = None,
     ) -> None:
         self.adobe = adobe
         self.settings = settings
@@ -150,6 +160,8 @@ class Executor:
         self.by_id: dict[str, Action] = {}
         self.margin = timedelta(days=settings.migration.reconnect_margin_days)
         self.reader = Reader(adobe, settings, workers=self.concurrency)
+        #: How long a read waits for flow writes Adobe is still applying (lastOperation).
+        self.settle_policy = settle_policy or SettlePolicy()
         self.live = LiveWorld()
         self.writes = Writes(adobe, journal, self.live, self._fresh)
 
@@ -363,7 +375,7 @@ class Executor:
 
     def _check(self, actions: Sequence[Action]) -> dict[str, Verdict]:
         """Re-read every object and judge each action; stale stops here under "abort"."""
-        world = self.reader.read(wants_of(actions, self.cards))
+        world = self._read(wants_of(actions, self.cards))
         self.live.replace(world)
         now = self.now()
         verdicts = {a.id: assess(a, world, now=now, margin=self.margin) for a in actions}
@@ -403,7 +415,7 @@ class Executor:
             runnable.append(action)
         if runnable and not fresh:
             try:
-                self.live.merge(self.reader.read(wants_of(runnable, self.cards)))
+                self.live.merge(self._read(wants_of(runnable, self.cards)))
                 fresh = True
             except Exception as exc:  # an unexpected one too: the run must still end
                 log.debug("re-reading before a wave failed", exc_info=True)
@@ -482,9 +494,14 @@ class Executor:
 
     def _fresh(self, action: Action) -> Verdict:
         """Re-read one action's objects (after a 412) and judge it again."""
-        world = self.reader.read(wants_of([action], self.cards))
+        world = self._read(wants_of([action], self.cards))
         self.live.merge(world)
         return assess(action, world, now=self.now(), margin=self.margin)
+
+    def _read(self, wants: Mapping[str, Wants]) -> World:
+        """One batched read; flows that Adobe is still writing are read again, after a
+        growing wait, until their write ends or the settle policy's time is up."""
+        return settle(self.reader, self.reader.read(wants), self.settle_policy, self.sleep)
 
     # -- the wave's confirming re-read --
 
@@ -504,7 +521,7 @@ class Executor:
         if not any(len(w) for w in wants.values()):
             return True
         try:
-            fresh = self.reader.read(wants)
+            fresh = self._read(wants)
         except Exception as exc:  # an unexpected one too: the run must still end in a report
             log.debug("the confirming read failed", exc_info=True)
             for item in written:
@@ -652,6 +669,7 @@ def apply_plan(
     reconnect_timeout: float = 0.0,
     ask_person: AskPerson | None = None,
     note: Callable[[str], None] | None = None,
+    settle_policy: SettlePolicy | None = None,
 ) -> ApplyReport:
     """Carry out a plan: staleness check, logins, then the waves. Raises StalePlanError (exit 3)
     or AuthError (exit 4) before any write; otherwise returns the report, failures included.
@@ -669,6 +687,7 @@ def apply_plan(
         reconnect_timeout=reconnect_timeout,
         ask_person=ask_person,
         note=note,
+        settle_policy=settle_policy,
     )
     retries_before = retries_of(adobe)
     began = executor.now()

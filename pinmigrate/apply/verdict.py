@@ -70,12 +70,28 @@ def goal_problem(action: Action, world: World, *, now: datetime, margin: timedel
     if isinstance(action, AddAudiences):
         lost = sorted({a.id for a in action.details.audiences} - flow.audience_ids)
         if lost:
-            return f"Adobe accepted the audiences but the flow reads back without {', '.join(lost)}"
+            return _not_kept(flow, f"the flow reads back without {', '.join(lost)}")
         return None
     goal = "enabled" if isinstance(action, EnableFlow) else "disabled"
     if flow.state != goal:
-        return f"Adobe accepted the change but the flow reads back {flow.state}"
+        return _not_kept(flow, f"the flow reads back {flow.state}")
     return None
+
+
+def _not_kept(flow: Flow, seen: str) -> str:
+    """Why a flow write's goal is not reached, from its ``lastOperation`` when it says."""
+    operation = flow.operation
+    name = f"{operation.name} " if operation is not None and operation.name else ""
+    if operation is not None and operation.failed:
+        errors = "; ".join(operation.errors) or "no error given"
+        return f"Adobe's {name}operation on the flow failed ({errors}); {seen}"
+    if operation is not None and operation.in_progress:
+        done = f" ({operation.percent:g}% done)" if operation.percent is not None else ""
+        return (
+            f"Adobe is still applying the {name}change{done}; {seen} for now: "
+            "run apply again later to check"
+        )
+    return f"Adobe accepted the change but {seen}"
 
 
 # --- one function per kind --------------------------------------------------------------------

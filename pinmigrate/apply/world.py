@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,26 @@ if TYPE_CHECKING:
 GET_LIMIT = 4
 #: Where flows keep the card they deliver to (api-notes §3).
 FLOW_SPEC_PROPERTY = "inheritedAttributes.targetConnections[].connectionSpec.id"
+
+
+@dataclass(frozen=True)
+class SettlePolicy:
+    """How apply waits for flow writes Adobe is still applying (``lastOperation`` in
+    progress): it re-reads those flows after ``first`` seconds, then twice as long each
+    time up to ``longest``, and stops waiting once ``total`` seconds have passed."""
+
+    first: float = 0.5
+    longest: float = 8.0
+    total: float = 60.0
+
+    def delays(self) -> Iterator[float]:
+        """The waits before each re-read, summing to at most ``total``."""
+        spent, delay = 0.0, self.first
+        while spent < self.total and delay > 0:
+            step = min(delay, self.total - spent)
+            yield step
+            spent += step
+            delay = min(delay * 2, self.longest)
 
 
 @dataclass(frozen=True)
@@ -238,6 +258,33 @@ class Reader:
         except NotFoundError:
             return None
         return models.account_from_payload(raw, "new", sandbox=sandbox)
+
+
+def settle(
+    reader: Reader,
+    world: World,
+    policy: SettlePolicy,
+    sleep: Callable[[float], None],
+) -> World:
+    """``world`` once no flow in it shows a write in progress, or once the policy's time is
+    up: those flows alone are re-read, after a growing wait (no busy polling). A flow gone
+    meanwhile leaves ``world``. Changes ``world`` in place and returns it."""
+    for delay in policy.delays():
+        busy = [view.flow for view in world.flows.values() if view.flow.in_progress]
+        if not busy:
+            break
+        sleep(delay)
+        wants: dict[str, Wants] = defaultdict(Wants)
+        for flow in busy:
+            wants[flow.sandbox].flows[flow.id] = flow.card
+        fresh = reader.read(wants)
+        for flow in busy:
+            view = fresh.flows.get(flow.id)
+            if view is None:
+                world.flows.pop(flow.id, None)
+            else:
+                world.flows[flow.id] = view
+    return world
 
 
 def target_card(action: Action) -> Card:

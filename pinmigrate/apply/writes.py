@@ -4,6 +4,16 @@ Every write follows the same steps (:meth:`Writes.guarded`): journal ``before``;
 ``If-Match``; on 412, journal the error, re-read and re-judge: already done by someone
 else, stale (stop), or retry once with the fresh etag; on success journal ``after``. Each
 write only says how to prepare one attempt from the live world.
+
+Two answers say nothing certain about the write, and are never answered by sending it again
+blind (api-notes.md §3 "Enable / disable"): a lost answer (a dropped connection, a timeout,
+a gateway's 502/504: :class:`UnsureWriteError`) and Flow Service's ``1409-400`` refusal of
+an action on the flow's current state (:class:`InvalidStateError`). Both are journalled as
+errors, then the objects are re-read and judged: the goal reached means the write took (or,
+after a refusal, that it was already so); a flow still applying a write
+(``lastOperation`` in progress) is left to the wave's confirming read; an object changed
+otherwise is stale; only an unchanged object that still needs the write gets it once more.
+A refusal whose re-read does not show the wanted state fails with Adobe's message.
 """
 
 from __future__ import annotations
@@ -23,7 +33,12 @@ from pinmigrate.actions import (
 )
 from pinmigrate.apply.verdict import Verdict
 from pinmigrate.apply.world import LiveWorld
-from pinmigrate.errors import PinmigrateError, StaleObjectError
+from pinmigrate.errors import (
+    InvalidStateError,
+    PinmigrateError,
+    StaleObjectError,
+    UnsureWriteError,
+)
 from pinmigrate.inventory import Audience
 from pinmigrate.journal import ActionRef, Journal
 from pinmigrate.moments import iso_z
@@ -35,6 +50,9 @@ if TYPE_CHECKING:
 
 #: A write's outcome: its status and a human remark ("412: retried with a fresh etag").
 Outcome = tuple["Status", str]
+#: Sends after lost answers whose re-read showed the write not applied (a dropped
+#: connection before the service saw it): each follows a re-read, never a blind replay.
+UNSURE_RESENDS = 4
 
 
 @dataclass
@@ -85,10 +103,15 @@ class Writes:
         noun: str,
         already: str,
     ) -> Outcome:
-        """Run a write at most twice; ``prepare`` returns None when nothing is left to do."""
+        """Send a write until it is done or known not to be needed; ``prepare`` returns None
+        when nothing is left to do. A 412 is met with one more try; a lost answer whose
+        re-read shows the write not applied, with up to UNSURE_RESENDS more."""
         ref = ref_of(action)
         note = ""
-        for attempt in (1, 2):
+        budget = {"412": 1, "unsure": UNSURE_RESENDS}
+        attempt = 0
+        while True:
+            attempt += 1
             step = prepare()
             if step is None:
                 return "already_done", note
@@ -97,22 +120,59 @@ class Writes:
             )
             try:
                 etag = step.send()
-            except StaleObjectError:
+            except StaleObjectError as exc:
                 self.journal.error(ref, f"412: the {noun} changed since it was read")
                 verdict = self.rejudge(action)
                 if verdict.outcome == "already_done":
                     return "already_done", already
-                if verdict.outcome == "stale":
-                    raise StaleObjectError(verdict.reason, object_id=action.target_id) from None
-                if attempt == 2:
-                    raise
+                self._again(action, verdict, budget, "412", exc)
                 note = "412: retried with a fresh etag"
                 continue
+            except UnsureWriteError as exc:
+                verdict = self.rejudge(action)
+                if verdict.outcome == "already_done" or self._applying(action):
+                    # It took (or is being applied): the wave's confirming read checks it.
+                    self.journal.after(ref, step.after, **step.extra, answer_lost=True)
+                    return "done", "the answer was lost; a re-read shows the change taken"
+                self.journal.error(ref, f"no answer; a re-read shows it not done: {exc.message}")
+                self._again(action, verdict, budget, "unsure", exc)
+                note = "the answer was lost and the re-read showed it not applied: sent again"
+                continue
+            except InvalidStateError as exc:
+                self.journal.error(ref, exc.message)
+                verdict = self.rejudge(action)
+                if verdict.outcome == "already_done":
+                    return "already_done", "Adobe refused it as a no-op; a re-read shows it so"
+                if self._applying(action):
+                    # Another write to the flow is under way; the confirming read judges it.
+                    return "done", "Adobe is still applying an earlier change to the flow"
+                raise
             self.journal.after(ref, step.after, **step.extra)
             if etag and not isinstance(action, ReconnectAccount):
                 self.live.set_etag(action.target_id, etag)
             return "done", note
-        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _again(
+        action: Action, verdict: Verdict, budget: dict[str, int], kind: str, exc: Exception
+    ) -> None:
+        """Stop on a stale verdict, or with ``exc`` once ``kind``'s tries are spent; else
+        count one more try."""
+        if verdict.outcome == "stale":
+            raise StaleObjectError(verdict.reason, object_id=action.target_id) from None
+        if budget[kind] <= 0:
+            raise exc
+        budget[kind] -= 1
+
+    def _applying(self, action: Action) -> bool:
+        """True when the live view shows the action's flow with a write in progress."""
+        if isinstance(action, ReconnectAccount):
+            return False
+        try:
+            flow = self.live.flow_view(action.target_id).flow
+        except KeyError:
+            return False
+        return flow.in_progress
 
     # --- the writes ---------------------------------------------------------------------------
 

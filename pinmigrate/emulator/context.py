@@ -32,6 +32,12 @@ class Config:
     #: ``limit`` above 100: ``"error"`` (400) or ``"cap"`` (served as 100); Adobe documents
     #: neither.
     limit_over_max: str = "error"
+    #: Seconds a flow write (enable/disable, PATCH) takes to apply, on the emulator's clock.
+    #: The write answers at once; until then reads show the flow as before, with
+    #: ``lastOperation`` in progress. A write to a flow with one pending is queued after it.
+    write_delay: float = 0.0
+    #: When set, every delayed flow write ends ``failed`` with this message, changing nothing.
+    write_error: str | None = None
 
 
 class Context:

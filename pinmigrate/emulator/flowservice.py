@@ -98,6 +98,20 @@ _NOUNS = {
 
 
 @dataclass
+class PendingWrite:
+    """A flow write accepted under ``Config.write_delay``, applied at ``due``."""
+
+    sandbox: str
+    ident: str
+    #: "update" (a PATCH), "enable" or "disable"
+    operation: str
+    ops: list[Any]
+    caller: Caller
+    due: float
+    accepted: float
+
+
+@dataclass
 class _Listing:
     generation: int
     keys: list[tuple[Any, str]]
@@ -108,6 +122,8 @@ class FlowStore:
 
     def __init__(self, context: Context) -> None:
         self.context = context
+        #: Called (under the lock) before every read: applies flow writes whose time has come.
+        self.before_read: Callable[[], None] = lambda: None
         self.install(World(scenario="", sandboxes=[]))
 
     def install(self, world: World) -> None:
@@ -151,6 +167,7 @@ class FlowStore:
     def get(self, kind: str, ident: str) -> JsonDict | None:
         """The stored object (secrets in clear), or None. Do not modify it."""
         with self.context.lock:
+            self.before_read()
             if kind == "connectionSpecs":
                 return self.connection_specs.get(ident)
             sandbox = self.sandbox_of(kind, ident)
@@ -170,6 +187,7 @@ class FlowStore:
         """Stored objects of a kind by name, sandbox and card (``legacy``/``new``)."""
         spec = {"legacy": LEGACY_SPEC_ID, "new": NEW_SPEC_ID}.get(card or "")
         with self.context.lock:
+            self.before_read()
             if kind == "connectionSpecs":
                 pool: Iterable[JsonDict] = self.connection_specs.values()
             else:
@@ -211,6 +229,7 @@ class FlowStore:
             raise bad_request(str(exc), sandbox=sandbox) from None
         order, last = query.order, query.after
         with self.context.lock:
+            self.before_read()
             keys = self._listing(sandbox, kind, list(query.conditions), order).keys
             if query.count:
                 return {"count": len(keys)}
@@ -270,6 +289,7 @@ class FlowStore:
     def get_object(self, sandbox: str, kind: str, ident: str) -> JsonDict:
         """``{"items": [obj]}``: single objects come wrapped, secrets masked."""
         with self.context.lock:
+            self.before_read()
             obj = self.lookup(sandbox, kind, ident)
         return {"items": [present(kind, obj)]}
 
@@ -300,12 +320,21 @@ class FlowService:
         #: which Pinterest user issued the access token a connection stores
         self._token_owner = token_owner
         self.credential_owners: dict[str, str] = {}
+        #: flow writes accepted but not yet applied (``Config.write_delay``), oldest first
+        self.pending: list[PendingWrite] = []
+        #: ``+strict``: a no-op enable/disable answers 400 1409-400 instead of 200
+        self.strict = False
+        store.before_read = self.apply_due
 
     def install(self, world: World) -> None:
         """Take the objects of ``world``; no connection has known credentials yet."""
         with self.context.lock:
             self.store.install(world)
             self.credential_owners = {}
+            self.pending = []
+            self.strict = (
+                "strict" in scenarios.options_of(world.scenario) if world.scenario else False
+            )
 
     def patch_object(
         self, caller: Caller, kind: str, ident: str, operations: Any, if_match: str | None
@@ -313,6 +342,7 @@ class FlowService:
         """RFC 6902 PATCH with a required ``If-Match``; answers (status, body)."""
         sandbox = caller.sandbox
         with self.context.lock:
+            self.apply_due()
             current = self.store.lookup(sandbox, kind, ident)
             if not if_match:
                 raise bad_request(
@@ -327,19 +357,27 @@ class FlowService:
                 )
             for operation in operations:
                 check_writable(sandbox, kind, operation)
+            # Judged against the flow as its queued writes will leave it.
+            base = self._projected(sandbox, ident) if kind == "flows" else current
             try:
-                updated = apply_patch(current, operations)
+                updated = apply_patch(base, operations)
             except PatchError as exc:
                 raise bad_request(f"Invalid patch: {exc}", sandbox=sandbox) from None
             validate(sandbox, kind, updated)
+            if kind == "flows" and self._delayed(sandbox, ident):
+                stored = self._queue(caller, current, "update", operations)
+                return self._patch_answer(stored)
             if kind == "flows":
                 updated["lastOperation"] = self._last_operation("update", operations)
             if kind == "connections":
                 self._note_credentials(updated)
             stored = self.store.store(sandbox, kind, updated, caller)
-            if self.context.config.patch_status == 202:
-                return 202, None
-            return 200, {"id": stored["id"], "etag": stored["etag"]}
+            return self._patch_answer(stored)
+
+    def _patch_answer(self, stored: JsonDict) -> tuple[int, JsonDict | None]:
+        if self.context.config.patch_status == 202:
+            return 202, None
+        return 200, {"id": stored["id"], "etag": stored["etag"]}
 
     def _last_operation(self, operation: str, ops: list[Any]) -> JsonDict:
         """The ``lastOperation`` of a flow a write has just completed."""
@@ -371,11 +409,27 @@ class FlowService:
         if action not in ("enable", "disable"):
             raise bad_request(f"Invalid op {op!r}: use enable or disable", sandbox=sandbox)
         with self.context.lock:
+            self.apply_due()
             current = self.store.lookup(sandbox, "flows", ident)
             check_etag(sandbox, current, if_match)
             target = "enabled" if action == "enable" else "disabled"
-            if current.get("state") == target:
+            state = self._projected(sandbox, ident).get("state")
+            if state == target:
+                if self.strict:
+                    # Flow Service's catalogue (AdobeDocs/experience-platform.en
+                    # help/sources/errors.md); whether destinations answer it is unconfirmed.
+                    raise flow_error(
+                        400,
+                        f"The operation {action} cannot be applied on the current state "
+                        f"{state}. Please update the operation and try again.",
+                        sandbox=sandbox,
+                        code="FLOW-1409",
+                        title="Invalid request",
+                    )
                 return {"id": ident, "etag": current["etag"]}
+            if self._delayed(sandbox, ident):
+                stored = self._queue(caller, current, action, [])
+                return {"id": ident, "etag": stored["etag"]}
             updated = dict(current)
             updated["state"] = target
             updated["lastOperation"] = self._last_operation(action, [])
@@ -383,6 +437,115 @@ class FlowService:
                 updated["lastRunDetails"] = self._start_run(sandbox, updated, caller)
             stored = self.store.store(sandbox, "flows", updated, caller)
             return {"id": ident, "etag": stored["etag"]}
+
+    # --- asynchronous flow writes (Config.write_delay) ------------------------------------
+
+    def _delayed(self, sandbox: str, ident: str) -> bool:
+        """A write to this flow is queued: writes are delayed, or one is already queued."""
+        return self.context.config.write_delay > 0 or any(
+            (p.sandbox, p.ident) == (sandbox, ident) for p in self.pending
+        )
+
+    def _queue(self, caller: Caller, current: JsonDict, operation: str, ops: list[Any]) -> JsonDict:
+        """Accept a flow write to apply after ``write_delay``, after any already queued for
+        the flow; meanwhile the flow reads as before, its ``lastOperation`` in progress."""
+        sandbox, ident = caller.sandbox, current["id"]
+        now = self.context.clock()
+        queued = [p.due for p in self.pending if (p.sandbox, p.ident) == (sandbox, ident)]
+        due = max([now, *queued]) + self.context.config.write_delay
+        write = PendingWrite(sandbox, ident, operation, copy.deepcopy(ops), caller, due, now)
+        self.pending.append(write)
+        marked = {**current, "lastOperation": self._operation_started(write)}
+        if not queued:
+            return self.store.store(sandbox, "flows", marked, caller)
+        return current
+
+    def _operation_started(self, write: PendingWrite) -> JsonDict:
+        started = int(write.accepted * 1000)
+        return {
+            "started": started,
+            "updated": started,
+            "percentCompleted": 0,
+            "status": {"value": "inProgress", "properties": None, "errors": []},
+            "ops": copy.deepcopy(write.ops),
+            "operation": write.operation,
+        }
+
+    def _projected(self, sandbox: str, ident: str) -> JsonDict:
+        """The flow as the writes queued for it will leave it (validated when accepted)."""
+        flow = self.store.lookup(sandbox, "flows", ident)
+        for write in self.pending:
+            if (write.sandbox, write.ident) != (sandbox, ident):
+                continue
+            if write.operation == "update":
+                try:
+                    flow = apply_patch(flow, write.ops)
+                except PatchError:
+                    continue
+            else:
+                flow = {**flow, "state": "enabled" if write.operation == "enable" else "disabled"}
+        return flow
+
+    def apply_due(self) -> None:
+        """Apply the queued flow writes whose time has come, in the order they were accepted."""
+        if not self.pending:
+            return
+        with self.context.lock:
+            now = self.context.clock()
+            # Earliest first; a flow's own writes keep their order (they are due in turn).
+            self.pending.sort(key=lambda p: p.due)
+            while self.pending and self.pending[0].due <= now:
+                self._land(self.pending.pop(0))
+
+    def _land(self, write: PendingWrite) -> None:
+        """Apply one queued write: the change and a completed ``lastOperation``, or a failed
+        one (``write_error``, or a change no longer valid) that changes nothing else."""
+        objects = self.store.objects[write.sandbox]["flows"]
+        current = objects.get(write.ident)
+        if current is None:
+            return  # deleted meanwhile
+        error = self.context.config.write_error
+        updated: JsonDict = dict(current)
+        if error is None and write.operation == "update":
+            try:
+                updated = apply_patch(current, write.ops)
+                validate(write.sandbox, "flows", updated)
+            except PatchError as exc:
+                error = f"Invalid patch: {exc}"
+            except Problem as exc:
+                body = exc.body if isinstance(exc.body, dict) else {}
+                error = str(body.get("errorMessage") or exc)
+        elif error is None:
+            target = "enabled" if write.operation == "enable" else "disabled"
+            if current.get("state") != target:
+                updated["state"] = target
+                if write.operation == "enable":
+                    updated["lastRunDetails"] = self._start_run(
+                        write.sandbox, updated, write.caller
+                    )
+        if error is not None:
+            updated = dict(current)
+        now = self.context.now_ms()
+        following = next(
+            (p for p in self.pending if (p.sandbox, p.ident) == (write.sandbox, write.ident)),
+            None,
+        )
+        if following is not None:
+            updated["lastOperation"] = self._operation_started(following)
+        else:
+            updated["lastOperation"] = {
+                "started": int(write.accepted * 1000),
+                "updated": now,
+                "percentCompleted": 100,
+                "status": {
+                    "value": "failed" if error else "completed",
+                    "properties": None,
+                    "errors": [{"code": "FLOW-1100-400", "message": error}] if error else [],
+                },
+                "ops": copy.deepcopy(write.ops),
+                "operation": write.operation,
+            }
+        self.store.store(write.sandbox, "flows", updated, write.caller)
 
     def _start_run(self, sandbox: str, flow: JsonDict, caller: Caller) -> JsonDict:
         """Record the run an enable triggers; it completes at once, so tests stay deterministic.

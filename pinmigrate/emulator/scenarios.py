@@ -64,6 +64,7 @@ NEXT_MODES = {
 }
 OPTIONS = {
     "draft-names": 'name the new card "(New) Pinterest", as a draft of the notice did',
+    "strict": "refuse enabling an enabled flow or disabling a disabled one (400 1409-400)",
     **EXPIRY_SHAPES,
     **NEXT_MODES,
 }

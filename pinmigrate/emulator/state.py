@@ -265,6 +265,7 @@ class EmulatorState:
     def dump(self, *, summary: bool = False) -> JsonDict:
         """Everything, secrets included (a test-only endpoint), or only the counts."""
         with self.lock:
+            self.flowservice.apply_due()
             head: JsonDict = {
                 "scenario": self.scenario,
                 "clock": self.clock(),
@@ -318,3 +319,10 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError(f"limit_over_max must be error or cap, not {config.limit_over_max!r}")
     if not isinstance(config.run_status, str) or not config.run_status:
         raise ValueError("run_status must be a non-empty string")
+    delay = config.write_delay
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
+        raise ValueError("write_delay must be a number of seconds between 0 and 3600")
+    if config.write_error is not None and (
+        not isinstance(config.write_error, str) or not config.write_error.strip()
+    ):
+        raise ValueError("write_error must be null or a non-empty message")
