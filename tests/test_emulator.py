@@ -571,7 +571,7 @@ def test_flow_actions_enable_and_disable(emulator: Emulator, adobe: Platform) ->
     assert enabled["etag"] == answer.json()["etag"] != flow["etag"]
     runs, _ = adobe.pages("runs", sandbox="dev", properties=(f"flowId=={flow['id']}",))
     assert len(runs) == 1
-    assert runs[0]["metrics"]["statusSummary"]["status"] == "Success"
+    assert runs[0]["metrics"]["statusSummary"]["status"] == "success"
     assert enabled["lastRunDetails"]["id"] == runs[0]["id"]
 
     again = adobe.call(
@@ -611,8 +611,70 @@ def test_enabling_a_flow_whose_account_lacks_credentials_gives_a_failed_run(
     adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
     runs, _ = adobe.pages("runs", properties=(f"flowId=={flow['id']}",))
     summary = runs[0]["metrics"]["statusSummary"]
-    assert summary["status"] == "Failed"
+    assert summary["status"] == "failed"
     assert "reconnect" in summary["errors"][0]["message"]
+
+
+def test_a_run_can_start_late_and_take_its_time() -> None:
+    clock = FakeTime(start=START)
+    with Emulator(clock=clock.clock) as emu:
+        emu.state.set_config({"run_delay": 60, "run_duration": 120})
+        adobe = Platform(emu)
+        flow = new_flow(emu, "Newsletter subscribers", "dev")
+        before = adobe.one("flows", flow["id"], "dev")
+        answer = adobe.call(
+            "POST", f"/flows/{flow['id']}/action", sandbox="dev", params={"op": "enable"}
+        )
+        assert answer.status_code == 200
+        etag = answer.json()["etag"]
+
+        def runs() -> list[dict[str, Any]]:
+            return adobe.pages("runs", sandbox="dev", properties=(f"flowId=={flow['id']}",))[0]
+
+        assert runs() == []  # enabled, but no run yet
+        enabled = adobe.one("flows", flow["id"], "dev")
+        assert enabled["lastRunDetails"] == before.get("lastRunDetails")
+        clock.now += 60
+        [running] = runs()
+        assert running["metrics"]["statusSummary"]["status"] == "processing"
+        assert "completedAtUTC" not in running["metrics"]["durationSummary"]
+        assert running["createdAt"] == int((START + 60) * 1000)
+        assert adobe.one("runs", running["id"], "dev")["id"] == running["id"]
+        clock.now += 119
+        assert runs()[0]["metrics"]["statusSummary"]["status"] == "processing"
+        clock.now += 1
+        [done] = runs()
+        assert done["id"] == running["id"] and done["etag"] != running["etag"]
+        assert done["metrics"]["statusSummary"]["status"] == "success"
+        assert done["metrics"]["durationSummary"]["completedAtUTC"] == int((START + 180) * 1000)
+        flow_now = adobe.one("flows", flow["id"], "dev")
+        assert flow_now["lastRunDetails"]["id"] == done["id"]
+        assert flow_now["lastRunDetails"]["state"] == "success"
+        assert flow_now["etag"] == etag  # a run is no write to its flow
+
+
+def test_run_statuses_follow_the_case_of_the_configured_one() -> None:
+    clock = FakeTime(start=START)
+    with Emulator(clock=clock.clock) as emu:
+        emu.state.set_config({"run_status": "Success", "run_duration": 5})
+        adobe = Platform(emu)
+        flow = new_flow(emu, "Loyalty members")  # its account has no credentials
+        adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
+        [run] = adobe.pages("runs", properties=(f"flowId=={flow['id']}",))[0]
+        assert run["metrics"]["statusSummary"]["status"] == "Processing"
+        assert "errors" not in run["metrics"]["statusSummary"]
+        clock.now += 5
+        [run] = adobe.pages("runs", properties=(f"flowId=={flow['id']}",))[0]
+        assert run["metrics"]["statusSummary"]["status"] == "Failed"
+        assert run["metrics"]["statusSummary"]["errors"]
+
+
+@pytest.mark.parametrize(
+    "changes", [{"run_delay": -1}, {"run_duration": "soon"}, {"run_delay": True}]
+)
+def test_run_timing_settings_are_checked(emulator: Emulator, changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="number of seconds"):
+        emulator.state.set_config(changes)
 
 
 # --- the demo scenario --------------------------------------------------------------------------

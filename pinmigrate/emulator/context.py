@@ -22,8 +22,15 @@ class Config:
     scope_separator: str = " "
     #: A scope granted on top of those asked for (Pinterest may grant more).
     extra_scope: str | None = None
-    #: ``metrics.statusSummary.status`` of a successful run (Adobe shows both cases).
-    run_status: str = "Success"
+    #: ``metrics.statusSummary.status`` of a successful run. Adobe's examples write
+    #: ``success`` and ``failed`` (help/dataflows/api/monitor.md, help/sources/notifications.md,
+    #: the vendored spec's ``FlowRunItemDTO``); api-notes.md §3 "Runs" has seen ``Success``
+    #: too: the other statuses of a run follow this one's case.
+    run_status: str = "success"
+    #: Seconds after an enable before its run shows in ``GET /runs`` at all (emulator clock).
+    run_delay: float = 0.0
+    #: Seconds that run then reads as ``processing`` before it ends (emulator clock).
+    run_duration: float = 0.0
 
 
 class Context:

@@ -420,11 +420,24 @@ def make_run(
     status: str,
     errors: list[JsonDict],
     etag: str,
+    duration_ms: int | None = 5000,
 ) -> JsonDict:
-    """A dataflow run shaped like Adobe's ``Batch_Flow_Run_Success`` example."""
+    """A dataflow run shaped like Adobe's ``Batch_Flow_Run_Success`` example.
+
+    ``duration_ms`` None is a run still going: no ``completedAtUTC`` and no record counts
+    yet, as in the failed run of help/sources/notifications.md, whose summary has only
+    ``startedAtUTC``."""
     summary: JsonDict = {"status": status}
     if errors:
         summary["errors"] = errors
+    duration: JsonDict = {"startedAtUTC": started_ms}
+    records: JsonDict = {}
+    if duration_ms is not None:
+        duration["completedAtUTC"] = started_ms + duration_ms
+        records = {
+            "inputRecordCount": 0 if errors else 1200,
+            "outputRecordCount": 0 if errors else 1180,
+        }
     return {
         "id": run_id,
         **base_fields(sandbox, started_ms, etag),
@@ -432,11 +445,8 @@ def make_run(
         "flowSpec": spec_ref(FLOW_SPEC_ID),
         "providerRefId": emu_id("providerRef", run_id).replace("-", ""),
         "metrics": {
-            "durationSummary": {"startedAtUTC": started_ms, "completedAtUTC": started_ms + 5000},
-            "recordSummary": {
-                "inputRecordCount": 0 if errors else 1200,
-                "outputRecordCount": 0 if errors else 1180,
-            },
+            "durationSummary": duration,
+            "recordSummary": records,
             "statusSummary": summary,
         },
         "activities": [],

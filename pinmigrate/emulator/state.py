@@ -298,3 +298,7 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError(f"extra_scope {config.extra_scope!r} is not a Pinterest scope")
     if not isinstance(config.run_status, str) or not config.run_status:
         raise ValueError("run_status must be a non-empty string")
+    for key in ("run_delay", "run_duration"):
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ValueError(f"{key} must be a number of seconds, 0 or more")
