@@ -268,6 +268,38 @@ def test_missing_card_lists_the_pinterest_like_cards_and_the_settings() -> None:
     assert all(resource == "connectionSpecs" for resource, *_ in adobe.calls)
 
 
+def test_a_sandbox_whose_legacy_card_is_gone_has_no_legacy_flows() -> None:
+    adobe = FakeAdobe(["prod"])
+    del adobe.specs["(Deprecating) Pinterest"]
+    [sb] = discover(adobe, settings()).sandboxes  # type: ignore[arg-type]
+    assert (sb.legacy_spec_id, sb.spec("legacy"), sb.new_spec_id) == (None, None, NEW)
+    assert "no legacy card '(Deprecating) Pinterest' in sandbox prod" in sb.legacy_gone
+    # Only the new card's objects, though this server ignores the filters.
+    assert {f.card for f in sb.flows} == {a.card for a in sb.accounts} == {"new"}
+    assert ("connections", "prod", (f"connectionSpec.id=={NEW}",)) in adobe.calls
+
+
+def test_another_pinterest_like_card_delivering_flows_may_be_the_legacy_one() -> None:
+    adobe = FakeAdobe(["prod"])
+    del adobe.specs["(Deprecating) Pinterest"]
+    adobe.data["prod"]["flows"].append(
+        flow("prod-fd", "Conversions", DECOY, "prod-tc-d", "prod-acc-d")
+    )
+    with pytest.raises(NotFoundError) as caught:
+        discover(adobe, settings())  # type: ignore[arg-type]
+    line = caught.value.line()
+    assert f"'(Beta) Pinterest Conversions' = {DECOY} (delivers flows)" in line
+    assert f"'Pinterest' = {NEW}" in line and f"'Pinterest' = {NEW} (" not in line
+    assert "migration.legacy_spec_id" in line
+
+
+def test_a_configured_legacy_name_that_is_missing_is_never_taken_as_gone() -> None:
+    adobe = FakeAdobe(["prod"])
+    del adobe.specs["(Deprecating) Pinterest"]
+    with pytest.raises(NotFoundError, match="named '\\(Deprecating\\) Pinterest' in sandbox"):
+        discover(adobe, settings(legacy_destination="(Deprecating) Pinterest"))  # type: ignore[arg-type]
+
+
 def test_several_cards_of_one_name_are_refused_with_their_ids() -> None:
     adobe = FakeAdobe(["prod"])
     adobe.connection_specs_named = lambda name, *, sandbox: (  # type: ignore[method-assign]

@@ -30,7 +30,7 @@ from pinmigrate.emulator import (
     EmulatorState,
 )
 from pinmigrate.emulator import query as query_module
-from pinmigrate.emulator.model import S3_SPEC_ID, parse_iso
+from pinmigrate.emulator.model import RENAMED_LEGACY_SPEC_NAME, S3_SPEC_ID, parse_iso
 from pinmigrate.emulator.scenarios import account_id, flow_id
 
 FS = "/data/foundation/flowservice"
@@ -256,6 +256,36 @@ def test_the_draft_names_option_keeps_the_old_new_card_name(
     assert adobe.pages("connectionSpecs", properties=("name==Pinterest",))[0] == []
     bad = requests.post(emulator.url + "/_emulator/reset", json={"scenario": "demo+nope"})
     assert bad.status_code == 400 and "+draft-names" in bad.text
+
+
+def test_the_no_legacy_card_option_takes_the_card_and_everything_on_it(
+    emulator: Emulator, adobe: Platform
+) -> None:
+    answer = requests.post(
+        emulator.url + "/_emulator/reset", json={"scenario": "demo+no-legacy-card"}
+    )
+    assert answer.status_code == 200, answer.text
+    names = {i["name"] for i in adobe.pages("connectionSpecs")[0]}
+    assert "(Deprecating) Pinterest" not in names and "Pinterest" in names
+    for sandbox in ("prod", "dev"):
+        for kind in ("connections", "targetConnections", "flows"):
+            assert not emulator.state.find(kind, sandbox=sandbox, card="legacy")
+            assert emulator.state.find(kind, sandbox=sandbox, card="new")
+    flows = {f["id"] for sb in ("prod", "dev") for f in adobe.pages("flows", sandbox=sb)[0]}
+    runs = [r for sb in ("prod", "dev") for r in adobe.pages("runs", sandbox=sb)[0]]
+    assert runs and all(r["flowId"] in flows for r in runs)
+
+
+def test_the_renamed_legacy_card_option_keeps_its_flows_under_another_name(
+    emulator: Emulator, adobe: Platform
+) -> None:
+    emulator.reset("demo+renamed-legacy-card")
+    [spec] = adobe.pages("connectionSpecs", properties=(f"name=={RENAMED_LEGACY_SPEC_NAME}",))[0]
+    assert spec["id"] == LEGACY_SPEC_ID
+    assert adobe.pages("connectionSpecs", properties=("name==(Deprecating) Pinterest",))[0] == []
+    assert len(emulator.state.find("flows", card="legacy")) == 8  # the demo's eight
+    with pytest.raises(ValueError, match="exclude each other"):
+        emulator.reset("demo+no-legacy-card+renamed-legacy-card")
 
 
 @pytest.mark.parametrize("page_size", [1, 2])

@@ -145,7 +145,7 @@ class Doctor:
         return True
 
     def card(self, adobe: AdobeClient, settings: Settings, which: Card, sandbox: str) -> None:
-        from pinmigrate.cards import find_card
+        from pinmigrate.cards import LegacyCardGone, find_card
 
         name = f"{which} card in {sandbox}"
         spec_key = f"migration.{which}_spec_id"
@@ -167,6 +167,9 @@ class Doctor:
                 shown = found.get("name") or "?"
                 self.add(ok(name, f"{shown} = {spec.id} (from {spec_key})"))
                 return
+        except LegacyCardGone as gone:
+            self.add(warn(name, gone.message))
+            return
         except PinmigrateError as exc:
             self.add(fail(name, exc))
             return
