@@ -825,15 +825,12 @@ def test_segment_selectors_path():
         models.segment_selectors_path(none)
         == "/transformations/1/params/segmentSelectors/selectors"
     )
-    ops = models.add_audience_ops(pinterest_flow(), [Audience("n1", "New", "")])
+    ops = models.add_audience_ops(pinterest_flow(), [Audience("n1", "New", "Read, not sent")])
     assert ops == [
         {
             "op": "add",
             "path": "/transformations/1/params/segmentSelectors/selectors/-",
-            "value": {
-                "type": "PLATFORM_SEGMENT",
-                "value": {"id": "n1", "name": "New", "description": ""},
-            },
+            "value": {"type": "PLATFORM_SEGMENT", "value": {"id": "n1", "name": "New"}},
         }
     ]
 

@@ -418,6 +418,11 @@ def test_a_full_pair_runs_in_the_contracts_order_and_is_journalled(settings: Set
         for s in new["transformations"][1]["params"]["segmentSelectors"]["selectors"]
     ]
     assert ids == ["a1", "a2", "a3"]
+    added = new["transformations"][1]["params"]["segmentSelectors"]["selectors"][1:]
+    # The documented selector and nothing else (api-notes.md §3 "Patch a flow").
+    assert added == [
+        {"type": "PLATFORM_SEGMENT", "value": {"id": a, "name": a.upper()}} for a in ("a2", "a3")
+    ]
     assert new["state"] == "enabled"
     assert adobe.obj("prod", "flows", "L1")["state"] == "disabled"
     assert adobe.obj("prod", "connections", "acct-1")["auth"]["params"]["expiresAt"].startswith(
