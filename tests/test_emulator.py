@@ -112,7 +112,7 @@ def test_ims_tokens_expire_after_their_lifetime() -> None:
         clock.now += 86400
         answer = adobe.get("/flows")
         assert answer.status_code == 401
-        assert answer.json() == {"error_code": "401013", "message": "Oauth token is not valid"}
+        assert answer.json() == {"error_code": 401013, "message": "Oauth token is not valid"}
 
 
 # --- gateway strictness -----------------------------------------------------------------------
@@ -121,18 +121,18 @@ def test_ims_tokens_expire_after_their_lifetime() -> None:
 @pytest.mark.parametrize(
     ("change", "status", "code"),
     [
-        ({"Authorization": None}, 403, "403010"),
-        ({"Authorization": "Bearer not-a-token"}, 401, "401013"),
-        ({"Authorization": "Basic abc"}, 401, "401013"),
-        ({"x-api-key": None}, 403, "403000"),
-        ({"x-api-key": "another-client"}, 403, "403003"),
-        ({"x-gw-ims-org-id": None}, 400, "400003"),
-        ({"x-gw-ims-org-id": "OTHER0000@AdobeOrg"}, 403, "403025"),
-        ({"x-sandbox-name": "nosuchsandbox"}, 403, "403027"),
+        ({"Authorization": None}, 403, 403010),
+        ({"Authorization": "Bearer not-a-token"}, 401, 401013),
+        ({"Authorization": "Basic abc"}, 401, 401013),
+        ({"x-api-key": None}, 403, 403000),
+        ({"x-api-key": "another-client"}, 403, 403003),
+        ({"x-gw-ims-org-id": None}, 400, 400003),
+        ({"x-gw-ims-org-id": "OTHER0000@AdobeOrg"}, 403, 403025),
+        ({"x-sandbox-name": "nosuchsandbox"}, 403, 403027),
     ],
 )
 def test_gateway_answers_each_missing_or_wrong_header(
-    adobe: Platform, change: dict[str, str | None], status: int, code: str
+    adobe: Platform, change: dict[str, str | None], status: int, code: int
 ) -> None:
     headers: dict[str, str] = adobe.headers("prod")
     for name, value in change.items():
@@ -142,8 +142,16 @@ def test_gateway_answers_each_missing_or_wrong_header(
     answer = requests.get(adobe.emu.url + FS + "/flows", headers=headers)
     assert answer.status_code == status
     body = answer.json()
-    assert body["error_code"] == code
+    assert body["error_code"] == code  # a number, as in Adobe's example (api-notes.md §2)
     assert body["message"]
+
+
+def test_gateway_codes_can_be_served_as_strings(emulator: Emulator, adobe: Platform) -> None:
+    emulator.state.set_config({"gateway_code_text": True})
+    answer = requests.get(adobe.emu.url + FS + "/flows", headers=adobe.headers("nosuchsandbox"))
+    assert (answer.status_code, answer.json()["error_code"]) == (403, "403027")
+    with pytest.raises(ValueError, match="gateway_code_text"):
+        emulator.state.set_config({"gateway_code_text": "yes"})
 
 
 def test_absent_sandbox_header_means_prod(adobe: Platform) -> None:

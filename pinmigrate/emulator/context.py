@@ -27,6 +27,9 @@ class Config:
     #: the vendored spec's ``FlowRunItemDTO``); api-notes.md §3 "Runs" has seen ``Success``
     #: too: the other statuses of a run follow this one's case.
     run_status: str = "success"
+    #: The gateway's ``error_code`` as a string ("401013") instead of the number of Adobe's
+    #: example (api-notes.md §2): clients must read both.
+    gateway_code_text: bool = False
     #: Seconds after an enable before its run shows in ``GET /runs`` at all (emulator clock).
     run_delay: float = 0.0
     #: Seconds that run then reads as ``processing`` before it ends (emulator clock).

@@ -286,6 +286,8 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError("page_size must be an integer between 1 and 1000")
     if not isinstance(config.auto_approve, bool):
         raise ValueError("auto_approve must be true or false")
+    if not isinstance(config.gateway_code_text, bool):
+        raise ValueError("gateway_code_text must be true or false")
     if config.auto_approve_user not in usernames:
         raise ValueError(f"auto_approve_user must be one of {sorted(usernames)}")
     if config.patch_status not in (200, 202):
