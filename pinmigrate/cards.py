@@ -107,10 +107,12 @@ def find_card(adobe: AdobeClient, settings: Settings, card: Card, sandbox: str) 
 
 
 def find_cards(adobe: AdobeClient, settings: Settings, sandbox: str) -> SandboxCards:
-    """Both cards of ``sandbox``, looked up at once; refuses one spec serving as both."""
+    """Both cards of ``sandbox``, looked up at once; refuses one spec serving as both.
+
+    A card given by id must exist: a wrong id would otherwise read as a card without flows."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"cards-{sandbox}") as pool:
-        legacy_job = pool.submit(find_card, adobe, settings, "legacy", sandbox)
-        new = find_card(adobe, settings, "new", sandbox)
+        legacy_job = pool.submit(_found_card, adobe, settings, "legacy", sandbox)
+        new = _found_card(adobe, settings, "new", sandbox)
         try:
             legacy = legacy_job.result()
         except LegacyCardGone as gone:
@@ -122,6 +124,27 @@ def find_cards(adobe: AdobeClient, settings: Settings, sandbox: str) -> SandboxC
             hint="check migration.legacy_destination / new_destination and the *_spec_id overrides",
         )
     return SandboxCards(new=new, legacy=legacy)
+
+
+def _found_card(adobe: AdobeClient, settings: Settings, card: Card, sandbox: str) -> CardSpec:
+    spec = find_card(adobe, settings, card, sandbox)
+    if spec.name is None:
+        spec_by_id(adobe, card, spec.id, sandbox)
+    return spec
+
+
+def spec_by_id(adobe: AdobeClient, card: Card, spec_id: str, sandbox: str) -> dict[str, Any]:
+    """The connection spec a ``migration.<card>_spec_id`` setting names; NotFoundError says
+    which setting to fix when there is none."""
+    key = f"migration.{card}_spec_id"
+    try:
+        return adobe.get("connectionSpecs", spec_id, sandbox=sandbox)
+    except NotFoundError:
+        raise NotFoundError(
+            f"no connection spec {spec_id} in sandbox {sandbox} (set by {key})",
+            service="adobe",
+            hint=f"check the id or remove {key} to look the card up by name",
+        ) from None
 
 
 def _is_new_card(spec: dict[str, Any], settings: Settings) -> bool:

@@ -133,12 +133,10 @@ def test_discover_shows_the_new_card_alone(no_legacy: Emulator, tmp_path: Path) 
 def test_a_configured_legacy_card_that_is_missing_stays_an_error(
     no_legacy: Emulator, tmp_path: Path, setting: str, value: str
 ) -> None:
-    if setting == "legacy_destination":
-        result = run_cli(no_legacy, tmp_path, "plan", **{setting: value})
-        assert result.exit_code == 1
-        line = stderr_line(result)
-        assert "no destination card (connection spec) named '(Deprecating) Pinterest'" in line
-        assert "migration.legacy_spec_id" in line
+    result = run_cli(no_legacy, tmp_path, "plan", **{setting: value})
+    assert result.exit_code == 1
+    line = stderr_line(result)
+    assert value in line and f"migration.{setting}" in line
     doctor = run_cli(no_legacy, tmp_path, "doctor", **{setting: value})
     assert doctor.exit_code == 1
     assert "✗ legacy card in prod" in doctor.stdout

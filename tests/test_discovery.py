@@ -160,7 +160,15 @@ class FakeAdobe:
         yield from self.data[sandbox][resource]
 
     def get(self, resource: str, object_id: str, *, sandbox: str) -> dict[str, Any]:
-        raise AssertionError(f"discovery made a per-object GET of {resource}/{object_id}")
+        """Only a card given by id is read by id (to check it exists)."""
+        if resource != "connectionSpecs":
+            raise AssertionError(f"discovery made a per-object GET of {resource}/{object_id}")
+        with self.lock:
+            self.calls.append((resource, sandbox, (object_id,)))
+        for name, spec_id in self.specs.items():
+            if spec_id == object_id:
+                return {"id": spec_id, "name": name}
+        raise NotFoundError(f"no connection spec {object_id}", service="adobe")
 
     def connection_specs_named(self, name: str, *, sandbox: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -217,6 +225,21 @@ def test_spec_id_overrides_skip_the_lookup() -> None:
     inventory = discover(adobe, settings(legacy_spec_id=LEGACY, new_spec_id=NEW))  # type: ignore[arg-type]
     assert adobe.spec_lookups == []
     assert len(inventory.sandboxes[0].flows) == 2
+    # Each id is only checked: a wrong one must not read as a card without flows.
+    assert {call for call in adobe.calls if call[0] == "connectionSpecs"} == {
+        ("connectionSpecs", "prod", (LEGACY,)),
+        ("connectionSpecs", "prod", (NEW,)),
+    }
+
+
+def test_a_spec_id_override_that_names_no_spec_is_an_error() -> None:
+    adobe = FakeAdobe(["prod"])
+    with pytest.raises(NotFoundError) as caught:
+        discover(adobe, settings(legacy_spec_id="spec-typo"))  # type: ignore[arg-type]
+    assert caught.value.line() == (
+        "no connection spec spec-typo in sandbox prod (set by migration.legacy_spec_id); "
+        "check the id or remove migration.legacy_spec_id to look the card up by name"
+    )
 
 
 def test_one_override_looks_up_the_other_card_only() -> None:
