@@ -6,11 +6,18 @@ are not published, so the cards are found by name at run time (api-notes.md §3,
 "Connection specs"): the names below are tried in order unless a name or an id is
 configured, in which case it is used as given. Discovery, apply's re-read and ``doctor``
 all ask this module, so the three can never disagree.
+
+A later revision of the notice filters on just "Pinterest": the legacy card may be gone. A
+sandbox without it has nothing to migrate, unless a Pinterest-like card that is not the new
+one still delivers flows there (it may be the legacy card renamed): that stays an error,
+and so does a missing card whose name or id was configured.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pinmigrate.errors import ConfigError, NotFoundError, PinmigrateError
@@ -27,6 +34,23 @@ DEFAULT_NAMES: dict[Card, tuple[str, ...]] = {
 }
 #: How many Pinterest-like specs an error lists at most.
 LISTED = 12
+#: The filter on the destination card of a flow (api-notes.md §3 "Lists and filters").
+FLOW_CARD_PROPERTY = "inheritedAttributes.targetConnections[].connectionSpec.id"
+
+
+class LegacyCardGone(NotFoundError):
+    """The sandbox has no legacy card, none was configured, and no other Pinterest-like card
+    delivers a flow there: it has nothing to migrate. Not an error to discovery or doctor."""
+
+
+@dataclass(frozen=True)
+class SandboxCards:
+    """Both cards of a sandbox; ``legacy`` None when the legacy card is gone (``gone`` says
+    so in one line)."""
+
+    new: CardSpec
+    legacy: CardSpec | None
+    gone: str = ""
 
 
 def names_tried(settings: Settings, card: Card) -> tuple[str, ...]:
@@ -39,7 +63,8 @@ def find_card(adobe: AdobeClient, settings: Settings, card: Card, sandbox: str) 
     """The spec of ``card`` in ``sandbox``.
 
     Raises NotFoundError when no name matches and ConfigError when one name matches several
-    specs; both list the Pinterest-like specs that do exist and the setting to use.
+    specs; both list the Pinterest-like specs that do exist and the setting to use. A legacy
+    card that is simply gone raises :class:`LegacyCardGone`.
     """
     override = getattr(settings.migration, f"{card}_spec_id")
     if override:
@@ -62,6 +87,17 @@ def find_card(adobe: AdobeClient, settings: Settings, card: Card, sandbox: str) 
     tried = " or ".join(repr(name) for name in names)
     like = _pinterest_like(adobe, sandbox)
     listing = f"; Pinterest-like cards there: {_listing(like)}" if like else ""
+    configured = getattr(settings.migration, f"{card}_destination")
+    if card == "legacy" and not configured:
+        others = [spec for spec in like if not _is_new_card(spec, settings)]
+        in_use = [spec for spec in others if _delivers_flows(adobe, sandbox, spec["id"])]
+        if not in_use:
+            raise LegacyCardGone(
+                f"no legacy card {tried} in sandbox {sandbox}, and no other Pinterest-like "
+                "card there delivers a flow: no legacy flow to migrate there",
+                service="adobe",
+            )
+        listing = f"; Pinterest-like cards there: {_listing(like, {s['id'] for s in in_use})}"
     raise NotFoundError(
         f"no destination card (connection spec) named {tried} in sandbox {sandbox}{listing}",
         service="adobe",
@@ -70,19 +106,65 @@ def find_card(adobe: AdobeClient, settings: Settings, card: Card, sandbox: str) 
     )
 
 
-def find_cards(adobe: AdobeClient, settings: Settings, sandbox: str) -> dict[Card, CardSpec]:
-    """Both cards of ``sandbox``, looked up at once; refuses one spec serving as both."""
-    cards: tuple[Card, ...] = ("legacy", "new")
+def find_cards(adobe: AdobeClient, settings: Settings, sandbox: str) -> SandboxCards:
+    """Both cards of ``sandbox``, looked up at once; refuses one spec serving as both.
+
+    A card given by id must exist: a wrong id would otherwise read as a card without flows."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"cards-{sandbox}") as pool:
-        jobs = {card: pool.submit(find_card, adobe, settings, card, sandbox) for card in cards}
-        found = {card: job.result() for card, job in jobs.items()}
-    if found["legacy"].id == found["new"].id:
+        legacy_job = pool.submit(_found_card, adobe, settings, "legacy", sandbox)
+        new = _found_card(adobe, settings, "new", sandbox)
+        try:
+            legacy = legacy_job.result()
+        except LegacyCardGone as gone:
+            return SandboxCards(new=new, legacy=None, gone=gone.message)
+    if legacy.id == new.id:
         raise ConfigError(
             f"the legacy and new Pinterest cards are the same connection spec "
-            f"({found['new'].id}) in sandbox {sandbox}",
+            f"({new.id}) in sandbox {sandbox}",
             hint="check migration.legacy_destination / new_destination and the *_spec_id overrides",
         )
-    return found
+    return SandboxCards(new=new, legacy=legacy)
+
+
+def _found_card(adobe: AdobeClient, settings: Settings, card: Card, sandbox: str) -> CardSpec:
+    spec = find_card(adobe, settings, card, sandbox)
+    if spec.name is None:
+        spec_by_id(adobe, card, spec.id, sandbox)
+    return spec
+
+
+def spec_by_id(adobe: AdobeClient, card: Card, spec_id: str, sandbox: str) -> dict[str, Any]:
+    """The connection spec a ``migration.<card>_spec_id`` setting names; NotFoundError says
+    which setting to fix when there is none."""
+    key = f"migration.{card}_spec_id"
+    try:
+        return adobe.get("connectionSpecs", spec_id, sandbox=sandbox)
+    except NotFoundError:
+        raise NotFoundError(
+            f"no connection spec {spec_id} in sandbox {sandbox} (set by {key})",
+            service="adobe",
+            hint=f"check the id or remove {key} to look the card up by name",
+        ) from None
+
+
+def _is_new_card(spec: dict[str, Any], settings: Settings) -> bool:
+    """Whether ``spec`` is (one of the names of) the new card, not a suspect for the legacy one."""
+    return spec.get("id") == settings.migration.new_spec_id or spec.get("name") in names_tried(
+        settings, "new"
+    )
+
+
+def _delivers_flows(adobe: AdobeClient, sandbox: str, spec_id: str) -> bool:
+    """Whether any flow of ``sandbox`` delivers to the card ``spec_id`` (one short page)."""
+    from pinmigrate.discovery import card_of_flow
+
+    flows = adobe.list(
+        "flows",
+        sandbox=sandbox,
+        properties=[f"{FLOW_CARD_PROPERTY}=={spec_id}"],
+        params={"limit": "1"},
+    )
+    return any(card_of_flow(raw, {spec_id: "legacy"}) for raw in flows)
 
 
 def _pinterest_like(adobe: AdobeClient, sandbox: str) -> list[dict[str, Any]]:
@@ -98,7 +180,12 @@ def _pinterest_like(adobe: AdobeClient, sandbox: str) -> list[dict[str, Any]]:
         return []
 
 
-def _listing(specs: list[dict[str, Any]]) -> str:
-    shown = [f"{spec.get('name', '?')!r} = {spec.get('id')}" for spec in specs[:LISTED]]
+def _listing(specs: list[dict[str, Any]], delivering: Collection[str] = ()) -> str:
+    """``'name' = id`` per spec; those in ``delivering`` are marked as delivering flows."""
+    shown = [
+        f"{spec.get('name', '?')!r} = {spec.get('id')}"
+        + (" (delivers flows)" if spec.get("id") in delivering else "")
+        for spec in specs[:LISTED]
+    ]
     more = len(specs) - LISTED
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")

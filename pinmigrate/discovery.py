@@ -81,9 +81,10 @@ def _sandbox(
     from pinmigrate import models
 
     specs = find_cards(adobe, settings, sandbox)
-    legacy_id, new_id = specs["legacy"].id, specs["new"].id
-    cards: dict[str, Card] = {legacy_id: "legacy", new_id: "new"}
-    either = f"{legacy_id},{new_id}"
+    # Without a legacy card there is nothing to migrate, but the new card's flows still show.
+    cards: dict[str, Card] = {specs.legacy.id: "legacy"} if specs.legacy else {}
+    cards[specs.new.id] = "new"
+    either = ",".join(cards)
 
     def accounts() -> list[Account]:
         items = adobe.list(
@@ -131,10 +132,11 @@ def _sandbox(
         )
     return SandboxInventory(
         name=sandbox,
-        legacy_spec_id=legacy_id,
-        new_spec_id=new_id,
-        legacy_spec_name=specs["legacy"].name,
-        new_spec_name=specs["new"].name,
+        legacy_spec_id=specs.legacy.id if specs.legacy else None,
+        new_spec_id=specs.new.id,
+        legacy_spec_name=specs.legacy.name if specs.legacy else None,
+        new_spec_name=specs.new.name,
+        legacy_gone=specs.gone,
         accounts=tuple(sorted(account_list, key=lambda a: (a.card, a.name, a.id))),
         target_connections=tuple(sorted(target_list, key=lambda t: (t.card, t.id))),
         flows=tuple(sorted(flow_list, key=lambda f: (f.card, f.name, f.id))),

@@ -472,7 +472,8 @@ def error_code(response: requests.Response) -> str:
 def error_detail(response: requests.Response) -> str:
     """The service's own words for a failed call, on one line, whatever shape they came in.
 
-    Adobe's gateway sends ``{error_code, message}``, Flow Service ``{type, title, status,
+    Adobe's gateway sends ``{error_code, message}`` (a number in Adobe's example, a string
+    seen too: both show alike, api-notes.md §2), Flow Service ``{type, title, status,
     errorMessage, errorDetails}``, IMS and OAuth endpoints ``{error, error_description}``,
     Pinterest ``{code, message}`` with a numeric code (shown as "code N").
     """
@@ -492,11 +493,12 @@ def error_detail(response: requests.Response) -> str:
         details = body.get("errorDetails")
         if details and str(details) != message:
             message = f"{message}: {details}" if message else str(details)
-        code = body.get("error_code") or body.get("code") or body.get("error")
+        gateway = body.get("error_code")
+        code = gateway or body.get("code") or body.get("error")
         kind = body.get("type")
         if not code and isinstance(kind, str) and kind.startswith("http"):
             code = kind.rstrip("/").rsplit("/", 1)[-1]
-        numbered = isinstance(code, int) and not isinstance(code, bool)
+        numbered = isinstance(code, int) and not isinstance(code, bool) and not gateway
         label = f"code {code}" if numbered else str(code or "")
         if message and label:
             return one_line(f"{message} ({label})")

@@ -131,16 +131,22 @@ class Flow:
 @dataclass(frozen=True)
 class SandboxInventory:
     name: str
-    legacy_spec_id: str
+    #: None when the sandbox has no legacy card (``legacy_gone`` says why): no legacy flows.
+    legacy_spec_id: str | None
     new_spec_id: str
     legacy_spec_name: str | None = None
     new_spec_name: str | None = None
     accounts: tuple[Account, ...] = ()
     target_connections: tuple[TargetConnection, ...] = ()
     flows: tuple[Flow, ...] = ()
+    #: One line saying the legacy card is gone from this sandbox; empty when it is there.
+    legacy_gone: str = ""
 
-    def spec(self, card: Card) -> CardSpec:
+    def spec(self, card: Card) -> CardSpec | None:
+        """The card's connection spec; None for a legacy card that is gone."""
         if card == "legacy":
+            if self.legacy_spec_id is None:
+                return None
             return CardSpec(self.legacy_spec_id, self.legacy_spec_name)
         return CardSpec(self.new_spec_id, self.new_spec_name)
 

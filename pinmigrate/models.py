@@ -336,16 +336,15 @@ def add_audience_ops(
 ) -> list[dict[str, Any]]:
     """The JSON-Patch ops that add these audiences to a flow, one ``add`` per audience.
 
-    A flow without an audience list yet (no ``segmentSelectors``) gets one ``add`` that
-    creates the list: JSON Patch cannot append to a list that does not exist.
+    Each selector is the documented one and nothing more: ``{"type": "PLATFORM_SEGMENT",
+    "value": {"id", "name"}}`` (api-notes.md §3 "Patch a flow"; ``description`` is read from
+    flows but not part of the documented write). A flow without an audience list yet (no
+    ``segmentSelectors``) gets one ``add`` that creates the list: JSON Patch cannot append to
+    a list that does not exist.
     """
     pointer = segment_selectors_path(raw_flow)
     values = [
-        {
-            "type": "PLATFORM_SEGMENT",
-            "value": {"id": a.id, "name": a.name, "description": a.description},
-        }
-        for a in audiences
+        {"type": "PLATFORM_SEGMENT", "value": {"id": a.id, "name": a.name}} for a in audiences
     ]
     create = _create_missing(raw_flow, pointer, values)
     if create is not None:

@@ -82,7 +82,8 @@ class SandboxCards(_Model):
     """Which connection spec served as each Pinterest card in one sandbox."""
 
     sandbox: str
-    legacy: CardRef
+    #: None: the sandbox has no legacy card, so nothing to migrate (the warnings say so).
+    legacy: CardRef | None
     new: CardRef
 
 

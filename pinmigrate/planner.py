@@ -102,7 +102,11 @@ def make_plan(
         cards=[
             SandboxCards(
                 sandbox=sb.name,
-                legacy=CardRef(id=sb.legacy_spec_id, name=sb.legacy_spec_name),
+                legacy=(
+                    CardRef(id=sb.legacy_spec_id, name=sb.legacy_spec_name)
+                    if sb.legacy_spec_id is not None
+                    else None
+                ),
                 new=CardRef(id=sb.new_spec_id, name=sb.new_spec_name),
             )
             for sb in sandboxes
@@ -307,6 +311,8 @@ class _Planner:
         return not self.only_flows or any(fid in self.only_flows for fid in flow_ids if fid)
 
     def plan_sandbox(self, sb: SandboxInventory) -> None:
+        if sb.legacy_gone:
+            self.warnings.append(sb.legacy_gone)
         legacy_flows = sorted(sb.flows_of("legacy"), key=lambda f: (f.name, f.id))
         new_flows = sorted(sb.flows_of("new"), key=lambda f: (f.name, f.id))
         self._warn_about_data(sb, legacy_flows, new_flows)

@@ -443,7 +443,7 @@ def _pair_row(
 # -- inventories ----------------------------------------------------------------------------
 
 
-def card_lines(legacy: CardRef | CardSpec, new: CardRef | CardSpec) -> list[str]:
+def card_lines(legacy: CardRef | CardSpec | None, new: CardRef | CardSpec | None) -> list[str]:
     """Which connection spec served as each card: ``  new card     'Pinterest' (id)``."""
     return [
         f"  legacy card  {_card_label(legacy, 'legacy')}",
@@ -451,7 +451,9 @@ def card_lines(legacy: CardRef | CardSpec, new: CardRef | CardSpec) -> list[str]
     ]
 
 
-def _card_label(spec: CardRef | CardSpec, card: Card) -> str:
+def _card_label(spec: CardRef | CardSpec | None, card: Card) -> str:
+    if spec is None:
+        return "none in this sandbox: nothing to migrate"
     if spec.name is None:
         return f"{spec.id} (from migration.{card}_spec_id)"
     return f"{spec.name!r} ({spec.id})"

@@ -166,7 +166,15 @@ class FakeAdobe:
         yield from self.data[sandbox][resource]
 
     def get(self, resource: str, object_id: str, *, sandbox: str) -> dict[str, Any]:
-        raise AssertionError(f"discovery made a per-object GET of {resource}/{object_id}")
+        """Only a card given by id is read by id (to check it exists)."""
+        if resource != "connectionSpecs":
+            raise AssertionError(f"discovery made a per-object GET of {resource}/{object_id}")
+        with self.lock:
+            self.calls.append((resource, sandbox, (object_id,)))
+        for name, spec_id in self.specs.items():
+            if spec_id == object_id:
+                return {"id": spec_id, "name": name}
+        raise NotFoundError(f"no connection spec {object_id}", service="adobe")
 
     def connection_specs_named(self, name: str, *, sandbox: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -223,6 +231,21 @@ def test_spec_id_overrides_skip_the_lookup() -> None:
     inventory = discover(adobe, settings(legacy_spec_id=LEGACY, new_spec_id=NEW))  # type: ignore[arg-type]
     assert adobe.spec_lookups == []
     assert len(inventory.sandboxes[0].flows) == 2
+    # Each id is only checked: a wrong one must not read as a card without flows.
+    assert {call for call in adobe.calls if call[0] == "connectionSpecs"} == {
+        ("connectionSpecs", "prod", (LEGACY,)),
+        ("connectionSpecs", "prod", (NEW,)),
+    }
+
+
+def test_a_spec_id_override_that_names_no_spec_is_an_error() -> None:
+    adobe = FakeAdobe(["prod"])
+    with pytest.raises(NotFoundError) as caught:
+        discover(adobe, settings(legacy_spec_id="spec-typo"))  # type: ignore[arg-type]
+    assert caught.value.line() == (
+        "no connection spec spec-typo in sandbox prod (set by migration.legacy_spec_id); "
+        "check the id or remove migration.legacy_spec_id to look the card up by name"
+    )
 
 
 def test_one_override_looks_up_the_other_card_only() -> None:
@@ -272,6 +295,38 @@ def test_missing_card_lists_the_pinterest_like_cards_and_the_settings() -> None:
     assert "Amazon S3" not in line
     assert "migration.new_spec_id" in line and "migration.new_destination" in line
     assert all(resource == "connectionSpecs" for resource, *_ in adobe.calls)
+
+
+def test_a_sandbox_whose_legacy_card_is_gone_has_no_legacy_flows() -> None:
+    adobe = FakeAdobe(["prod"])
+    del adobe.specs["(Deprecating) Pinterest"]
+    [sb] = discover(adobe, settings()).sandboxes  # type: ignore[arg-type]
+    assert (sb.legacy_spec_id, sb.spec("legacy"), sb.new_spec_id) == (None, None, NEW)
+    assert "no legacy card '(Deprecating) Pinterest' in sandbox prod" in sb.legacy_gone
+    # Only the new card's objects, though this server ignores the filters.
+    assert {f.card for f in sb.flows} == {a.card for a in sb.accounts} == {"new"}
+    assert ("connections", "prod", (f"connectionSpec.id=={NEW}",)) in adobe.calls
+
+
+def test_another_pinterest_like_card_delivering_flows_may_be_the_legacy_one() -> None:
+    adobe = FakeAdobe(["prod"])
+    del adobe.specs["(Deprecating) Pinterest"]
+    adobe.data["prod"]["flows"].append(
+        flow("prod-fd", "Conversions", DECOY, "prod-tc-d", "prod-acc-d")
+    )
+    with pytest.raises(NotFoundError) as caught:
+        discover(adobe, settings())  # type: ignore[arg-type]
+    line = caught.value.line()
+    assert f"'(Beta) Pinterest Conversions' = {DECOY} (delivers flows)" in line
+    assert f"'Pinterest' = {NEW}" in line and f"'Pinterest' = {NEW} (" not in line
+    assert "migration.legacy_spec_id" in line
+
+
+def test_a_configured_legacy_name_that_is_missing_is_never_taken_as_gone() -> None:
+    adobe = FakeAdobe(["prod"])
+    del adobe.specs["(Deprecating) Pinterest"]
+    with pytest.raises(NotFoundError, match="named '\\(Deprecating\\) Pinterest' in sandbox"):
+        discover(adobe, settings(legacy_destination="(Deprecating) Pinterest"))  # type: ignore[arg-type]
 
 
 def test_several_cards_of_one_name_are_refused_with_their_ids() -> None:

@@ -30,7 +30,7 @@ from pinmigrate.emulator import (
     EmulatorState,
 )
 from pinmigrate.emulator import query as query_module
-from pinmigrate.emulator.model import ADOBE_APP_ID, S3_SPEC_ID, parse_iso
+from pinmigrate.emulator.model import ADOBE_APP_ID, RENAMED_LEGACY_SPEC_NAME, S3_SPEC_ID, parse_iso
 from pinmigrate.emulator.scenarios import account_id, flow_id
 
 FS = "/data/foundation/flowservice"
@@ -112,7 +112,7 @@ def test_ims_tokens_expire_after_their_lifetime() -> None:
         clock.now += 86400
         answer = adobe.get("/flows")
         assert answer.status_code == 401
-        assert answer.json() == {"error_code": "401013", "message": "Oauth token is not valid"}
+        assert answer.json() == {"error_code": 401013, "message": "Oauth token is not valid"}
 
 
 # --- gateway strictness -----------------------------------------------------------------------
@@ -121,18 +121,18 @@ def test_ims_tokens_expire_after_their_lifetime() -> None:
 @pytest.mark.parametrize(
     ("change", "status", "code"),
     [
-        ({"Authorization": None}, 403, "403010"),
-        ({"Authorization": "Bearer not-a-token"}, 401, "401013"),
-        ({"Authorization": "Basic abc"}, 401, "401013"),
-        ({"x-api-key": None}, 403, "403000"),
-        ({"x-api-key": "another-client"}, 403, "403003"),
-        ({"x-gw-ims-org-id": None}, 400, "400003"),
-        ({"x-gw-ims-org-id": "OTHER0000@AdobeOrg"}, 403, "403025"),
-        ({"x-sandbox-name": "nosuchsandbox"}, 403, "403027"),
+        ({"Authorization": None}, 403, 403010),
+        ({"Authorization": "Bearer not-a-token"}, 401, 401013),
+        ({"Authorization": "Basic abc"}, 401, 401013),
+        ({"x-api-key": None}, 403, 403000),
+        ({"x-api-key": "another-client"}, 403, 403003),
+        ({"x-gw-ims-org-id": None}, 400, 400003),
+        ({"x-gw-ims-org-id": "OTHER0000@AdobeOrg"}, 403, 403025),
+        ({"x-sandbox-name": "nosuchsandbox"}, 403, 403027),
     ],
 )
 def test_gateway_answers_each_missing_or_wrong_header(
-    adobe: Platform, change: dict[str, str | None], status: int, code: str
+    adobe: Platform, change: dict[str, str | None], status: int, code: int
 ) -> None:
     headers: dict[str, str] = adobe.headers("prod")
     for name, value in change.items():
@@ -142,8 +142,16 @@ def test_gateway_answers_each_missing_or_wrong_header(
     answer = requests.get(adobe.emu.url + FS + "/flows", headers=headers)
     assert answer.status_code == status
     body = answer.json()
-    assert body["error_code"] == code
+    assert body["error_code"] == code  # a number, as in Adobe's example (api-notes.md §2)
     assert body["message"]
+
+
+def test_gateway_codes_can_be_served_as_strings(emulator: Emulator, adobe: Platform) -> None:
+    emulator.state.set_config({"gateway_code_text": True})
+    answer = requests.get(adobe.emu.url + FS + "/flows", headers=adobe.headers("nosuchsandbox"))
+    assert (answer.status_code, answer.json()["error_code"]) == (403, "403027")
+    with pytest.raises(ValueError, match="gateway_code_text"):
+        emulator.state.set_config({"gateway_code_text": "yes"})
 
 
 def test_absent_sandbox_header_means_prod(adobe: Platform) -> None:
@@ -256,6 +264,36 @@ def test_the_draft_names_option_keeps_the_old_new_card_name(
     assert adobe.pages("connectionSpecs", properties=("name==Pinterest",))[0] == []
     bad = requests.post(emulator.url + "/_emulator/reset", json={"scenario": "demo+nope"})
     assert bad.status_code == 400 and "+draft-names" in bad.text
+
+
+def test_the_no_legacy_card_option_takes_the_card_and_everything_on_it(
+    emulator: Emulator, adobe: Platform
+) -> None:
+    answer = requests.post(
+        emulator.url + "/_emulator/reset", json={"scenario": "demo+no-legacy-card"}
+    )
+    assert answer.status_code == 200, answer.text
+    names = {i["name"] for i in adobe.pages("connectionSpecs")[0]}
+    assert "(Deprecating) Pinterest" not in names and "Pinterest" in names
+    for sandbox in ("prod", "dev"):
+        for kind in ("connections", "targetConnections", "flows"):
+            assert not emulator.state.find(kind, sandbox=sandbox, card="legacy")
+            assert emulator.state.find(kind, sandbox=sandbox, card="new")
+    flows = {f["id"] for sb in ("prod", "dev") for f in adobe.pages("flows", sandbox=sb)[0]}
+    runs = [r for sb in ("prod", "dev") for r in adobe.pages("runs", sandbox=sb)[0]]
+    assert runs and all(r["flowId"] in flows for r in runs)
+
+
+def test_the_renamed_legacy_card_option_keeps_its_flows_under_another_name(
+    emulator: Emulator, adobe: Platform
+) -> None:
+    emulator.reset("demo+renamed-legacy-card")
+    [spec] = adobe.pages("connectionSpecs", properties=(f"name=={RENAMED_LEGACY_SPEC_NAME}",))[0]
+    assert spec["id"] == LEGACY_SPEC_ID
+    assert adobe.pages("connectionSpecs", properties=("name==(Deprecating) Pinterest",))[0] == []
+    assert len(emulator.state.find("flows", card="legacy")) == 8  # the demo's eight
+    with pytest.raises(ValueError, match="exclude each other"):
+        emulator.reset("demo+no-legacy-card+renamed-legacy-card")
 
 
 @pytest.mark.parametrize("page_size", [1, 2])
@@ -691,7 +729,7 @@ def test_flow_actions_enable_and_disable(emulator: Emulator, adobe: Platform) ->
     assert enabled["etag"] == answer.json()["etag"] != flow["etag"]
     runs, _ = adobe.pages("runs", sandbox="dev", properties=(f"flowId=={flow['id']}",))
     assert len(runs) == 1
-    assert runs[0]["metrics"]["statusSummary"]["status"] == "Success"
+    assert runs[0]["metrics"]["statusSummary"]["status"] == "success"
     assert enabled["lastRunDetails"]["id"] == runs[0]["id"]
 
     again = adobe.call(
@@ -731,8 +769,70 @@ def test_enabling_a_flow_whose_account_lacks_credentials_gives_a_failed_run(
     adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
     runs, _ = adobe.pages("runs", properties=(f"flowId=={flow['id']}",))
     summary = runs[0]["metrics"]["statusSummary"]
-    assert summary["status"] == "Failed"
+    assert summary["status"] == "failed"
     assert "reconnect" in summary["errors"][0]["message"]
+
+
+def test_a_run_can_start_late_and_take_its_time() -> None:
+    clock = FakeTime(start=START)
+    with Emulator(clock=clock.clock) as emu:
+        emu.state.set_config({"run_delay": 60, "run_duration": 120})
+        adobe = Platform(emu)
+        flow = new_flow(emu, "Newsletter subscribers", "dev")
+        before = adobe.one("flows", flow["id"], "dev")
+        answer = adobe.call(
+            "POST", f"/flows/{flow['id']}/action", sandbox="dev", params={"op": "enable"}
+        )
+        assert answer.status_code == 200
+        etag = answer.json()["etag"]
+
+        def runs() -> list[dict[str, Any]]:
+            return adobe.pages("runs", sandbox="dev", properties=(f"flowId=={flow['id']}",))[0]
+
+        assert runs() == []  # enabled, but no run yet
+        enabled = adobe.one("flows", flow["id"], "dev")
+        assert enabled.get("lastRunDetails") == before.get("lastRunDetails")
+        clock.now += 60
+        [running] = runs()
+        assert running["metrics"]["statusSummary"]["status"] == "processing"
+        assert "completedAtUTC" not in running["metrics"]["durationSummary"]
+        assert running["createdAt"] == int((START + 60) * 1000)
+        assert adobe.one("runs", running["id"], "dev")["id"] == running["id"]
+        clock.now += 119
+        assert runs()[0]["metrics"]["statusSummary"]["status"] == "processing"
+        clock.now += 1
+        [done] = runs()
+        assert done["id"] == running["id"] and done["etag"] != running["etag"]
+        assert done["metrics"]["statusSummary"]["status"] == "success"
+        assert done["metrics"]["durationSummary"]["completedAtUTC"] == int((START + 180) * 1000)
+        flow_now = adobe.one("flows", flow["id"], "dev")
+        assert flow_now["lastRunDetails"]["id"] == done["id"]
+        assert flow_now["lastRunDetails"]["state"] == "success"
+        assert flow_now["etag"] == etag  # a run is no write to its flow
+
+
+def test_run_statuses_follow_the_case_of_the_configured_one() -> None:
+    clock = FakeTime(start=START)
+    with Emulator(clock=clock.clock) as emu:
+        emu.state.set_config({"run_status": "Success", "run_duration": 5})
+        adobe = Platform(emu)
+        flow = new_flow(emu, "Loyalty members")  # its account has no credentials
+        adobe.call("POST", f"/flows/{flow['id']}/action", params={"op": "enable"})
+        [run] = adobe.pages("runs", properties=(f"flowId=={flow['id']}",))[0]
+        assert run["metrics"]["statusSummary"]["status"] == "Processing"
+        assert "errors" not in run["metrics"]["statusSummary"]
+        clock.now += 5
+        [run] = adobe.pages("runs", properties=(f"flowId=={flow['id']}",))[0]
+        assert run["metrics"]["statusSummary"]["status"] == "Failed"
+        assert run["metrics"]["statusSummary"]["errors"]
+
+
+@pytest.mark.parametrize(
+    "changes", [{"run_delay": -1}, {"run_duration": "soon"}, {"run_delay": True}]
+)
+def test_run_timing_settings_are_checked(emulator: Emulator, changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="number of seconds"):
+        emulator.state.set_config(changes)
 
 
 # --- the demo scenario --------------------------------------------------------------------------

@@ -222,13 +222,13 @@ def test_flow_runs_read_credentials_in_every_shape(shape: str | None, clock: Fak
     with Emulator(scenario(shape), clock=clock.clock) as emu:
         adobe = Adobe(emu)
         soon = adobe.enable("dev", flow_id("dev", "new", "Dev smoke test"))
-        assert soon["status"] == "Success", soon
+        assert soon["status"] == "success", soon
         missing = adobe.enable("prod", flow_id("prod", "new", "Loyalty members"))
-        assert missing["status"] == "Failed"
+        assert missing["status"] == "failed"
         assert "no Pinterest credentials" in missing["errors"][0]["message"]
         cart = flow_id("prod", "new", "Cart abandoners")
         expired = adobe.enable("prod", cart)
-        assert expired["status"] == "Failed" and "expired" in expired["errors"][0]["message"]
+        assert expired["status"] == "failed" and "expired" in expired["errors"][0]["message"]
 
         ident = account_id("prod", "new", "549755885176")
         assert requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect").ok
@@ -237,7 +237,7 @@ def test_flow_runs_read_credentials_in_every_shape(shape: str | None, clock: Fak
             params={"op": "disable"},
             headers=adobe.headers("prod"),
         )
-        assert adobe.enable("prod", cart)["status"] == "Success"
+        assert adobe.enable("prod", cart)["status"] == "success"
         # 31 days on, the renewal has run out again.
         clock.now += 31 * DAY
         adobe = Adobe(emu)
@@ -246,7 +246,7 @@ def test_flow_runs_read_credentials_in_every_shape(shape: str | None, clock: Fak
             params={"op": "disable"},
             headers=adobe.headers("prod"),
         )
-        assert adobe.enable("prod", cart)["status"] == "Failed"
+        assert adobe.enable("prod", cart)["status"] == "failed"
 
 
 @pytest.mark.slow

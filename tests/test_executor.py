@@ -438,6 +438,11 @@ def test_a_full_pair_runs_in_the_contracts_order_and_is_journalled(settings: Set
         for s in new["transformations"][1]["params"]["segmentSelectors"]["selectors"]
     ]
     assert ids == ["a1", "a2", "a3"]
+    added = new["transformations"][1]["params"]["segmentSelectors"]["selectors"][1:]
+    # The documented selector and nothing else (api-notes.md §3 "Patch a flow").
+    assert added == [
+        {"type": "PLATFORM_SEGMENT", "value": {"id": a, "name": a.upper()}} for a in ("a2", "a3")
+    ]
     assert new["state"] == "enabled"
     assert adobe.obj("prod", "flows", "L1")["state"] == "disabled"
     assert adobe.obj("prod", "connections", "acct-1")["auth"]["params"]["expiresAt"].startswith(
@@ -1073,22 +1078,76 @@ def test_wait_runs_polls_until_the_first_run_after_enabling_ends(settings: Setti
     assert fake.sleeps == [10, 10]
 
 
-def test_wait_runs_gives_up_at_the_timeout(settings: Settings) -> None:
-    adobe = FakeAdobe()
-    adobe.runs_by_flow["N1"] = [[]]
-    fake = FakeTime()
-    checks = wait_runs(
+def _wait_one(adobe: FakeAdobe, *, timeout: float, fake: FakeTime) -> Any:
+    [check] = wait_runs(
         adobe,  # type: ignore[arg-type]
-        workers=2,
+        workers=1,
         now=lambda: NOW,
         sleep=fake.sleep,
         clock=fake.clock,
         flows=[("N1", "prod", "Flow 1")],
-        timeout=35,
+        timeout=timeout,
         interval=10,
     )
-    assert checks[0].status == "timeout"
+    return check
+
+
+def test_wait_runs_gives_up_at_the_timeout(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    adobe.runs_by_flow["N1"] = [[]]
+    fake = FakeTime()
+    check = _wait_one(adobe, timeout=35, fake=fake)
+    assert check.status == "timeout"
     assert sum(fake.sleeps) <= 35
+    assert check.run_id is None
+    assert check.detail == "no run had started 35s after enabling"
+
+
+def test_wait_runs_waits_for_a_run_that_starts_late(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    adobe.runs_by_flow["N1"] = [
+        [],
+        [],
+        [_run("r1", "processing", NOW)],
+        [_run("r1", "success", NOW)],
+    ]
+    fake = FakeTime()
+    check = _wait_one(adobe, timeout=300, fake=fake)
+    assert (check.status, check.run_id) == ("success", "r1")
+    assert fake.sleeps == [10, 10, 10]
+
+
+def test_wait_runs_reads_once_more_at_the_timeout(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    adobe.runs_by_flow["N1"] = [[], [], [], [_run("r1", "SUCCESS", NOW)]]
+    fake = FakeTime()
+    check = _wait_one(adobe, timeout=25, fake=fake)
+    assert check.status == "success"  # seen at 25 s, the timeout itself
+    assert fake.sleeps == [10, 10, 5]
+
+
+def test_a_run_still_going_at_the_timeout_is_named(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    adobe.runs_by_flow["N1"] = [[], [_run("r1", "Processing", NOW)]]
+    fake = FakeTime()
+    check = _wait_one(adobe, timeout=60, fake=fake)
+    assert (check.status, check.run_id) == ("timeout", "r1")
+    assert check.detail == "run r1 was still processing 60s after enabling"
+
+
+def test_a_read_that_fails_keeps_the_run_already_seen(settings: Settings) -> None:
+    class Flaky(FakeAdobe):
+        calls = 0
+
+        def runs(self, flow_id: str, *, sandbox: str) -> list[dict]:
+            self.calls += 1
+            if self.calls == 1:
+                return [_run("r1", "processing", NOW)]
+            raise TypeError("runs answered a list of strings")
+
+    check = _wait_one(Flaky(), timeout=20, fake=FakeTime())
+    assert (check.status, check.run_id) == ("timeout", "r1")
+    assert check.detail.startswith("run r1 was still processing 20s after enabling (last read:")
 
 
 def test_the_apply_json_has_exactly_the_contracts_shape(settings: Settings) -> None:

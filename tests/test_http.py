@@ -314,6 +314,8 @@ def answer(body: bytes, content_type: str = "application/json") -> requests.Resp
     [
         # Adobe's gateway, Flow Service and IMS
         (b'{"error_code": "400003", "message": "Missing header"}', None, "Missing header (400003)"),
+        (b'{"error_code": 400003, "message": "Missing header"}', None, "Missing header (400003)"),
+        (b'{"error_code": 401013}', None, "401013"),
         (
             b'{"type": "https://ns.adobe.com/errors/FLOW-1000-500", "title": "Broke",'
             b' "errorMessage": "It broke", "errorDetails": "more"}',

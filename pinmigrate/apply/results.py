@@ -89,6 +89,11 @@ class ApplyReport:
     def failed_runs(self) -> list[RunCheck]:
         return [r for r in self.runs if r.status == "failed"]
 
+    @property
+    def timed_out_runs(self) -> list[RunCheck]:
+        """First runs that had not ended (or not even started) when the wait ran out."""
+        return [r for r in self.runs if r.status == "timeout"]
+
     def counts(self) -> dict[str, int]:
         counts = {"done": 0, "already_done": 0, "skipped": 0, "failed": 0}
         for result in self.results:
@@ -130,6 +135,15 @@ class ApplyReport:
             raise ApplyFailed(
                 f"every action succeeded, but the first run failed for {names}",
                 hint="check the flows' run errors in the report or Adobe's monitoring UI",
+            )
+        if self.timed_out_runs:
+            late = self.timed_out_runs
+            names = ", ".join(repr(r.flow_name) for r in late)
+            raise ApplyFailed(
+                f"every action succeeded, but the first run of {names} had not ended when "
+                f"the wait ran out ({late[0].detail})",
+                hint="the flows are enabled: watch their runs in Adobe's monitoring UI, or wait "
+                "longer with --run-timeout",
             )
 
     def to_json(self) -> dict[str, Any]:

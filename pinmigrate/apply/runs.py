@@ -31,9 +31,12 @@ def wait_runs(
 ) -> list[RunCheck]:
     """Poll ``GET /runs`` for each (flow id, sandbox, name) until its first run ends.
 
-    ``since``: when the flows were enabled at the earliest (the apply's start: an enable may
-    have come long before this wait, after a reconnect in Adobe); runs before it are old."""
-    started = clock()
+    A run may not exist yet when a flow has just been enabled: Flow Service starts it later
+    (api-notes.md §3 "Runs"), so "no run" is waited for like "processing". The last read is
+    at the timeout itself, not before it. ``since``: when the flows were enabled at the
+    earliest (the apply's start: an enable may have come long before this wait, after a
+    reconnect in Adobe); runs before it are old."""
+    deadline = clock() + timeout
     since = since or now()
     pending = {
         flow_id: RunCheck(flow_id, sandbox, name, "waiting") for flow_id, sandbox, name in flows
@@ -47,27 +50,36 @@ def wait_runs(
             }
             for flow_id, future in checks.items():
                 check = future.result()
-                if check.status in ("success", "failed"):
+                if check.status in FINAL:
                     done[flow_id] = check
                     del pending[flow_id]
                 else:
                     pending[flow_id] = check
+            left = deadline - clock()
             if not pending:
                 break
-            if clock() - started + interval > timeout:
-                for flow_id, check in pending.items():
-                    check.detail = check.detail or f"no finished run within {timeout:.0f}s"
-                    done[flow_id] = RunCheck(
-                        check.flow_id,
-                        check.sandbox,
-                        check.flow_name,
-                        "timeout",
-                        check.run_id,
-                        f"last seen {check.status}; no finished run within {timeout:.0f}s",
-                    )
+            if left <= 0:
+                done.update({flow_id: _timed_out(c, timeout) for flow_id, c in pending.items()})
                 break
-            sleep(interval)
+            sleep(min(interval, left))
     return [done[flow_id] for flow_id, _, _ in flows]
+
+
+#: Statuses after which a run changes no more (compared in lower case: Adobe's examples write
+#: ``success`` and ``failed``, api-notes.md §3 "Runs" has seen ``Success`` too).
+FINAL = frozenset({"success", "failed"})
+
+
+def _timed_out(check: RunCheck, timeout: float) -> RunCheck:
+    """The check of a flow whose first run had not ended at the timeout, saying how far it got."""
+    if check.run_id is None:
+        seen = "no run had started"
+    else:
+        seen = f"run {check.run_id} was still {check.status}"
+    detail = f"{seen} {timeout:.0f}s after enabling"
+    if check.detail:
+        detail += f" (last read: {check.detail})"
+    return RunCheck(check.flow_id, check.sandbox, check.flow_name, "timeout", check.run_id, detail)
 
 
 def _latest_run(adobe: AdobeClient, check: RunCheck, since: datetime) -> RunCheck:
@@ -82,8 +94,9 @@ def _latest_run(adobe: AdobeClient, check: RunCheck, since: datetime) -> RunChec
             candidates.append((created or since, run))
     except Exception as exc:  # a bad answer must not cost the report of what was done
         log.debug("reading the runs of %s failed", check.flow_id, exc_info=True)
+        # What was seen before still stands (a run once seen has started).
         return RunCheck(
-            check.flow_id, check.sandbox, check.flow_name, "waiting", None, describe(exc)
+            check.flow_id, check.sandbox, check.flow_name, check.status, check.run_id, describe(exc)
         )
     if not candidates:
         return RunCheck(check.flow_id, check.sandbox, check.flow_name, "waiting")

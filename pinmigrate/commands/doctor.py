@@ -20,7 +20,6 @@ from pinmigrate.errors import (
     AuthError,
     ConfigError,
     ExitCode,
-    NotFoundError,
     PinmigrateError,
 )
 
@@ -145,28 +144,20 @@ class Doctor:
         return True
 
     def card(self, adobe: AdobeClient, settings: Settings, which: Card, sandbox: str) -> None:
-        from pinmigrate.cards import find_card
+        from pinmigrate.cards import LegacyCardGone, find_card, spec_by_id
 
         name = f"{which} card in {sandbox}"
         spec_key = f"migration.{which}_spec_id"
         try:
             spec = find_card(adobe, settings, which, sandbox)
             if spec.name is None:
-                try:
-                    found = adobe.get("connectionSpecs", spec.id, sandbox=sandbox)
-                except NotFoundError:
-                    self.add(
-                        fail(
-                            name,
-                            f"no connection spec {spec.id} in sandbox {sandbox} (set by "
-                            f"{spec_key}); check the id or remove {spec_key} to look the card "
-                            "up by name",
-                        )
-                    )
-                    return
+                found = spec_by_id(adobe, which, spec.id, sandbox)
                 shown = found.get("name") or "?"
                 self.add(ok(name, f"{shown} = {spec.id} (from {spec_key})"))
                 return
+        except LegacyCardGone as gone:
+            self.add(warn(name, gone.message))
+            return
         except PinmigrateError as exc:
             self.add(fail(name, exc))
             return

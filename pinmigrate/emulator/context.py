@@ -25,8 +25,6 @@ class Config:
     #: Token answers carry ``expires_in`` and ``refresh_token_expires_in`` as strings
     #: ("2592000", as in Pinterest's quickstart fixtures) instead of the spec's integers.
     expires_as_string: bool = False
-    #: ``metrics.statusSummary.status`` of a successful run (Adobe shows both cases).
-    run_status: str = "Success"
     #: Unknown query parameters on Flow Service lists answer 400 (False: ignored).
     strict_queries: bool = True
     #: ``limit`` above 100: ``"error"`` (400) or ``"cap"`` (served as 100); Adobe documents
@@ -38,6 +36,18 @@ class Config:
     write_delay: float = 0.0
     #: When set, every delayed flow write ends ``failed`` with this message, changing nothing.
     write_error: str | None = None
+    #: ``metrics.statusSummary.status`` of a successful run. Adobe's examples write
+    #: ``success`` and ``failed`` (help/dataflows/api/monitor.md, help/sources/notifications.md,
+    #: the vendored spec's ``FlowRunItemDTO``); api-notes.md §3 "Runs" has seen ``Success``
+    #: too: the other statuses of a run follow this one's case.
+    run_status: str = "success"
+    #: The gateway's ``error_code`` as a string ("401013") instead of the number of Adobe's
+    #: example (api-notes.md §2): clients must read both.
+    gateway_code_text: bool = False
+    #: Seconds after an enable before its run shows in ``GET /runs`` at all (emulator clock).
+    run_delay: float = 0.0
+    #: Seconds that run then reads as ``processing`` before it ends (emulator clock).
+    run_duration: float = 0.0
 
 
 class Context:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -139,6 +140,39 @@ class FlowStore:
             )
             self._generation: dict[tuple[str, str], int] = {}
             self._listings: OrderedDict[tuple[Any, ...], _Listing] = OrderedDict()
+            #: runs an enable started that reads do not show yet, in the order they are due:
+            #: (due ms, sequence, sandbox, run); see :meth:`schedule_run`
+            self._due: list[tuple[int, int, str, JsonDict]] = []
+            self._due_seq = 0
+
+    def schedule_run(self, sandbox: str, stages: list[tuple[int, JsonDict]]) -> None:
+        """Show each version of a run from its time on (epoch ms): a run that appears late,
+        reads as in progress, then ends. Reads reveal what is due (:meth:`reveal_due`)."""
+        with self.context.lock:
+            for due, run in stages:
+                self._due_seq += 1
+                heapq.heappush(self._due, (due, self._due_seq, sandbox, run))
+            self.reveal_due()
+
+    def catch_up(self) -> None:
+        """Before a read: land the flow writes whose time has come, then show due runs."""
+        self.before_read()
+        self.reveal_due()
+
+    def reveal_due(self) -> None:
+        """Store every scheduled run version whose time has come, and note it on its flow.
+
+        The flow's ``lastRunDetails`` follows its run without a new etag: a run is not a
+        write to the flow, and must not make the tool's ``If-Match`` stale."""
+        with self.context.lock:
+            now = self.context.now_ms()
+            while self._due and self._due[0][0] <= now:
+                due, _, sandbox, run = heapq.heappop(self._due)
+                self.store(sandbox, "runs", dict(run), None, updated_ms=due)
+                flows = self.objects[sandbox]["flows"]
+                flow = flows.get(run["flowId"])
+                if flow is not None:
+                    flows[flow["id"]] = {**flow, "lastRunDetails": run_details(run)}
 
     def store(
         self,
@@ -167,7 +201,7 @@ class FlowStore:
     def get(self, kind: str, ident: str) -> JsonDict | None:
         """The stored object (secrets in clear), or None. Do not modify it."""
         with self.context.lock:
-            self.before_read()
+            self.catch_up()
             if kind == "connectionSpecs":
                 return self.connection_specs.get(ident)
             sandbox = self.sandbox_of(kind, ident)
@@ -187,7 +221,7 @@ class FlowStore:
         """Stored objects of a kind by name, sandbox and card (``legacy``/``new``)."""
         spec = {"legacy": LEGACY_SPEC_ID, "new": NEW_SPEC_ID}.get(card or "")
         with self.context.lock:
-            self.before_read()
+            self.catch_up()
             if kind == "connectionSpecs":
                 pool: Iterable[JsonDict] = self.connection_specs.values()
             else:
@@ -206,6 +240,7 @@ class FlowStore:
 
     def counts(self) -> dict[str, dict[str, int]]:
         with self.context.lock:
+            self.catch_up()
             return {
                 sb: {kind: len(items) for kind, items in self.objects[sb].items()}
                 for sb in self.sandboxes
@@ -229,7 +264,7 @@ class FlowStore:
             raise bad_request(str(exc), sandbox=sandbox) from None
         order, last = query.order, query.after
         with self.context.lock:
-            self.before_read()
+            self.catch_up()
             keys = self._listing(sandbox, kind, list(query.conditions), order).keys
             if query.count:
                 return {"count": len(keys)}
@@ -289,7 +324,7 @@ class FlowStore:
     def get_object(self, sandbox: str, kind: str, ident: str) -> JsonDict:
         """``{"items": [obj]}``: single objects come wrapped, secrets masked."""
         with self.context.lock:
-            self.before_read()
+            self.catch_up()
             obj = self.lookup(sandbox, kind, ident)
         return {"items": [present(kind, obj)]}
 
@@ -325,6 +360,7 @@ class FlowService:
         #: ``+strict``: a no-op enable/disable answers 400 1409-400 instead of 200
         self.strict = False
         store.before_read = self.apply_due
+        self._runs_started = 0
 
     def install(self, world: World) -> None:
         """Take the objects of ``world``; no connection has known credentials yet."""
@@ -434,7 +470,7 @@ class FlowService:
             updated["state"] = target
             updated["lastOperation"] = self._last_operation(action, [])
             if action == "enable":
-                updated["lastRunDetails"] = self._start_run(sandbox, updated, caller)
+                self._note_run(updated, self._start_run(sandbox, updated, caller))
             stored = self.store.store(sandbox, "flows", updated, caller)
             return {"id": ident, "etag": stored["etag"]}
 
@@ -520,9 +556,7 @@ class FlowService:
             if current.get("state") != target:
                 updated["state"] = target
                 if write.operation == "enable":
-                    updated["lastRunDetails"] = self._start_run(
-                        write.sandbox, updated, write.caller
-                    )
+                    self._note_run(updated, self._start_run(write.sandbox, updated, write.caller))
         if error is not None:
             updated = dict(current)
         now = self.context.now_ms()
@@ -547,37 +581,51 @@ class FlowService:
             }
         self.store.store(write.sandbox, "flows", updated, write.caller)
 
-    def _start_run(self, sandbox: str, flow: JsonDict, caller: Caller) -> JsonDict:
-        """Record the run an enable triggers; it completes at once, so tests stay deterministic.
+    @staticmethod
+    def _note_run(flow: JsonDict, details: JsonDict | None) -> None:
+        """A flow that has never run shows no ``lastRunDetails`` until its first run does."""
+        if details is not None:
+            flow["lastRunDetails"] = details
 
-        A Pinterest flow whose account has no live credentials fails, as the real one would.
+    def _start_run(self, sandbox: str, flow: JsonDict, caller: Caller) -> JsonDict | None:
+        """Start the run an enable triggers; answers the flow's ``lastRunDetails`` now.
+
+        ``Config.run_delay`` seconds pass before the run shows at all, then it reads as
+        processing for ``Config.run_duration`` seconds, then it ends (both 0: it is there,
+        finished, at once). Until it shows, the flow keeps the details of its earlier run.
+        A Pinterest flow whose account has no live credentials at the enable fails, as the
+        real one would.
         """
-        runs = self.store.objects[sandbox]["runs"]
-        run_id = emu_id(sandbox, "run", flow["id"], str(len(runs) + 1), self.context.salt)
+        config = self.context.config
+        self._runs_started += 1
+        run_id = emu_id(sandbox, "run", flow["id"], str(self._runs_started), self.context.salt)
         problem = self._credential_problem(sandbox, flow)
-        ok_status = self.context.config.run_status
-        status = (
-            ok_status if problem is None else ("Failed" if ok_status[:1].isupper() else "failed")
-        )
         errors = [] if problem is None else [{"code": "PINTEREST-401", "message": problem}]
-        now = self.context.now_ms()
-        run = scenarios.make_run(
-            sandbox=sandbox,
-            flow_id=flow["id"],
-            run_id=run_id,
-            started_ms=now,
-            status=status,
-            errors=errors,
-            etag=self.context.next_etag(),
-        )
-        run["createdBy"] = run["updatedBy"] = f"{caller.client_id}@AdobeID"
-        self.store.store(sandbox, "runs", run, caller)
-        return {
-            "id": run_id,
-            "state": "success" if problem is None else "failed",
-            "startedAtUTC": now,
-            "completedAtUTC": now + 5000,
-        }
+        started = self.context.now_ms() + round(config.run_delay * 1000)
+        duration = round(config.run_duration * 1000)
+
+        def version(status: str, duration_ms: int | None) -> JsonDict:
+            run = scenarios.make_run(
+                sandbox=sandbox,
+                flow_id=flow["id"],
+                run_id=run_id,
+                started_ms=started,
+                status=in_case_of(config.run_status, status),
+                errors=errors if duration_ms is not None else [],
+                etag=self.context.next_etag(),
+                duration_ms=duration_ms,
+            )
+            run["createdBy"] = run["updatedBy"] = f"{caller.client_id}@AdobeID"
+            run["createdClient"] = run["updatedClient"] = caller.client_id
+            return run
+
+        final = version(config.run_status if problem is None else "failed", duration)
+        stages = [(started + duration, final)]
+        if duration:
+            stages.insert(0, (started, version("processing", None)))
+        self.store.schedule_run(sandbox, stages)
+        shown = self.store.objects[sandbox]["runs"].get(run_id)
+        return run_details(shown) if shown is not None else flow.get("lastRunDetails")
 
     def _credential_problem(self, sandbox: str, flow: JsonDict) -> str | None:
         """Why a run of ``flow`` cannot reach Pinterest, else None.
@@ -758,6 +806,24 @@ def _validate_flow(sandbox: str, updated: JsonDict) -> None:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def in_case_of(model: str, status: str) -> str:
+    """``status`` in the case of ``model``: ``Processing`` next to ``Success``."""
+    return status[:1].upper() + status[1:] if model[:1].isupper() else status.lower()
+
+
+def run_details(run: JsonDict) -> JsonDict:
+    """A flow's ``lastRunDetails`` for one of its runs (the spec's ``FlowItemDTO``)."""
+    durations = run["metrics"]["durationSummary"]
+    details: JsonDict = {
+        "id": run["id"],
+        "state": str(run["metrics"]["statusSummary"]["status"]).lower(),
+        "startedAtUTC": durations["startedAtUTC"],
+    }
+    if "completedAtUTC" in durations:
+        details["completedAtUTC"] = durations["completedAtUTC"]
+    return details
 
 
 def present(kind: str, obj: JsonDict) -> JsonDict:

@@ -64,31 +64,34 @@ class ImsBackend:
         """The gateway's checks, in its order; ``headers`` keys are lower case."""
         auth = headers.get("authorization", "").strip()
         if not auth:
-            raise gateway_error(403, "403010", "Oauth token is missing.")
+            raise self._refusal(403, 403010, "Oauth token is missing.")
         scheme, _, token = auth.partition(" ")
         with self.context.lock:
             record = self._tokens.get(token.strip())
             valid = record is not None and record.expires_at > self.context.clock()
         if scheme.lower() != "bearer" or record is None or not valid:
-            raise gateway_error(401, "401013", "Oauth token is not valid")
+            raise self._refusal(401, 401013, "Oauth token is not valid")
         api_key = headers.get("x-api-key", "").strip()
         if not api_key:
-            raise gateway_error(403, "403000", "Api Key is required")
+            raise self._refusal(403, 403000, "Api Key is required")
         if api_key != record.client_id:
-            raise gateway_error(403, "403003", "Api Key is invalid")
+            raise self._refusal(403, 403003, "Api Key is invalid")
         org = headers.get("x-gw-ims-org-id", "").strip()
         if not org:
-            raise gateway_error(400, "400003", "Missing header x-gw-ims-org-id")
+            raise self._refusal(400, 400003, "Missing header x-gw-ims-org-id")
         if org != ORG_ID:
-            raise gateway_error(403, "403025", "Profile is not valid")
+            raise self._refusal(403, 403025, "Profile is not valid")
         sandbox = headers.get("x-sandbox-name", "").strip() or "prod"
         if sandbox not in sandboxes:
-            raise gateway_error(
+            raise self._refusal(
                 403,
-                "403027",
+                403027,
                 f"Sandbox '{sandbox}' does not exist or is not accessible to this client",
             )
         return Caller(client_id=record.client_id, sandbox=sandbox)
+
+    def _refusal(self, status: int, code: int, message: str) -> Exception:
+        return gateway_error(status, code, message, as_text=self.context.config.gateway_code_text)
 
     def dump_tokens(self) -> list[JsonDict]:
         """The tokens in clear, for the test-only state dump."""

@@ -66,6 +66,9 @@ LEGACY_SPEC_NAME = "(Deprecating) Pinterest"
 NEW_SPEC_NAME = "Pinterest"
 #: The new card's name in an earlier draft; scenario option ``+draft-names`` serves it.
 DRAFT_NEW_SPEC_NAME = "(New) Pinterest"
+#: The legacy card's name under scenario option ``+renamed-legacy-card``: Pinterest-like, but
+#: not a name pinmigrate looks up, so only the id setting can find it.
+RENAMED_LEGACY_SPEC_NAME = "(Legacy) Pinterest"
 #: Another Pinterest-like card, which an exact-name lookup must never take for either card.
 DECOY_SPEC_ID = emu_id("connectionSpec", "pinterest-conversions")
 DECOY_SPEC_NAME = "(Beta) Pinterest Conversions"

@@ -28,8 +28,10 @@ class ConsentError(Exception):
     """The authorize request cannot be shown a consent page (answered as an HTML error page)."""
 
 
-def gateway_error(status: int, code: str, message: str) -> Problem:
-    return Problem(status, {"error_code": code, "message": message})
+def gateway_error(status: int, code: int, message: str, *, as_text: bool = False) -> Problem:
+    """The Platform gateway's refusal: ``error_code`` a number, as in Adobe's example
+    (api-notes.md §2), or its digits as a string with ``as_text`` (also accepted by clients)."""
+    return Problem(status, {"error_code": str(code) if as_text else code, "message": message})
 
 
 def flow_error(

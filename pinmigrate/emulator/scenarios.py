@@ -2,7 +2,10 @@
 
 A scenario name may carry options after ``+``, each serving one variant of behaviour that
 the real services may show (api-notes.md marks them unconfirmed): ``demo+draft-names``
-names the new card "(New) Pinterest", as an earlier draft of Adobe's notice did, and the
+names the new card "(New) Pinterest", as an earlier draft of Adobe's notice did;
+``+no-legacy-card`` has no legacy card at all, nor any of its objects (a later revision of the
+notice filters on just "Pinterest": the card may be retired), and ``+renamed-legacy-card``
+names the legacy card "(Legacy) Pinterest", which no default lookup takes; the
 expiry options (``+expiry-ms``, ``+expiration-date``, ``+expires-in``, ``+no-expiry``; at
 most one) choose how every account with credentials carries its expiry, from the start and
 after a reconnect. Options combine: ``demo+draft-names+expires-in``.
@@ -41,6 +44,7 @@ from pinmigrate.emulator.model import (
     PINTEREST_AUTH_SPEC,
     PROFILE_SELECTORS,
     PROFILE_SOURCE_SPEC_ID,
+    RENAMED_LEGACY_SPEC_NAME,
     S3_SPEC_ID,
     S3_SPEC_NAME,
     AdAccount,
@@ -65,6 +69,8 @@ NEXT_MODES = {
 OPTIONS = {
     "draft-names": 'name the new card "(New) Pinterest", as a draft of the notice did',
     "strict": "refuse enabling an enabled flow or disabling a disabled one (400 1409-400)",
+    "no-legacy-card": "no legacy card, and none of its accounts or flows: nothing to migrate",
+    "renamed-legacy-card": f"name the legacy card {RENAMED_LEGACY_SPEC_NAME!r}",
     **EXPIRY_SHAPES,
     **NEXT_MODES,
 }
@@ -115,6 +121,10 @@ def parse_scenario(name: str) -> tuple[str, int]:
         raise ValueError(
             f"scenario {name!r} names {len(modes)} next-link options (+{', +'.join(modes)}); "
             "choose at most one"
+        )
+    if {"no-legacy-card", "renamed-legacy-card"} <= set(options):
+        raise ValueError(
+            f"scenario {name!r}: +no-legacy-card and +renamed-legacy-card exclude each other"
         )
     if text in ("demo", "empty"):
         return text, 0
@@ -168,7 +178,30 @@ def build(name: str, *, now: float, new_etag: Callable[[], str]) -> World:
     finally:
         if collecting:
             gc.enable()
+    if "no-legacy-card" in options_of(name):
+        _without_legacy_card(builder.world)
     return builder.world
+
+
+def _without_legacy_card(world: World) -> None:
+    """Take the legacy card away, with every account, target connection, flow and run of it."""
+    del world.connection_specs[LEGACY_SPEC_ID]
+    for objects in world.objects.values():
+        for kind in ("connections", "targetConnections", "flows"):
+            objects[kind] = {
+                ident: obj for ident, obj in objects[kind].items() if not _is_legacy(obj)
+            }
+        objects["runs"] = {
+            ident: run
+            for ident, run in objects["runs"].items()
+            if run["flowId"] in objects["flows"]
+        }
+
+
+def _is_legacy(obj: JsonDict) -> bool:
+    spec = obj.get("connectionSpec") or {}
+    targets = (obj.get("inheritedAttributes") or {}).get("targetConnections") or [{}]
+    return LEGACY_SPEC_ID in (spec.get("id"), (targets[0].get("connectionSpec") or {}).get("id"))
 
 
 @dataclass(frozen=True)
@@ -201,10 +234,17 @@ class _Builder:
         draft = "draft-names" in options_of(self.world.scenario)
         return DRAFT_NEW_SPEC_NAME if draft else NEW_SPEC_NAME
 
+    def legacy_card_name(self) -> str:
+        renamed = "renamed-legacy-card" in options_of(self.world.scenario)
+        return RENAMED_LEGACY_SPEC_NAME if renamed else LEGACY_SPEC_NAME
+
     def common(self) -> None:
         specs = [
             connection_spec(
-                LEGACY_SPEC_ID, LEGACY_SPEC_NAME, category="advertising", auth=PINTEREST_AUTH_SPEC
+                LEGACY_SPEC_ID,
+                self.legacy_card_name(),
+                category="advertising",
+                auth=PINTEREST_AUTH_SPEC,
             ),
             connection_spec(
                 NEW_SPEC_ID, self.new_card_name(), category="advertising", auth=PINTEREST_AUTH_SPEC
@@ -450,11 +490,24 @@ def make_run(
     status: str,
     errors: list[JsonDict],
     etag: str,
+    duration_ms: int | None = 5000,
 ) -> JsonDict:
-    """A dataflow run shaped like Adobe's ``Batch_Flow_Run_Success`` example."""
+    """A dataflow run shaped like Adobe's ``Batch_Flow_Run_Success`` example.
+
+    ``duration_ms`` None is a run still going: no ``completedAtUTC`` and no record counts
+    yet, as in the failed run of help/sources/notifications.md, whose summary has only
+    ``startedAtUTC``."""
     summary: JsonDict = {"status": status}
     if errors:
         summary["errors"] = errors
+    duration: JsonDict = {"startedAtUTC": started_ms}
+    records: JsonDict = {}
+    if duration_ms is not None:
+        duration["completedAtUTC"] = started_ms + duration_ms
+        records = {
+            "inputRecordCount": 0 if errors else 1200,
+            "outputRecordCount": 0 if errors else 1180,
+        }
     return {
         "id": run_id,
         **base_fields(sandbox, started_ms, etag),
@@ -462,11 +515,8 @@ def make_run(
         "flowSpec": spec_ref(FLOW_SPEC_ID),
         "providerRefId": emu_id("providerRef", run_id).replace("-", ""),
         "metrics": {
-            "durationSummary": {"startedAtUTC": started_ms, "completedAtUTC": started_ms + 5000},
-            "recordSummary": {
-                "inputRecordCount": 0 if errors else 1200,
-                "outputRecordCount": 0 if errors else 1180,
-            },
+            "durationSummary": duration,
+            "recordSummary": records,
             "statusSummary": summary,
         },
         "activities": [],

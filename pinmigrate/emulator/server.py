@@ -353,7 +353,7 @@ def _fault_reply(service: str, action: str, faults: Faults) -> Reply:
                 headers,
             )
         return Reply.of(
-            429, {"error_code": "429001", "message": "Too many requests (emulated)"}, headers
+            429, {"error_code": 429001, "message": "Too many requests (emulated)"}, headers
         )
     if service == "pinterest":
         return Reply.of(503, {"code": 503, "message": "Service unavailable (emulated)."})
@@ -361,7 +361,7 @@ def _fault_reply(service: str, action: str, faults: Faults) -> Reply:
         return Reply.of(
             503, {"error": "server_error", "error_description": "Service unavailable (emulated)"}
         )
-    return Reply.of(503, {"error_code": "503000", "message": "Service Unavailable (emulated)"})
+    return Reply.of(503, {"error_code": 503000, "message": "Service Unavailable (emulated)"})
 
 
 # --- routing -----------------------------------------------------------------------------

@@ -301,6 +301,8 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError("page_size must be an integer between 1 and 1000")
     if not isinstance(config.auto_approve, bool):
         raise ValueError("auto_approve must be true or false")
+    if not isinstance(config.gateway_code_text, bool):
+        raise ValueError("gateway_code_text must be true or false")
     if config.auto_approve_user not in usernames:
         raise ValueError(f"auto_approve_user must be one of {sorted(usernames)}")
     if config.patch_status not in (200, 202):
@@ -326,3 +328,7 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         not isinstance(config.write_error, str) or not config.write_error.strip()
     ):
         raise ValueError("write_error must be null or a non-empty message")
+    for key in ("run_delay", "run_duration"):
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ValueError(f"{key} must be a number of seconds, 0 or more")
