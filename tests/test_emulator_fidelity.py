@@ -13,6 +13,7 @@ emulator's deliberate divergences are written down; anything else fails here.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ import pytest
 from test_spec_examples import CASES, USED
 
 from pinmigrate.adobe import AdobeClient
-from pinmigrate.emulator.scenarios import audience_id
+from pinmigrate.emulator.context import Config
+from pinmigrate.emulator.scenarios import OPTIONS, audience_id
 from pinmigrate.inventory import Audience
 from pinmigrate.models import add_audience_ops
 from pinmigrate.settings import load_settings
@@ -148,3 +150,10 @@ def test_every_documented_divergence_is_still_one(served: dict[str, set[str]]) -
             assert any(matches(p, pattern) for p in diff), (
                 f"docs/emulator.md lists {kind} {pattern!r} as {way}, but it is not (any more)"
             )
+
+
+def test_every_scenario_option_and_config_switch_is_documented() -> None:
+    """docs/emulator.md is the one place that lists the variants the emulator serves."""
+    text = DOC.read_text(encoding="utf-8")
+    assert not [option for option in OPTIONS if f"`+{option}`" not in text]
+    assert not [f.name for f in dataclasses.fields(Config) if f"`{f.name}`" not in text]
