@@ -647,3 +647,25 @@ def test_match_settles_the_ambiguous_pair_in_one_sandbox_then_rollback(
     assert Counter(as_action(e)[1] for e in changed) == Counter(
         target for kind, target in settled if kind.endswith("_flow")
     ) + Counter(target for kind, target in settled if kind.endswith("_flow"))
+
+
+def test_without_the_legacy_card_there_is_no_flow_to_migrate(pinmigrate: Any, world: World) -> None:
+    """A later revision of Adobe's notice: the legacy card is gone, with its flows. Nothing
+    is left to pair or switch; a new-card account that an enabled flow needs may still have
+    to be reconnected."""
+    with world.lock:
+        world.specs = [s for s in world.specs if s["id"] != LEGACY_SPEC]
+        for sandbox in SANDBOXES:
+            for resource in ("flows", "connections", "targetConnections"):
+                objects = world.sandbox(sandbox)[resource]
+                for key in [k for k, o in objects.items() if LEGACY_SPEC in json.dumps(o)]:
+                    del objects[key]
+    planned = pinmigrate("plan", "--output", "json")
+    assert planned.code == 0, planned.stderr
+    plan = planned.json()
+    assert {a["kind"] for a in plan["actions"]} <= {"reconnect_account"}
+    assert plan["blockers"] == [] and plan["orphans"] == []
+    assert [c["legacy"] for c in plan["cards"]] == [None] * len(SANDBOXES)
+    gone = [w for w in plan["warnings"] if "no legacy card" in str(w)]
+    assert len(gone) == len(SANDBOXES), plan["warnings"]
+    assert world.writes() == []
