@@ -87,6 +87,12 @@ class UnsureWriteError(ApiError):
     may or may not have applied it. Re-read before deciding; never repeat it blind."""
 
 
+class OutcomeUnknown(ApiError):
+    """A write whose answer was lost and whose re-read failed (or was stopped): whether it
+    took is unknown. Its journal attempt stays open, so rollback treats it as possibly done
+    and a rerun judges it on a fresh read."""
+
+
 class InvalidStateError(ApiError):
     """Flow Service refused an action on the flow's current state (code ``1409-400``)."""
 

@@ -711,6 +711,124 @@ def test_a_lost_answer_then_a_changed_flow_is_stale_not_repeated(settings: Setti
     assert len(adobe.writes()) == 1
 
 
+def test_a_lost_answer_whose_re_read_fails_stays_open_so_rollback_undoes_it(
+    settings: Settings,
+) -> None:
+    """The enable took, its answer was lost, and the re-read failed too: whether it took is
+    unknown, so its journal attempt stays open and rollback treats it as possibly done."""
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.lose_answer = {"N1": 1}
+    read = adobe.get
+    down = {"once": False}
+
+    def get(resource: str, object_id: str, *, sandbox: str) -> dict:
+        if adobe.writes() and not down["once"]:
+            down["once"] = True
+            raise ApiError("Adobe: GET /flows/N1: connection refused", service="adobe")
+        return read(resource, object_id, sandbox=sandbox)
+
+    adobe.get = get  # type: ignore[method-assign]
+    report, journal = run(adobe, settings, [enable("prod", "N1", "L1")])
+
+    [result] = report.results
+    assert result.status == "failed" and "may or may not have taken" in (result.error or "")
+    assert adobe.obj("prod", "flows", "N1")["state"] == "enabled"
+    assert events_of(settings, journal, "enable_flow:prod:N1") == ["before"]
+    undo = rollback_plan(read_run(settings.state_dir, journal.run_id))
+    assert [(a.kind, a.target_id) for a in undo.actions] == [("disable_flow", "N1")]
+
+
+@pytest.mark.parametrize("landing", ["refused", "412"])
+def test_a_lost_write_that_lands_late_is_done_and_journalled(
+    settings: Settings, landing: str
+) -> None:
+    """The first enable's answer is lost and a re-read shows it not applied; it lands just
+    before the resend, which Adobe then refuses as a no-op (1409-400) or as stale (412, the
+    etag moved): that is our write taking, journalled ``after`` so rollback undoes it."""
+    adobe = FakeAdobe()
+    adobe.strict = True
+    pair(adobe, "prod", 1)
+    adobe.fail[("POST", "N1/action?op=enable")] = UnsureWriteError("no answer", service="adobe")
+    sent = {"n": 0}
+
+    def late(method: str, oid: str) -> None:
+        sent["n"] += 1
+        if sent["n"] == 2:  # the first request lands now, just before the second
+            flow = adobe.obj("prod", "flows", "N1")
+            flow["state"] = "enabled"
+            if landing == "412":
+                adobe.bump(flow)
+
+    adobe.before_write = late
+    report, journal = run(adobe, settings, [enable("prod", "N1", "L1")])
+
+    [result] = report.results
+    assert result.status == "done", result.error
+    assert "answer was lost" in result.note
+    assert len(adobe.writes()) == 2
+    assert events_of(settings, journal, "enable_flow:prod:N1")[-1] == "after"
+    undo = rollback_plan(read_run(settings.state_dir, journal.run_id))
+    assert [(a.kind, a.target_id) for a in undo.actions] == [("disable_flow", "N1")]
+
+
+def test_a_resend_after_a_lost_answer_follows_the_rules_of_a_run_under_way(
+    settings: Settings,
+) -> None:
+    """The legacy flow's disable loses its answer (not applied) while the operator switches
+    the twin off: the re-read judges it as right before a wave would, so the legacy flow
+    stays on and is not sent again."""
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+
+    def operator(method: str, oid: str) -> None:
+        if oid.startswith("L1/"):
+            adobe.before_write = None
+            adobe.obj("prod", "flows", "N1")["state"] = "disabled"
+            raise UnsureWriteError("no answer", service="adobe")
+
+    adobe.before_write = operator
+    report, _ = run(adobe, settings, full_pair_actions("prod", 1))
+
+    assert statuses(report)["disable_flow:prod:L1"] == "failed"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+    assert [w for w in adobe.writes() if w[1].startswith("/flows/L1")] == [
+        ("POST", "/flows/L1/action?op=disable", "")
+    ]
+
+
+def test_nothing_is_sent_again_once_the_run_is_being_stopped(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a write's answer is lost: the write thread re-reads, but sends nothing
+    more."""
+    from pinmigrate.apply import engine
+
+    events: list[threading.Event] = []
+
+    class Recorded(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            events.append(self)
+
+    monkeypatch.setattr(engine, "threading", type("T", (), {"Event": Recorded}))
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+
+    def stop(method: str, oid: str) -> None:
+        adobe.before_write = None
+        events[-1].set()  # what the engine does on Ctrl-C
+        raise UnsureWriteError("no answer", service="adobe")
+
+    adobe.before_write = stop
+    report, _ = run(adobe, settings, [enable("prod", "N1", "L1")])
+
+    [result] = report.results
+    assert result.status == "failed" and "stopped" in (result.error or "")
+    assert len(adobe.writes()) == 1
+    assert adobe.obj("prod", "flows", "N1")["state"] == "disabled"
+
+
 def test_a_no_op_refusal_is_already_done_when_a_re_read_shows_the_state(
     settings: Settings,
 ) -> None:

@@ -44,6 +44,8 @@ def moving(monkeypatch: pytest.MonkeyPatch) -> MovingTime:
 
     fake = MovingTime()
     monkeypatch.setattr(engine, "time", fake)
+    # Apply's waits (Executor._pause, which a Ctrl-C cuts short) move the clock instead.
+    monkeypatch.setattr(engine.Executor, "_pause", lambda _self, seconds: fake.sleep(seconds))
     return fake
 
 

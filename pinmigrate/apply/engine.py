@@ -10,6 +10,7 @@ the next wave (and its dependency checks) sees the world as it now is.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,7 +51,7 @@ from pinmigrate.apply.world import (
     wants_of,
 )
 from pinmigrate.apply.writes import Writes, ref_of
-from pinmigrate.errors import PinmigrateError, StalePlanError
+from pinmigrate.errors import OutcomeUnknown, PinmigrateError, StalePlanError
 from pinmigrate.inventory import Card
 from pinmigrate.moments import iso_z
 
@@ -148,7 +149,9 @@ class Executor:
         self.logins = logins
         self.progress = progress
         self.now = now or (lambda: datetime.now(UTC))
-        self.sleep = sleep or time.sleep
+        #: Set when the run is being stopped (Ctrl-C): waits end, nothing is sent again.
+        self.stopping = threading.Event()
+        self.sleep = sleep or self._pause
         self.clock = clock or time.monotonic
         self.stale_policy = stale_policy
         self.cards = dict(cards or {})
@@ -163,7 +166,13 @@ class Executor:
         #: How long a read waits for flow writes Adobe is still applying (lastOperation).
         self.settle_policy = settle_policy or SettlePolicy()
         self.live = LiveWorld()
-        self.writes = Writes(adobe, journal, self.live, self._fresh)
+        self.writes = Writes(adobe, journal, self.live, self._fresh, self.stopping.is_set)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, unless the run is being stopped: a write thread waiting for Adobe (settle)
+        must not outlive Ctrl-C by a minute, nor send anything after it."""
+        if self.stopping.wait(seconds):
+            raise OutcomeUnknown("stopped while waiting for Adobe", service="adobe")
 
     # -- the whole run --
 
@@ -444,7 +453,9 @@ class Executor:
                     log.debug("action %s raised", action.id, exc_info=True)
                     result.status = "failed"
                     result.error = describe(exc)
-                    self.journal.error(ref_of(action), result.error)
+                    if not isinstance(exc, OutcomeUnknown):
+                        # An unknown outcome keeps its attempt open: maybe done, for rollback.
+                        self.journal.error(ref_of(action), result.error)
                     self._report(result)
                     continue
                 result.status, result.note = outcome
@@ -453,7 +464,9 @@ class Executor:
                 else:
                     self._report(result)
         except BaseException:
-            # Ctrl-C: writes not yet sent must not go out after the person said stop.
+            # Ctrl-C: writes not yet sent must not go out after the person said stop, and
+            # those under way send nothing more (no resend, no wait for Adobe).
+            self.stopping.set()
             for future in futures:
                 future.cancel()
             raise
@@ -493,10 +506,11 @@ class Executor:
             self.progress.advance(result)
 
     def _fresh(self, action: Action) -> Verdict:
-        """Re-read one action's objects (after a 412) and judge it again."""
+        """Re-read one action's objects (after a 412, a lost answer or a refusal) and judge
+        it again, by the rules of a run under way (as right before its wave)."""
         world = self._read(wants_of([action], self.cards))
         self.live.merge(world)
-        return assess(action, world, now=self.now(), margin=self.margin)
+        return assess(action, world, now=self.now(), margin=self.margin, during_run=True)
 
     def _read(self, wants: Mapping[str, Wants]) -> World:
         """One batched read; flows that Adobe is still writing are read again, after a

@@ -14,6 +14,12 @@ after a refusal, that it was already so); a flow still applying a write
 (``lastOperation`` in progress) is left to the wave's confirming read; an object changed
 otherwise is stale; only an unchanged object that still needs the write gets it once more.
 A refusal whose re-read does not show the wanted state fails with Adobe's message.
+
+Once an answer has been lost, the write may land late: a later 412 or refusal whose re-read
+shows the goal reached is that write taking, and is journalled ``after`` (``answer_lost``),
+so rollback undoes it. When the re-read after a lost answer fails, or the run is being
+stopped, the attempt is left open in the journal (:class:`OutcomeUnknown`): rollback then
+treats it as possibly done, and a rerun judges it on a fresh read.
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from pinmigrate.actions import (
 from pinmigrate.apply.verdict import Verdict
 from pinmigrate.apply.world import LiveWorld
 from pinmigrate.errors import (
+    ApiError,
     InvalidStateError,
+    OutcomeUnknown,
     PinmigrateError,
     StaleObjectError,
     UnsureWriteError,
@@ -79,6 +87,8 @@ class Writes:
     live: LiveWorld
     #: Re-reads one action's objects into the live world and judges it again (after a 412).
     rejudge: Callable[[Action], Verdict]
+    #: True once the run is being stopped (Ctrl-C): no write is sent again after that.
+    stopping: Callable[[], bool] = lambda: False
 
     def execute(self, action: Action, login: Login | None) -> Outcome:
         if isinstance(action, ReconnectAccount):
@@ -110,8 +120,16 @@ class Writes:
         note = ""
         budget = {"412": 1, "unsure": UNSURE_RESENDS}
         attempt = 0
+        #: An earlier attempt's answer was lost: it may still land, and be the change seen.
+        lost = False
+        lost_note = "the answer was lost; a re-read shows the change taken"
         while True:
             attempt += 1
+            if attempt > 1 and self.stopping():
+                raise OutcomeUnknown(
+                    "stopped before sending it again; run apply again to check it",
+                    service="adobe",
+                )
             step = prepare()
             if step is None:
                 return "already_done", note
@@ -121,26 +139,39 @@ class Writes:
             try:
                 etag = step.send()
             except StaleObjectError as exc:
+                verdict = self._rejudge_unsure(action, exc) if lost else None
+                if verdict is not None and verdict.outcome == "already_done":
+                    # What made the etag stale was our lost write landing late.
+                    self.journal.after(ref, step.after, **step.extra, answer_lost=True)
+                    return "done", lost_note
                 self.journal.error(ref, f"412: the {noun} changed since it was read")
-                verdict = self.rejudge(action)
+                verdict = verdict or self.rejudge(action)
                 if verdict.outcome == "already_done":
                     return "already_done", already
                 self._again(action, verdict, budget, "412", exc)
                 note = "412: retried with a fresh etag"
                 continue
             except UnsureWriteError as exc:
-                verdict = self.rejudge(action)
+                lost = True
+                verdict = self._rejudge_unsure(action, exc)
                 if verdict.outcome == "already_done" or self._applying(action):
                     # It took (or is being applied): the wave's confirming read checks it.
                     self.journal.after(ref, step.after, **step.extra, answer_lost=True)
-                    return "done", "the answer was lost; a re-read shows the change taken"
+                    return "done", lost_note
                 self.journal.error(ref, f"no answer; a re-read shows it not done: {exc.message}")
                 self._again(action, verdict, budget, "unsure", exc)
                 note = "the answer was lost and the re-read showed it not applied: sent again"
                 continue
             except InvalidStateError as exc:
+                verdict = self._rejudge_unsure(action, exc) if lost else None
+                if verdict is not None and (
+                    verdict.outcome == "already_done" or self._applying(action)
+                ):
+                    # Refused because our earlier write, whose answer was lost, landed late.
+                    self.journal.after(ref, step.after, **step.extra, answer_lost=True)
+                    return "done", lost_note
                 self.journal.error(ref, exc.message)
-                verdict = self.rejudge(action)
+                verdict = verdict or self.rejudge(action)
                 if verdict.outcome == "already_done":
                     return "already_done", "Adobe refused it as a no-op; a re-read shows it so"
                 if self._applying(action):
@@ -151,6 +182,21 @@ class Writes:
             if etag and not isinstance(action, ReconnectAccount):
                 self.live.set_etag(action.target_id, etag)
             return "done", note
+
+    def _rejudge_unsure(self, action: Action, why: ApiError) -> Verdict:
+        """The re-read while a lost answer leaves the write's outcome open; when it fails
+        too, the outcome stays unknown and the journal attempt open (no error record)."""
+        try:
+            return self.rejudge(action)
+        except OutcomeUnknown:
+            raise
+        except Exception as exc:
+            failure = exc.message if isinstance(exc, PinmigrateError) else str(exc)
+            raise OutcomeUnknown(
+                f"{why.message}; re-reading it failed too ({failure}): it may or may not "
+                "have taken; run apply again to check",
+                service="adobe",
+            ) from exc
 
     @staticmethod
     def _again(
