@@ -429,8 +429,8 @@ class AdobeClient:
         exact = [spec for spec in specs if spec.get("name") == name]
         if exact:
             return exact
-        folded = _fold(name)
-        return [spec for spec in specs if _fold(str(spec.get("name", ""))) == folded]
+        folded = fold_name(name)
+        return [spec for spec in specs if fold_name(str(spec.get("name", ""))) == folded]
 
     def runs(self, flow_id: str, *, sandbox: str) -> JsonObjects:
         """The runs of one flow (newest pages as Adobe orders them)."""
@@ -547,5 +547,6 @@ def _next_href(body: Mapping[str, Any]) -> str | None:
     return href.strip() if isinstance(href, str) and href.strip() else None
 
 
-def _fold(name: str) -> str:
+def fold_name(name: str) -> str:
+    """A card name as compared when no name is exactly equal: case and spacing aside."""
     return " ".join(name.split()).casefold()

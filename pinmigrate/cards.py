@@ -8,9 +8,12 @@ configured, in which case it is used as given. Discovery, apply's re-read and ``
 all ask this module, so the three can never disagree.
 
 A later revision of the notice filters on just "Pinterest": the legacy card may be gone. A
-sandbox without it has nothing to migrate, unless a Pinterest-like card that is not the new
-one still delivers flows there (it may be the legacy card renamed): that stays an error,
-and so does a missing card whose name or id was configured.
+sandbox without it has nothing to migrate, but only when nothing is in doubt: the new card
+is found first and only that spec is set aside; a Pinterest-like card that is not it and
+still delivers flows (it may be the legacy card renamed), a second card bearing a default
+name of the new one while the new one was itself found by a default name, a new card that
+cannot be found, or a read that fails: each stays an error, and so does a missing card
+whose name or id was configured.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pinmigrate.adobe import fold_name
 from pinmigrate.errors import ConfigError, NotFoundError, PinmigrateError
 from pinmigrate.inventory import Card, CardSpec
 
@@ -85,25 +89,74 @@ def find_card(adobe: AdobeClient, settings: Settings, card: Card, sandbox: str) 
                 hint=f"set migration.{card}_spec_id to the id of the {card} Pinterest card",
             )
     tried = " or ".join(repr(name) for name in names)
-    like = _pinterest_like(adobe, sandbox)
-    listing = f"; Pinterest-like cards there: {_listing(like)}" if like else ""
     configured = getattr(settings.migration, f"{card}_destination")
+    hint = (
+        f"set migration.{card}_destination to the card's exact name, or "
+        f"migration.{card}_spec_id to its connection spec id"
+    )
     if card == "legacy" and not configured:
-        others = [spec for spec in like if not _is_new_card(spec, settings)]
-        in_use = [spec for spec in others if _delivers_flows(adobe, sandbox, spec["id"])]
-        if not in_use:
+        like = _pinterest_like(adobe, sandbox)  # a failed read is never "gone"
+        doubt = _doubt_about_gone(adobe, settings, sandbox, like)
+        if doubt is None:
             raise LegacyCardGone(
                 f"no legacy card {tried} in sandbox {sandbox}, and no other Pinterest-like "
                 "card there delivers a flow: no legacy flow to migrate there",
                 service="adobe",
             )
-        listing = f"; Pinterest-like cards there: {_listing(like, {s['id'] for s in in_use})}"
+        listing = f"; Pinterest-like cards there: {_listing(like, doubt.delivering)}"
+        hint += doubt.hint
+    else:
+        try:
+            like = _pinterest_like(adobe, sandbox)
+        except PinmigrateError:
+            like = []  # the card is missing all the same; only the listing is lost
+        listing = f"; Pinterest-like cards there: {_listing(like)}" if like else ""
     raise NotFoundError(
         f"no destination card (connection spec) named {tried} in sandbox {sandbox}{listing}",
         service="adobe",
-        hint=f"set migration.{card}_destination to the card's exact name, or "
-        f"migration.{card}_spec_id to its connection spec id",
+        hint=hint,
     )
+
+
+@dataclass(frozen=True)
+class _Doubt:
+    """Why a legacy card that is not found may still be there: the specs that deliver flows,
+    and what to add to the hint."""
+
+    delivering: frozenset[str] = frozenset()
+    hint: str = ""
+
+
+def _doubt_about_gone(
+    adobe: AdobeClient, settings: Settings, sandbox: str, like: list[dict[str, Any]]
+) -> _Doubt | None:
+    """None when the legacy card is surely gone from ``sandbox``, else why it may not be.
+
+    Only the spec actually taken as the new card is set aside. Every other Pinterest-like
+    spec that delivers a flow may be the legacy card renamed; so may one bearing a default
+    name of the new card when the new card was itself found by a default name (the legacy
+    card still called "Pinterest" beside a "(New) Pinterest", say: which is which is then a
+    guess). A new card that cannot be found leaves nothing to set aside. Any doubt is an
+    error that lists the cards, never an empty migration.
+    """
+    try:
+        new = _found_card(adobe, settings, "new", sandbox)
+    except (NotFoundError, ConfigError):
+        return _Doubt()
+    suspects = [spec for spec in like if spec["id"] != new.id]
+    delivering = frozenset(
+        spec["id"] for spec in suspects if _delivers_flows(adobe, sandbox, spec["id"])
+    )
+    by_default = not (settings.migration.new_spec_id or settings.migration.new_destination)
+    new_names = {fold_name(name) for name in DEFAULT_NAMES["new"]}
+    namesakes = [s for s in suspects if fold_name(str(s.get("name", ""))) in new_names]
+    if by_default and namesakes:
+        return _Doubt(
+            delivering,
+            f", or migration.new_spec_id to the new card's id if {new.name!r} = {new.id} "
+            "is not the new card",
+        )
+    return _Doubt(delivering) if delivering else None
 
 
 def find_cards(adobe: AdobeClient, settings: Settings, sandbox: str) -> SandboxCards:
@@ -147,13 +200,6 @@ def spec_by_id(adobe: AdobeClient, card: Card, spec_id: str, sandbox: str) -> di
         ) from None
 
 
-def _is_new_card(spec: dict[str, Any], settings: Settings) -> bool:
-    """Whether ``spec`` is (one of the names of) the new card, not a suspect for the legacy one."""
-    return spec.get("id") == settings.migration.new_spec_id or spec.get("name") in names_tried(
-        settings, "new"
-    )
-
-
 def _delivers_flows(adobe: AdobeClient, sandbox: str, spec_id: str) -> bool:
     """Whether any flow of ``sandbox`` delivers to the card ``spec_id`` (one short page)."""
     from pinmigrate.discovery import card_of_flow
@@ -168,16 +214,12 @@ def _delivers_flows(adobe: AdobeClient, sandbox: str, spec_id: str) -> bool:
 
 
 def _pinterest_like(adobe: AdobeClient, sandbox: str) -> list[dict[str, Any]]:
-    """Every spec whose name mentions Pinterest; empty when even that cannot be read."""
-    try:
-        specs = adobe.list("connectionSpecs", sandbox=sandbox)
-        return [
-            spec
-            for spec in specs
-            if "pinterest" in str(spec.get("name", "")).casefold() and spec.get("id")
-        ]
-    except PinmigrateError:
-        return []
+    """Every spec whose name mentions Pinterest (one unfiltered list; its errors go through)."""
+    return [
+        spec
+        for spec in adobe.list("connectionSpecs", sandbox=sandbox)
+        if "pinterest" in str(spec.get("name", "")).casefold() and spec.get("id")
+    ]
 
 
 def _listing(specs: list[dict[str, Any]], delivering: Collection[str] = ()) -> str:

@@ -17,6 +17,7 @@ from conftest import Result, invoke
 
 from pinmigrate.emulator import LEGACY_SPEC_ID, NEW_SPEC_ID, Emulator
 from pinmigrate.emulator.model import DECOY_SPEC_ID, RENAMED_LEGACY_SPEC_NAME
+from pinmigrate.emulator.problems import flow_error
 
 GONE = (
     "no legacy card '(Deprecating) Pinterest' in sandbox {sandbox}, and no other Pinterest-like "
@@ -184,3 +185,105 @@ def test_a_renamed_legacy_card_is_migrated_once_configured(
     assert result.exit_code == 0, result.stderr
     summary = result.json()["summary"]
     assert (summary["enable_flow"], summary["disable_flow"], summary["orphans"]) == (4, 4, 1)
+
+
+# --- the legacy card still named "Pinterest" beside a "(New) Pinterest": never "gone" --------
+
+
+@pytest.fixture(scope="module")
+def legacy_named_pinterest() -> Iterator[Emulator]:
+    """The draft naming, before the legacy card was relabelled: the legacy card is called
+    "Pinterest" (one of the new card's default names) and the new one "(New) Pinterest"."""
+    with Emulator("demo+draft-names") as emu:
+        specs = emu.state.flowstore.connection_specs
+        specs[LEGACY_SPEC_ID] = {**specs[LEGACY_SPEC_ID], "name": "Pinterest"}
+        yield emu
+
+
+def test_a_legacy_card_named_pinterest_is_an_error_not_an_empty_plan(
+    legacy_named_pinterest: Emulator, tmp_path: Path
+) -> None:
+    emu = legacy_named_pinterest
+    assert len(emu.state.flowstore.find("flows", sandbox="prod", card="legacy")) == 6
+    by_default = run_cli(emu, tmp_path, "plan", "--sandbox", "prod", "--detailed-exitcode")
+    assert by_default.exit_code == 1, by_default.stdout
+    line = stderr_line(by_default)
+    assert f"'Pinterest' = {LEGACY_SPEC_ID}," in line
+    assert f"'(New) Pinterest' = {NEW_SPEC_ID} (delivers flows)" in line
+    assert f"migration.new_spec_id to the new card's id if 'Pinterest' = {LEGACY_SPEC_ID}" in line
+    assert "Traceback" not in by_default.stderr
+
+    told = run_cli(emu, tmp_path, "plan", "--sandbox", "prod", new_spec_id=NEW_SPEC_ID)
+    assert told.exit_code == 1, told.stdout
+    assert f"'Pinterest' = {LEGACY_SPEC_ID} (delivers flows)" in stderr_line(told)
+
+
+def test_doctor_fails_a_legacy_card_named_pinterest(
+    legacy_named_pinterest: Emulator, tmp_path: Path
+) -> None:
+    for settings in ({}, {"new_spec_id": NEW_SPEC_ID}):
+        result = run_cli(legacy_named_pinterest, tmp_path, "doctor", "--output", "json", **settings)
+        assert result.exit_code == 1
+        checks = {c["name"]: c for c in result.json()["checks"]}
+        legacy = checks["legacy card in prod"]
+        assert legacy["status"] == "fail", legacy
+        assert f"'Pinterest' = {LEGACY_SPEC_ID}" in legacy["detail"]
+
+
+def test_a_legacy_card_named_pinterest_is_migrated_once_both_are_configured(
+    legacy_named_pinterest: Emulator, tmp_path: Path
+) -> None:
+    result = run_cli(
+        legacy_named_pinterest,
+        tmp_path,
+        "plan",
+        "--output",
+        "json",
+        legacy_destination="Pinterest",
+        new_destination="(New) Pinterest",
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = result.json()["summary"]
+    assert (summary["enable_flow"], summary["disable_flow"], summary["orphans"]) == (4, 4, 1)
+
+
+# --- a failed read is never "gone" ------------------------------------------------------------
+
+
+@pytest.fixture
+def spec_list_fails(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """No legacy card, and Flow Service answers 500 to the unfiltered connection spec list
+    (the name lookups still answer)."""
+    with Emulator("demo+no-legacy-card") as emu:
+        store = emu.state.flowstore
+        served = store.list_objects
+
+        def list_objects(sandbox: str, kind: str, params: Any) -> Any:
+            if kind == "connectionSpecs" and "property" not in params:
+                raise flow_error(
+                    500,
+                    "Connection specs are unavailable",
+                    sandbox=sandbox,
+                    code="FLOW-1500",
+                    title="Internal error",
+                )
+            return served(sandbox, kind, params)
+
+        monkeypatch.setattr(store, "list_objects", list_objects)
+        yield emu
+
+
+def test_a_failed_spec_list_is_one_error_line_not_a_gone_legacy_card(
+    spec_list_fails: Emulator, tmp_path: Path
+) -> None:
+    result = run_cli(spec_list_fails, tmp_path, "plan", "--sandbox", "dev", "--detailed-exitcode")
+    assert result.exit_code == 1, result.stdout
+    assert "Connection specs are unavailable" in stderr_line(result)
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+    doctor = run_cli(spec_list_fails, tmp_path, "doctor", "--output", "json")
+    assert doctor.exit_code == 1
+    checks = {c["name"]: c for c in doctor.json()["checks"]}
+    legacy = checks["legacy card in dev"]
+    assert legacy["status"] == "fail" and "Connection specs are unavailable" in legacy["detail"]
+    assert checks["new card in dev"]["status"] == "ok"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,11 +12,12 @@ import pytest
 import responses
 
 from pinmigrate.adobe import AdobeClient
+from pinmigrate.cards import LegacyCardGone, find_card
 from pinmigrate.discovery import card_of_flow, discover
 from pinmigrate.emulator import LEGACY_SPEC_ID as LEGACY_ID
 from pinmigrate.emulator import NEW_SPEC_ID as NEW_ID
 from pinmigrate.emulator import Emulator
-from pinmigrate.errors import ConfigError, NotFoundError
+from pinmigrate.errors import ApiError, ConfigError, NotFoundError
 from pinmigrate.inventory import Inventory
 from pinmigrate.settings import AdobeSettings, MigrationSettings, Settings, load_settings
 
@@ -144,6 +145,10 @@ class FakeAdobe:
         self.barrier = barrier
         self.lock = threading.Lock()
         self.specs = dict(SPECS)
+        #: Called before each list answers; raises to make that read fail.
+        self.refuse: Callable[[str, Sequence[str], Mapping[str, str]], None] = (
+            lambda resource, properties, params: None
+        )
 
     def token(self) -> str:
         return "token"
@@ -158,6 +163,7 @@ class FakeAdobe:
     ) -> Iterator[dict[str, Any]]:
         with self.lock:
             self.calls.append((resource, sandbox, tuple(properties)))
+        self.refuse(resource, properties, params or {})
         if resource == "connectionSpecs":
             yield from ({"id": spec_id, "name": name} for name, spec_id in self.specs.items())
             return
@@ -327,6 +333,81 @@ def test_a_configured_legacy_name_that_is_missing_is_never_taken_as_gone() -> No
     del adobe.specs["(Deprecating) Pinterest"]
     with pytest.raises(NotFoundError, match="named '\\(Deprecating\\) Pinterest' in sandbox"):
         discover(adobe, settings(legacy_destination="(Deprecating) Pinterest"))  # type: ignore[arg-type]
+
+
+def test_a_legacy_card_still_named_pinterest_is_never_taken_as_gone() -> None:
+    """The draft naming with the legacy card still called "Pinterest": the default lookup
+    takes it as the new card, so its name is no proof that it is not the legacy one."""
+    adobe = FakeAdobe(["prod"])
+    adobe.specs = {
+        "Pinterest": LEGACY,
+        "(New) Pinterest": NEW,
+        "(Beta) Pinterest Conversions": DECOY,
+    }
+    with pytest.raises(NotFoundError) as caught:
+        discover(adobe, settings())  # type: ignore[arg-type]
+    line = caught.value.line()
+    assert not isinstance(caught.value, LegacyCardGone)
+    assert f"'Pinterest' = {LEGACY}" in line and f"'(New) Pinterest' = {NEW}" in line
+    assert f"migration.new_spec_id to the new card's id if 'Pinterest' = {LEGACY}" in line
+
+    # Told which spec is the new card, the other one delivering flows is the suspect.
+    with pytest.raises(NotFoundError) as caught:
+        discover(adobe, settings(new_spec_id=NEW))  # type: ignore[arg-type]
+    assert not isinstance(caught.value, LegacyCardGone)
+    assert f"'Pinterest' = {LEGACY} (delivers flows)" in caught.value.line()
+
+
+def test_a_namesake_of_the_new_card_without_flows_leaves_no_doubt_once_configured() -> None:
+    adobe = FakeAdobe(["prod"])
+    adobe.specs = {"Pinterest": "spec-idle", "(New) Pinterest": NEW}
+    with pytest.raises(NotFoundError) as caught:
+        find_card(adobe, settings(), "legacy", "prod")  # type: ignore[arg-type]
+    assert not isinstance(caught.value, LegacyCardGone)
+    for configured in ({"new_spec_id": NEW}, {"new_destination": "(New) Pinterest"}):
+        with pytest.raises(LegacyCardGone):
+            find_card(adobe, settings(**configured), "legacy", "prod")  # type: ignore[arg-type]
+
+
+def test_without_a_new_card_the_legacy_one_is_not_taken_as_gone() -> None:
+    adobe = FakeAdobe(["prod"])
+    adobe.specs = {"(Beta) Pinterest Conversions": DECOY}
+    with pytest.raises(NotFoundError) as caught:
+        find_card(adobe, settings(), "legacy", "prod")  # type: ignore[arg-type]
+    assert not isinstance(caught.value, LegacyCardGone)
+    assert "migration.legacy_spec_id" in caught.value.line()
+
+
+def failing_adobe(failing: str) -> FakeAdobe:
+    """No legacy card, and an error answered to one read: the unfiltered spec list
+    ("specs") or the one-flow probe of another Pinterest-like card ("probe")."""
+    adobe = FakeAdobe(["prod"])
+    del adobe.specs["(Deprecating) Pinterest"]
+
+    def refuse(resource: str, properties: Sequence[str], params: Mapping[str, str]) -> None:
+        probe = resource == "flows" and params.get("limit") == "1"
+        unfiltered_specs = resource == "connectionSpecs" and not properties
+        if (failing == "specs" and unfiltered_specs) or (failing == "probe" and probe):
+            raise ApiError(f"Adobe answered 500 to the {failing} read", service="adobe")
+
+    adobe.refuse = refuse
+    return adobe
+
+
+@pytest.mark.parametrize("failing", ["specs", "probe"])
+def test_a_failed_read_is_never_taken_as_a_gone_legacy_card(failing: str) -> None:
+    adobe = failing_adobe(failing)  # "(Beta) Pinterest Conversions" is the one probed
+    with pytest.raises(ApiError) as caught:
+        discover(adobe, settings())  # type: ignore[arg-type]
+    assert not isinstance(caught.value, NotFoundError)
+    assert caught.value.line() == f"Adobe answered 500 to the {failing} read"
+
+
+def test_a_failed_listing_still_reports_a_missing_new_card() -> None:
+    adobe = failing_adobe("specs")
+    del adobe.specs["Pinterest"]
+    with pytest.raises(NotFoundError, match="named 'Pinterest' or '\\(New\\) Pinterest'"):
+        find_card(adobe, settings(), "new", "prod")  # type: ignore[arg-type]
 
 
 def test_several_cards_of_one_name_are_refused_with_their_ids() -> None:

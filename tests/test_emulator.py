@@ -1901,6 +1901,36 @@ def test_a_delayed_write_can_end_failed_changing_nothing() -> None:
         assert status["errors"][0]["message"] == "Destination rejected the activation"
 
 
+def test_a_delayed_write_lands_at_its_due_time_however_late_the_next_read() -> None:
+    """Nobody reads for ten minutes after a delayed enable: the flow, its ``lastOperation``
+    and the run the enable starts carry the write's due time, not the read's."""
+    clock = FakeTime(start=START)
+    with Emulator(scenario="demo", clock=clock.clock) as emu:
+        emu.configure(write_delay=3, run_delay=5, run_duration=2)
+        adobe = Platform(emu)
+        # The account expires in 3 days: live when the enable lands, dead at the read.
+        flow = new_flow(emu, "Dev smoke test", "dev")
+        answer = adobe.call(
+            "POST", f"/flows/{flow['id']}/action", sandbox="dev", params={"op": "enable"}
+        )
+        assert answer.status_code == 200
+        clock.now += 4 * DAY
+        adobe = Platform(emu)  # a fresh IMS token: the first one expired meanwhile
+
+        landed = adobe.one("flows", flow["id"], "dev")
+        due = int((START + 3) * 1000)
+        assert landed["state"] == "enabled"
+        assert landed["updatedAt"] == due
+        assert landed["lastOperation"]["updated"] == due
+        assert landed["lastOperation"]["started"] == int(START * 1000)
+        assert landed["lastOperation"]["status"]["value"] == "completed"
+        [run] = adobe.pages("runs", sandbox="dev", properties=(f"flowId=={flow['id']}",))[0]
+        assert run["createdAt"] == due + 5000
+        assert run["metrics"]["durationSummary"]["completedAtUTC"] == due + 7000
+        assert run["metrics"]["statusSummary"]["status"] == "success"
+        assert landed["lastRunDetails"]["id"] == run["id"]
+
+
 def test_write_delay_and_write_error_are_checked(emulator: Emulator) -> None:
     for bad in ({"write_delay": -1}, {"write_delay": "soon"}, {"write_error": ""}):
         with pytest.raises(ValueError):

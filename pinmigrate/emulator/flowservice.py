@@ -535,7 +535,12 @@ class FlowService:
 
     def _land(self, write: PendingWrite) -> None:
         """Apply one queued write: the change and a completed ``lastOperation``, or a failed
-        one (``write_error``, or a change no longer valid) that changes nothing else."""
+        one (``write_error``, or a change no longer valid) that changes nothing else.
+
+        It lands at its due time, not at the read that brings it in: ``updatedAt``,
+        ``lastOperation.updated`` and the start of the run an enable triggers all follow
+        ``write.due``, however long after it the next read comes."""
+        landed = int(write.due * 1000)
         objects = self.store.objects[write.sandbox]["flows"]
         current = objects.get(write.ident)
         if current is None:
@@ -556,10 +561,10 @@ class FlowService:
             if current.get("state") != target:
                 updated["state"] = target
                 if write.operation == "enable":
-                    self._note_run(updated, self._start_run(write.sandbox, updated, write.caller))
+                    run = self._start_run(write.sandbox, updated, write.caller, at_ms=landed)
+                    self._note_run(updated, run)
         if error is not None:
             updated = dict(current)
-        now = self.context.now_ms()
         following = next(
             (p for p in self.pending if (p.sandbox, p.ident) == (write.sandbox, write.ident)),
             None,
@@ -569,7 +574,7 @@ class FlowService:
         else:
             updated["lastOperation"] = {
                 "started": int(write.accepted * 1000),
-                "updated": now,
+                "updated": landed,
                 "percentCompleted": 100,
                 "status": {
                     "value": "failed" if error else "completed",
@@ -579,7 +584,7 @@ class FlowService:
                 "ops": copy.deepcopy(write.ops),
                 "operation": write.operation,
             }
-        self.store.store(write.sandbox, "flows", updated, write.caller)
+        self.store.store(write.sandbox, "flows", updated, write.caller, updated_ms=landed)
 
     @staticmethod
     def _note_run(flow: JsonDict, details: JsonDict | None) -> None:
@@ -587,8 +592,13 @@ class FlowService:
         if details is not None:
             flow["lastRunDetails"] = details
 
-    def _start_run(self, sandbox: str, flow: JsonDict, caller: Caller) -> JsonDict | None:
+    def _start_run(
+        self, sandbox: str, flow: JsonDict, caller: Caller, *, at_ms: int | None = None
+    ) -> JsonDict | None:
         """Start the run an enable triggers; answers the flow's ``lastRunDetails`` now.
+
+        ``at_ms`` is when the enable took effect (epoch ms; default now): a delayed enable
+        takes effect when it was due.
 
         ``Config.run_delay`` seconds pass before the run shows at all, then it reads as
         processing for ``Config.run_duration`` seconds, then it ends (both 0: it is there,
@@ -599,9 +609,10 @@ class FlowService:
         config = self.context.config
         self._runs_started += 1
         run_id = emu_id(sandbox, "run", flow["id"], str(self._runs_started), self.context.salt)
-        problem = self._credential_problem(sandbox, flow)
+        enabled_ms = self.context.now_ms() if at_ms is None else at_ms
+        problem = self._credential_problem(sandbox, flow, at=enabled_ms / 1000)
         errors = [] if problem is None else [{"code": "PINTEREST-401", "message": problem}]
-        started = self.context.now_ms() + round(config.run_delay * 1000)
+        started = enabled_ms + round(config.run_delay * 1000)
         duration = round(config.run_duration * 1000)
 
         def version(status: str, duration_ms: int | None) -> JsonDict:
@@ -627,8 +638,8 @@ class FlowService:
         shown = self.store.objects[sandbox]["runs"].get(run_id)
         return run_details(shown) if shown is not None else flow.get("lastRunDetails")
 
-    def _credential_problem(self, sandbox: str, flow: JsonDict) -> str | None:
-        """Why a run of ``flow`` cannot reach Pinterest, else None.
+    def _credential_problem(self, sandbox: str, flow: JsonDict, *, at: float) -> str | None:
+        """Why a run of ``flow`` started at ``at`` (epoch s) cannot reach Pinterest, else None.
 
         The expiry is read as pinmigrate reads it (every shape of api-notes.md §3 "Accounts"),
         from the stored account, whose tokens are in clear.
@@ -644,7 +655,7 @@ class FlowService:
         expiry = credential_expiry(account)
         if expiry.at is None:
             return "The account has no Pinterest credentials: reconnect it"
-        if expiry.at.timestamp() <= self.context.clock():
+        if expiry.at.timestamp() <= at:
             return "The account's Pinterest credentials expired: reconnect it"
         return None
 
