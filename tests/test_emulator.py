@@ -1262,6 +1262,23 @@ def test_refresh_rotates_and_the_old_refresh_token_dies(emulator: Emulator) -> N
     assert bad_grant.status_code == 400
 
 
+def test_a_rotated_refresh_token_can_stay_valid(emulator: Emulator) -> None:
+    """The other reading of an unconfirmed rule (api-notes.md §4): the replaced refresh
+    token keeps working until it expires."""
+    emulator.configure(revoke_rotated_refresh=False)
+    first = exchange(emulator, code_from(consent(emulator))).json()
+    answers = [
+        requests.post(
+            emulator.url + "/v5/oauth/token",
+            headers=basic(),
+            data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        )
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json()["refresh_token"] != answers[1].json()["refresh_token"]
+
+
 def test_refresh_tokens_expire_after_sixty_days() -> None:
     clock = FakeTime(start=START)
     with Emulator(clock=clock.clock) as emu:

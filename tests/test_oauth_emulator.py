@@ -75,6 +75,34 @@ def test_a_browser_login_reads_every_token_shape(
     assert store.get(login.user_id) == fresh
 
 
+@pytest.mark.parametrize("revoke", [True, False], ids=["revoked", "kept"])
+def test_refreshes_go_on_whether_or_not_pinterest_revokes_the_replaced_token(
+    emulator: Any, emu_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, revoke: bool
+) -> None:
+    """Each refresh stores its successor at once, so pinmigrate never presents a replaced
+    refresh token, whichever reading of Pinterest's rotation holds."""
+    emulator.configure(auto_approve=True, revoke_rotated_refresh=revoke)
+    redirect = emulator.register_redirect_uri(f"http://127.0.0.1:{free_port()}/")
+    env = {**emu_env, "PINMIGRATE_PINTEREST_REDIRECT_URI": redirect}
+    person_at_terminal(monkeypatch)
+    assert invoke(["auth", "login", "--timeout", "20"], env).exit_code == 0
+    store = LoginStore(Path(env["PINMIGRATE_STATE_DIR"]))
+    settings = load_settings(env=env)
+    [login] = store.load()
+    later = datetime.now(UTC) + 31 * DAY  # the access token has expired: a refresh is due
+    for _ in range(3):
+        current = store.get(login.user_id)
+        assert current is not None
+        fresh = fresh_login(current, settings, store, now=later, client=PinterestClient(settings))
+        assert fresh.refresh_token != current.refresh_token
+        assert store.get(login.user_id) == fresh
+        # Its access token expires at once, so the next call refreshes again.
+        store.update(
+            login.user_id, lambda it: it and it.model_copy(update={"access_expires_at": later})
+        )
+        later += timedelta(minutes=1)
+
+
 def test_a_login_on_an_unregistered_redirect_uri_stores_nothing(
     emulator: Any, emu_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

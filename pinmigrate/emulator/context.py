@@ -22,6 +22,9 @@ class Config:
     scope_separator: str = " "
     #: A scope granted on top of those asked for (Pinterest may grant more).
     extra_scope: str | None = None
+    #: A refresh revokes the refresh token it replaces (True) or leaves it valid until it
+    #: expires (False): whether Pinterest revokes it is unconfirmed (api-notes.md §4).
+    revoke_rotated_refresh: bool = True
     #: Token answers carry ``expires_in`` and ``refresh_token_expires_in`` as strings
     #: ("2592000", as in Pinterest's quickstart fixtures) instead of the spec's integers.
     expires_as_string: bool = False

@@ -341,9 +341,10 @@ class PinterestBackend:
         result = self._issue(
             app.id, record.user_id, record.scopes, "refresh_token", continuous=True
         )
-        # Continuous refresh: the old refresh token dies the moment a new one is issued.
-        record.revoked = True
+        # Continuous refresh: the old refresh token dies the moment a new one is issued,
+        # unless the emulator serves the other reading (Config.revoke_rotated_refresh).
         record.replaced_by = result["refresh_token"]
+        record.revoked = self.context.config.revoke_rotated_refresh
         return result
 
     def _issue(

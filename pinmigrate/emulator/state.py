@@ -315,6 +315,8 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         PINTEREST_SCOPES
     ):
         raise ValueError(f"extra_scope {config.extra_scope!r} is not a Pinterest scope")
+    if not isinstance(config.revoke_rotated_refresh, bool):
+        raise ValueError("revoke_rotated_refresh must be true or false")
     if not isinstance(config.strict_queries, bool):
         raise ValueError("strict_queries must be true or false")
     if config.limit_over_max not in ("error", "cap"):
