@@ -62,9 +62,11 @@ wait: Callable[[Emulator], None] = serve_until_interrupted
     default="demo",
     show_default=True,
     metavar="NAME",
-    help="World to serve: demo, empty or scale:N, with +options, e.g. demo+draft-names or "
-    "demo+expires-in (expiry shapes: +expiry-ms, +expiration-date, +expires-in, +no-expiry; "
-    "next links: +next-position, the default, or +next-query).",
+    help="World to serve: demo, empty or scale:N, with +options, e.g. demo+strict+next-query. "
+    "Options: +strict (no-op flow actions answer 400 1409-400); next links +next-position "
+    "(the default) or +next-query; cards +draft-names, +no-legacy-card, +renamed-legacy-card; "
+    "expiry shapes +expiry-ms, +expiration-date, +expires-in, +no-expiry. Each serves one "
+    "reading of what Adobe or Pinterest leave unconfirmed: see docs/emulator.md.",
 )
 @click.option(
     "--latency-ms",
