@@ -251,7 +251,8 @@ def json_parts(plan: Plan) -> Iterator[bytes]:
 
 def save_plan(plan: Plan, path: Path) -> None:
     try:
-        write_atomic(Path(path), plan.to_json())
+        # 0600: a plan names every flow and account of the org.
+        write_atomic(Path(path), plan.to_json(), mode=0o600)
     except OSError as exc:
         raise PlanFileError(f"cannot write plan file {path}: {exc.strerror}") from None
 
