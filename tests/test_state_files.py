@@ -74,6 +74,16 @@ def test_auth_logout_removes_the_temp_a_killed_write_left(
     assert LoginStore(state_dir).load() == []
 
 
+def test_auth_logout_removes_a_left_temp_even_with_nothing_to_forget(
+    cli: Any, state_dir: Path, emu_env: dict[str, str]
+) -> None:
+    # The kill came before the first login was ever stored: only the temp holds the token.
+    killed_write(state_dir)
+    result = cli(["auth", "logout"], emu_env)
+    assert result.exit_code == USAGE and "nothing to forget" in result.stderr
+    assert list(state_dir.glob(".logins.json.*")) == []
+
+
 def test_write_atomic_removes_only_stale_temps_of_its_own_file(tmp_path: Path) -> None:
     target = tmp_path / "plan.json"
     stale = tmp_path / ".plan.json.abc123.tmp"
