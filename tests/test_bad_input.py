@@ -900,6 +900,20 @@ def ims_html(world: World) -> None:
 SERVER_CASES = [
     Case("server/html-not-json", ("plan",), FAILED, "HTML, not JSON", setup=platform(html_page)),
     Case(
+        # Adobe's own words are quoted in the error line: an escape sequence in them would
+        # erase the lines before it (terminal.py).
+        "server/error-words-with-escape-codes",
+        ("plan",),
+        FAILED,
+        "Bad \\x1b[2K\\x1b[1A request \\u202e",
+        setup=platform(
+            lambda seen: json_answer(
+                400, {"error_code": "400-1", "message": "Bad \x1b[2K\x1b[1A request \u202e"}
+            )
+        ),
+        never=("\x1b", "\u202e"),
+    ),
+    Case(
         "server/empty-body",
         ("plan",),
         FAILED,
