@@ -181,7 +181,12 @@ class World:
         return stub
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
-        answer = requests.request(method, f"{self.emulator.url}/_emulator/{path}", json=body)
+        answer = requests.request(
+            method,
+            f"{self.emulator.url}/_emulator/{path}",
+            json=body,
+            headers={"Content-Type": "application/json"},
+        )
         answer.raise_for_status()
         return answer.json()
 
