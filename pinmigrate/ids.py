@@ -1,7 +1,8 @@
 """Ids that go into URL paths: refused when they could change the path's meaning.
 
-Adobe's ids are UUIDs and Pinterest's ad account ids are digits (api-notes.md §3), so no
-real id needs any of the characters refused here. ``quote(id, safe="")`` already turns a
+Adobe's object ids are UUIDs (every example of api-notes.md §3) and Pinterest's ad account
+ids digits (``pattern: ^\\d+$`` in tests/data/pinterest-v5-openapi.json), so no real id
+needs any of the characters refused here. ``quote(id, safe="")`` already turns a
 ``/`` into ``%2F``, but ``.`` and ``..`` are left as they are and are then resolved as path
 steps (urllib3 removes dot segments), and a ``%2F`` may be decoded by a proxy on the way:
 ``flows/..`` would read or patch another resource than the one named. Such an id is
