@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,23 +79,24 @@ def test_the_console_escapes_text_however_it_is_built_and_keeps_its_own_colours(
     assert "\x1b[2K" not in out and "\x1b[1A" not in out and "\u202e" not in out
 
 
-def test_plan_and_discover_text_escape_hostile_names_and_json_keeps_them(
-    cli: Any, emulator: Emulator, emu_env: dict[str, str]
+def test_plan_show_and_discover_text_escape_hostile_names_and_json_keeps_them(
+    cli: Any, emulator: Emulator, emu_env: dict[str, str], tmp_path: Path
 ) -> None:
     # A flow pair and an account renamed by someone with access to the org (or a hostile
     # server): the names reach the plan the person approves.
     for card in ("legacy", "new"):
         rename(emulator, "flows", flow_id("prod", card, "Loyalty members"), HOSTILE)
     rename(emulator, "connections", account_id("prod", "new", "549755885175"), f"Acct{ERASE}")
-    for args in (["plan"], ["discover"]):
+    saved = tmp_path / "plan.json"
+    for args in (["plan", "--out", str(saved)], ["show", str(saved)], ["discover"]):
         result = cli(args, emu_env)
         assert result.exit_code == 0, result.stderr
         assert_no_raw_controls(result.stdout + result.stderr)
         assert "Loyalty\\x1b[2K\\x1b[1A\\x1b[2K" in result.stdout
         assert "\\x9b2J\\u202e\\u2066members" in result.stdout
-    shown = cli(["--output", "json", "plan"], emu_env).json()
-    names = {p["legacy_flow_name"] for p in shown["pairs"]}
-    assert HOSTILE in names
+    for args in (["--output", "json", "plan"], ["--output", "json", "show", str(saved)]):
+        names = {p["legacy_flow_name"] for p in cli(args, emu_env).json()["pairs"]}
+        assert HOSTILE in names
 
 
 def test_apply_report_and_rollback_escape_hostile_names(
