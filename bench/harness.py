@@ -169,7 +169,8 @@ class EmulatorProcess:
             f"{self.url}/_emulator/{path}",
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"} if data is not None else {},
+            # The control API changes state only for JSON requests, bodiless ones included.
+            headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=600) as response:
             raw = response.read()

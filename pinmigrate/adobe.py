@@ -23,6 +23,7 @@ from pinmigrate.errors import (
     UnsureWriteError,
 )
 from pinmigrate.http import HttpClient, body_kind, error_code, error_detail
+from pinmigrate.ids import checked_id
 
 if TYPE_CHECKING:
     import requests
@@ -291,7 +292,8 @@ class AdobeClient:
             ) from None
 
     def _url(self, resource: str, *parts: str) -> str:
-        tail = "".join(f"/{quote(part, safe='')}" for part in parts)
+        """The address of a resource or of one object in it; ids are checked (``ids.py``)."""
+        tail = "".join(f"/{quote(checked_id(part, f'{resource} id'), safe='')}" for part in parts)
         return f"{self.base}/{resource}{tail}"
 
     def _resolve_next(self, href: str, resource: str) -> str:

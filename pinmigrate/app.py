@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("pinmigrate")
 
 
+class SafeFormatter(logging.Formatter):
+    """Log lines on stderr carry server words too: escaped like everything printed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from pinmigrate.terminal import LINES, safe_text
+
+        return safe_text(super().format(record), keep=LINES)
+
+
 @dataclass
 class App:
     config_path: str | None = None
@@ -68,16 +77,18 @@ class App:
     @cached_property
     def out(self) -> Console:
         """stdout: the command's result (text or JSON), nothing else."""
-        from rich.console import Console
+        from pinmigrate.terminal import safe_console
 
-        return Console(no_color=self._colour_off(), highlight=False, soft_wrap=self.json)
+        return safe_console(no_color=self._colour_off(), highlight=False, soft_wrap=self.json)
 
     @cached_property
     def err(self) -> Console:
         """stderr: progress, notes and warnings."""
-        from rich.console import Console
+        from pinmigrate.terminal import safe_console
 
-        return Console(stderr=True, no_color=self._colour_off(), highlight=False, soft_wrap=True)
+        return safe_console(
+            stderr=True, no_color=self._colour_off(), highlight=False, soft_wrap=True
+        )
 
     def stdin_is_tty(self) -> bool:
         try:
@@ -143,7 +154,7 @@ class App:
     def setup_logging(self) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.addFilter(redact.RedactingFilter())
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger("pinmigrate")
         root.handlers[:] = [handler]
         root.propagate = False

@@ -193,15 +193,14 @@ def run(args: list[str]) -> int:
         click.echo(f"pinmigrate: {exc.format_message()}{hint}", err=True)
         return ExitCode.USAGE
     except PinmigrateError as exc:
+        from pinmigrate.redact import redact
+        from pinmigrate.terminal import LINES, safe_text
+
         if _verbose_requested(args):
             import traceback
 
-            from pinmigrate.redact import redact
-
-            click.echo(redact(traceback.format_exc()), err=True)
-        from pinmigrate.redact import redact
-
-        click.echo(f"pinmigrate: {redact(exc.line())}", err=True)
+            click.echo(safe_text(redact(traceback.format_exc()), keep=LINES), err=True)
+        click.echo(f"pinmigrate: {safe_text(redact(exc.line()))}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("pinmigrate: interrupted", err=True)
@@ -210,13 +209,14 @@ def run(args: list[str]) -> int:
         return ExitCode.FAILED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare traceback
         from pinmigrate.redact import redact
+        from pinmigrate.terminal import LINES, safe_text
 
         if _verbose_requested(args):
             import traceback
 
-            click.echo(redact(traceback.format_exc()), err=True)
+            click.echo(safe_text(redact(traceback.format_exc()), keep=LINES), err=True)
         click.echo(
-            f"pinmigrate: internal error: {type(exc).__name__}: {redact(str(exc))} "
+            f"pinmigrate: internal error: {type(exc).__name__}: {safe_text(redact(str(exc)))} "
             "(rerun with -v for details)",
             err=True,
         )

@@ -3,21 +3,63 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 
+#: A temp file of ``write_atomic`` older than this was left by a killed process: a live
+#: write holds its temp for milliseconds. Callers that write under a lock pass 0.
+STALE_TEMP_AGE = 60.0
 
-def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
+
+def temp_prefix(path: Path) -> str:
+    """The name every ``write_atomic`` temp file of ``path`` starts with (``.NAME.``)."""
+    return f".{Path(path).name}."
+
+
+def remove_stale_temps(path: Path, *, older_than: float = STALE_TEMP_AGE) -> list[Path]:
+    """Delete the temp files a killed ``write_atomic`` of ``path`` left behind; returns them.
+
+    Only files named as ``write_atomic`` names them (``.NAME.*.tmp``) and not modified for
+    ``older_than`` seconds are removed; a symlink is removed, never followed.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    prefix = temp_prefix(path)
+    removed: list[Path] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        candidate = directory / name
+        with contextlib.suppress(OSError):
+            if now - os.lstat(candidate).st_mtime >= older_than:
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def write_atomic(
+    path: Path, text: str, *, mode: int = 0o644, stale_after: float = STALE_TEMP_AGE
+) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory, fsync and rename.
 
     The temp file is created 0600 and only then given ``mode``, so a secret written with
-    ``mode=0o600`` is never in a wider file. Raises OSError; no temp file is left behind.
+    ``mode=0o600`` is never in a wider file. Raises OSError; no temp file is left behind,
+    and temps a killed earlier write left (older than ``stale_after`` seconds) are removed.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    remove_stale_temps(path, older_than=stale_after)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=directory)
     try:
         if mode != 0o600:  # mkstemp made it 0600; some filesystems refuse chmod
             os.fchmod(fd, mode)
@@ -40,3 +82,62 @@ def fsync_dir(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that refuses a symlink at ``path`` (state files are never links).
+
+    Raises OSError; for a link, one whose ``strerror`` says so in words.
+    """
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(
+                errno.ELOOP, "it is a symbolic link, and pinmigrate does not follow links there"
+            ) from None
+        raise
+
+
+def read_nofollow(path: Path) -> bytes:
+    """The bytes of ``path``, refusing a symlink (see :func:`open_nofollow`)."""
+    fd = open_nofollow(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents as directories only their owner can enter
+    (0700); an existing directory is left as it is."""
+    path = Path(path)
+    missing = []
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            candidate.mkdir(mode=0o700)
+
+
+def unsafe_dir_problem(path: Path) -> str | None:
+    """Why an existing directory must not hold pinmigrate's state, or None.
+
+    Another user's directory, or one that group or others may write to, lets someone else
+    plant a link or a forged journal or login store in it.
+    """
+    try:
+        # The directory itself may be a link (a state dir kept elsewhere): its target is judged.
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot inspect it ({exc.strerror})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    if info.st_uid != os.geteuid():
+        return f"it is owned by another user (uid {info.st_uid}, not {os.geteuid()})"
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022:
+        return f"group or others may write to it (mode {mode:04o})"
+    return None

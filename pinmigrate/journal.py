@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pinmigrate import redact
 from pinmigrate.errors import PinmigrateError, UsageError
-from pinmigrate.files import fsync_dir
+from pinmigrate.files import fsync_dir, make_private_dir, open_nofollow, read_nofollow
 
 RUNS_DIR = "runs"
 WriteOutcome = Literal["done", "error", "interrupted"]
@@ -89,8 +89,8 @@ class Journal:
         line = json.dumps(entry, ensure_ascii=False, sort_keys=False, default=str)
         with self._lock:
             if self._handle is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                make_private_dir(self.path.parent)
+                fd = open_nofollow(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 self._handle = os.fdopen(fd, "a", encoding="utf-8")
                 fsync_dir(self.path.parent)
             self._handle.write(line + "\n")
@@ -324,7 +324,7 @@ def read_run(state_dir: Path, run_id: str) -> RunRecord:
         raise UsageError(f"{run_id!r} is not a run id")
     path = runs_dir(state_dir) / f"{run_id}.jsonl"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_nofollow(path).decode("utf-8")
     except FileNotFoundError:
         raise UsageError(
             f"no run {run_id} in {runs_dir(state_dir)}",

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from pinmigrate.errors import LockedError
-from pinmigrate.files import fsync_dir
+from pinmigrate.files import fsync_dir, make_private_dir, open_nofollow, read_nofollow
 from pinmigrate.journal import now_iso
 
 LOCK_NAME = "lock"
@@ -106,7 +106,7 @@ class StateLock:
     def holder(self) -> LockHolder | None:
         """Who holds the lock now (None when free or unreadable)."""
         try:
-            return LockHolder.parse(self.path.read_text(encoding="utf-8"))
+            return LockHolder.parse(read_nofollow(self.path).decode("utf-8", "replace"))
         except OSError:
             return None
 
@@ -124,7 +124,7 @@ class StateLock:
     def _written_temp(self) -> Path:
         """A private file next to the lock holding this process's lock content, fsynced."""
         tmp = self.path.with_name(f".{LOCK_NAME}.{os.getpid()}.{secrets.token_hex(6)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(self._content())
             handle.flush()
@@ -154,7 +154,7 @@ class StateLock:
         # Filesystems without hard links: O_EXCL, then the content. A reader can catch the
         # file empty for a moment; _settled_holder reads it again before giving up.
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = open_nofollow(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -168,7 +168,7 @@ class StateLock:
         return current is not None and current.run_id == self.run_id and current.pid == self.pid
 
     def acquire(self) -> StateLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         for _ in range(3):
             if self._create():
                 self.held = True
@@ -216,7 +216,7 @@ class StateLock:
         for others to judge (the old ``lock.takeover`` guard file is ignored).
         """
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd = open_nofollow(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return False
         try:

@@ -27,7 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from pinmigrate import redact
 from pinmigrate.errors import PinmigrateError
-from pinmigrate.files import write_atomic
+from pinmigrate.files import (
+    make_private_dir,
+    open_nofollow,
+    read_nofollow,
+    remove_stale_temps,
+    write_atomic,
+)
 from pinmigrate.moments import aware
 
 log = logging.getLogger("pinmigrate.logins")
@@ -123,7 +129,7 @@ class LoginStore:
     def load(self) -> list[Login]:
         """Every stored login, in file order; ``[]`` when the file does not exist yet."""
         try:
-            raw = self.path.read_bytes()
+            raw = read_nofollow(self.path)
         except FileNotFoundError:
             return []
         except OSError as exc:
@@ -205,7 +211,7 @@ class LoginStore:
             if self._depth == 0:
                 self._ensure_dir()
                 try:
-                    fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                    fd = open_nofollow(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
                 except OSError as exc:
                     raise LoginStoreError(
                         f"cannot open the login store's lock {self.lock_path}: {exc.strerror}"
@@ -269,9 +275,16 @@ class LoginStore:
             self._write([login for login in self.load() if login.user_id not in matches])
             return True
 
+    def remove_temps(self) -> list[Path]:
+        """Delete the temp files a killed write of the store left (they may hold tokens)."""
+        if not self.state_dir.is_dir():
+            return []
+        with self.locked():
+            return remove_stale_temps(self.path, older_than=0)
+
     def _ensure_dir(self) -> None:
         try:
-            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dir(self.state_dir)
         except OSError as exc:
             raise LoginStoreError(
                 f"cannot create the state directory {self.state_dir}: {exc.strerror}",
@@ -284,7 +297,8 @@ class LoginStore:
         self._ensure_dir()
         try:
             # 0600 from the start: the tokens are never in a wider file.
-            write_atomic(self.path, text, mode=0o600)
+            # Under the store's lock no other write is under way: every temp left is stale.
+            write_atomic(self.path, text, mode=0o600, stale_after=0)
         except OSError as exc:
             raise LoginStoreError(
                 f"cannot write the login store {self.path}: {exc.strerror}"

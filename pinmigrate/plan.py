@@ -47,6 +47,7 @@ from pinmigrate.actions import (
 )
 from pinmigrate.errors import PlanFileError
 from pinmigrate.files import write_atomic
+from pinmigrate.ids import id_problem
 
 SCHEMA_VERSION: Literal[1] = 1
 PLAN_KIND: Literal["pinmigrate.plan"] = "pinmigrate.plan"
@@ -250,7 +251,8 @@ def json_parts(plan: Plan) -> Iterator[bytes]:
 
 def save_plan(plan: Plan, path: Path) -> None:
     try:
-        write_atomic(Path(path), plan.to_json())
+        # 0600: a plan names every flow and account of the org.
+        write_atomic(Path(path), plan.to_json(), mode=0o600)
     except OSError as exc:
         raise PlanFileError(f"cannot write plan file {path}: {exc.strerror}") from None
 
@@ -365,6 +367,9 @@ def structure_problem(plan: Plan) -> str | None:
         if action.id in by_id:
             return f"{where} appears twice"
         by_id[action.id] = action
+        problem = _id_problem(action)
+        if problem:
+            return f"{where} {problem}"
         if action.id != action_id(action.kind, action.sandbox, action.target_id):
             return f"{where} does not match its kind, sandbox and target_id"
         if action.sandbox not in plan.sandboxes:
@@ -380,6 +385,20 @@ def structure_problem(plan: Plan) -> str | None:
             # The contract's order: every dependency is of an earlier kind (so no cycles).
             if rank[first.kind] >= rank[action.kind]:
                 return f"action {action.id} depends on {dep}, which does not come before it"
+    return None
+
+
+def _id_problem(action: Action) -> str | None:
+    """An id of the action that would go into an address but cannot (``ids.py``), or None."""
+    named = {"sandbox": action.sandbox, "target_id": action.target_id}
+    for part in ("precondition", "details"):
+        for key, value in getattr(action, part).model_dump().items():
+            if key.endswith("_id") and value is not None:
+                named[f"{part}.{key}"] = value
+    for key, value in named.items():
+        problem = id_problem(value)
+        if problem:
+            return f"has {key} {value!r}: {problem}"
     return None
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from pinmigrate.errors import ConfigError
+from pinmigrate.files import unsafe_dir_problem
 
 ENV_PREFIX = "PINMIGRATE_"
 SECTIONS = ("adobe", "pinterest", "migration")
@@ -319,7 +320,12 @@ def _explain(exc: ValidationError, section: str, sources: Mapping[str, str]) -> 
 
 
 def _check_state_dir(path: Path, where: str) -> None:
-    """A state dir that can never be a directory is a config error now, not a crash mid-apply."""
+    """A state dir that can never be a directory is a config error now, not a crash mid-apply.
+
+    So is one that another user owns or others may write to: it holds the Pinterest tokens
+    and the journal rollback trusts, so it is refused (exit 64) rather than warned about;
+    the fix is one chmod or another directory, and nothing has been read or written yet.
+    """
     for candidate in (path, *path.parents):
         if candidate.exists():
             if not candidate.is_dir():
@@ -327,7 +333,14 @@ def _check_state_dir(path: Path, where: str) -> None:
                     f"invalid state dir {path} (from {where}): {candidate} is not a directory",
                     hint="set PINMIGRATE_STATE_DIR to a directory (it is created if missing)",
                 )
-            return
+            break
+    problem = unsafe_dir_problem(path)
+    if problem:
+        raise ConfigError(
+            f"unsafe state dir {path} (from {where}): {problem}",
+            hint=f"run `chmod 700 {path}` as its owner, or set PINMIGRATE_STATE_DIR to a "
+            "directory of your own",
+        )
 
 
 _SECTION_MODELS: dict[str, type[_Section]] = {

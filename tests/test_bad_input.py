@@ -181,7 +181,12 @@ class World:
         return stub
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
-        answer = requests.request(method, f"{self.emulator.url}/_emulator/{path}", json=body)
+        answer = requests.request(
+            method,
+            f"{self.emulator.url}/_emulator/{path}",
+            json=body,
+            headers={"Content-Type": "application/json"},
+        )
         answer.raise_for_status()
         return answer.json()
 
@@ -464,6 +469,12 @@ def damaged_journal(world: World, run_id: str) -> None:
     (runs / f"{run_id}.jsonl").write_text("\n".join(lines) + "\n")
 
 
+def nothing_sent(world: World, result: Any) -> None:
+    """Refused before the first request: not even a read reached the emulator."""
+    log = world.emulator.requests()
+    assert log["total"] == 0, log["by_endpoint"]
+
+
 FLAG_CASES = [
     Case("flags/unknown-flag", ("plan", "--bogus"), USAGE, "No such option '--bogus'"),
     Case("flags/bad-output", ("plan", "--output", "yaml"), USAGE, "'yaml' is not one of"),
@@ -491,6 +502,36 @@ FLAG_CASES = [
     ),
     Case("flags/match-unknown-ids", ("plan", "--match", "nope=nada"), USAGE, "nope"),
     Case("flags/flow-unknown", ("plan", "--flow", "no-such-flow"), USAGE, "no-such-flow"),
+    # Ids go into URL paths: ".." or a "/" would address another resource (ids.py).
+    Case(
+        "flags/flow-dot-dot",
+        ("plan", "--flow", ".."),
+        USAGE,
+        "refusing --flow '..': it is a path step",
+        check=nothing_sent,
+    ),
+    Case(
+        "flags/flow-with-slash",
+        ("plan", "--flow", "abc/../def"),
+        USAGE,
+        "refusing --flow 'abc/../def': it holds '/'",
+        check=nothing_sent,
+    ),
+    Case("flags/flow-empty", ("plan", "--flow", ""), USAGE, "it is empty", check=nothing_sent),
+    Case(
+        "flags/match-dot",
+        ("plan", "--match", ".=abc"),
+        USAGE,
+        "refusing --match legacy flow id '.'",
+        check=nothing_sent,
+    ),
+    Case(
+        "flags/match-query",
+        ("apply", "--yes", "--match", "abc=def?op"),
+        USAGE,
+        "refusing --match new flow id 'def?op': it holds '?'",
+        check=nothing_sent,
+    ),
     Case("flags/sandbox-unknown", ("plan", "--sandbox", "stage"), USAGE, "unknown sandbox stage"),
     Case("flags/out-is-a-directory", ("plan", "--out", "{tmp}"), USAGE, "is a directory"),
     Case("flags/show-without-plan-file", ("show",), USAGE, "Missing argument 'PLAN_FILE'"),
@@ -567,6 +608,26 @@ def without_preconditions(data: dict[str, Any]) -> None:
     # Without them the staleness check has nothing to compare: every write would go ahead.
     for action in data["actions"]:
         action["precondition"] = {}
+
+
+def retargeted_to(target_id: str) -> Callable[[dict[str, Any]], None]:
+    """A disable_flow action (nothing depends on one) aimed at ``target_id``, its id to match:
+    only the id itself is wrong, so only the id check can refuse it."""
+
+    def edit(data: dict[str, Any]) -> None:
+        action = next(a for a in data["actions"] if a["kind"] == "disable_flow")
+        action["target_id"] = target_id
+        action["id"] = f"disable_flow:{action['sandbox']}:{target_id}"
+
+    return edit
+
+
+def twin_named(flow_id: str) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        action = next(a for a in data["actions"] if a["kind"] == "disable_flow")
+        action["precondition"]["twin_flow_id"] = flow_id
+
+    return edit
 
 
 def audiences_not_a_list(data: dict[str, Any]) -> None:
@@ -682,6 +743,30 @@ PLAN_CASES = [
         USAGE,
         "does not match its kind, sandbox and target_id",
         setup=lambda w: w.plan_file(lambda d: first_action(d).update(sandbox="dev"), reseal=True),
+    ),
+    Case(
+        "plan-file/resealed-dot-dot-target",
+        ("apply", "{plan}"),
+        USAGE,
+        "has target_id '..': it is a path step",
+        setup=lambda w: w.plan_file(retargeted_to(".."), reseal=True),
+        check=nothing_sent,
+    ),
+    Case(
+        "plan-file/resealed-encoded-slash-target",
+        ("show", "{plan}"),
+        USAGE,
+        "has target_id '%2e%2e%2fconnections': it holds '%'",
+        setup=lambda w: w.plan_file(retargeted_to("%2e%2e%2fconnections"), reseal=True),
+        check=nothing_sent,
+    ),
+    Case(
+        "plan-file/resealed-twin-with-slash",
+        ("apply", "{plan}"),
+        USAGE,
+        "has precondition.twin_flow_id '../x': it holds '/'",
+        setup=lambda w: w.plan_file(twin_named("../x"), reseal=True),
+        check=nothing_sent,
     ),
     Case(
         "plan-file/resealed-bad-details",
@@ -819,6 +904,20 @@ def ims_html(world: World) -> None:
 
 SERVER_CASES = [
     Case("server/html-not-json", ("plan",), FAILED, "HTML, not JSON", setup=platform(html_page)),
+    Case(
+        # Adobe's own words are quoted in the error line: an escape sequence in them would
+        # erase the lines before it (terminal.py).
+        "server/error-words-with-escape-codes",
+        ("plan",),
+        FAILED,
+        "Bad \\x1b[2K\\x1b[1A request \\u202e",
+        setup=platform(
+            lambda seen: json_answer(
+                400, {"error_code": "400-1", "message": "Bad \x1b[2K\x1b[1A request \u202e"}
+            )
+        ),
+        never=("\x1b", "\u202e"),
+    ),
     Case(
         "server/empty-body",
         ("plan",),

@@ -1425,7 +1425,7 @@ def test_seeded_faults_give_429s_503s_and_real_dropped_connections(emulator: Emu
     # The same seed gives the same sequence.
     requests.post(emulator.url + "/_emulator/faults", json=spec)
     assert outcomes() == first
-    requests.delete(emulator.url + "/_emulator/faults")
+    requests.delete(emulator.url + "/_emulator/faults", json={})
     assert all(o == "200" for o in outcomes())
 
 
@@ -1498,7 +1498,7 @@ def test_request_log_counts_by_templated_endpoint(emulator: Emulator, adobe: Pla
     assert entry["method"] == "POST" and entry["path"] == f"{FS}/flows/{flow['id']}/action"
     assert entry["query"] == {"op": ["enable"]} and entry["status"] == 200
     assert entry["sandbox"] == "prod" and isinstance(entry["ts"], float)
-    cleared = requests.delete(emulator.url + "/_emulator/requests").json()
+    cleared = requests.delete(emulator.url + "/_emulator/requests", json={}).json()
     assert cleared["total"] == 0 and cleared["log"] == [] and emulator.requests()["total"] == 0
 
 
@@ -1509,7 +1509,7 @@ def test_control_state_dump_has_everything_and_marks_secrets(
     emulator: Emulator, adobe: Platform
 ) -> None:
     emulator.tokens()
-    dump = requests.get(emulator.url + "/_emulator/state").json()
+    dump = requests.get(emulator.url + "/_emulator/state?secrets=1").json()
     assert dump["scenario"] == "demo" and dump["org_id"] == ORG_ID
     assert len(dump["objects"]["prod"]["flows"]) == 13
     assert "test-only" in dump["secrets"]["warning"]
@@ -1558,7 +1558,8 @@ def test_control_config_validation(emulator: Emulator) -> None:
     ):
         answer = requests.post(url, json=body)
         assert answer.status_code == 400 and answer.json()["error"]
-    assert requests.post(url, data="{oops").status_code == 400
+    json_type = {"Content-Type": "application/json"}
+    assert requests.post(url, data="{oops", headers=json_type).status_code == 400
     assert requests.post(url, json={"page_size": 7}).json()["page_size"] == 7
     assert requests.get(emulator.url + "/_emulator/nothing").status_code == 404
 

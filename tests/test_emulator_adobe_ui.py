@@ -203,7 +203,7 @@ def test_every_shape_reads_as_the_intended_expiry_before_and_after_a_renewal(
             sandbox, adv = where
             ident = account_id(sandbox, "new", adv)
             before = adobe.account(sandbox, ident)
-            answer = requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect")
+            answer = requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect", json={})
             assert answer.status_code == 200, answer.text
             after = adobe.account(sandbox, ident)
             assert after["etag"] != before["etag"]
@@ -231,7 +231,7 @@ def test_flow_runs_read_credentials_in_every_shape(shape: str | None, clock: Fak
         assert expired["status"] == "failed" and "expired" in expired["errors"][0]["message"]
 
         ident = account_id("prod", "new", "549755885176")
-        assert requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect").ok
+        assert requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect", json={}).ok
         adobe.http.post(
             f"{emu.url}{FS}/flows/{cart}/action",
             params={"op": "disable"},
@@ -523,7 +523,7 @@ def test_unknown_places_are_404_html_pages(emu: Emulator, path: str) -> None:
 
 def test_pages_refuse_other_methods(emu: Emulator) -> None:
     assert requests.post(page_of(emu, EXPIRED)).status_code == 405
-    assert requests.get(page_of(emu, EXPIRED) + "/reconnect").status_code == 405
+    assert requests.get(page_of(emu, EXPIRED) + "/reconnect", json={}).status_code == 405
 
 
 # --- Reconnect OAuth: the button, Pinterest's consent, Adobe's callback --------------------------
@@ -675,7 +675,7 @@ def test_callback_refuses_a_code_of_another_app(emu: Emulator, adobe: Adobe) -> 
 
 def test_adobes_app_secret_is_shown_nowhere(emu: Emulator) -> None:
     ident = account_id("prod", "new", "549755885176")
-    assert requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect").ok
+    assert requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect", json={}).ok
     secret = emu.state.pinterest.apps[ADOBE_APP_ID].secret
     assert secret and secret != PINTEREST_APP_SECRET
     seen = [
@@ -714,14 +714,16 @@ def test_control_reconnect_renews_as_a_person_would(
     assert emu.state.dump()["pinterest"]["credential_owners"][ident] == "1000000002"
     for token in stored_tokens(emu):
         assert token not in answer.text
-    # Without a body: the consent page's default user.
-    requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect")
+    # No username: the consent page's default user.
+    requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect", json={})
     assert emu.state.dump()["pinterest"]["credential_owners"][ident] == "1000000001"
 
 
 def test_control_reconnect_refusals(emu: Emulator) -> None:
     def post(ident: str, body: Any = None) -> requests.Response:
-        return requests.post(f"{emu.url}/_emulator/accounts/{ident}/reconnect", json=body)
+        return requests.post(
+            f"{emu.url}/_emulator/accounts/{ident}/reconnect", json={} if body is None else body
+        )
 
     assert post("no-such-account").status_code == 404
     assert post(account_id("prod", "legacy", "549755885176")).status_code == 400

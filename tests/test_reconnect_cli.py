@@ -191,7 +191,9 @@ def test_without_a_wait_apply_does_the_rest_and_exits_4_then_a_rerun_finishes(
 
     # The person reconnects the accounts in Adobe; the rerun finishes, nothing twice.
     for record in waiting(env):
-        answer = requests.post(f"{emu.url}/_emulator/accounts/{record['target_id']}/reconnect")
+        answer = requests.post(
+            f"{emu.url}/_emulator/accounts/{record['target_id']}/reconnect", json={}
+        )
         assert answer.status_code == 200, answer.text
     rerun = spawn(["apply", "--yes", "--no-input", "--output", "json"], env)
     out, err = rerun.communicate(timeout=PROCESS_TIMEOUT)
@@ -215,7 +217,7 @@ def test_a_run_killed_while_it_waits_is_finished_by_a_rerun(
     finally:
         kill(proc)
     for record in waiting(env):
-        requests.post(f"{emu.url}/_emulator/accounts/{record['target_id']}/reconnect")
+        requests.post(f"{emu.url}/_emulator/accounts/{record['target_id']}/reconnect", json={})
 
     rerun = spawn(["apply", "--yes", "--no-input"], env)
     _, err = rerun.communicate(timeout=PROCESS_TIMEOUT)

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from pinmigrate.actions import ReconnectAccount
 from pinmigrate.apply.world import Reader, Wants
+from pinmigrate.ids import checked_id
 from pinmigrate.inventory import Account
 from pinmigrate.moments import aware, iso_z
 from pinmigrate.planner import needs_reconnect
@@ -69,8 +70,8 @@ def page_url(settings: Settings, sandbox: str, account_id: str) -> str:
     """``adobe.ui_url`` for one account, each value URL-quoted."""
     values = {
         "org_id": quote(settings.adobe.org_id or "", safe=""),
-        "sandbox": quote(sandbox, safe=""),
-        "account_id": quote(account_id, safe=""),
+        "sandbox": quote(checked_id(sandbox, "sandbox"), safe=""),
+        "account_id": quote(checked_id(account_id, "account id"), safe=""),
     }
     return settings.adobe.ui_url.format(**values)
 

@@ -292,6 +292,8 @@ def logout_command(app: App, user: str | None) -> None:
     """
     settings = app.settings
     store = _store(settings)
+    # A write killed half way leaves a temp copy of the store, tokens and all: gone now too.
+    store.remove_temps()
     logins = store.load()
     listed = ", ".join(lg.label for lg in logins) or "none"
     if user is None:

@@ -10,6 +10,7 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.errors import UsageError
+from pinmigrate.ids import checked_id
 
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
@@ -29,6 +30,8 @@ def parse_matches(values: Sequence[str]) -> dict[str, str]:
                 f"--match {value!r} is not LEGACY_ID=NEW_ID",
                 hint="e.g. --match 3f2a...=9c1b... (ids from `pinmigrate discover`)",
             )
+        checked_id(legacy, "--match legacy flow id")
+        checked_id(new, "--match new flow id")
         if matches.get(legacy, new) != new:
             raise UsageError(
                 f"--match names two twins for legacy flow {legacy}: {matches[legacy]} and {new}"
@@ -92,6 +95,8 @@ def build_plan(
     from pinmigrate import workflow
     from pinmigrate.report import discovery_progress
 
+    for flow in flows:
+        checked_id(flow, "--flow")
     request = workflow.PlanRequest(sandboxes=sandboxes, flows=flows, matches=dict(matches or {}))
     settings = app.settings
     adobe = adobe or workflow.adobe_client(settings)

@@ -113,7 +113,8 @@ def index_page(
         for path, text in (
             *account_lists,
             ("/_emulator/state?summary=true", "counts, config and faults"),
-            ("/_emulator/state", "full state (secrets in clear: test-only)"),
+            ("/_emulator/state", "full state (tokens hidden)"),
+            ("/_emulator/state?secrets=1", "full state, tokens and codes in clear (test-only)"),
             ("/_emulator/requests", "request log with counts"),
             ("/_emulator/config", "behaviour switches"),
         )

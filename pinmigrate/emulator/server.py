@@ -47,6 +47,7 @@ from pinmigrate.emulator.problems import (
     pinterest_error,
 )
 from pinmigrate.emulator.state import EmulatorState
+from pinmigrate.settings import is_loopback_host
 
 FLOWSERVICE = "/data/foundation/flowservice"
 MAX_BODY = 16 * 1024 * 1024
@@ -639,12 +640,54 @@ def _control_route(state: EmulatorState, request: Request) -> Route:
     endpoint = f"{method} /_emulator/{name}"
 
     def call(r: Request) -> Reply:
+        refusal = control_refusal(r)
+        if refusal is not None:
+            return refusal
         try:
             return _control(state, r, method, name, parts[1:])
         except ValueError as exc:
             return _pretty(400, {"error": str(exc)})
 
     return Route("control", endpoint, call)
+
+
+#: Methods that change the emulator: only with a JSON body type (see control_refusal).
+CONTROL_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def control_refusal(request: Request) -> Reply | None:
+    """The answer refusing a control request a web page could have sent, or None.
+
+    A page in the person's browser can reach the emulator on loopback: through a name of its
+    own that resolves to 127.0.0.1 (DNS rebinding: the ``Host`` is then that name), or with a
+    form post or a no-cors ``fetch`` (whose content type is never JSON; a JSON one needs a
+    preflight the emulator never grants). So the control API answers only a loopback
+    ``Host``, and changes state only for ``application/json`` requests, even bodiless ones.
+    """
+    host = request.headers.get("host", "")
+    try:
+        hostname = urlsplit(f"//{host}").hostname
+    except ValueError:
+        hostname = None
+    if not is_loopback_host(hostname):
+        return _pretty(
+            403,
+            {
+                "error": f"the control API answers only a loopback Host (127.0.0.1, ::1, "
+                f"localhost), not {host!r}"
+            },
+        )
+    if request.method in CONTROL_WRITES:
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind != JSON_TYPE:
+            return _pretty(
+                415,
+                {
+                    "error": f"{request.method} to the control API needs Content-Type: "
+                    f"{JSON_TYPE} (even with no body), not {kind or 'none'!r}"
+                },
+            )
+    return None
 
 
 def _control(
@@ -670,7 +713,7 @@ def _control(
             {
                 "endpoints": [
                     'POST /_emulator/reset {"scenario": "demo|empty|scale:N"}',
-                    "GET /_emulator/state[?summary=true]",
+                    "GET /_emulator/state[?summary=true][?secrets=1]",
                     "GET|POST|DELETE /_emulator/faults",
                     "GET|DELETE /_emulator/requests",
                     "GET|POST /_emulator/config",
@@ -690,8 +733,8 @@ def _control(
             {"scenario": state.scenario, "sandboxes": state.sandboxes, "counts": state.counts()},
         )
     if name == "state" and method == "GET":
-        summary = (first(request.query, "summary") or "").lower() in ("1", "true", "yes")
-        return _pretty(200, state.dump(summary=summary))
+        summary = _flag(request, "summary")
+        return _pretty(200, state.dump(summary=summary, secrets=_flag(request, "secrets")))
     if name == "faults":
         if method == "GET":
             return _pretty(200, state.injector.faults.as_json())
@@ -730,6 +773,10 @@ def _control(
     return _pretty(
         404, {"error": f"no control endpoint {method} {request.path}", "see": "GET /_emulator/"}
     )
+
+
+def _flag(request: Request, name: str) -> bool:
+    return (first(request.query, name) or "").lower() in ("1", "true", "yes")
 
 
 def _pretty(status: int, payload: Any) -> Reply:

@@ -262,8 +262,12 @@ class EmulatorState:
         self.injector.configure(faults)
         return faults.as_json()
 
-    def dump(self, *, summary: bool = False) -> JsonDict:
-        """Everything, secrets included (a test-only endpoint), or only the counts."""
+    def dump(self, *, summary: bool = False, secrets: bool = True) -> JsonDict:
+        """Everything, or only the counts. ``secrets``: the issued tokens and codes in clear,
+        and the credentials accounts hold; without it they are masked or left out.
+
+        In-process callers hold the state itself, so they get them by default; over HTTP
+        (``GET /_emulator/state``) only ``?secrets=1`` shows them."""
         with self.lock:
             self.flowservice.apply_due()
             head: JsonDict = {
@@ -280,13 +284,19 @@ class EmulatorState:
             head["connectionSpecs"] = list(self.flowstore.connection_specs.values())
             objects = self.flowstore.objects
             head["objects"] = {
-                sb: {kind: list(items.values()) for kind, items in objects[sb].items()}
+                sb: {
+                    kind: [obj if secrets else present(kind, obj) for obj in items.values()]
+                    for kind, items in objects[sb].items()
+                }
                 for sb in self.sandboxes
             }
             head["pinterest"] = {
                 **self.pinterest.dump(),
                 "credential_owners": dict(self.flowservice.credential_owners),
             }
+            if not secrets:
+                head["secrets"] = {"hidden": "tokens and codes: GET /_emulator/state?secrets=1"}
+                return head
             head["secrets"] = {
                 "warning": "test-only control endpoint: tokens and codes below are in clear",
                 "ims_tokens": self.ims.dump_tokens(),

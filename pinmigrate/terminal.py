@@ -1,0 +1,99 @@
+"""What reaches a person's terminal: text from a server made harmless, in one place.
+
+Names of flows, accounts, audiences and sandboxes, and the words of an error answer, come
+from Adobe or Pinterest and are printed in front of the person approving a plan. Printed
+raw, an escape sequence in a flow name can erase or rewrite the plan lines before it, a
+carriage return or backspace can overwrite them, and a BIDI override can show them in
+another order. Every such character is shown escaped instead (``\\x1b``, ``\\u202e``), as
+Python's ``repr`` shows it, so the person sees that the name is odd.
+
+Two places apply it, and nothing else needs to: every rich console pinmigrate prints
+through comes from :func:`safe_console` (plans, inventories, reports, notes, progress,
+log lines), and the top-level error line goes through :func:`safe_text`. Rich is imported
+only when a console is made: ``pinmigrate --help`` stays light. JSON output is not
+touched: JSON escapes control characters itself and keeps the real value.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.segment import Segment
+
+#: Joiners that emoji and several scripts need; harmless on a terminal.
+_JOINERS = frozenset("\u200c\u200d")
+#: Categories escaped: controls (C0, DEL, C1), format characters (BIDI embeddings,
+#: overrides and isolates, invisible marks), line and paragraph separators, surrogates.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+#: Anything but printable ASCII is looked at character by character.
+_SUSPECT = re.compile(r"[^\x20-\x7e]")
+#: Line breaks, kept in multi-line text (a traceback, a log record).
+LINES = frozenset("\n")
+#: What rich's own layout writes into the text it prints: kept there.
+_LAYOUT = frozenset("\n\t")
+
+
+def unsafe_char(char: str) -> bool:
+    """True for a character that can move the cursor, erase, or reorder what is shown."""
+    return char not in _JOINERS and unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def _escaped(char: str) -> str:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    if named:
+        return named
+    point = ord(char)
+    if point <= 0xFF:
+        return f"\\x{point:02x}"
+    if point <= 0xFFFF:
+        return f"\\u{point:04x}"
+    return f"\\U{point:08x}"
+
+
+def safe_text(text: str, *, keep: frozenset[str] = frozenset()) -> str:
+    """``text`` with every unsafe character (:func:`unsafe_char`) escaped, except ``keep``."""
+    if not _SUSPECT.search(text):
+        return text
+    return "".join(_escaped(c) if c not in keep and unsafe_char(c) else c for c in text)
+
+
+def _harmless(segments: Iterable[Segment]) -> Iterator[Segment]:
+    from rich.segment import Segment
+
+    for segment in segments:
+        text, style, control = segment
+        if control or not _SUSPECT.search(text):
+            yield segment
+        else:
+            yield Segment(safe_text(text, keep=_LAYOUT), style, control)
+
+
+@cache
+def _safe_console_class() -> type[Console]:
+    from rich.console import Console
+
+    class SafeConsole(Console):
+        """A rich console that never writes a terminal control character given as text.
+
+        Rich adds its own colours and cursor moves when it turns segments into output (and
+        marks cursor moves as control segments), so the text of every other segment is what
+        was given to print: escaping it there covers every table, line, note and progress
+        bar, however it was built. Newlines and tabs are rich's layout and are kept: a name
+        holding one can start a new line, never erase or rewrite one.
+        """
+
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            return super()._render_buffer(_harmless(buffer))
+
+    return SafeConsole
+
+
+def safe_console(**options: Any) -> Console:
+    """A rich ``Console(**options)`` whose output holds no control character it was given."""
+    return _safe_console_class()(**options)
