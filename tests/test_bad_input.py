@@ -14,6 +14,7 @@ requests itself and passes the rest through to the emulator.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -201,24 +202,37 @@ class World:
         self,
         edit: Callable[[dict[str, Any]], None] | None = None,
         *,
-        reseal: bool = False,
+        reseal: bool | Literal["sha256"] = False,
         text: Callable[[str], str | bytes] | None = None,
     ) -> Path:
-        """Save a real plan as {plan}, edited by hand (``reseal``: with a valid fingerprint)."""
+        """Save a real plan as {plan}, edited by hand. ``reseal``: sealed again afterwards as
+        an insider can, with the state dir's plan key; "sha256": with the plain checksum that
+        anyone can compute (how plans were sealed before the key)."""
         data = self.plan_data()
         if edit is not None:
             edit(data)
         if reseal:
-            # As anyone can: sha256 of the canonical JSON of everything but the fingerprint.
             body = {key: value for key, value in data.items() if key != "fingerprint"}
-            canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-            data["fingerprint"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+            canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+            if reseal == "sha256":
+                data["fingerprint"] = "sha256:" + hashlib.sha256(canonical).hexdigest()
+            else:
+                data["fingerprint"] = self.insider_seal(canonical)
         content: str | bytes = json.dumps(data, indent=2)
         if text is not None:
             content = text(str(content))
         path = self.file("plan.json", content)
         self.fields["plan"] = str(path)
         return path
+
+    def insider_seal(self, canonical: bytes) -> str:
+        """``hmac-sha256:KEY_ID:MAC`` with the state dir's plan key, computed from the key
+        file alone (what someone who can read the state dir can do)."""
+        key_file = Path(self.env["PINMIGRATE_STATE_DIR"]) / "plan.key"
+        secret = bytes.fromhex(key_file.read_text().strip())
+        key_id = hashlib.sha256(b"pinmigrate plan key id\0" + secret).hexdigest()[:16]
+        mac = hmac.new(secret, canonical, hashlib.sha256).hexdigest()
+        return f"hmac-sha256:{key_id}:{mac}"
 
     def flow_id(self, name: str, *, card: str = LEGACY_SPEC_ID, sandbox: str = "prod") -> str:
         for flow in self.control("GET", "state")["objects"][sandbox]["flows"]:
@@ -569,6 +583,25 @@ def without_preconditions(data: dict[str, Any]) -> None:
         action["precondition"] = {}
 
 
+def plan_key(world: World) -> Path:
+    return Path(world.env["PINMIGRATE_STATE_DIR"]) / "plan.key"
+
+
+def retarget_disable(world: World, data: dict[str, Any], name: str = "S3 nightly export") -> None:
+    """Point the plan's first disable_flow at another flow of prod (id and all)."""
+    from pinmigrate.emulator.model import S3_SPEC_ID
+
+    target = world.flow_id(name, card=S3_SPEC_ID)
+    action = next(a for a in data["actions"] if a["kind"] == "disable_flow")
+    action.update(id=f"disable_flow:{action['sandbox']}:{target}", target_id=target)
+
+
+def made_elsewhere(world: World) -> None:
+    """A plan made with one state dir, applied with another (another key)."""
+    world.plan_file()
+    world.env["PINMIGRATE_STATE_DIR"] = str(world.tmp / "another-state")
+
+
 def audiences_not_a_list(data: dict[str, Any]) -> None:
     add = next(a for a in data["actions"] if a["kind"] == "add_audiences")
     add["details"]["audiences"] = "all of them"
@@ -689,6 +722,29 @@ PLAN_CASES = [
         USAGE,
         "details.audiences: Input should be a valid list",
         setup=lambda w: w.plan_file(audiences_not_a_list, reseal=True),
+    ),
+    Case(
+        # The outside review's attack: retarget, then recompute the plain checksum.
+        "plan-file/checksum-resealed-s3-flow",
+        ("apply", "{plan}"),
+        USAGE,
+        "plain sha256 checksum, not this state dir's seal",
+        setup=lambda w: w.plan_file(lambda d: retarget_disable(w, d), reseal="sha256"),
+        process=True,
+    ),
+    Case(
+        "plan-file/made-with-another-state-dir",
+        ("apply", "{plan}"),
+        USAGE,
+        "was made elsewhere",
+        setup=made_elsewhere,
+    ),
+    Case(
+        "plan-file/plan-key-damaged",
+        ("apply", "{plan}"),
+        USAGE,
+        "plan key",
+        setup=lambda w: (w.plan_file(), plan_key(w).write_text("0123\n")),
     ),
     Case(
         "plan-file/empty",
