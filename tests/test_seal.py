@@ -79,7 +79,7 @@ def test_a_plan_made_with_another_state_dir_is_refused_until_accepted_after_revi
     line = one_error_line(refused)
     assert "was made elsewhere" in line and f"pinmigrate show {path} --accept" in line
     assert refused.stdout == ""
-    assert emulator.requests()["write_attempts"] == 0
+    assert emulator.requests()["total"] == 0  # refused before anything is sent
 
     shown = cli(["show", str(path)], here)
     assert shown.exit_code == 0, shown.stderr
@@ -89,6 +89,11 @@ def test_a_plan_made_with_another_state_dir_is_refused_until_accepted_after_revi
     before = path.read_bytes()
     unconfirmed = cli(["show", str(path), "--accept", "--no-input"], here)
     assert unconfirmed.exit_code == 5
+    assert path.read_bytes() == before
+
+    as_json = cli(["show", str(path), "--accept", "--output", "json"], here)
+    assert as_json.exit_code == 5 and as_json.stdout == ""
+    assert "needs --yes" in one_error_line(as_json)
     assert path.read_bytes() == before
 
     accepted = cli(["show", str(path), "--accept", "--yes"], here)

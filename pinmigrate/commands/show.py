@@ -48,7 +48,21 @@ def command(app: App, plan_file: str, accept: bool, yes: bool) -> None:
     key = load_key(state_dir)
     plan = load_plan(path, key=key, review=True)
     origin = seal_of(plan, key)
+    problem = seal_problem(path, plan.fingerprint, key)
+
+    def confirm() -> None:
+        app.confirm(
+            f"{problem}. Accept it as reviewed and seal it with this state dir's key, so "
+            f"that `pinmigrate apply {path}` carries it out?",
+            yes=yes,
+            what="accepting a plan made elsewhere",
+            instead="",
+        )
+
+    accepting = accept and origin != "here"
     if app.json:
+        if accepting:
+            confirm()  # JSON mode never asks: without --yes, refuse before printing
         app.print_json_parts(json_parts(plan))
     else:
         render_plan(app.out, plan)
@@ -56,19 +70,13 @@ def command(app: App, plan_file: str, accept: bool, yes: bool) -> None:
         if accept:
             app.note(f"{path} is already sealed by this state dir: nothing to accept.")
         return
-    problem = seal_problem(path, plan.fingerprint, key)
     if not accept:
         app.note(
             f"Note: {problem}; `pinmigrate apply {path}` refuses it until you accept it "
             f"after review: `pinmigrate show {path} --accept`."
         )
         return
-    app.confirm(
-        f"{problem}. Accept it as reviewed and seal it with this state dir's key, so that "
-        f"`pinmigrate apply {path}` carries it out?",
-        yes=yes,
-        what="accepting a plan made elsewhere",
-        instead="",
-    )
+    if not app.json:
+        confirm()
     save_plan(plan.sealed(load_key(state_dir, create=True)), path)
     app.note(f"Accepted: {path} is sealed with this state dir's key ({state_dir}).")
