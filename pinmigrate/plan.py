@@ -355,10 +355,10 @@ def seal_problem(path: Path, fingerprint: str, key: PlanKey | None) -> str:
             "anyone who edits a plan can recompute one (a plan saved before plans were sealed, "
             "or edited and re-sealed)"
         )
-    here = f"key {key.id}" if key is not None else "no plan key yet"
+    here = f"is {key.id} ({key.path})" if key is not None else "is not made yet"
     return (
         f"plan file {path} was made elsewhere: it is sealed with plan key "
-        f"{_key_id(fingerprint)} of another state dir, and this state dir has {here}"
+        f"{_key_id(fingerprint)} of another state dir, and the plan key here {here}"
     )
 
 

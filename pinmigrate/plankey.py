@@ -9,6 +9,9 @@ PLAN_FILE --accept``). The key is 32 random bytes, written as hex to
 temp file is hard-linked into place, so two processes that make it at once agree on one
 key. It is never printed; ``KEY_ID`` names it (a one-way digest of it) so that a plan made
 with another state dir's key is told apart from an edited one.
+
+CI jobs that plan and apply in different state dirs share one key through the environment
+(``PINMIGRATE_PLAN_KEY``, 64 hex digits, a secret of the pipeline) instead.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 import secrets
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pinmigrate import redact
@@ -29,6 +32,8 @@ from pinmigrate.errors import ConfigError
 from pinmigrate.files import fsync_dir
 
 KEY_FILE = "plan.key"
+#: A plan key given by the environment instead (64 hex digits), e.g. a CI secret.
+ENV_NAME = "PINMIGRATE_PLAN_KEY"
 #: The fingerprint scheme of a sealed plan: ``hmac-sha256:KEY_ID:HEX``.
 SCHEME = "hmac-sha256"
 _KEY_BYTES = 32
@@ -66,26 +71,39 @@ def key_path(state_dir: Path) -> Path:
     return Path(state_dir) / KEY_FILE
 
 
-def load_key(state_dir: Path, *, create: bool = False) -> PlanKey | None:
-    """The state dir's plan key; None when there is none yet and ``create`` is False.
+def load_key(
+    state_dir: Path, *, create: bool = False, env: Mapping[str, str] | None = None
+) -> PlanKey | None:
+    """The plan key: ``PINMIGRATE_PLAN_KEY`` when set (a CI secret shared by the jobs that
+    plan and apply, never written to disk), else the state dir's; None when there is none
+    yet and ``create`` is False.
 
-    ConfigError (exit 64) when the file is damaged, not a regular file, or readable by
-    others: a key others can read seals nothing."""
+    ConfigError (exit 64) when the key is damaged, or the file not a regular file or
+    readable by others: a key others can read seals nothing."""
+    given = (os.environ if env is None else env).get(ENV_NAME, "").strip()
+    if given:
+        return _key(given, Path(f"${ENV_NAME}"), hint=f"set {ENV_NAME} to 64 hex digits")
     path = key_path(state_dir)
     text = _read(path)
     if text is None:
         if not create:
             return None
         text = _make(path)
+    return _key(text, path, hint=_HINT)
+
+
+def _key(text: str, path: Path, *, hint: str) -> PlanKey:
+    """The key that ``text`` (hex) holds; ConfigError, never echoing it, when it is not one."""
+    text = text.strip()
     try:
-        secret = bytes.fromhex(text.strip())
+        secret = bytes.fromhex(text)
     except ValueError:
         secret = b""
     if len(secret) != _KEY_BYTES:
         raise ConfigError(
-            f"the plan key {path} is damaged (not {_KEY_BYTES} bytes of hex)", hint=_HINT
+            f"the plan key {path} is damaged (not {_KEY_BYTES} bytes of hex)", hint=hint
         )
-    redact.register(text.strip())
+    redact.register(text)  # a damaged one is never echoed either: no message quotes it
     return PlanKey(secret, path)
 
 

@@ -256,3 +256,35 @@ def test_load_plan_without_review_refuses_what_it_cannot_verify(
     with pytest.raises(PlanFileError, match="made elsewhere"):
         load_plan(path, key=None)
     assert load_plan(path, key=None, review=True).actions
+
+
+def test_ci_jobs_with_different_state_dirs_share_a_key_through_the_environment(
+    cli: Any, emu_env: dict[str, str], emulator: Any, tmp_path: Path
+) -> None:
+    secret = "5e" * 32
+    shared = {**emu_env, "PINMIGRATE_PLAN_KEY": secret}
+    path = tmp_path / "plan.json"
+    made = cli(["plan", "--out", str(path), "-v"], shared)
+    assert made.exit_code == 0, made.stderr
+    assert secret not in made.stdout + made.stderr
+    assert not (Path(emu_env["PINMIGRATE_STATE_DIR"]) / KEY_FILE).exists()  # never on disk
+
+    job2 = other_state(shared, tmp_path, "job-2")
+    applied = cli(["apply", str(path)], job2)
+    assert applied.exit_code == 4, applied.stderr  # carried out; reconnects wait for a person
+
+    without = other_state(emu_env, tmp_path, "job-3")
+    assert cli(["apply", str(path)], without).exit_code == 64
+
+
+def test_a_malformed_key_in_the_environment_is_one_line_that_does_not_echo_it(
+    cli: Any, emu_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = cli(
+        ["plan", "--out", str(tmp_path / "p.json")],
+        {**emu_env, "PINMIGRATE_PLAN_KEY": "s3cr3t-but-short"},
+    )
+    assert result.exit_code == 64
+    line = one_error_line(result)
+    assert "PINMIGRATE_PLAN_KEY" in line and "s3cr3t-but-short" not in result.stdout + result.stderr
+    assert not (tmp_path / "p.json").exists()
