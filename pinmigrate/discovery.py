@@ -123,7 +123,7 @@ def _sandbox(
 
     by_id = {tc.id: tc for tc in target_list}
     flow_list = [
-        _with_target(flow, by_id.get(flow.target_connection_id or "")) for flow in flow_list
+        with_target(flow, by_id.get(flow.target_connection_id or "")) for flow in flow_list
     ]
     if progress:
         progress(
@@ -155,7 +155,7 @@ def _of_cards(
             yield raw, card
 
 
-def _with_target(flow: Flow, target: TargetConnection | None) -> Flow:
+def with_target(flow: Flow, target: TargetConnection | None) -> Flow:
     """The flow's ad account and account as its target connection says (it is the truth)."""
     if target is None:
         return flow

@@ -32,7 +32,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
@@ -48,6 +48,10 @@ from pinmigrate.actions import (
 from pinmigrate.errors import PlanFileError
 from pinmigrate.files import write_atomic
 from pinmigrate.ids import id_problem
+from pinmigrate.plankey import SCHEME
+
+if TYPE_CHECKING:
+    from pinmigrate.plankey import PlanKey
 
 SCHEMA_VERSION: Literal[1] = 1
 PLAN_KIND: Literal["pinmigrate.plan"] = "pinmigrate.plan"
@@ -194,11 +198,14 @@ class Plan(_Model):
                 yield _canonical(self.model_dump(mode="json", include={name})[name])
         yield "}"
 
-    def sealed(self) -> Plan:
-        """This plan with its summary and fingerprint filled in."""
+    def sealed(self, key: PlanKey | None = None) -> Plan:
+        """This plan with its summary and fingerprint filled in: sealed with ``key``
+        (``hmac-sha256:KEY_ID:MAC``, what plan files carry), else a plain sha256 checksum
+        (plans in memory: anyone can recompute it, so ``apply`` trusts no file sealed so)."""
         summary = summarize(self.actions, len(self.blockers), len(self.orphans))
         plan = self.model_copy(update={"summary": summary, "fingerprint": ""})
-        return plan.model_copy(update={"fingerprint": plan.compute_fingerprint()})
+        seal = key.seal(plan._canonical_parts()) if key is not None else plan.compute_fingerprint()
+        return plan.model_copy(update={"fingerprint": seal})
 
     def to_json(self) -> str:
         # pydantic's serializer writes the same text as json.dumps(indent=2, ensure_ascii=False),
@@ -257,8 +264,21 @@ def save_plan(plan: Plan, path: Path) -> None:
         raise PlanFileError(f"cannot write plan file {path}: {exc.strerror}") from None
 
 
-def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
-    """Read a plan file strictly: kind, version and fingerprint must all hold (else exit 64)."""
+def load_plan(
+    path: Path,
+    *,
+    org_id: str | None = None,
+    key: PlanKey | None = None,
+    review: bool = False,
+) -> Plan:
+    """Read a plan file strictly: kind, version and seal must all hold (else exit 64).
+
+    A plan is carried out only when sealed with ``key``, this state dir's plan key
+    (:mod:`pinmigrate.plankey`). With ``review`` (``show``), a plan made with another state
+    dir's key, or with a plain sha256 checksum (plans saved before plans were sealed), reads
+    too, so that a person can review it and accept it (``show --accept``); :func:`seal_of`
+    says which it is. A plan whose seal or checksum does not match is refused either way.
+    """
     path = Path(path)
     try:
         raw = path.read_text(encoding="utf-8")
@@ -293,20 +313,12 @@ def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
     except ValidationError as exc:
         where, message = _first_error(exc)
         raise PlanFileError(f"plan file {path} is malformed at {where}: {message}") from None
-    # The fingerprint covers the file as written; the typed plan must read back the same,
+    # The seal covers the file as written; the typed plan must read back the same,
     # or the file says something other than what will be carried out.
-    written = (
-        "sha256:"
-        + hashlib.sha256(
-            _canonical({k: v for k, v in data.items() if k != "fingerprint"}).encode("utf-8")
-        ).hexdigest()
-    )
-    if plan.fingerprint != written:
-        raise PlanFileError(
-            f"plan file {path} does not match its fingerprint (edited by hand?)",
-            hint="make a new plan with `pinmigrate plan --out FILE`",
-        )
-    if plan.compute_fingerprint() != written:
+    body = _canonical({k: v for k, v in data.items() if k != "fingerprint"})
+    checksum = "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+    _check_seal(path, plan.fingerprint, body, checksum, key, review)
+    if plan.compute_fingerprint() != checksum:
         raise PlanFileError(
             f"plan file {path} is not a plan pinmigrate made: {_unlike(plan, data)} is not "
             "written as pinmigrate writes it",
@@ -323,6 +335,78 @@ def load_plan(path: Path, *, org_id: str | None = None) -> Plan:
             hint="make a new plan with `pinmigrate plan --out FILE`",
         )
     return plan
+
+
+#: What a plan file's fingerprint shows: sealed with this state dir's key, with another
+#: state dir's key, or with a plain checksum that anyone can recompute.
+SealOrigin = Literal["here", "elsewhere", "checksum"]
+
+
+def seal_of(plan: Plan, key: PlanKey | None) -> SealOrigin:
+    """Where a plan that :func:`load_plan` read was sealed (its seal already checked)."""
+    if plan.fingerprint.startswith("sha256:"):
+        return "checksum"
+    return "here" if key is not None and _key_id(plan.fingerprint) == key.id else "elsewhere"
+
+
+def seal_problem(path: Path, fingerprint: str, key: PlanKey | None) -> str:
+    """Why ``apply`` refuses a plan sealed elsewhere or with a checksum, in one sentence."""
+    if fingerprint.startswith("sha256:"):
+        return (
+            f"plan file {path} carries a plain sha256 checksum, not this state dir's seal: "
+            "anyone who edits a plan can recompute one (a plan saved before plans were sealed, "
+            "or edited and re-sealed)"
+        )
+    here = f"is {key.id} ({key.path})" if key is not None else "is not made yet"
+    return (
+        f"plan file {path} was made elsewhere: it is sealed with plan key "
+        f"{_key_id(fingerprint)} of another state dir, and the plan key here {here}"
+    )
+
+
+def _key_id(fingerprint: str) -> str:
+    """The key id of ``hmac-sha256:KEY_ID:MAC`` ("" when it is not one)."""
+    parts = fingerprint.split(":")
+    return parts[1] if len(parts) == 3 and parts[0] == SCHEME else ""
+
+
+def _check_seal(
+    path: Path, fingerprint: str, body: str, checksum: str, key: PlanKey | None, review: bool
+) -> None:
+    """Refuse a plan whose seal does not match it, or (unless ``review``) one not sealed
+    with ``key``; every refusal says how to go on."""
+    accept = f"review it with `pinmigrate show {path} --accept`"
+    edited = PlanFileError(
+        f"plan file {path} does not match its fingerprint (edited by hand?)",
+        hint="make a new plan with `pinmigrate plan --out FILE`",
+    )
+    if fingerprint.startswith("sha256:"):
+        if fingerprint != checksum:
+            raise edited
+        if not review:
+            raise PlanFileError(
+                seal_problem(path, fingerprint, key),
+                hint=f"{accept} to seal it with this state dir's key if you trust it, or make "
+                "a new plan with `pinmigrate plan --out FILE`",
+            )
+        return
+    key_id = _key_id(fingerprint)
+    if not key_id:
+        raise PlanFileError(
+            f"plan file {path} has a fingerprint pinmigrate does not know "
+            f"({fingerprint.split(':')[0][:20]!r}; expected {SCHEME})",
+            hint="make a new plan with `pinmigrate plan --out FILE`",
+        )
+    if key is not None and key_id == key.id:
+        if not key.verifies(fingerprint, [body]):
+            raise edited
+        return
+    if not review:
+        raise PlanFileError(
+            seal_problem(path, fingerprint, key),
+            hint=f"{accept} to seal it here if you trust it, or make a new plan here with "
+            "`pinmigrate plan --out FILE`",
+        )
 
 
 def _unlike(plan: Plan, data: dict[str, Any]) -> str:
@@ -354,11 +438,11 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
 def structure_problem(plan: Plan) -> str | None:
     """What makes this plan one the planner cannot have made, or None.
 
-    The fingerprint only proves the file was not edited after sealing; anyone can reseal.
-    The types already hold every precondition field; what they cannot say is checked here:
-    ids that match their action, the pair each flow action belongs to, and dependencies
-    that run in the contract's order. A plan without them is refused whole rather than
-    half carried out.
+    The seal proves the file was not edited after it was sealed, but whoever can read the
+    state dir can seal (and a plan from elsewhere may be accepted after review). The types
+    already hold every precondition field; what they cannot say is checked here: ids that
+    match their action, the pair each flow action belongs to, and dependencies that run in
+    the contract's order. A plan without them is refused whole rather than half carried out.
     """
     rank = {kind: index for index, kind in enumerate(KIND_ORDER)}
     by_id: dict[str, Action] = {}

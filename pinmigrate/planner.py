@@ -232,6 +232,37 @@ def _check_flow_ids(ids: Sequence[str], flows: Mapping[str, Flow], sandboxes: se
             )
 
 
+#: The note of a pair that ``--match`` made (its flows may be named differently).
+MATCH_NOTE = "paired by --match"
+
+
+def pair_key(flow: Flow) -> tuple[str, str] | None:
+    """What pairs a legacy flow with its twin unless ``--match`` says otherwise: equal name
+    and equal Pinterest ad account (the contract's rule 1); None without an ad account id."""
+    return (flow.name, flow.advertiser_id) if flow.advertiser_id is not None else None
+
+
+def twin_problem(legacy: Flow, new: Flow, *, matched: bool = False) -> str | None:
+    """Why ``new`` cannot be the twin of ``legacy``, or None: one sandbox, one Pinterest ad
+    account and, unless the pair was made by ``--match``, the pairing rule (:func:`pair_key`).
+    The planner checks ``--match`` with it; ``apply`` checks every pair of a plan with it."""
+    if legacy.sandbox != new.sandbox:
+        return f"the flows are in different sandboxes ({legacy.sandbox} and {new.sandbox})"
+    if legacy.advertiser_id != new.advertiser_id:
+        return (
+            "the flows deliver to different Pinterest ad accounts "
+            f"({legacy.advertiser_id or 'none'} and {new.advertiser_id or 'none'})"
+        )
+    if not matched and (pair_key(legacy) is None or pair_key(legacy) != pair_key(new)):
+        return (
+            f"the flows are not named alike ({legacy.name!r} and {new.name!r}) "
+            "and no --match paired them"
+            if legacy.advertiser_id is not None
+            else "the flows have no Pinterest ad account id and no --match paired them"
+        )
+    return None
+
+
 def _check_matches(
     matches: Mapping[str, str], flows: Mapping[str, Flow], sandboxes: set[str]
 ) -> dict[str, Flow]:
@@ -245,18 +276,11 @@ def _check_matches(
             raise UsageError(f"{where}: {legacy_id} is not a flow of the legacy Pinterest card")
         if new is None or new.card != "new":
             raise UsageError(f"{where}: {new_id} is not a flow of the new Pinterest card")
-        if legacy.sandbox != new.sandbox:
-            raise UsageError(
-                f"{where}: the flows are in different sandboxes "
-                f"({legacy.sandbox} and {new.sandbox})"
-            )
+        problem = twin_problem(legacy, new, matched=True)
+        if problem:
+            raise UsageError(f"{where}: {problem}")
         if legacy.sandbox not in sandboxes:
             raise UsageError(f"{where}: sandbox {legacy.sandbox} is left out by --sandbox")
-        if legacy.advertiser_id != new.advertiser_id:
-            raise UsageError(
-                f"{where}: the flows deliver to different Pinterest ad accounts "
-                f"({legacy.advertiser_id or 'none'} and {new.advertiser_id or 'none'})"
-            )
         if new_id in claimed:
             raise UsageError(
                 f"{where}: {new_id} is already matched with {claimed[new_id]}",
@@ -321,12 +345,12 @@ class _Planner:
         claimed = {new.id for new in matched.values()}
         new_by_key: dict[tuple[str, str], list[Flow]] = defaultdict(list)
         for flow in new_flows:
-            if flow.id not in claimed and flow.advertiser_id is not None:
-                new_by_key[(flow.name, flow.advertiser_id)].append(flow)
+            if flow.id not in claimed and (key := pair_key(flow)) is not None:
+                new_by_key[key].append(flow)
         legacy_by_key: dict[tuple[str, str], list[Flow]] = defaultdict(list)
         for flow in legacy_flows:
-            if flow.id not in matched and flow.advertiser_id is not None:
-                legacy_by_key[(flow.name, flow.advertiser_id)].append(flow)
+            if flow.id not in matched and (key := pair_key(flow)) is not None:
+                legacy_by_key[key].append(flow)
 
         exactly_paired = frozenset(
             f.id for key, flows in new_by_key.items() if key in legacy_by_key for f in flows
@@ -338,7 +362,7 @@ class _Planner:
         for legacy in legacy_flows:
             if legacy.id in matched:
                 twin = matched[legacy.id]
-                note = "paired by --match"
+                note = MATCH_NOTE
                 if twin.name != legacy.name:
                     note += f" (the new flow is named {twin.name!r})"
                 self._pair(sb, legacy, twin, note, decisions, live, seen_new)
@@ -704,10 +728,13 @@ def _join(*parts: str) -> str:
 
 
 __all__ = [
+    "MATCH_NOTE",
     "PlanOptions",
     "choose_login",
     "make_plan",
     "manages_audiences",
     "needs_reconnect",
+    "pair_key",
     "preflight",
+    "twin_problem",
 ]

@@ -30,7 +30,12 @@ from pinmigrate.files import unsafe_dir_problem
 ENV_PREFIX = "PINMIGRATE_"
 SECTIONS = ("adobe", "pinterest", "migration")
 #: Environment names that are not config keys.
-GLOBAL_ENV = {"PINMIGRATE_CONFIG", "PINMIGRATE_OUTPUT", "PINMIGRATE_STATE_DIR"}
+GLOBAL_ENV = {
+    "PINMIGRATE_CONFIG",
+    "PINMIGRATE_OUTPUT",
+    "PINMIGRATE_STATE_DIR",
+    "PINMIGRATE_PLAN_KEY",
+}
 
 DEFAULT_ADOBE_SCOPES = (
     "openid",

@@ -141,8 +141,16 @@ def plan_for(
             others = [login for login in logins if login.user_id != env_login.user_id]
             plan = make_plan(inventory, [*others, env_login], settings, options)
     if warnings:
-        plan = plan.model_copy(update={"warnings": [*warnings, *plan.warnings]}).sealed()
-    return plan
+        plan = plan.model_copy(update={"warnings": [*warnings, *plan.warnings]})
+    return seal(settings, plan)
+
+
+def seal(settings: Settings, plan: Plan) -> Plan:
+    """``plan`` sealed with the state dir's plan key (made on first use): the only plans
+    ``apply PLAN_FILE`` carries out are those this state dir sealed."""
+    from pinmigrate.plankey import load_key
+
+    return plan.sealed(load_key(settings.state_dir, create=True))
 
 
 def stored_logins(settings: Settings) -> tuple[list[Login], list[str]]:

@@ -37,6 +37,7 @@ from pinmigrate.app import App
 from pinmigrate.emulator import LEGACY_SPEC_ID, NEW_SPEC_ID
 from pinmigrate.journal import list_runs, read_run
 from pinmigrate.plan import Plan, load_plan, save_plan
+from pinmigrate.plankey import load_key
 
 pytestmark = pytest.mark.slow
 
@@ -273,10 +274,12 @@ def test_a_flow_changed_since_the_plan_is_stale_with_zero_writes(
 def test_a_plan_for_another_org_or_with_narrowing_flags_is_a_usage_error(
     cli: Callable[..., Any], env: dict[str, str], plan_file: Path, tmp_path: Path
 ) -> None:
-    plan = load_plan(plan_file)
+    # Sealed with this state dir's own key: the org check holds even for a trusted plan.
+    key = load_key(Path(env["PINMIGRATE_STATE_DIR"]))
+    plan = load_plan(plan_file, key=key)
     other = Plan.model_validate(
         {**plan.model_dump(mode="json"), "org_id": "OTHER0000000000000000000@AdobeOrg"}
-    ).sealed()
+    ).sealed(key)
     other_file = tmp_path / "other.json"
     save_plan(other, other_file)
     result = cli(["apply", str(other_file)], env)

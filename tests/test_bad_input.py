@@ -14,6 +14,7 @@ requests itself and passes the rest through to the emulator.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -33,7 +34,8 @@ import requests
 from loopback import LoopbackServer
 
 from pinmigrate.app import App
-from pinmigrate.emulator import LEGACY_SPEC_ID
+from pinmigrate.emulator import LEGACY_SPEC_ID, NEW_SPEC_ID
+from pinmigrate.emulator.model import S3_SPEC_ID
 from pinmigrate.http import HttpClient, RetryPolicy
 
 pytestmark = pytest.mark.slow
@@ -206,24 +208,37 @@ class World:
         self,
         edit: Callable[[dict[str, Any]], None] | None = None,
         *,
-        reseal: bool = False,
+        reseal: bool | Literal["sha256"] = False,
         text: Callable[[str], str | bytes] | None = None,
     ) -> Path:
-        """Save a real plan as {plan}, edited by hand (``reseal``: with a valid fingerprint)."""
+        """Save a real plan as {plan}, edited by hand. ``reseal``: sealed again afterwards as
+        an insider can, with the state dir's plan key; "sha256": with the plain checksum that
+        anyone can compute (how plans were sealed before the key)."""
         data = self.plan_data()
         if edit is not None:
             edit(data)
         if reseal:
-            # As anyone can: sha256 of the canonical JSON of everything but the fingerprint.
             body = {key: value for key, value in data.items() if key != "fingerprint"}
-            canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-            data["fingerprint"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+            canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+            if reseal == "sha256":
+                data["fingerprint"] = "sha256:" + hashlib.sha256(canonical).hexdigest()
+            else:
+                data["fingerprint"] = self.insider_seal(canonical)
         content: str | bytes = json.dumps(data, indent=2)
         if text is not None:
             content = text(str(content))
         path = self.file("plan.json", content)
         self.fields["plan"] = str(path)
         return path
+
+    def insider_seal(self, canonical: bytes) -> str:
+        """``hmac-sha256:KEY_ID:MAC`` with the state dir's plan key, computed from the key
+        file alone (what someone who can read the state dir can do)."""
+        key_file = Path(self.env["PINMIGRATE_STATE_DIR"]) / "plan.key"
+        secret = bytes.fromhex(key_file.read_text().strip())
+        key_id = hashlib.sha256(b"pinmigrate plan key id\0" + secret).hexdigest()[:16]
+        mac = hmac.new(secret, canonical, hashlib.sha256).hexdigest()
+        return f"hmac-sha256:{key_id}:{mac}"
 
     def flow_id(self, name: str, *, card: str = LEGACY_SPEC_ID, sandbox: str = "prod") -> str:
         for flow in self.control("GET", "state")["objects"][sandbox]["flows"]:
@@ -630,6 +645,61 @@ def twin_named(flow_id: str) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+def plan_key(world: World) -> Path:
+    return Path(world.env["PINMIGRATE_STATE_DIR"]) / "plan.key"
+
+
+def retarget_disable(world: World, data: dict[str, Any], name: str = "S3 nightly export") -> None:
+    """Point the plan's first disable_flow at another flow of prod (id and all)."""
+    target = world.flow_id(name, card=S3_SPEC_ID)
+    action = next(a for a in data["actions"] if a["kind"] == "disable_flow")
+    action.update(id=f"disable_flow:{action['sandbox']}:{target}", target_id=target)
+
+
+def retarget(data: dict[str, Any], kind: str, target: str) -> None:
+    """Point the plan's first ``kind`` action at ``target``, its id and the actions that
+    depend on it following, as a careful forger would."""
+    action = next(a for a in data["actions"] if a["kind"] == kind)
+    old, new = action["id"], f"{kind}:{action['sandbox']}:{target}"
+    action.update(id=new, target_id=target)
+    for other in data["actions"]:
+        other["depends_on"] = [new if dep == old else dep for dep in other["depends_on"]]
+
+
+def repair(data: dict[str, Any], kind: str, name: str, field: str, flow_id: str) -> None:
+    """Give the ``kind`` action on flow ``name`` another flow as the other half of its pair."""
+    action = next(a for a in data["actions"] if a["kind"] == kind and a["target_name"] == name)
+    action["precondition"][field] = flow_id
+
+
+def move_to_stage(data: dict[str, Any]) -> None:
+    """Add a sandbox the configuration does not name and move the last action there."""
+    data["sandboxes"].append("stage")
+    action = data["actions"][-1]
+    old = action["id"]
+    action.update(sandbox="stage", id=f"{action['kind']}:stage:{action['target_id']}")
+    for other in data["actions"]:
+        other["depends_on"] = [action["id"] if d == old else d for d in other["depends_on"]]
+
+
+def account_id(world: World, spec: str, sandbox: str = "prod") -> str:
+    """The first account (base connection) of ``spec`` in ``sandbox``."""
+    for connection in world.control("GET", "state")["objects"][sandbox]["connections"]:
+        if connection["connectionSpec"]["id"] == spec:
+            return str(connection["id"])
+    raise AssertionError(f"no account of {spec} in {sandbox}")
+
+
+def names_object(result: Any, object_id: str) -> None:
+    assert object_id in result.stderr, result.stderr
+
+
+def made_elsewhere(world: World) -> None:
+    """A plan made with one state dir, applied with another (another key)."""
+    world.plan_file()
+    world.env["PINMIGRATE_STATE_DIR"] = str(world.tmp / "another-state")
+
+
 def audiences_not_a_list(data: dict[str, Any]) -> None:
     add = next(a for a in data["actions"] if a["kind"] == "add_audiences")
     add["details"]["audiences"] = "all of them"
@@ -774,6 +844,116 @@ PLAN_CASES = [
         USAGE,
         "details.audiences: Input should be a valid list",
         setup=lambda w: w.plan_file(audiences_not_a_list, reseal=True),
+    ),
+    Case(
+        # The outside review's attack: retarget, then recompute the plain checksum.
+        "plan-file/checksum-resealed-s3-flow",
+        ("apply", "{plan}"),
+        USAGE,
+        "plain sha256 checksum, not this state dir's seal",
+        setup=lambda w: w.plan_file(lambda d: retarget_disable(w, d), reseal="sha256"),
+        process=True,
+    ),
+    # An insider who can read the state dir (or a bug) seals an edited plan with the right
+    # key: apply still holds every target to the migration, before the first write.
+    Case(
+        "plan-file/insider-s3-flow",
+        ("apply", "{plan}"),
+        USAGE,
+        "is not a flow of the legacy Pinterest card",
+        setup=lambda w: w.plan_file(lambda d: retarget_disable(w, d), reseal=True),
+        check=lambda w, r: names_object(r, w.flow_id("S3 nightly export", card=S3_SPEC_ID)),
+    ),
+    Case(
+        "plan-file/insider-new-card-flow-switched-off",
+        ("apply", "{plan}"),
+        USAGE,
+        "its target, flow 'Spring sale' (prod, ",
+        setup=lambda w: w.plan_file(
+            lambda d: retarget(d, "disable_flow", w.flow_id("Spring sale", card=NEW_SPEC_ID)),
+            reseal=True,
+        ),
+    ),
+    Case(
+        "plan-file/insider-sandbox-outside-config",
+        ("apply", "{plan}"),
+        USAGE,
+        "acts in sandbox 'stage', which is not configured (adobe.sandboxes: prod, dev)",
+        setup=lambda w: w.plan_file(move_to_stage, reseal=True),
+    ),
+    Case(
+        "plan-file/sandbox-no-longer-configured",
+        ("apply", "{plan}"),
+        USAGE,
+        "acts in sandbox 'dev', which is not configured (adobe.sandboxes: prod)",
+        env={"PINMIGRATE_ADOBE_SANDBOXES": "prod"},
+        setup=lambda w: w.plan_file(),
+    ),
+    Case(
+        "plan-file/insider-s3-account-reconnect",
+        ("apply", "{plan}"),
+        USAGE,
+        "which is not an account of the new Pinterest card",
+        setup=lambda w: w.plan_file(
+            lambda d: retarget(d, "reconnect_account", account_id(w, S3_SPEC_ID)), reseal=True
+        ),
+        check=lambda w, r: names_object(r, account_id(w, S3_SPEC_ID)),
+    ),
+    Case(
+        "plan-file/insider-legacy-card-account-reconnect",
+        ("apply", "{plan}"),
+        USAGE,
+        "which is not an account of the new Pinterest card",
+        setup=lambda w: w.plan_file(
+            lambda d: retarget(d, "reconnect_account", account_id(w, LEGACY_SPEC_ID)),
+            reseal=True,
+        ),
+    ),
+    Case(
+        "plan-file/insider-enable-with-another-legacy-flow",
+        ("apply", "{plan}"),
+        USAGE,
+        "are not a pair: the flows are not named alike ('Holiday prospects' and 'Loyalty members')",
+        setup=lambda w: w.plan_file(
+            lambda d: repair(
+                d,
+                "enable_flow",
+                "Loyalty members",
+                "legacy_flow_id",
+                w.flow_id("Holiday prospects"),
+            ),
+            reseal=True,
+        ),
+    ),
+    Case(
+        "plan-file/insider-disable-with-another-twin",
+        ("apply", "{plan}"),
+        USAGE,
+        "are not a pair: the flows are not named alike ('Loyalty members' and 'Spring sale')",
+        setup=lambda w: w.plan_file(
+            lambda d: repair(
+                d,
+                "disable_flow",
+                "Loyalty members",
+                "twin_flow_id",
+                w.flow_id("Spring sale", card=NEW_SPEC_ID),
+            ),
+            reseal=True,
+        ),
+    ),
+    Case(
+        "plan-file/made-with-another-state-dir",
+        ("apply", "{plan}"),
+        USAGE,
+        "was made elsewhere",
+        setup=made_elsewhere,
+    ),
+    Case(
+        "plan-file/plan-key-damaged",
+        ("apply", "{plan}"),
+        USAGE,
+        "plan key",
+        setup=lambda w: (w.plan_file(), plan_key(w).write_text("0123\n")),
     ),
     Case(
         "plan-file/empty",

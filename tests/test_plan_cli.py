@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ def test_plan_json_is_the_documented_demo_plan(cli: Any, emu_env: dict[str, str]
     assert plan["kind"] == "pinmigrate.plan"
     assert plan["org_id"] == "EMULATOR0000000000000000@AdobeOrg"
     assert plan["sandboxes"] == ["prod", "dev"]
-    assert plan["fingerprint"].startswith("sha256:")
+    # Sealed with the state dir's plan key (hmac-sha256:KEY_ID:MAC), not a bare checksum.
+    assert re.fullmatch(r"hmac-sha256:[0-9a-f]{16}:[0-9a-f]{64}", plan["fingerprint"])
     assert plan["created_at"]
     assert plan["summary"] == DEMO_SUMMARY
     for action in plan["actions"]:
@@ -202,12 +204,15 @@ def test_plan_out_and_show_round_trip(cli: Any, emu_env: dict[str, str], tmp_pat
     saved = json.loads((tmp_path / "plan.json").read_text())
     assert saved["summary"] == DEMO_SUMMARY
 
-    shown = cli(["show", "plan.json"], env={})
+    # No config: only the state dir, whose plan key sealed the plan.
+    state = {"PINMIGRATE_STATE_DIR": emu_env["PINMIGRATE_STATE_DIR"]}
+    shown = cli(["show", "plan.json"], env=state)
     assert shown.exit_code == 0, shown.stderr
+    assert shown.stderr == ""
     assert SUMMARY_LINE in shown.stdout.splitlines()
     assert "Will switch off 4 legacy flows:" in shown.stdout
 
-    as_json = cli(["show", "plan.json", "--output", "json"], env={})
+    as_json = cli(["show", "plan.json", "--output", "json"], env=state)
     assert as_json.exit_code == 0
     assert as_json.json() == saved
 
@@ -234,7 +239,9 @@ def test_show_refuses_a_tampered_plan(
     data = json.loads(path.read_text())
     edit(data)
     path.write_text(json.dumps(data))
-    result = cli(["show", "plan.json"], env={})
+    result = cli(
+        ["show", "plan.json"], env={"PINMIGRATE_STATE_DIR": emu_env["PINMIGRATE_STATE_DIR"]}
+    )
     assert result.exit_code == 64
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -243,11 +250,11 @@ def test_show_refuses_a_tampered_plan(
 
 
 def test_show_of_a_missing_or_truncated_file(cli: Any, tmp_path: Path) -> None:
-    missing = cli(["show", "nope.json"], env={})
+    missing = cli(["show", "nope.json"], env={"PINMIGRATE_STATE_DIR": str(tmp_path / "s")})
     assert missing.exit_code == 64
     assert "does not exist" in missing.stderr
     (tmp_path / "half.json").write_text('{"schema_version": 1, "kind": "pinmig')
-    truncated = cli(["show", "half.json"], env={})
+    truncated = cli(["show", "half.json"], env={"PINMIGRATE_STATE_DIR": str(tmp_path / "s")})
     assert truncated.exit_code == 64
     assert "not valid JSON" in truncated.stderr
 

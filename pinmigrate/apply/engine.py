@@ -39,6 +39,7 @@ from pinmigrate.apply.results import (
     Status,
     describe,
 )
+from pinmigrate.apply.targets import Specs, matched_pairs, sandbox_problem, target_problem
 from pinmigrate.apply.verdict import Verdict, assess, goal_problem
 from pinmigrate.apply.world import (
     LiveWorld,
@@ -51,7 +52,7 @@ from pinmigrate.apply.world import (
     wants_of,
 )
 from pinmigrate.apply.writes import Writes, ref_of
-from pinmigrate.errors import OutcomeUnknown, PinmigrateError, StalePlanError
+from pinmigrate.errors import OutcomeUnknown, PinmigrateError, PlanFileError, StalePlanError
 from pinmigrate.inventory import Card
 from pinmigrate.moments import iso_z
 
@@ -87,6 +88,15 @@ class LoginSource(Protocol):
     ) -> Login:
         """A verified grant for Adobe ``account`` alone, reaching every advertiser id."""
         ...
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What an apply holds every target to (:mod:`.targets`): the configured sandboxes, and
+    the plan's pairs made by ``--match`` (whose flows may be named differently)."""
+
+    sandboxes: tuple[str, ...]
+    matched: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass
@@ -141,6 +151,7 @@ class Executor:
         ask_person: AskPerson | None = None,
         note: Callable[[str], None] | None = None,
         settle_policy: SettlePolicy | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.adobe = adobe
         self.settings = settings
@@ -165,6 +176,9 @@ class Executor:
         self.reader = Reader(adobe, settings, workers=self.concurrency)
         #: How long a read waits for flow writes Adobe is still applying (lastOperation).
         self.settle_policy = settle_policy or SettlePolicy()
+        #: What apply checks every target against before the first write (None: rollback,
+        #: whose targets come from this state dir's own journal).
+        self.guard = guard
         self.live = LiveWorld()
         self.writes = Writes(adobe, journal, self.live, self._fresh, self.stopping.is_set)
 
@@ -192,6 +206,11 @@ class Executor:
         if not actions:
             return []
         self.by_id = {a.id: a for a in actions}
+        if self.guard is not None:
+            # Before anything is read: a sandbox outside the configuration is not even read.
+            problem = sandbox_problem(actions, self.guard.sandboxes)
+            if problem:
+                raise PlanFileError(problem)
         verdicts = self._check(actions)
         todo = [a for a in actions if verdicts[a.id].outcome == "todo"]
         reconnects = [a for a in todo if isinstance(a, ReconnectAccount)]
@@ -385,6 +404,19 @@ class Executor:
     def _check(self, actions: Sequence[Action]) -> dict[str, Verdict]:
         """Re-read every object and judge each action; stale stops here under "abort"."""
         world = self._read(wants_of(actions, self.cards))
+        if self.guard is not None:
+            specs = {
+                sb: Specs(self.reader.spec_id(sb, "legacy"), self.reader.spec_id(sb, "new"))
+                for sb in sorted({a.sandbox for a in actions})
+            }
+            connections: dict[str, set[str]] = defaultdict(set)
+            for view in world.flows.values():
+                if view.flow.target_connection_id:
+                    connections[view.flow.sandbox].add(view.flow.target_connection_id)
+            targets = self.reader.target_connections(connections)
+            problem = target_problem(actions, world, specs, targets, self.guard.matched)
+            if problem:
+                raise PlanFileError(problem)
         self.live.replace(world)
         now = self.now()
         verdicts = {a.id: assess(a, world, now=now, margin=self.margin) for a in actions}
@@ -702,6 +734,7 @@ def apply_plan(
         ask_person=ask_person,
         note=note,
         settle_policy=settle_policy,
+        guard=Guard(tuple(settings.adobe.sandboxes), matched_pairs(plan.pairs)),
     )
     retries_before = retries_of(adobe)
     began = executor.now()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pinmigrate import models
 from pinmigrate.actions import Action, AddAudiences, DisableFlow, EnableFlow, ReconnectAccount
 from pinmigrate.errors import NotFoundError
-from pinmigrate.inventory import Account, Card, Flow
+from pinmigrate.inventory import Account, Card, Flow, TargetConnection
 
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
@@ -62,14 +62,27 @@ class World:
 
     flows: dict[str, FlowView] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)
+    #: account id -> the ``connectionSpec.id`` it was read with (which card it is on)
+    account_specs: dict[str, str] = field(default_factory=dict)
 
     def flow(self, flow_id: str | None) -> Flow | None:
         view = self.flows.get(flow_id or "")
         return view.flow if view else None
 
+    def add_account(self, raw: dict[str, Any], sandbox: str) -> Account:
+        """Read an account from its payload, with the card spec it names."""
+        account = models.account_from_payload(raw, "new", sandbox=sandbox)
+        self.accounts[account.id] = account
+        spec = raw.get("connectionSpec")
+        spec_id = spec.get("id") if isinstance(spec, dict) else None
+        if isinstance(spec_id, str):
+            self.account_specs[account.id] = spec_id
+        return account
+
     def merge(self, other: World) -> None:
         self.flows.update(other.flows)
         self.accounts.update(other.accounts)
+        self.account_specs.update(other.account_specs)
 
 
 @dataclass
@@ -100,7 +113,8 @@ class LiveWorld:
 
     def snapshot(self) -> World:
         with self._lock:
-            return World(dict(self._world.flows), dict(self._world.accounts))
+            world = self._world
+            return World(dict(world.flows), dict(world.accounts), dict(world.account_specs))
 
     def flow_view(self, flow_id: str) -> FlowView:
         with self._lock:
@@ -162,6 +176,45 @@ class Reader:
             for job in [j for sb, w in rest.items() for j in self._get_jobs(pool, sb, w)]:
                 world.merge(job.result())
         return world
+
+    def target_connections(self, wanted: Mapping[str, set[str]]) -> dict[str, TargetConnection]:
+        """The target connections ``wanted`` names per sandbox (where a flow's Pinterest ad
+        account is, api-notes.md §3 "Target connections"): a handful by GET, more from one
+        list filtered by both cards' specs (one not in it is on neither card). Those Adobe
+        does not have are left out."""
+        found: dict[str, TargetConnection] = {}
+        listed = {sb: ids for sb, ids in wanted.items() if len(ids) > self.get_limit}
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="read") as pool:
+            jobs = [pool.submit(self._list_targets, sb, ids) for sb, ids in listed.items()]
+            for job in jobs:
+                found.update(job.result())
+            rest = [(sb, i) for sb, ids in wanted.items() if sb not in listed for i in sorted(ids)]
+            for target in pool.map(lambda item: self._get_target(*item), rest):
+                if target is not None:
+                    found[target.id] = target
+        return found
+
+    def _list_targets(self, sandbox: str, ids: set[str]) -> dict[str, TargetConnection]:
+        specs = [s for card in ("legacy", "new") if (s := self.spec_id(sandbox, card))]
+        if not specs:
+            return {}
+        found = {}
+        for raw in self.adobe.list(
+            "targetConnections",
+            sandbox=sandbox,
+            properties=[f"connectionSpec.id=={','.join(specs)}"],
+        ):
+            if str(raw.get("id")) in ids:
+                target = models.target_from_payload(raw, "new", sandbox=sandbox)
+                found[target.id] = target
+        return found
+
+    def _get_target(self, sandbox: str, target_id: str) -> TargetConnection | None:
+        try:
+            raw = self.adobe.get("targetConnections", target_id, sandbox=sandbox)
+        except NotFoundError:
+            return None
+        return models.target_from_payload(raw, "new", sandbox=sandbox)
 
     def spec_id(self, sandbox: str, card: Card) -> str | None:
         with self._lock:
@@ -226,8 +279,7 @@ class Reader:
             "connections", sandbox=sandbox, properties=[f"connectionSpec.id=={spec}"]
         ):
             if str(raw.get("id")) in ids:
-                account = models.account_from_payload(raw, "new", sandbox=sandbox)
-                world.accounts[account.id] = account
+                world.add_account(raw, sandbox)
         return world
 
     def _get_flow(self, sandbox: str, flow_id: str, card: Card) -> World:
@@ -239,9 +291,9 @@ class Reader:
 
     def _get_account(self, sandbox: str, account_id: str) -> World:
         world = World()
-        account = self.account(sandbox, account_id)
-        if account is not None:
-            world.accounts[account_id] = account
+        raw = self._connection(sandbox, account_id)
+        if raw is not None:
+            world.add_account(raw, sandbox)
         return world
 
     def flow(self, sandbox: str, flow_id: str, card: Card) -> FlowView | None:
@@ -253,11 +305,15 @@ class Reader:
         return FlowView(models.flow_from_payload(raw, card, sandbox=sandbox), raw)
 
     def account(self, sandbox: str, account_id: str) -> Account | None:
+        raw = self._connection(sandbox, account_id)
+        return models.account_from_payload(raw, "new", sandbox=sandbox) if raw else None
+
+    def _connection(self, sandbox: str, account_id: str) -> dict[str, Any] | None:
+        """One account's payload, or None when Adobe no longer has it."""
         try:
-            raw = self.adobe.get("connections", account_id, sandbox=sandbox)
+            return self.adobe.get("connections", account_id, sandbox=sandbox)
         except NotFoundError:
             return None
-        return models.account_from_payload(raw, "new", sandbox=sandbox)
 
 
 def settle(

@@ -78,6 +78,7 @@ def command(
     from pinmigrate import workflow
     from pinmigrate.oauth import resolvers
     from pinmigrate.plan import load_plan
+    from pinmigrate.plankey import load_key
     from pinmigrate.render import render_plan
     from pinmigrate.report import ask_person, make_progress, output_report
 
@@ -94,7 +95,9 @@ def command(
     settings = app.settings
     adobe = workflow.adobe_client(settings)
     if plan_file:
-        plan = load_plan(Path(plan_file), org_id=settings.adobe.org_id)
+        # Only a plan this state dir sealed (or accepted after review) is carried out.
+        key = load_key(settings.state_dir)
+        plan = load_plan(Path(plan_file), org_id=settings.adobe.org_id, key=key)
     else:
         # Exactly what `pinmigrate plan` would show with the same flags.
         plan = build_plan(app, sandboxes=sandboxes, flows=flows, matches=pairs, adobe=adobe)

@@ -567,7 +567,8 @@ def test_apply_in_a_fresh_ci_job_needs_no_pinterest_secret(
     pinmigrate: Any, world: World, expected: Expected, tmp_path: Path
 ) -> None:
     # Job 1 plans (its state dir is thrown away); a person reconnects the accounts in Adobe;
-    # job 2 applies the saved plan in a new state dir with no Pinterest setting at all.
+    # job 2 applies the saved plan in a new state dir with no Pinterest setting at all. The
+    # plan was sealed by job 1's state dir: job 2 accepts it explicitly first.
     plan_file = tmp_path / "plan.json"
     assert pinmigrate("plan", "--out", str(plan_file), extra=refresh_env(world)).code == 0
     reconnect_in_adobe(world, expected.actions)
@@ -578,6 +579,10 @@ def test_apply_in_a_fresh_ci_job_needs_no_pinterest_secret(
         "PINMIGRATE_PINTEREST_APP_ID": "",
         "PINMIGRATE_PINTEREST_APP_SECRET": "",
     }
+    refused = pinmigrate("apply", str(plan_file), "--output", "json", extra=bare)
+    assert refused.code == 64 and "was made elsewhere" in refused.stderr
+    accepted = pinmigrate("show", str(plan_file), "--accept", "--yes", extra=bare)
+    assert accepted.code == 0, accepted.stderr
     applied = pinmigrate("apply", str(plan_file), "--output", "json", extra=bare)
     assert applied.code == 0, applied.stderr
     assert Counter(
