@@ -9,6 +9,8 @@ must store the same login from all of them, and refresh it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,12 @@ import pytest
 from conftest import invoke
 from e2e_support import free_port, person_at_terminal
 
+from pinmigrate.emulator import PINTEREST_APP_ID
+from pinmigrate.emulator.problems import ConsentError, Problem
 from pinmigrate.logins import LoginStore
 from pinmigrate.oauth import fresh_login
 from pinmigrate.pinterest import PinterestClient
-from pinmigrate.settings import load_settings
+from pinmigrate.settings import DEFAULT_REDIRECT_URI, load_settings
 
 ASKED = ["ads:read", "ads:write", "user_accounts:read"]
 DAY = timedelta(days=1)
@@ -119,3 +123,48 @@ def test_a_login_on_an_unregistered_redirect_uri_stores_nothing(
     assert "nothing was stored" in line and f"register {redirect} on the Pinterest app" in line
     assert LoginStore(Path(env["PINMIGRATE_STATE_DIR"])).load() == []
     assert emulator.requests()["by_endpoint"].get("POST /v5/oauth/token", 0) == 0
+
+
+def s256(verifier: str) -> str:
+    """RFC 7636 §4.2, written out here so that the emulator is not checked against itself."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode()[:-1]
+
+
+def test_the_emulator_verifies_a_pkce_challenge(emulator: Any) -> None:
+    """A code issued for an S256 challenge needs the matching verifier (RFC 7636 §4.6); a
+    refused verifier leaves the code usable; ``plain`` is served too."""
+    pinterest = emulator.state.pinterest
+    basic = pinterest.basic_authorization(PINTEREST_APP_ID)
+    verifier = "v" * 43 + "-._~0123456789"
+
+    def code_for(challenge: str, method: str | None) -> str:
+        params = {
+            "client_id": PINTEREST_APP_ID,
+            "redirect_uri": DEFAULT_REDIRECT_URI,
+            "response_type": "code",
+            "scope": "ads:read",
+            "state": "s",
+            "code_challenge": challenge,
+        }
+        if method:
+            params["code_challenge_method"] = method
+        return str(pinterest.grant(pinterest.check_authorize(params)))
+
+    def exchange(code: str, sent: str | None) -> Any:
+        form = {"grant_type": "authorization_code", "code": code}
+        form["redirect_uri"] = DEFAULT_REDIRECT_URI
+        if sent is not None:
+            form["code_verifier"] = sent
+        return pinterest.token_endpoint(basic, form)
+
+    code = code_for(s256(verifier), "S256")
+    for wrong in (None, "w" * 43, s256(verifier)):
+        with pytest.raises(Problem) as info:
+            exchange(code, wrong)
+        assert info.value.status == 400
+    assert exchange(code, verifier)["access_token"]
+    assert exchange(code_for(verifier, None), verifier)["access_token"]  # plain, the default
+    with pytest.raises(ConsentError):
+        code_for(s256(verifier), "S512")
+    with pytest.raises(ConsentError):
+        code_for("short", "S256")
