@@ -59,7 +59,9 @@ def test_a_browser_login_reads_every_token_shape(
     result = invoke(["auth", "login", "--timeout", "20"], env)
 
     assert result.exit_code == 0, result.stderr
-    [url] = opened
+    [opened_url] = opened
+    assert "state" not in opened_url  # the browser command got the one-time address
+    [url] = [line for line in result.stderr.splitlines() if "/oauth/?" in line]
     query = parse_qs(urlsplit(url).query)
     assert query["scope"] == [",".join(ASKED)] and query["redirect_uri"] == [redirect]
     store = LoginStore(Path(env["PINMIGRATE_STATE_DIR"]))

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 import webbrowser
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,7 @@ from pinmigrate.oauth.grants import (
     verify_grant,
 )
 from pinmigrate.oauth.listener import Callback, CallbackListener, code_from_callback, parse_pasted
+from pinmigrate.settings import ENV_PREFIX
 
 if TYPE_CHECKING:
     from pinmigrate.app import App
@@ -51,20 +54,62 @@ def _click_prompt(text: str) -> str:
     return str(click.prompt(text, err=True, prompt_suffix=": "))
 
 
+#: Words in an environment name that mark a secret the browser command is not given.
+SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD")
+
+
+def browser_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without pinmigrate's settings and secrets, for the browser command.
+
+    Every ``PINMIGRATE_*`` name goes (``PINMIGRATE_ADOBE_CLIENT_SECRET``,
+    ``PINMIGRATE_PINTEREST_APP_SECRET``, ``PINMIGRATE_PINTEREST_REFRESH_TOKEN``, ...), and so
+    does any other name holding SECRET, TOKEN or PASSWORD: a browser needs none of them.
+    """
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.upper().startswith(ENV_PREFIX)
+        and not any(word in name.upper() for word in SECRET_WORDS)
+    }
+
+
+#: Run in a child Python (isolated: no current directory on sys.path) with the stripped
+#: environment, so webbrowser and the BROWSER command it starts inherit no secret.
+_LAUNCH = (
+    "import sys, webbrowser\n"
+    "try:\n"
+    "    opened = webbrowser.open(sys.argv[1], new=1)\n"
+    "except Exception:\n"
+    "    opened = False\n"
+    "sys.exit(0 if opened else 1)\n"
+)
+
+
+def _launch(url: str) -> bool:
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", _LAUNCH, url],
+        env=browser_environment(os.environ),
+        check=False,
+    )
+    return done.returncode == 0
+
+
 def _open_browser(url: str, *, settle: float = 1.0) -> bool:
     """Open ``url`` without waiting for the browser to finish.
 
     ``webbrowser`` runs a ``BROWSER`` command in the foreground and waits for it. A headless
     browser or curl only finishes once our listener has answered, and the listener answers
     from the thread that called this: waiting here would deadlock. So the browser runs on its
-    own thread; a browser that fails at once is still reported as not opened.
+    own thread; a browser that fails at once is still reported as not opened. It runs in a
+    child process whose environment holds none of pinmigrate's secrets
+    (:func:`browser_environment`).
     """
     outcome: list[bool] = []
 
     def launch() -> None:
         try:
-            outcome.append(bool(webbrowser.open(url, new=1)))
-        except (webbrowser.Error, OSError) as exc:
+            outcome.append(_launch(url))
+        except OSError as exc:
             log.debug("could not open a browser: %s", exc)
             outcome.append(False)
 
@@ -147,14 +192,18 @@ class LoginResolver:
         self.settings.require_pinterest_app()
         state = secrets.token_urlsafe(32)
         url = authorization_url(self.settings, state)
-        with CallbackListener(self.settings.pinterest.redirect_uri, clock=self.clock) as listener:
+        with CallbackListener(
+            self.settings.pinterest.redirect_uri, state=state, clock=self.clock
+        ) as listener:
             purpose = (
                 f"to give Adobe account {for_adobe} a Pinterest grant of its own"
                 if for_adobe
                 else "to let pinmigrate use your Pinterest account"
             )
+            # The person's own terminal may show the state; the browser command's argv
+            # (readable by every local user) gets a one-time address on the listener instead.
             self.notify(f"Open this address {purpose}:\n{url}")
-            if open_browser and not self._open(url):
+            if open_browser and not self._open(listener.start_url(url)):
                 if must_open:
                     raise AuthError(
                         "could not start the browser named by BROWSER; nothing was stored",
@@ -177,7 +226,7 @@ class LoginResolver:
                 return login, f"pinmigrate is now logged in to Pinterest as {login.label}."
 
             try:
-                return listener.wait(timeout, complete)
+                return listener.wait(timeout, complete, notify=self.notify)
             except KeyboardInterrupt:
                 self.notify("Login cancelled; nothing was stored.")
                 raise
