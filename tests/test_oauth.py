@@ -41,6 +41,7 @@ from pinmigrate.oauth import (
     token_digest,
     token_expiries,
 )
+from pinmigrate.oauth.grants import pkce_challenge
 from pinmigrate.oauth.listener import printable
 from pinmigrate.oauth.resolvers import _open_browser, browser_environment
 from pinmigrate.pinterest import PinterestClient
@@ -1165,3 +1166,40 @@ def test_the_browser_command_runs_without_pinmigrates_secrets(
     assert "BROWSER=" in text  # the environment was dumped, less the secrets
     for name, value in secrets_in_env.items():
         assert name not in text and value not in text
+
+
+def test_pkce_when_set_carries_its_verifier_through_the_paste_route(
+    tmp_path: Path, store: LoginStore
+) -> None:
+    """pinterest.pkce: the printed URL holds an S256 challenge, and the code is exchanged
+    with the verifier behind it (the paste route, like the browser's)."""
+
+    class Recording(FakePinterest):
+        verifiers: list[str | None] = []
+
+        def exchange_code(self, code: str, *, code_verifier: str | None = None) -> dict[str, Any]:
+            self.verifiers.append(code_verifier)
+            return super().exchange_code(code)
+
+    fake = Recording()
+    settings = make_settings(tmp_path, PINMIGRATE_PINTEREST_PKCE="true")
+    code = fake.code_for("1000000002")
+    notes: list[str] = []
+    query: dict[str, list[str]] = {}
+
+    def prompt(text: str) -> str:
+        query.update(parse_qs(urlsplit(notes[-1].split("\n")[-1]).query))
+        return f"{settings.pinterest.redirect_uri}?code={code}&state={query['state'][0]}"
+
+    resolver(settings, store, fake, notes, prompt=prompt).paste()
+    [verifier] = fake.verifiers
+    assert verifier is not None and 43 <= len(verifier) <= 128
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["code_challenge"] == [pkce_challenge(verifier)]
+    assert verifier not in "\n".join(notes)
+
+
+def test_pkce_challenge_is_rfc_7636_s256() -> None:
+    # RFC 7636 appendix B.
+    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    assert pkce_challenge(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"

@@ -127,6 +127,60 @@ def test_a_login_on_an_unregistered_redirect_uri_stores_nothing(
     assert emulator.requests()["by_endpoint"].get("POST /v5/oauth/token", 0) == 0
 
 
+# --- PKCE: Pinterest documents none, so pinmigrate sends it only when told to -------------------
+
+
+def pkce_login(
+    emulator: Any, emu_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *, pkce: bool
+) -> tuple[Any, dict[str, list[str]]]:
+    """``auth login`` through the emulator; the result and the printed authorize URL's query."""
+    emulator.configure(auto_approve=True)
+    redirect = emulator.register_redirect_uri(f"http://127.0.0.1:{free_port()}/")
+    env = {
+        **emu_env,
+        "PINMIGRATE_PINTEREST_REDIRECT_URI": redirect,
+        "PINMIGRATE_PINTEREST_PKCE": "true" if pkce else "false",
+    }
+    person_at_terminal(monkeypatch)
+    result = invoke(["auth", "login", "--timeout", "3"], env)
+    [url] = [line for line in result.stderr.splitlines() if "/oauth/?" in line]
+    return result, parse_qs(urlsplit(url).query)
+
+
+@pytest.mark.parametrize(
+    ("served", "pkce"),
+    [("verify", False), ("ignore", False), ("refuse", False), ("verify", True), ("ignore", True)],
+)
+def test_pkce_only_when_set_and_then_s256_whatever_pinterest_does_with_it(
+    emulator: Any,
+    emu_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    served: str,
+    pkce: bool,
+) -> None:
+    """Off by default, so a Pinterest that refuses PKCE meets none; when set, an S256
+    challenge goes out and (under "verify") only its verifier could have got the tokens."""
+    emulator.configure(pkce=served)
+    result, query = pkce_login(emulator, emu_env, monkeypatch, pkce=pkce)
+    assert result.exit_code == 0, result.stderr
+    assert LoginStore(Path(emu_env["PINMIGRATE_STATE_DIR"])).load()
+    if not pkce:
+        assert "code_challenge" not in query and "code_challenge_method" not in query
+    else:
+        assert query["code_challenge_method"] == ["S256"]
+        assert len(query["code_challenge"][0]) == 43
+
+
+def test_pkce_where_pinterest_refuses_it_fails_cleanly(
+    emulator: Any, emu_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator.configure(pkce="refuse")
+    result, _ = pkce_login(emulator, emu_env, monkeypatch, pkce=True)
+    assert result.exit_code == 4
+    assert "nothing was stored" in result.stderr and "Traceback" not in result.stderr
+    assert LoginStore(Path(emu_env["PINMIGRATE_STATE_DIR"])).load() == []
+
+
 def s256(verifier: str) -> str:
     """RFC 7636 §4.2, written out here so that the emulator is not checked against itself."""
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode()[:-1]

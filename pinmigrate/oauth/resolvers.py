@@ -27,6 +27,7 @@ from pinmigrate.oauth.grants import (
     ENV_ACCESS_TOKEN,
     ENV_REFRESH_TOKEN,
     PinterestAuth,
+    Pkce,
     authorization_url,
     environment_login,
     has_environment_token,
@@ -191,7 +192,8 @@ class LoginResolver:
         """
         self.settings.require_pinterest_app()
         state = secrets.token_urlsafe(32)
-        url = authorization_url(self.settings, state)
+        pkce = self._pkce()
+        url = authorization_url(self.settings, state, pkce=pkce)
         with CallbackListener(
             self.settings.pinterest.redirect_uri, state=state, clock=self.clock
         ) as listener:
@@ -218,7 +220,7 @@ class LoginResolver:
 
             def complete(callback: Callback) -> tuple[Login, str]:
                 code = code_from_callback(callback, state)
-                login = self._exchange(code, source="browser", for_adobe=for_adobe)
+                login = self._exchange(code, source="browser", for_adobe=for_adobe, pkce=pkce)
                 if for_adobe:
                     return login, (
                         f"Signed in to Pinterest as {login.label} for Adobe account {for_adobe}."
@@ -238,7 +240,8 @@ class LoginResolver:
         """
         self.settings.require_pinterest_app()
         state = secrets.token_urlsafe(32)
-        url = authorization_url(self.settings, state)
+        pkce = self._pkce()
+        url = authorization_url(self.settings, state, pkce=pkce)
         purpose = f" (a Pinterest grant for Adobe account {for_adobe})" if for_adobe else ""
         self.notify(
             f"Open this address in a browser{purpose}, choose Allow, then copy the address "
@@ -247,11 +250,22 @@ class LoginResolver:
             f"itself may fail to load):\n{url}"
         )
         pasted = (self.prompt or _click_prompt)("Paste that address (or just the code)")
-        return self._exchange(parse_pasted(pasted, state), source="paste", for_adobe=for_adobe)
+        return self._exchange(
+            parse_pasted(pasted, state), source="paste", for_adobe=for_adobe, pkce=pkce
+        )
 
-    def _exchange(self, code: str, *, source: str, for_adobe: str | None = None) -> Login:
+    def _pkce(self) -> Pkce | None:
+        return Pkce.new() if self.settings.pinterest.pkce else None
+
+    def _exchange(
+        self, code: str, *, source: str, for_adobe: str | None = None, pkce: Pkce | None = None
+    ) -> Login:
         redact.register(code)
-        token = self.client.exchange_code(code)
+        if pkce is not None:
+            token = self.client.exchange_code(code, code_verifier=pkce.verifier)
+        else:
+            # Without PKCE the call is the one every PinterestAuth has always taken.
+            token = self.client.exchange_code(code)
         if for_adobe:
             # Adobe's own copy: verified, never stored, never refreshed by pinmigrate.
             return verify_grant(
