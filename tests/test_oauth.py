@@ -464,7 +464,7 @@ def test_only_wrong_state_callbacks_time_out_and_say_so(
     code = fake.code_for("1000000002")
     browser = Browser(lambda state: f"code={code}&state=not-{state}")
     with pytest.raises(
-        AuthError, match=r"timed out after 1 s .*1 answer\(s\) that did not"
+        AuthError, match=r"timed out after 1 s .*ignored 1 answer\(s\) .*wrong or missing state"
     ) as info:
         resolver(settings, store, fake, [], open_browser=browser).browser(timeout=1)
     assert info.value.exit_code == ExitCode.AUTH

@@ -458,7 +458,8 @@ class CallbackListener:
             remaining = deadline - self.clock()
             if remaining <= 0:
                 ignored = (
-                    f" ({self._ignored} answer(s) that did not belong to this login were ignored)"
+                    f" (ignored {self._ignored} answer(s) that did not belong to this login: "
+                    "a wrong or missing state, or another host name)"
                     if self._ignored
                     else ""
                 )
