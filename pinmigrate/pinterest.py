@@ -35,15 +35,18 @@ class PinterestClient:
 
     # --- token endpoint ----------------------------------------------------------------
 
-    def exchange_code(self, code: str) -> dict[str, Any]:
-        """Trade an authorization code for tokens (continuous refresh)."""
-        redact.register(code)
+    def exchange_code(self, code: str, *, code_verifier: str | None = None) -> dict[str, Any]:
+        """Trade an authorization code for tokens (continuous refresh); ``code_verifier``
+        only when the authorize URL carried a PKCE challenge (``pinterest.pkce``)."""
+        redact.register(code, code_verifier)
         data = {
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": self.settings.pinterest.redirect_uri,
             "continuous_refresh": "true",
         }
+        if code_verifier is not None:
+            data["code_verifier"] = code_verifier
         return self._token_request(data, "the authorization code")
 
     def refresh(self, refresh_token: str) -> dict[str, Any]:

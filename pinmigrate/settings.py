@@ -149,6 +149,9 @@ class PinterestSettings(_Section):
     api_url: str = "https://api.pinterest.com/v5"
     refresh_token: SecretStr | None = None
     access_token: SecretStr | None = None
+    #: Send a PKCE S256 challenge with the authorize URL and its verifier with the code.
+    #: Off by default: Pinterest documents no PKCE (docs/security.md).
+    pkce: bool = False
 
     _lists = field_validator("scopes", mode="before")(_split_list)
     _urls = field_validator("oauth_url", "api_url")(_check_url)

@@ -1281,7 +1281,10 @@ def browser(tamper: Callable[[World, str], str]) -> Setup:
         world.monkeypatch.setattr(App, "stdin_is_tty", lambda self: True)
 
         def visit(url: str) -> None:
-            approved = requests.get(url, allow_redirects=False, timeout=10)
+            # The listener's one-time address sends the browser on to Pinterest's consent
+            # page, which approves at once and redirects back to the listener.
+            start = requests.get(url, allow_redirects=False, timeout=10)
+            approved = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
             landing = tamper(world, approved.headers["Location"])
             requests.get(landing, timeout=10)
 
@@ -1335,19 +1338,21 @@ def used_code(world: World, redirect: str) -> str:
 
 
 OAUTH_CASES = [
+    # A callback with a wrong or missing state is ignored (another local user may be racing
+    # the browser): the login waits on, and ends at its timeout when nothing else comes.
     Case(
         "oauth/wrong-state",
-        ("auth", "login", "--timeout", "20"),
+        ("auth", "login", "--timeout", "2"),
         AUTH,
-        "state does not match",
+        "ignored 1 answer(s) that did not belong to this login: a wrong or missing state",
         setup=browser(lambda w, url: query_edit(url, state="forged")),
         chatty=True,
     ),
     Case(
         "oauth/no-state",
-        ("auth", "login", "--timeout", "20"),
+        ("auth", "login", "--timeout", "2"),
         AUTH,
-        "carries no state",
+        "ignored 1 answer(s) that did not belong to this login: a wrong or missing state",
         setup=browser(lambda w, url: query_edit(url, state=None)),
         chatty=True,
     ),

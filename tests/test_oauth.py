@@ -3,6 +3,7 @@ refresh with rotation, environment logins and the one-account grants of apply's 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import threading
@@ -40,6 +41,9 @@ from pinmigrate.oauth import (
     token_digest,
     token_expiries,
 )
+from pinmigrate.oauth.grants import pkce_challenge
+from pinmigrate.oauth.listener import printable
+from pinmigrate.oauth.resolvers import _open_browser, browser_environment
 from pinmigrate.pinterest import PinterestClient
 from pinmigrate.settings import Settings, load_settings
 
@@ -326,22 +330,52 @@ def fetch(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-class Browser:
-    """An opener that visits the redirect URI like a browser coming back from Pinterest."""
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
-    def __init__(self, query: Callable[[str], str], extra: tuple[str, ...] = ()) -> None:
+
+def redirected_to(url: str) -> str:
+    """Where ``url`` redirects (the listener's one-time start address: the authorize URL)."""
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        opener.open(url, timeout=10)
+    info.value.close()
+    assert info.value.code == 302, info.value.code
+    return str(info.value.headers["Location"])
+
+
+class Browser:
+    """An opener that visits the redirect URI like a browser coming back from Pinterest.
+
+    It is given the listener's one-time start address, follows it to the authorize URL
+    (``before`` sees that URL, then the callbacks it sends first), and comes back."""
+
+    def __init__(
+        self,
+        query: Callable[[str], str],
+        extra: tuple[str, ...] = (),
+        before: Callable[[str], list[str]] | None = None,
+    ) -> None:
         self.query = query
         self.extra = extra
+        self.before = before
+        self.opened: list[str] = []
         self.pages: list[tuple[int, str]] = []
         self.thread: threading.Thread | None = None
 
     def __call__(self, url: str) -> bool:
-        params = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        self.opened.append(url)
+        authorize = redirected_to(url)
+        params = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
         redirect = params["redirect_uri"]
+        first = self.before(authorize) if self.before else []
 
         def visit() -> None:
             for path in self.extra:
                 self.pages.append(fetch(redirect.rstrip("/") + path))
+            for query in first:
+                self.pages.append(fetch(f"{redirect}?{query}"))
             self.pages.append(fetch(f"{redirect}?{self.query(params['state'])}"))
 
         self.thread = threading.Thread(target=visit, daemon=True)
@@ -384,33 +418,186 @@ def test_browser_login_end_to_end_in_process(
     assert len(state) >= 43
 
 
-@pytest.mark.parametrize(
-    ("query", "message"),
-    [
-        (lambda state: "code=CODE&state=wrong", "does not match"),
-        (lambda state: "code=CODE", "no state"),
-        (
-            lambda state: f"error=access_denied&error_description=Denied+by+user&state={state}",
-            "Denied by user",
-        ),
-    ],
-)
-def test_browser_refusals_store_nothing(
-    settings: Settings,
-    store: LoginStore,
-    fake: FakePinterest,
-    query: Callable[[str], str],
-    message: str,
+def test_a_refusal_with_the_right_state_ends_the_login_with_pinterests_words(
+    settings: Settings, store: LoginStore, fake: FakePinterest
 ) -> None:
-    code = fake.code_for("1000000001")
-    browser = Browser(lambda state: query(state).replace("CODE", code))
-    with pytest.raises(AuthError, match=message) as info:
+    browser = Browser(
+        lambda state: f"error=access_denied&error_description=Denied+by+user&state={state}"
+    )
+    with pytest.raises(AuthError, match="Denied by user") as info:
         resolver(settings, store, fake, [], open_browser=browser).browser(timeout=30)
     assert info.value.exit_code == ExitCode.AUTH
     assert fake.exchange_calls == 0
     assert not store.path.exists()
     status, page = browser.done()[-1]
-    assert status == 400 and "Login failed" in page and code not in page
+    assert status == 400 and "Login failed" in page
+
+
+def test_callbacks_with_a_wrong_or_missing_state_are_ignored_and_the_right_one_wins(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    """Another local user racing the browser to the listener cannot end the login: their
+    callbacks (a code of their own, a forged refusal) are answered with an error page and
+    the wait goes on until Pinterest's real redirect."""
+    theirs = fake.code_for("1000000002")
+    ours = fake.code_for("1000000001")
+    notes: list[str] = []
+    browser = Browser(
+        lambda state: f"code={ours}&state={state}",
+        before=lambda url: [
+            f"code={theirs}&state=guessed-state",
+            f"code={theirs}",
+            "error=access_denied&error_description=forged&state=wrong",
+        ],
+    )
+    login = resolver(settings, store, fake, notes, open_browser=browser).browser(timeout=30)
+    assert login.user_id == "1000000001"
+    assert [status for status, _ in browser.done()] == [400, 400, 400, 200]
+    assert all("ignored" in page for _, page in browser.pages[:3])
+    assert fake.exchange_calls == 1 and theirs in fake.codes  # their code was never used
+    assert sum("Ignored an answer whose state is wrong or missing" in n for n in notes) == 3
+
+
+def test_only_wrong_state_callbacks_time_out_and_say_so(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    code = fake.code_for("1000000002")
+    browser = Browser(lambda state: f"code={code}&state=not-{state}")
+    with pytest.raises(
+        AuthError, match=r"timed out after 1 s .*ignored 1 answer\(s\) .*wrong or missing state"
+    ) as info:
+        resolver(settings, store, fake, [], open_browser=browser).browser(timeout=1)
+    assert info.value.exit_code == ExitCode.AUTH
+    assert fake.exchange_calls == 0 and not store.path.exists()
+    assert browser.done()[-1][0] == 400
+
+
+def test_the_browser_command_gets_a_one_time_address_without_the_state(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    code = fake.code_for("1000000001")
+    notes: list[str] = []
+    browser = Browser(lambda state: f"code={code}&state={state}")
+    resolver(settings, store, fake, notes, open_browser=browser).browser(timeout=30)
+    browser.done()
+    printed = next(n for n in notes if "oauth/?" in n).split("\n")[-1]
+    state = parse_qs(urlsplit(printed).query)["state"][0]
+    [opened] = browser.opened
+    assert state not in opened and "state" not in opened and "oauth" not in opened
+    parts = urlsplit(opened)
+    assert (
+        parts.path == "/start" and parts.netloc == urlsplit(settings.pinterest.redirect_uri).netloc
+    )
+    assert len(parse_qs(parts.query)["n"][0]) >= 43
+
+
+def test_a_one_time_address_opened_twice_ends_the_login(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    """Someone who read the address from the browser command's argv and opened it first
+    learns the authorize URL; the browser's own visit then shows the theft, and the login
+    stops before any callback is trusted."""
+    code = fake.code_for("1000000002")
+    pages: list[tuple[int, str]] = []
+    threads: list[threading.Thread] = []
+
+    def thief_then_browser(url: str) -> bool:
+        authorize = redirected_to(url)  # the other user
+        pages.append(fetch(url))  # the person's browser, second
+        state = parse_qs(urlsplit(authorize).query)["state"][0]
+        redirect = settings.pinterest.redirect_uri
+
+        def inject() -> None:
+            with contextlib.suppress(OSError):  # the listener may be closed by then
+                pages.append(fetch(f"{redirect}?code={code}&state={state}"))
+
+        threads.append(threading.Thread(target=inject, daemon=True))
+        threads[-1].start()
+        return True
+
+    with pytest.raises(AuthError, match="opened twice") as info:
+        resolver(settings, store, fake, [], open_browser=thief_then_browser).browser(timeout=30)
+    assert info.value.exit_code == ExitCode.AUTH
+    for thread in threads:
+        thread.join(timeout=15)
+    assert pages[0][0] == 410
+    assert fake.exchange_calls == 0 and not store.path.exists()
+
+
+def test_a_wrong_start_nonce_is_not_found(settings: Settings) -> None:
+    with CallbackListener(settings.pinterest.redirect_uri, state="s") as listener:
+        real = listener.start_url("https://www.pinterest.test/oauth/?state=s")
+        forged = real.split("?n=")[0] + "?n=" + "A" * 43
+        assert fetch(forged)[0] == 404
+        assert fetch(real.split("?")[0])[0] == 404
+        assert redirected_to(real) == "https://www.pinterest.test/oauth/?state=s"
+
+
+def get_with_host(url: str, host: str) -> int:
+    request = urllib.request.Request(url, headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
+def test_the_listener_answers_only_its_own_loopback_host_names(
+    settings: Settings, store: LoginStore, fake: FakePinterest
+) -> None:
+    """A web page that rebinds its own name to 127.0.0.1 sends its name as Host: refused,
+    ignored, and the real callback still logs in."""
+    ours = fake.code_for("1000000001")
+    port = urlsplit(settings.pinterest.redirect_uri).port
+    statuses: list[int] = []
+
+    def browser(url: str) -> bool:
+        state = parse_qs(urlsplit(redirected_to(url)).query)["state"][0]
+        callback = f"http://127.0.0.1:{port}/?code={ours}&state={state}"
+
+        def visit() -> None:
+            for host in (f"evil.example:{port}", f"localhost:{port + 1}", "localhost", ""):
+                statuses.append(get_with_host(callback, host))
+            statuses.append(get_with_host(callback, f"127.0.0.1:{port}"))
+
+        threading.Thread(target=visit, daemon=True).start()
+        return True
+
+    notes: list[str] = []
+    login = resolver(settings, store, fake, notes, open_browser=browser).browser(timeout=30)
+    assert login.user_id == "1000000001"
+    assert statuses == [400, 400, 400, 400, 200]
+    assert sum("another host name" in n for n in notes) == 4
+
+
+def test_allowed_hosts_follow_the_address_listened_on() -> None:
+    port = free_port()
+    with CallbackListener(f"http://localhost:{port}/") as listener:
+        assert listener.allowed_hosts() == {f"localhost:{port}", f"127.0.0.1:{port}"}
+    with CallbackListener(f"http://127.0.0.1:{port}/") as listener:
+        assert listener.allowed_hosts() == {f"localhost:{port}", f"127.0.0.1:{port}"}
+    if socket.has_ipv6:
+        try:
+            with CallbackListener(f"http://[::1]:{port}/") as listener:
+                assert listener.allowed_hosts() == {f"localhost:{port}", f"[::1]:{port}"}
+        except PinmigrateError:
+            pass  # no IPv6 loopback on this machine
+
+
+def test_control_characters_from_a_callback_are_not_printed() -> None:
+    callback = Callback(
+        error="access_denied\x1b[2J",
+        error_description="Denied\x1b]0;owned\x07 by\r\nuser\u202e\x9b31m" + "x" * 1000,
+        state="expected",
+    )
+    with pytest.raises(AuthError) as info:
+        code_from_callback(callback, "expected")
+    line = info.value.line()
+    assert "Denied ]0;owned by user" in line and "access_denied [2J" in line
+    assert not [ch for ch in line if ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or ch == "\u202e"]
+    assert len(line) < 700
+    assert printable("a\tb\u2028c\u200bd") == "a b cd"
 
 
 def test_a_refused_code_exchange_is_shown_in_the_browser_and_raised(
@@ -933,3 +1120,86 @@ def test_a_failed_sign_in_names_the_account_and_the_way_out(
     assert "auth login" not in line and 'reconnect_via = "adobe"' in line
     status, page = browser.done()[-1]
     assert status == 400 and "Login failed" in page
+
+
+# --- the browser command -----------------------------------------------------------------
+
+
+def test_the_browser_environment_holds_no_secret() -> None:
+    environ = {
+        "PATH": "/usr/bin",
+        "DISPLAY": ":0",
+        "PINMIGRATE_ADOBE_CLIENT_SECRET": "s1",
+        "PINMIGRATE_PINTEREST_APP_SECRET": "s2",
+        "PINMIGRATE_PINTEREST_REFRESH_TOKEN": "s3",
+        "PINMIGRATE_PINTEREST_ACCESS_TOKEN": "s4",
+        "PINMIGRATE_STATE_DIR": "/state",
+        "GITHUB_TOKEN": "s5",
+        "my_db_password": "s6",
+    }
+    assert browser_environment(environ) == {"PATH": "/usr/bin", "DISPLAY": ":0"}
+
+
+def test_the_browser_command_runs_without_pinmigrates_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The BROWSER command (started through webbrowser, as before) sees neither the secrets
+    in the environment nor a state in its argv."""
+    seen = tmp_path / "seen.txt"
+    script = tmp_path / "browser.sh"
+    script.write_text(
+        f'#!/bin/sh\n{{ printf "%s\\n" "$@"; env; }} > "{seen}.tmp"\nmv "{seen}.tmp" "{seen}"\n'
+    )
+    script.chmod(0o755)
+    secrets_in_env = {
+        "PINMIGRATE_ADOBE_CLIENT_SECRET": "adobe-secret-value-1",
+        "PINMIGRATE_PINTEREST_APP_SECRET": "app-secret-value-2",
+        "PINMIGRATE_PINTEREST_REFRESH_TOKEN": "pinr_refresh_value_3",
+        "PINMIGRATE_PINTEREST_ACCESS_TOKEN": "pina_access_value_4",
+    }
+    for name, value in {**secrets_in_env, "BROWSER": str(script)}.items():
+        monkeypatch.setenv(name, value)
+    url = "http://localhost:8085/start?n=one-time-nonce"
+    assert _open_browser(url, settle=10) is True
+    text = seen.read_text()
+    assert text.splitlines()[0] == url
+    assert "BROWSER=" in text  # the environment was dumped, less the secrets
+    for name, value in secrets_in_env.items():
+        assert name not in text and value not in text
+
+
+def test_pkce_when_set_carries_its_verifier_through_the_paste_route(
+    tmp_path: Path, store: LoginStore
+) -> None:
+    """pinterest.pkce: the printed URL holds an S256 challenge, and the code is exchanged
+    with the verifier behind it (the paste route, like the browser's)."""
+
+    class Recording(FakePinterest):
+        verifiers: list[str | None] = []
+
+        def exchange_code(self, code: str, *, code_verifier: str | None = None) -> dict[str, Any]:
+            self.verifiers.append(code_verifier)
+            return super().exchange_code(code)
+
+    fake = Recording()
+    settings = make_settings(tmp_path, PINMIGRATE_PINTEREST_PKCE="true")
+    code = fake.code_for("1000000002")
+    notes: list[str] = []
+    query: dict[str, list[str]] = {}
+
+    def prompt(text: str) -> str:
+        query.update(parse_qs(urlsplit(notes[-1].split("\n")[-1]).query))
+        return f"{settings.pinterest.redirect_uri}?code={code}&state={query['state'][0]}"
+
+    resolver(settings, store, fake, notes, prompt=prompt).paste()
+    [verifier] = fake.verifiers
+    assert verifier is not None and 43 <= len(verifier) <= 128
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["code_challenge"] == [pkce_challenge(verifier)]
+    assert verifier not in "\n".join(notes)
+
+
+def test_pkce_challenge_is_rfc_7636_s256() -> None:
+    # RFC 7636 appendix B.
+    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    assert pkce_challenge(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"

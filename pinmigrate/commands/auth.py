@@ -185,9 +185,12 @@ def command() -> None:
 def login_command(app: App, no_browser: bool, with_token: bool, timeout: float) -> None:
     """Log in to Pinterest (v5 OAuth), verify the grant and store it.
 
-    The browser is opened with Python's webbrowser module, so BROWSER is honoured; the
-    URL is always printed on stderr too. With PINMIGRATE_PINTEREST_REFRESH_TOKEN or
-    PINMIGRATE_PINTEREST_ACCESS_TOKEN set (and no other flag), that token is used.
+    The browser is opened with Python's webbrowser module, so BROWSER is honoured. It is
+    given a one-time address on the loopback listener that redirects to Pinterest, and an
+    environment without pinmigrate's secrets; the Pinterest URL itself is printed on stderr.
+    Answers on the listener whose state is wrong are ignored until the timeout. With
+    PINMIGRATE_PINTEREST_REFRESH_TOKEN or PINMIGRATE_PINTEREST_ACCESS_TOKEN set (and no
+    other flag), that token is used.
     """
     from pinmigrate.oauth.grants import pinterest_client, utcnow
     from pinmigrate.oauth.resolvers import resolver_for

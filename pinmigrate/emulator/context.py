@@ -51,6 +51,11 @@ class Config:
     run_delay: float = 0.0
     #: Seconds that run then reads as ``processing`` before it ends (emulator clock).
     run_duration: float = 0.0
+    #: PKCE (RFC 7636) on Pinterest's OAuth, which Pinterest does not document (api-notes.md
+    #: §4): ``"verify"`` checks a ``code_challenge`` when one is sent (S256 or plain) against
+    #: the exchange's ``code_verifier``; ``"ignore"`` accepts both parameters and checks
+    #: nothing; ``"refuse"`` answers them as unknown parameters (consent page error, 400).
+    pkce: str = "verify"
 
 
 class Context:

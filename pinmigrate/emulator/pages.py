@@ -49,6 +49,19 @@ def _page(title: str, body: str) -> str:
     )
 
 
+#: The authorize parameters the consent form carries on to its POST.
+AUTHORIZE_FIELDS = (
+    "client_id",
+    "consumer_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
+
+
 def consent_page(
     *,
     params: Mapping[str, str],
@@ -61,7 +74,7 @@ def consent_page(
     hidden = "".join(
         f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
         for k, v in params.items()
-        if k in ("client_id", "consumer_id", "redirect_uri", "response_type", "scope", "state")
+        if k in AUTHORIZE_FIELDS
     )
     scope_items = "".join(
         f"<li><code>{escape(s)}</code> — {escape(PINTEREST_SCOPES.get(s, ''))}</li>" for s in scopes

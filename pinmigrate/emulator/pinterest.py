@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -65,12 +68,19 @@ class PinterestApp:
     redirect_path: str | None = None
 
 
+#: RFC 7636 §4.1/§4.2: a verifier, and a challenge, is 43 to 128 unreserved characters.
+PKCE_VALUE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
+PKCE_PARAMS = ("code_challenge", "code_challenge_method")
+
+
 @dataclass
 class AuthorizeRequest:
     client_id: str
     redirect_uri: str
     scopes: list[str]
     state: str | None
+    #: (challenge, method) when the request carried PKCE and the emulator verifies it.
+    pkce: tuple[str, str] | None = None
 
 
 @dataclass
@@ -82,6 +92,7 @@ class AuthCode:
     scopes: list[str]
     created: float
     used: bool = False
+    pkce: tuple[str, str] | None = None
 
 
 @dataclass
@@ -202,7 +213,25 @@ class PinterestBackend:
         unknown = [s for s in scopes if s not in PINTEREST_SCOPES]
         if unknown:
             raise ConsentError(f"Unknown scope(s): {', '.join(unknown)}.")
-        return AuthorizeRequest(client_id, redirect_uri, scopes, params.get("state"))
+        return AuthorizeRequest(
+            client_id, redirect_uri, scopes, params.get("state"), self._pkce_of(params)
+        )
+
+    def _pkce_of(self, params: Mapping[str, str]) -> tuple[str, str] | None:
+        """The PKCE challenge to verify at the exchange, after Config.pkce."""
+        sent = [p for p in PKCE_PARAMS if p in params]
+        mode = self.context.config.pkce
+        if not sent or mode == "ignore":
+            return None
+        if mode == "refuse":
+            raise ConsentError(f"Unknown parameter(s): {', '.join(sent)}.")
+        challenge = params.get("code_challenge") or ""
+        method = params.get("code_challenge_method") or "plain"  # RFC 7636 §4.3 default
+        if method not in ("S256", "plain"):
+            raise ConsentError(f"Unsupported code_challenge_method {method!r}: use S256.")
+        if not PKCE_VALUE.fullmatch(challenge):
+            raise ConsentError("Invalid code_challenge: 43 to 128 unreserved characters.")
+        return challenge, method
 
     def app_name(self, client_id: str) -> str:
         app = self.apps.get(client_id)
@@ -277,6 +306,7 @@ class PinterestBackend:
                 user.id,
                 list(request.scopes),
                 self.context.clock(),
+                pkce=request.pkce,
             )
         return code
 
@@ -316,11 +346,25 @@ class PinterestBackend:
             raise pinterest_error(
                 400, 1, "redirect_uri does not match the one of the authorization request."
             )
+        self._check_verifier(code, form.get("code_verifier"))
         code.used = True
         continuous = (form.get("continuous_refresh") or "").lower() == "true"
         return self._issue(
             app.id, code.user_id, code.scopes, "authorization_code", continuous=continuous
         )
+
+    def _check_verifier(self, code: AuthCode, verifier: str | None) -> None:
+        """RFC 7636 §4.6, after Config.pkce; a refused verifier leaves the code unused."""
+        if verifier is not None and self.context.config.pkce == "refuse":
+            raise pinterest_error(400, 1, "Unknown parameter: code_verifier.")
+        if code.pkce is None:
+            return
+        challenge, method = code.pkce
+        if verifier is None or not PKCE_VALUE.fullmatch(verifier):
+            raise pinterest_error(400, 1, "code_verifier is missing or malformed.")
+        derived = verifier if method == "plain" else _s256(verifier)
+        if not hmac.compare_digest(derived.encode(), challenge.encode()):
+            raise pinterest_error(400, 1, "code_verifier does not match the code_challenge.")
 
     def _refresh(self, app: PinterestApp, form: Mapping[str, str]) -> JsonDict:
         record = self.tokens.get(form.get("refresh_token", ""))
@@ -503,6 +547,11 @@ class PinterestBackend:
 def _client_refused() -> Problem:
     """Pinterest's answer to bad client auth, also given for another app's code or token."""
     return pinterest_error(401, 2, "Authentication failed.")
+
+
+def _s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
 def _whole_number(text: str) -> int:

@@ -329,6 +329,8 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError("revoke_rotated_refresh must be true or false")
     if not isinstance(config.strict_queries, bool):
         raise ValueError("strict_queries must be true or false")
+    if config.pkce not in ("verify", "ignore", "refuse"):
+        raise ValueError(f"pkce must be verify, ignore or refuse, not {config.pkce!r}")
     if config.limit_over_max not in ("error", "cap"):
         raise ValueError(f"limit_over_max must be error or cap, not {config.limit_over_max!r}")
     if not isinstance(config.run_status, str) or not config.run_status:

@@ -7,10 +7,13 @@ Every token and code is registered with :mod:`pinmigrate.redact` the moment it i
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -40,7 +43,7 @@ LOGIN_HINT = "run `pinmigrate auth login`"
 class PinterestAuth(Protocol):
     """What OAuth needs of :class:`pinmigrate.pinterest.PinterestClient`."""
 
-    def exchange_code(self, code: str) -> dict[str, Any]: ...
+    def exchange_code(self, code: str, *, code_verifier: str | None = None) -> dict[str, Any]: ...
     def refresh(self, refresh_token: str) -> dict[str, Any]: ...
     def user_account(self, access_token: str) -> dict[str, Any]: ...
     def ad_accounts(self, access_token: str) -> list[dict[str, Any]]: ...
@@ -443,8 +446,38 @@ def _from_environment_refresh(
 # --- the authorize URL ------------------------------------------------------------------
 
 
-def authorization_url(settings: Settings, state: str) -> str:
-    """Pinterest's authorize URL; scopes comma-joined as Pinterest expects."""
+@dataclass(frozen=True)
+class Pkce:
+    """RFC 7636 S256: the verifier stays in this process; its challenge goes to Pinterest.
+
+    Sent only when ``pinterest.pkce`` is true: Pinterest documents no PKCE (api-notes.md §4;
+    pinterest/api-description ``v5/openapi.json`` ``OauthAccessTokenRequestCode`` lists
+    ``code`` and ``redirect_uri`` only), and an unknown parameter might be refused.
+    """
+
+    verifier: str = field(repr=False)
+
+    @classmethod
+    def new(cls) -> Pkce:
+        # 64 random bytes: 86 characters of [A-Za-z0-9_-], within RFC 7636's 43 to 128.
+        verifier = secrets.token_urlsafe(64)
+        redact.register(verifier)
+        return cls(verifier)
+
+    @property
+    def challenge(self) -> str:
+        return pkce_challenge(self.verifier)
+
+
+def pkce_challenge(verifier: str) -> str:
+    """BASE64URL(SHA256(verifier)) without padding (RFC 7636 §4.2, S256)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def authorization_url(settings: Settings, state: str, *, pkce: Pkce | None = None) -> str:
+    """Pinterest's authorize URL; scopes comma-joined as Pinterest expects; the PKCE
+    challenge (S256) when ``pkce`` is given."""
     settings.require_pinterest_app()
     pin = settings.pinterest
     parts = urlsplit(pin.oauth_url)
@@ -465,7 +498,8 @@ def authorization_url(settings: Settings, state: str) -> str:
     # would be for the whole process and every thread. The loopback emulator is the one
     # http:// endpoint allowed (checked above), and the scheme plays no part in the query:
     # build the URL over https, then give it back its own scheme.
-    url, _state = session.authorization_url(parts._replace(scheme="https").geturl())
+    extra = {"code_challenge": pkce.challenge, "code_challenge_method": "S256"} if pkce else {}
+    url, _state = session.authorization_url(parts._replace(scheme="https").geturl(), **extra)
     return urlsplit(str(url))._replace(scheme=parts.scheme).geturl()
 
 

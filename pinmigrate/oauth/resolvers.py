@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 import webbrowser
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,7 @@ from pinmigrate.oauth.grants import (
     ENV_ACCESS_TOKEN,
     ENV_REFRESH_TOKEN,
     PinterestAuth,
+    Pkce,
     authorization_url,
     environment_login,
     has_environment_token,
@@ -34,6 +37,7 @@ from pinmigrate.oauth.grants import (
     verify_grant,
 )
 from pinmigrate.oauth.listener import Callback, CallbackListener, code_from_callback, parse_pasted
+from pinmigrate.settings import ENV_PREFIX
 
 if TYPE_CHECKING:
     from pinmigrate.app import App
@@ -51,20 +55,62 @@ def _click_prompt(text: str) -> str:
     return str(click.prompt(text, err=True, prompt_suffix=": "))
 
 
+#: Words in an environment name that mark a secret the browser command is not given.
+SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD")
+
+
+def browser_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without pinmigrate's settings and secrets, for the browser command.
+
+    Every ``PINMIGRATE_*`` name goes (``PINMIGRATE_ADOBE_CLIENT_SECRET``,
+    ``PINMIGRATE_PINTEREST_APP_SECRET``, ``PINMIGRATE_PINTEREST_REFRESH_TOKEN``, ...), and so
+    does any other name holding SECRET, TOKEN or PASSWORD: a browser needs none of them.
+    """
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.upper().startswith(ENV_PREFIX)
+        and not any(word in name.upper() for word in SECRET_WORDS)
+    }
+
+
+#: Run in a child Python (isolated: no current directory on sys.path) with the stripped
+#: environment, so webbrowser and the BROWSER command it starts inherit no secret.
+_LAUNCH = (
+    "import sys, webbrowser\n"
+    "try:\n"
+    "    opened = webbrowser.open(sys.argv[1], new=1)\n"
+    "except Exception:\n"
+    "    opened = False\n"
+    "sys.exit(0 if opened else 1)\n"
+)
+
+
+def _launch(url: str) -> bool:
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", _LAUNCH, url],
+        env=browser_environment(os.environ),
+        check=False,
+    )
+    return done.returncode == 0
+
+
 def _open_browser(url: str, *, settle: float = 1.0) -> bool:
     """Open ``url`` without waiting for the browser to finish.
 
     ``webbrowser`` runs a ``BROWSER`` command in the foreground and waits for it. A headless
     browser or curl only finishes once our listener has answered, and the listener answers
     from the thread that called this: waiting here would deadlock. So the browser runs on its
-    own thread; a browser that fails at once is still reported as not opened.
+    own thread; a browser that fails at once is still reported as not opened. It runs in a
+    child process whose environment holds none of pinmigrate's secrets
+    (:func:`browser_environment`).
     """
     outcome: list[bool] = []
 
     def launch() -> None:
         try:
-            outcome.append(bool(webbrowser.open(url, new=1)))
-        except (webbrowser.Error, OSError) as exc:
+            outcome.append(_launch(url))
+        except OSError as exc:
             log.debug("could not open a browser: %s", exc)
             outcome.append(False)
 
@@ -146,15 +192,20 @@ class LoginResolver:
         """
         self.settings.require_pinterest_app()
         state = secrets.token_urlsafe(32)
-        url = authorization_url(self.settings, state)
-        with CallbackListener(self.settings.pinterest.redirect_uri, clock=self.clock) as listener:
+        pkce = self._pkce()
+        url = authorization_url(self.settings, state, pkce=pkce)
+        with CallbackListener(
+            self.settings.pinterest.redirect_uri, state=state, clock=self.clock
+        ) as listener:
             purpose = (
                 f"to give Adobe account {for_adobe} a Pinterest grant of its own"
                 if for_adobe
                 else "to let pinmigrate use your Pinterest account"
             )
+            # The person's own terminal may show the state; the browser command's argv
+            # (readable by every local user) gets a one-time address on the listener instead.
             self.notify(f"Open this address {purpose}:\n{url}")
-            if open_browser and not self._open(url):
+            if open_browser and not self._open(listener.start_url(url)):
                 if must_open:
                     raise AuthError(
                         "could not start the browser named by BROWSER; nothing was stored",
@@ -169,7 +220,7 @@ class LoginResolver:
 
             def complete(callback: Callback) -> tuple[Login, str]:
                 code = code_from_callback(callback, state)
-                login = self._exchange(code, source="browser", for_adobe=for_adobe)
+                login = self._exchange(code, source="browser", for_adobe=for_adobe, pkce=pkce)
                 if for_adobe:
                     return login, (
                         f"Signed in to Pinterest as {login.label} for Adobe account {for_adobe}."
@@ -177,7 +228,7 @@ class LoginResolver:
                 return login, f"pinmigrate is now logged in to Pinterest as {login.label}."
 
             try:
-                return listener.wait(timeout, complete)
+                return listener.wait(timeout, complete, notify=self.notify)
             except KeyboardInterrupt:
                 self.notify("Login cancelled; nothing was stored.")
                 raise
@@ -189,7 +240,8 @@ class LoginResolver:
         """
         self.settings.require_pinterest_app()
         state = secrets.token_urlsafe(32)
-        url = authorization_url(self.settings, state)
+        pkce = self._pkce()
+        url = authorization_url(self.settings, state, pkce=pkce)
         purpose = f" (a Pinterest grant for Adobe account {for_adobe})" if for_adobe else ""
         self.notify(
             f"Open this address in a browser{purpose}, choose Allow, then copy the address "
@@ -198,11 +250,22 @@ class LoginResolver:
             f"itself may fail to load):\n{url}"
         )
         pasted = (self.prompt or _click_prompt)("Paste that address (or just the code)")
-        return self._exchange(parse_pasted(pasted, state), source="paste", for_adobe=for_adobe)
+        return self._exchange(
+            parse_pasted(pasted, state), source="paste", for_adobe=for_adobe, pkce=pkce
+        )
 
-    def _exchange(self, code: str, *, source: str, for_adobe: str | None = None) -> Login:
+    def _pkce(self) -> Pkce | None:
+        return Pkce.new() if self.settings.pinterest.pkce else None
+
+    def _exchange(
+        self, code: str, *, source: str, for_adobe: str | None = None, pkce: Pkce | None = None
+    ) -> Login:
         redact.register(code)
-        token = self.client.exchange_code(code)
+        if pkce is not None:
+            token = self.client.exchange_code(code, code_verifier=pkce.verifier)
+        else:
+            # Without PKCE the call is the one every PinterestAuth has always taken.
+            token = self.client.exchange_code(code)
         if for_adobe:
             # Adobe's own copy: verified, never stored, never refreshed by pinmigrate.
             return verify_grant(

@@ -56,7 +56,11 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 form = Form()
-form.feed(urllib.request.urlopen(url, timeout=30).read().decode("utf-8"))
+consent = urllib.request.urlopen(url, timeout=30)
+# pinmigrate may hand over an address that redirects to the consent page: as a browser does,
+# resolve the form's action against the page it came on.
+url = consent.geturl()
+form.feed(consent.read().decode("utf-8"))
 name, value = next(b for b in form.buttons if b[1] == decision)
 data = urllib.parse.urlencode({**form.fields, name: value}).encode()
 opener = urllib.request.build_opener(NoRedirect)
