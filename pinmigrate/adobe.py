@@ -8,6 +8,7 @@ nothing above it has to.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -166,14 +167,7 @@ class AdobeClient:
         if not isinstance(token, str) or not token:
             raise ApiError("Adobe IMS answered without an access_token", service="adobe")
         redact.register(token)
-        try:
-            lifetime = float(body.get("expires_in", 3600))
-        except (TypeError, ValueError):
-            lifetime = 3600.0
-        if lifetime > 10_000_000:
-            # The retired JWT exchange spoke milliseconds; a value this large is one of those.
-            lifetime /= 1000
-        return token, lifetime
+        return token, token_lifetime(body.get("expires_in"))
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -525,6 +519,27 @@ class AdobeClient:
             body = body["items"][0]
         new_etag = body.get("etag") if isinstance(body, dict) else None
         return new_etag if isinstance(new_etag, str) and new_etag else None
+
+
+#: An IMS token's lifetime when its answer gives none that can be used (seconds).
+DEFAULT_TOKEN_LIFETIME = 3600.0
+
+
+def token_lifetime(value: Any) -> float:
+    """Seconds an IMS token lasts, from ``expires_in``; an hour when it is absent or beyond
+    reason (not a number, NaN, infinite, not positive, or beyond a float)."""
+    if isinstance(value, bool):
+        return DEFAULT_TOKEN_LIFETIME
+    try:
+        lifetime = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return DEFAULT_TOKEN_LIFETIME
+    if not math.isfinite(lifetime) or lifetime <= 0:
+        return DEFAULT_TOKEN_LIFETIME
+    if lifetime > 10_000_000:
+        # The retired JWT exchange spoke milliseconds; a value this large is one of those.
+        lifetime /= 1000
+    return lifetime
 
 
 def is_state_refusal(response: requests.Response) -> bool:
