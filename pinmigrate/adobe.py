@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from pinmigrate import redact
+from pinmigrate import answers, redact
 from pinmigrate.errors import (
     ApiError,
     AuthError,
@@ -273,7 +273,7 @@ class AdobeClient:
     @staticmethod
     def _json(response: requests.Response, what: str) -> Any:
         try:
-            return response.json()
+            return answers.decoded(response)
         except (ValueError, RecursionError):  # too deeply nested is not usable JSON either
             raise ApiError(
                 f"Adobe answered {body_kind(response)}, not JSON, to {what} "
