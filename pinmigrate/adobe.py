@@ -8,12 +8,13 @@ nothing above it has to.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from pinmigrate import redact
+from pinmigrate import answers, redact
 from pinmigrate.errors import (
     ApiError,
     AuthError,
@@ -167,14 +168,7 @@ class AdobeClient:
         if not isinstance(token, str) or not token:
             raise ApiError("Adobe IMS answered without an access_token", service="adobe")
         redact.register(token)
-        try:
-            lifetime = float(body.get("expires_in", 3600))
-        except (TypeError, ValueError):
-            lifetime = 3600.0
-        if lifetime > 10_000_000:
-            # The retired JWT exchange spoke milliseconds; a value this large is one of those.
-            lifetime /= 1000
-        return token, lifetime
+        return token, token_lifetime(body.get("expires_in"))
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -280,7 +274,7 @@ class AdobeClient:
     @staticmethod
     def _json(response: requests.Response, what: str) -> Any:
         try:
-            return response.json()
+            return answers.decoded(response)
         except (ValueError, RecursionError):  # too deeply nested is not usable JSON either
             raise ApiError(
                 f"Adobe answered {body_kind(response)}, not JSON, to {what} "
@@ -527,6 +521,27 @@ class AdobeClient:
             body = body["items"][0]
         new_etag = body.get("etag") if isinstance(body, dict) else None
         return new_etag if isinstance(new_etag, str) and new_etag else None
+
+
+#: An IMS token's lifetime when its answer gives none that can be used (seconds).
+DEFAULT_TOKEN_LIFETIME = 3600.0
+
+
+def token_lifetime(value: Any) -> float:
+    """Seconds an IMS token lasts, from ``expires_in``; an hour when it is absent or beyond
+    reason (not a number, NaN, infinite, not positive, or beyond a float)."""
+    if isinstance(value, bool):
+        return DEFAULT_TOKEN_LIFETIME
+    try:
+        lifetime = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return DEFAULT_TOKEN_LIFETIME
+    if not math.isfinite(lifetime) or lifetime <= 0:
+        return DEFAULT_TOKEN_LIFETIME
+    if lifetime > 10_000_000:
+        # The retired JWT exchange spoke milliseconds; a value this large is one of those.
+        lifetime /= 1000
+    return lifetime
 
 
 def is_state_refusal(response: requests.Response) -> bool:

@@ -492,7 +492,10 @@ def parse_when(value: Any) -> datetime | None:
         if not text:
             return None
         if text.lstrip("-").isascii() and text.lstrip("-").isdigit():
-            value = int(text)
+            try:
+                value = int(text)
+            except ValueError:  # more digits than int() reads: no time either
+                return None
         else:
             try:
                 when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

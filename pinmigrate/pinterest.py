@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from pinmigrate import redact
+from pinmigrate import answers, redact
 from pinmigrate.errors import ApiError, AuthError
 from pinmigrate.http import HttpClient, body_kind, error_detail
 
@@ -198,7 +198,7 @@ class PinterestClient:
     @staticmethod
     def _json(response: requests.Response, what: str) -> Any:
         try:
-            return response.json()
+            return answers.decoded(response)
         except (ValueError, RecursionError):  # too deeply nested is not usable JSON either
             raise ApiError(
                 f"Pinterest answered {body_kind(response)}, not JSON, to {what} "

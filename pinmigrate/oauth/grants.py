@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,26 +92,45 @@ def _seconds(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return number if number >= 0 else None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _later(now: datetime, seconds: float | None) -> datetime | None:
+    """``now`` plus ``seconds``; None when there are none, or the date is beyond a calendar."""
+    if seconds is None:
+        return None
+    try:
+        return now + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
+def _moment(epoch: float) -> datetime | None:
+    """An epoch time in seconds (or milliseconds); None when beyond a calendar."""
+    try:
+        return datetime.fromtimestamp(epoch / 1000 if epoch > 1e11 else epoch, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def token_expiries(
     token: Mapping[str, Any], now: datetime
 ) -> tuple[datetime | None, datetime | None]:
-    """(access expiry, refresh expiry) from ``expires_in`` / ``refresh_token_expires_at|_in``."""
-    access_in = _seconds(token.get("expires_in"))
-    access = now + timedelta(seconds=access_in) if access_in is not None else None
+    """(access expiry, refresh expiry) from ``expires_in`` / ``refresh_token_expires_at|_in``.
+
+    A value that is no date (not a number, or beyond the calendar) reads as not reported.
+    """
+    access = _later(now, _seconds(token.get("expires_in")))
     refresh: datetime | None = None
     if token.get("refresh_token"):
         at = _seconds(token.get("refresh_token_expires_at"))
         if at is not None and at > 0:
             # Epoch seconds per the docs; tolerate milliseconds.
-            refresh = datetime.fromtimestamp(at / 1000 if at > 1e11 else at, UTC)
+            refresh = _moment(at)
         else:
-            refresh_in = _seconds(token.get("refresh_token_expires_in"))
-            refresh = now + timedelta(seconds=refresh_in) if refresh_in is not None else None
+            refresh = _later(now, _seconds(token.get("refresh_token_expires_in")))
     return access, refresh
 
 
