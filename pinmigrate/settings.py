@@ -65,6 +65,8 @@ def _check_ui_url(value: str) -> str:
     parts = urlsplit(value.replace("{", "").replace("}", ""))
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"not an http(s) URL: {value!r}")
+    # A person signs in to Adobe on this page: never over plain http to another machine.
+    _https_unless_loopback(value, parts.scheme, parts.hostname)
     return value
 
 
@@ -72,7 +74,18 @@ def _check_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {value!r}")
+    # The client secret, IMS and Pinterest tokens travel to these: never in clear text.
+    _https_unless_loopback(value, parts.scheme, parts.hostname)
     return value.rstrip("/") if not value.endswith("/oauth/") else value
+
+
+def _https_unless_loopback(value: str, scheme: str, host: str | None) -> None:
+    """Plain http only to this machine (the emulator); anything else must be https."""
+    if scheme != "https" and not is_loopback_host(host):
+        raise ValueError(
+            f"{value!r} must be https; plain http is allowed only for a loopback host "
+            "(localhost, 127.0.0.0/8, ::1), such as the emulator"
+        )
 
 
 def is_loopback_host(host: str | None) -> bool:

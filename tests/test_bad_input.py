@@ -262,6 +262,19 @@ def config_file(text: str | bytes, name: str = "pinmigrate.toml") -> Setup:
     return setup
 
 
+def plain_http(world: World, key: str, url: str) -> None:
+    """``key`` set to plain http on another host: refused before any request is sent."""
+    world.env["PINMIGRATE_" + key.replace(".", "_").upper()] = url
+    # With a login to refresh, `auth status` would call Pinterest first thing.
+    world.env["PINMIGRATE_PINTEREST_REFRESH_TOKEN"] = world.refresh_token()
+
+    def nothing_was_sent(world: World, result: Any) -> None:
+        log = world.emulator.requests()
+        assert log["total"] == 0, log["by_endpoint"]
+
+    world.checks.append(nothing_was_sent)
+
+
 CONFIG_CASES = [
     Case(
         "config/malformed-toml",
@@ -432,6 +445,26 @@ CONFIG_CASES = [
         "is not valid TOML",
         setup=config_file("[pinterest]\napp_secret = s3cr3t-unquoted-0042\n"),
         never=("s3cr3t-unquoted-0042",),
+    ),
+    *(
+        Case(
+            f"config/plain-http-{key.replace('_', '-')}-{'-'.join(c.lstrip('-') for c in command)}",
+            command,
+            USAGE,
+            f"invalid setting {key} (from environment PINMIGRATE_{key.replace('.', '_').upper()})",
+            setup=lambda w, key=key, url=url: plain_http(w, key, url),
+            # doctor prints its failed config check on stdout before the error line.
+            prints=command == ("doctor",),
+            process=command == ("discover",),
+        )
+        for key, url, command in (
+            ("adobe.ims_url", "http://ims-na1.adobelogin.com", ("discover",)),
+            ("adobe.platform_url", "http://platform.adobe.io", ("plan",)),
+            ("adobe.platform_url", "http://10.1.2.3:8080", ("doctor",)),
+            ("adobe.ui_url", "http://experience.adobe.com/#/{sandbox}", ("apply", "--yes")),
+            ("pinterest.api_url", "http://api.pinterest.com/v5", ("auth", "status")),
+            ("pinterest.oauth_url", "http://www.pinterest.com/oauth/", ("auth", "login")),
+        )
     ),
     Case(
         "config/not-utf8",
