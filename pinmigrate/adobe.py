@@ -19,6 +19,7 @@ from pinmigrate.errors import (
     AuthError,
     InvalidStateError,
     NotFoundError,
+    NotSentError,
     StaleObjectError,
     UnsureWriteError,
 )
@@ -222,7 +223,7 @@ class AdobeClient:
                     retry_network=False if write else None,
                 )
             except ApiError as exc:
-                if not write or exc.status is not None:
+                if not write or exc.status is not None or isinstance(exc, NotSentError):
                     raise
                 raise UnsureWriteError(
                     f"{what} in sandbox {sandbox}: no answer ({exc.message})",

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from pinmigrate.errors import ApiError
+from pinmigrate.errors import ApiError, NotSentError
 from pinmigrate.redact import redact
 
 log = logging.getLogger("pinmigrate.http")
@@ -312,6 +312,14 @@ class HttpClient:
                     # tokens) to wherever the Location points, and no API here redirects.
                     allow_redirects=False,
                 )
+            except requests.exceptions.InvalidHeader:
+                # requests' own message quotes the header value: the token itself.
+                raise NotSentError(
+                    f"{self.service}: {method} {_path_of(url)} on {urlsplit(url).netloc} not "
+                    "sent: a header value holds a line break or another character HTTP forbids",
+                    service=self.service,
+                    hint="check the token or secret it carries (pasted with a line break?)",
+                ) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self.stats.count_network_error()
                 reason = _network_reason(exc)

@@ -100,6 +100,19 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def _secret_on_one_line(value: SecretStr | None) -> SecretStr | None:
+    """A secret with a line break (or other whitespace) inside is a paste gone wrong; it would
+    also break the header it travels in. The message never shows the value."""
+    if value is not None and any(
+        ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value.get_secret_value()
+    ):
+        raise ValueError(
+            "holds a line break, a space or another control character inside (value not "
+            "shown); set it again on one line"
+        )
+    return value
+
+
 def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(item.strip() for item in value.split(",") if item.strip())
@@ -125,6 +138,7 @@ class AdobeSettings(_Section):
 
     _lists = field_validator("scopes", "sandboxes", mode="before")(_split_list)
     _urls = field_validator("ims_url", "platform_url")(_check_url)
+    _secrets = field_validator("client_secret")(_secret_on_one_line)
     _ui_url = field_validator("ui_url")(_check_ui_url)
 
     @field_validator("sandboxes")
@@ -159,6 +173,7 @@ class PinterestSettings(_Section):
 
     _lists = field_validator("scopes", mode="before")(_split_list)
     _urls = field_validator("oauth_url", "api_url")(_check_url)
+    _secrets = field_validator("app_secret", "refresh_token", "access_token")(_secret_on_one_line)
 
     @field_validator("redirect_uri")
     @classmethod

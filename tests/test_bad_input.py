@@ -850,6 +850,15 @@ def ims_html(world: World) -> None:
     world.env["PINMIGRATE_ADOBE_IMS_URL"] = stub.url
 
 
+def ims_token_with_a_line_break(world: World) -> None:
+    """IMS hands out a token with a newline inside: it can never travel in a header."""
+    token = {"access_token": "imsHEAD0123456\nimsTAIL6543210", "expires_in": 86399}
+    stub = world.stub(
+        lambda seen: json_answer(200, token) if seen.path.startswith("/ims/token") else None
+    )
+    world.env["PINMIGRATE_ADOBE_IMS_URL"] = stub.url
+
+
 SERVER_CASES = [
     Case("server/html-not-json", ("plan",), FAILED, "HTML, not JSON", setup=platform(html_page)),
     Case(
@@ -975,6 +984,14 @@ SERVER_CASES = [
         never=("not-the-secret",),
     ),
     Case("server/ims-answers-html", ("plan",), FAILED, "HTML", setup=ims_html),
+    Case(
+        "server/ims-token-with-a-line-break",
+        ("plan",),
+        FAILED,
+        "not sent: a header value holds a line break",
+        setup=ims_token_with_a_line_break,
+        never=("imsHEAD0123456", "imsTAIL6543210"),
+    ),
     Case(
         "server/platform-401-forever",
         ("plan",),

@@ -360,3 +360,28 @@ def test_secret_values_never_reach_the_cli_output(cli, isolated):
     result = cli(["-v", "doctor"], env={"PINMIGRATE_ADOBE_CLIENT_SECRET": secret})
     assert result.exit_code == 64
     assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "adobe.client_secret",
+        "pinterest.app_secret",
+        "pinterest.refresh_token",
+        "pinterest.access_token",
+    ],
+)
+@pytest.mark.parametrize("gap", ["\n", "\r\n", " ", "\t", "\x00"])
+def test_a_secret_broken_inside_is_refused_without_showing_it(isolated, key, gap):
+    value = f"SECRETHEAD0123{gap}SECRETTAIL4567"
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={env_name(key): value})
+    line = info.value.line()
+    assert line.startswith(f"invalid setting {key} (from environment {env_name(key)}): ")
+    assert "line break" in line and "SECRETHEAD" not in line and "SECRETTAIL" not in line
+    # Whitespace around a secret (a file's last newline) is only trimmed.
+    section, name = key.split(".")
+    trimmed = getattr(
+        getattr(load_settings(env={env_name(key): f" {value[:14]}\n"}), section), name
+    )
+    assert trimmed.get_secret_value() == "SECRETHEAD0123"
