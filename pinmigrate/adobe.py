@@ -89,7 +89,7 @@ class AdobeClient:
         page_limit: int = 100,
     ) -> None:
         self.settings = settings
-        self.http = http or HttpClient(service="adobe")
+        self.http = http or HttpClient.for_settings(settings, service="adobe")
         self.page_limit = page_limit
         self.base = settings.adobe.platform_url.rstrip("/") + FLOWSERVICE
         self._token: str | None = None

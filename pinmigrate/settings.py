@@ -27,7 +27,7 @@ from pydantic import (
 from pinmigrate.errors import ConfigError
 
 ENV_PREFIX = "PINMIGRATE_"
-SECTIONS = ("adobe", "pinterest", "migration")
+SECTIONS = ("adobe", "pinterest", "migration", "http")
 #: Environment names that are not config keys.
 GLOBAL_ENV = {"PINMIGRATE_CONFIG", "PINMIGRATE_OUTPUT", "PINMIGRATE_STATE_DIR"}
 
@@ -222,12 +222,34 @@ class MigrationSettings(_Section):
         return value
 
 
+#: The documented retry cap (``RetryPolicy.total_cap``): no request, retries included, lasts
+#: longer, so no one attempt may be allowed more.
+REQUEST_DEADLINE_CAP = 120.0
+
+
+class HttpSettings(_Section):
+    """Limits on every answer read from Adobe or Pinterest (docs/security.md)."""
+
+    #: The largest answer read, in MiB. A page of 100 flows from the emulator at scale is
+    #: about 250 KiB (docs/security.md): 8 MiB leaves room for flows with many audiences and
+    #: still bounds memory when a server (or something posing as one) never stops sending.
+    max_response_mib: float = Field(default=8.0, gt=0, le=1024)
+    #: Seconds one attempt may take, from sending to the last byte of the answer, however
+    #: slowly the bytes come (the read timeout only bounds the gap between two bytes).
+    request_deadline: float = Field(default=60.0, gt=0, le=REQUEST_DEADLINE_CAP)
+
+    @property
+    def max_response_bytes(self) -> int:
+        return int(self.max_response_mib * 1024 * 1024)
+
+
 class Settings(_Section):
     """Validated, frozen settings. Secrets are ``SecretStr``: printing shows ``**********``."""
 
     adobe: AdobeSettings = AdobeSettings()
     pinterest: PinterestSettings = PinterestSettings()
     migration: MigrationSettings = MigrationSettings()
+    http: HttpSettings = HttpSettings()
     state_dir: Path = Field(default_factory=lambda: default_state_dir())
     config_path: Path | None = None
     sources: dict[str, str] = Field(default_factory=dict, repr=False)
@@ -362,6 +384,7 @@ _SECTION_MODELS: dict[str, type[_Section]] = {
     "adobe": AdobeSettings,
     "pinterest": PinterestSettings,
     "migration": MigrationSettings,
+    "http": HttpSettings,
 }
 
 
