@@ -323,6 +323,7 @@ _NETWORK_REASONS = (
     ("Connection reset", "connection reset"),
     ("RemoteDisconnected", "connection closed by the server without an answer"),
     ("Connection aborted", "connection closed by the server without an answer"),
+    ("Connection broken", "connection closed in the middle of the answer"),
 )
 #: Failures where the request never reached a server: a wrong URL or a host that is down
 #: fails after this many attempts, not after the whole retry budget (a minute or more).
@@ -500,7 +501,12 @@ class HttpClient:
                     service=self.service,
                     hint="check the token or secret it carries (pasted with a line break?)",
                 ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                # The answer's body cut short (fewer bytes than announced, a broken chunk).
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 if time.monotonic() >= due:
                     # The socket read that timed out was cut short by the deadline.
                     raise self._deadline_error(method, url, budget, network_safe) from None

@@ -487,3 +487,30 @@ def test_mocked_answers_are_read_through_the_same_limit(mock, fake):
         client.request("GET", URL)
     mock.add(responses.GET, URL + "/small", json={"a": 1})
     assert client.request("GET", URL + "/small").json() == {"a": 1}
+
+
+class CutShort(BaseHTTPRequestHandler):
+    """Announces 100 bytes, sends 5, hangs up."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        self.wfile.write(b'{"a":')
+        self.close_connection = True
+
+
+def test_an_answer_cut_short_is_a_network_failure_retried_like_one():
+    client = HttpClient(
+        service="test", sleep=lambda seconds: None, retry=RetryPolicy(max_attempts=3)
+    )
+    with LoopbackServer(CutShort, name="cut-short") as server, pytest.raises(ApiError) as info:
+        client.request("GET", server.url + "/flows")
+    assert info.value.line().startswith("test: GET /flows on 127.0.0.1:")
+    assert "connection closed in the middle of the answer after 3 attempts" in info.value.line()
+    assert client.stats.snapshot()["network_errors"] == 3
