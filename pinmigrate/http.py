@@ -55,6 +55,9 @@ MAX_RESPONSE_BYTES = 8 * MIB
 #: Seconds one attempt may take from sending to the answer's last byte
 #: (``http.request_deadline``); never more than what the retry cap leaves.
 REQUEST_DEADLINE = 60.0
+#: Seconds an attempt is given at least (or its whole deadline, if shorter): a retry that
+#: would leave less of the retry cap is not made.
+MIN_ATTEMPT = 1.0
 #: Bytes read from the socket at a time while an answer is streamed in.
 CHUNK_SIZE = 64 * 1024
 
@@ -468,7 +471,11 @@ class HttpClient:
             log.debug("%s %s %s (attempt %d)", self.service, method, shown, attempt)
             sent = self.clock()
             # Each attempt ends by its deadline, and never past the retry cap.
-            budget = min(self.deadline, policy.total_cap - max(sent - started, slept))
+            budget = max(
+                min(self.deadline, policy.total_cap - max(sent - started, slept)),
+                # A sleep that overran by a moment must not leave a negative timeout.
+                0.001,
+            )
             due = time.monotonic() + budget
             _attempt.due = due
             try:
@@ -601,7 +608,8 @@ class HttpClient:
             delay = self.backoff(attempt - 1)
         # Count both the clock and our own sleeps: with an injected sleep the clock may not move.
         spent = max(self.clock() - started, slept)
-        if spent + delay > policy.total_cap:
+        # The next attempt must still have some time of its own under the cap.
+        if spent + delay + min(self.deadline, MIN_ATTEMPT) > policy.total_cap:
             log.debug(
                 "%s: giving up, waiting %.1fs more would exceed the %.0fs cap",
                 self.service,

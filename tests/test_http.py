@@ -514,3 +514,17 @@ def test_an_answer_cut_short_is_a_network_failure_retried_like_one():
     assert info.value.line().startswith("test: GET /flows on 127.0.0.1:")
     assert "connection closed in the middle of the answer after 3 attempts" in info.value.line()
     assert client.stats.snapshot()["network_errors"] == 3
+
+
+def test_no_retry_is_made_that_would_leave_its_attempt_no_time_under_the_cap(mock, fake):
+    mock.add(responses.GET, URL, status=503, headers={"Retry-After": "9.5"})
+    mock.add(responses.GET, URL, json={})
+    response = make(fake, total_cap=10).request("GET", URL)
+    # After 9.5 s of waiting, half a second would be left for the attempt: give up instead.
+    assert response.status_code == 503
+    assert fake.sleeps == [] and len(mock.calls) == 1
+    # With a second left, the attempt is made.
+    mock.add(responses.GET, URL + "/2", status=503, headers={"Retry-After": "9"})
+    mock.add(responses.GET, URL + "/2", json={})
+    assert make(fake, total_cap=10).request("GET", URL + "/2").status_code == 200
+    assert fake.sleeps == [9.0]
