@@ -20,6 +20,7 @@ from pinmigrate.errors import (
     AuthError,
     InvalidStateError,
     NotFoundError,
+    NotSentError,
     StaleObjectError,
     UnsureWriteError,
 )
@@ -90,7 +91,7 @@ class AdobeClient:
         page_limit: int = 100,
     ) -> None:
         self.settings = settings
-        self.http = http or HttpClient(service="adobe")
+        self.http = http or HttpClient.for_settings(settings, service="adobe")
         self.page_limit = page_limit
         self.base = settings.adobe.platform_url.rstrip("/") + FLOWSERVICE
         self._token: str | None = None
@@ -217,7 +218,7 @@ class AdobeClient:
                     retry_network=False if write else None,
                 )
             except ApiError as exc:
-                if not write or exc.status is not None:
+                if not write or exc.status is not None or isinstance(exc, NotSentError):
                     raise
                 raise UnsureWriteError(
                     f"{what} in sandbox {sandbox}: no answer ({exc.message})",

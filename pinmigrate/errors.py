@@ -87,6 +87,11 @@ class UnsureWriteError(ApiError):
     may or may not have applied it. Re-read before deciding; never repeat it blind."""
 
 
+class NotSentError(ApiError):
+    """A request refused before it left (a header value HTTP forbids, such as a token with a
+    line break inside): nothing reached the server, so nothing needs re-reading."""
+
+
 class OutcomeUnknown(ApiError):
     """A write whose answer was lost and whose re-read failed (or was stopped): whether it
     took is unknown. Its journal attempt stays open, so rollback treats it as possibly done

@@ -10,6 +10,8 @@ carried out (429, 503); the caller re-reads before deciding anything else.
 from __future__ import annotations
 
 import email.utils
+import http.client
+import io
 import logging
 import os
 import random
@@ -18,14 +20,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import ProxyManager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from pinmigrate.errors import ApiError
+from pinmigrate.errors import ApiError, NotSentError
 from pinmigrate.redact import redact
+
+if TYPE_CHECKING:
+    from pinmigrate.settings import Settings
 
 log = logging.getLogger("pinmigrate.http")
 
@@ -41,6 +49,17 @@ MAX_CONCURRENCY = 64
 #: the same width), so no thread opens a connection that the pool then throws away.
 #: Connections are opened lazily: a large pool costs nothing until it is used.
 POOL_SIZE = 2 * MAX_CONCURRENCY
+MIB = 1024 * 1024
+#: The largest answer read (``http.max_response_mib``): more is an error, never held.
+MAX_RESPONSE_BYTES = 8 * MIB
+#: Seconds one attempt may take from sending to the answer's last byte
+#: (``http.request_deadline``); never more than what the retry cap leaves.
+REQUEST_DEADLINE = 60.0
+#: Seconds an attempt is given at least (or its whole deadline, if shorter): a retry that
+#: would leave less of the retry cap is not made.
+MIN_ATTEMPT = 1.0
+#: Bytes read from the socket at a time while an answer is streamed in.
+CHUNK_SIZE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,106 @@ class _MaskedUrl:
         return describe_url(self.url)
 
 
+# --- a wall-clock deadline on every socket read -----------------------------------------------
+
+#: The monotonic time by which the current thread's attempt must have its whole answer.
+_attempt = threading.local()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's reader for one answer: each read waits at most the read timeout and never
+    past the attempt's deadline. A server that drips a byte every few seconds keeps a read
+    timeout happy forever; it cannot outlast this."""
+
+    def __init__(self, sock: Any, due: float) -> None:
+        super().__init__()
+        self._sock = sock
+        # An unbuffered SocketIO, as http.client's own makefile: it keeps the socket open
+        # while the answer is read, even once the connection has handed it over.
+        self._raw = sock.makefile("rb", buffering=0)
+        self._due = due
+        self._timeout = sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._due - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request's deadline passed")
+        self._sock.settimeout(left if self._timeout is None else min(self._timeout, left))
+        return int(self._raw.readinto(buffer))
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What ``http.client.HTTPResponse`` is given instead of the socket: it only calls
+    ``makefile``."""
+
+    def __init__(self, sock: Any, due: float) -> None:
+        self._sock = sock
+        self._due = due
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._due))
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's response, reading through :class:`_DeadlineReader` when the thread's
+    attempt has a deadline (the status line and headers too: they can drip as well)."""
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        due = getattr(_attempt, "due", None)
+        if due is not None and hasattr(sock, "makefile"):
+            sock = _DeadlineSocket(sock, due)
+        super().__init__(sock, *args, **kwargs)
+
+
+class _HTTPConnection(HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPSConnection(HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_DEADLINE_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """requests' adapter whose connections read answers under the attempt's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_DEADLINE_POOLS)
+
+    def proxy_manager_for(self, proxy: Any, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if isinstance(manager, ProxyManager):  # not SOCKS: those pools are its own
+            manager.pool_classes_by_scheme = dict(_DEADLINE_POOLS)
+        return manager
+
+
+class _TooLarge(Exception):
+    """An answer longer than the limit: stopped reading."""
+
+
+class _PastDeadline(Exception):
+    """An attempt whose answer was not complete by its deadline."""
+
+
 class EnvironmentOnceSession(requests.Session):
     """A session that reads the proxy and CA-bundle environment once per host, not per request.
 
@@ -185,6 +304,13 @@ class EnvironmentOnceSession(requests.Session):
         return super().merge_environment_settings(url, merged, stream, verify, cert)
 
 
+def _within(timeout: float | tuple[float, float], budget: float) -> float | tuple[float, float]:
+    """The timeout (one, or connect and read), none longer than the attempt's budget."""
+    if isinstance(timeout, tuple):
+        return min(timeout[0], budget), min(timeout[1], budget)
+    return min(timeout, budget)
+
+
 def _path_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.path or "/"
@@ -200,6 +326,7 @@ _NETWORK_REASONS = (
     ("Connection reset", "connection reset"),
     ("RemoteDisconnected", "connection closed by the server without an answer"),
     ("Connection aborted", "connection closed by the server without an answer"),
+    ("Connection broken", "connection closed in the middle of the answer"),
 )
 #: Failures where the request never reached a server: a wrong URL or a host that is down
 #: fails after this many attempts, not after the whole retry budget (a minute or more).
@@ -233,9 +360,13 @@ class HttpClient:
         rng: random.Random | None = None,
         session: requests.Session | None = None,
         wall_clock: Callable[[], float] = time.time,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        deadline: float = REQUEST_DEADLINE,
     ) -> None:
         self.service = service
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        self.deadline = deadline
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.clock = clock
@@ -245,10 +376,19 @@ class HttpClient:
         self.session = session or self._new_session()
         self.stats = HttpStats()
 
+    @classmethod
+    def for_settings(cls, settings: Settings, *, service: str) -> HttpClient:
+        """A client with the answer limits of the settings (``[http]``)."""
+        return cls(
+            service=service,
+            max_response_bytes=settings.http.max_response_bytes,
+            deadline=settings.http.request_deadline,
+        )
+
     @staticmethod
     def _new_session() -> requests.Session:
         session = EnvironmentOnceSession()
-        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=POOL_SIZE, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=8, pool_maxsize=POOL_SIZE, max_retries=0)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
@@ -282,8 +422,40 @@ class HttpClient:
         came, nor a gateway's 502/504 (it may have been carried out): for requests that must
         not be replayed blind.
         Raises :class:`ApiError` only when the network failed (refused, dropped, timed out)
-        and no retry is allowed or left.
+        and no retry is allowed or left, when the answer is longer than
+        ``max_response_bytes``, or when an attempt's answer is not complete within its
+        deadline (``deadline`` seconds, or what the retry cap leaves): neither is retried.
         """
+        try:
+            return self._send(
+                method,
+                url,
+                params=params,
+                json=json,
+                data=data,
+                headers=headers,
+                auth=auth,
+                retry_safe=retry_safe,
+                retry_network=retry_network,
+                timeout=timeout,
+            )
+        finally:
+            _attempt.due = None
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Any,
+        json: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        auth: Any,
+        retry_safe: bool | None,
+        retry_network: bool | None,
+        timeout: float | tuple[float, float] | None,
+    ) -> requests.Response:
         method = method.upper()
         safe = method in SAFE_METHODS if retry_safe is None else retry_safe
         network_safe = safe if retry_network is None else retry_network and safe
@@ -298,6 +470,14 @@ class HttpClient:
             self.stats.count_request()
             log.debug("%s %s %s (attempt %d)", self.service, method, shown, attempt)
             sent = self.clock()
+            # Each attempt ends by its deadline, and never past the retry cap.
+            budget = max(
+                min(self.deadline, policy.total_cap - max(sent - started, slept)),
+                # A sleep that overran by a moment must not leave a negative timeout.
+                0.001,
+            )
+            due = time.monotonic() + budget
+            _attempt.due = due
             try:
                 response = self.session.request(
                     method,
@@ -307,12 +487,36 @@ class HttpClient:
                     data=data,
                     headers=dict(headers) if headers else None,
                     auth=auth,
-                    timeout=self.timeout if timeout is None else timeout,
+                    timeout=_within(self.timeout if timeout is None else timeout, budget),
                     # Never follow: a 307 re-posts the body (client secret, codes, refresh
                     # tokens) to wherever the Location points, and no API here redirects.
                     allow_redirects=False,
+                    # Read here, in bounded chunks: an endless answer is cut at the limit.
+                    stream=True,
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                if not response.is_redirect:
+                    self._read_body(response, due)
+            except _TooLarge:
+                raise self._too_large_error(method, url) from None
+            except _PastDeadline:
+                raise self._deadline_error(method, url, budget, network_safe) from None
+            except requests.exceptions.InvalidHeader:
+                # requests' own message quotes the header value: the token itself.
+                raise NotSentError(
+                    f"{self.service}: {method} {_path_of(url)} on {urlsplit(url).netloc} not "
+                    "sent: a header value holds a line break or another character HTTP forbids",
+                    service=self.service,
+                    hint="check the token or secret it carries (pasted with a line break?)",
+                ) from None
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                # The answer's body cut short (fewer bytes than announced, a broken chunk).
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                if time.monotonic() >= due:
+                    # The socket read that timed out was cut short by the deadline.
+                    raise self._deadline_error(method, url, budget, network_safe) from None
                 self.stats.count_network_error()
                 reason = _network_reason(exc)
                 log.debug("%s %s %s: %s", self.service, method, shown, reason)
@@ -359,6 +563,29 @@ class HttpClient:
             self._wait(method, shown, f"HTTP {response.status_code}", delay, attempt)
             slept += delay
 
+    def _read_body(self, response: requests.Response, due: float) -> None:
+        """Read the whole answer into ``response`` (as ``stream=False`` would), holding at
+        most ``max_response_bytes`` and finishing by ``due``."""
+        limit = self.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        try:
+            if declared.isdigit() and int(declared) > limit:
+                raise _TooLarge
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_content(CHUNK_SIZE):
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLarge
+                chunks.append(chunk)
+                if time.monotonic() > due:
+                    # Also for a session whose sockets do not read under the deadline.
+                    raise _PastDeadline
+        except BaseException:
+            response.close()
+            raise
+        response._content = b"".join(chunks)
+
     def _next_delay(
         self,
         response: requests.Response | None,
@@ -381,7 +608,8 @@ class HttpClient:
             delay = self.backoff(attempt - 1)
         # Count both the clock and our own sleeps: with an injected sleep the clock may not move.
         spent = max(self.clock() - started, slept)
-        if spent + delay > policy.total_cap:
+        # The next attempt must still have some time of its own under the cap.
+        if spent + delay + min(self.deadline, MIN_ATTEMPT) > policy.total_cap:
             log.debug(
                 "%s: giving up, waiting %.1fs more would exceed the %.0fs cap",
                 self.service,
@@ -416,6 +644,30 @@ class HttpClient:
             service=self.service,
             hint="check the configured URL: use the address the service answers on itself",
         )
+
+    def _too_large_error(self, method: str, url: str) -> ApiError:
+        limit = f"{self.max_response_bytes / MIB:g} MiB"
+        host = urlsplit(url).netloc or url
+        return ApiError(
+            redact(
+                f"{self.service}: {method} {_path_of(url)} on {host} answered more than "
+                f"{limit}; stopped reading"
+            ),
+            service=self.service,
+            hint="check the configured URL; raise http.max_response_mib only if such an "
+            "answer is expected",
+        )
+
+    def _deadline_error(self, method: str, url: str, budget: float, safe: bool) -> ApiError:
+        host = urlsplit(url).netloc or url
+        message = (
+            f"{self.service}: {method} {_path_of(url)} on {host} did not answer in full within "
+            f"{round(budget, 1):g} s; stopped waiting"
+        )
+        hint = "check the network and the configured URL, or raise http.request_deadline"
+        if not safe and method not in SAFE_METHODS:
+            hint = "the change may or may not have been applied; re-read before retrying"
+        return ApiError(redact(message), service=self.service, hint=hint)
 
     def _network_error(
         self, method: str, url: str, reason: str, attempts: int, safe: bool

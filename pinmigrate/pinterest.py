@@ -30,7 +30,7 @@ class PinterestClient:
 
     def __init__(self, settings: Settings, *, http: HttpClient | None = None) -> None:
         self.settings = settings
-        self.http = http or HttpClient(service="pinterest")
+        self.http = http or HttpClient.for_settings(settings, service="pinterest")
         self.api_url = settings.pinterest.api_url.rstrip("/")
 
     # --- token endpoint ----------------------------------------------------------------

@@ -14,7 +14,17 @@ import threading
 MASK = "***"
 _lock = threading.Lock()
 _secrets: set[str] = set()
+#: Patterns for secrets broken by whitespace or control characters (see :func:`_broken`).
+_broken_patterns: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+#: Shortest value (or piece of a broken value) worth masking: shorter ones would mask words.
+MIN_LENGTH = 4
+#: What breaks a secret into pieces: whitespace and control characters.
+_BREAK = re.compile(r"[\s\x00-\x1f\x7f]+")
+#: What may stand between two pieces once a message is shown: the break itself, spaces (an
+#: error line joins lines, ``one_line`` collapses runs), or its escaped form (``repr`` and
+#: JSON write a newline as backslash-n, e.g. requests' InvalidHeader message).
+_GAP = r"(?:[\s\x00-\x1f\x7f]|\\(?:[nrtvfab0]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}))+"
 #: Values that look like secrets in URLs and forms, masked even when never registered.
 _FIELD = re.compile(
     r"(?i)(\b(?:access_token|refresh_token|client_secret|app_secret|token|password|secret"
@@ -24,18 +34,43 @@ _CODE = re.compile(r"(?i)([?&]code=)([^&\s]+)")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 
 
+def _broken(value: str) -> tuple[list[str], str | None]:
+    """The pieces of a value broken by whitespace or control characters, and a pattern that
+    finds the whole value however the breaks were rewritten; ([], None) for an unbroken one.
+
+    A token with a newline inside is shown with that newline turned into a space (one error
+    line), a run of spaces collapsed, or written as backslash-n: the literal value no longer
+    matches, and neither half alone would be masked.
+    """
+    if not _BREAK.search(value):
+        return [], None
+    pieces = [piece for piece in _BREAK.split(value) if piece]
+    pattern = _GAP.join(re.escape(piece) for piece in pieces) if len(pieces) > 1 else None
+    return [piece for piece in pieces if len(piece) >= MIN_LENGTH], pattern
+
+
 def register(*values: str | None) -> None:
-    """Remember secret values so that :func:`redact` masks them from now on."""
+    """Remember secret values so that :func:`redact` masks them from now on.
+
+    A value broken by a line break (or other whitespace) is masked whole however the break
+    is shown, and each of its pieces is masked on its own as well.
+    """
     global _pattern
     with _lock:
         added = False
         for value in values:
-            if value and len(value) >= 4 and value not in _secrets:
-                _secrets.add(value)
-                added = True
+            if not value or len(value) < MIN_LENGTH or value in _secrets:
+                continue
+            pieces, pattern = _broken(value)
+            _secrets.update([value, *pieces])
+            if pattern is not None:
+                _broken_patterns.add(pattern)
+            added = True
         if added:
             ordered = sorted(_secrets, key=len, reverse=True)
-            _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            # The broken forms first: each is longer than any of its own pieces.
+            whole = sorted(_broken_patterns, key=len, reverse=True)
+            _pattern = re.compile("|".join([*whole, *(re.escape(v) for v in ordered)]))
 
 
 def reset() -> None:
@@ -43,6 +78,7 @@ def reset() -> None:
     global _pattern
     with _lock:
         _secrets.clear()
+        _broken_patterns.clear()
         _pattern = None
 
 

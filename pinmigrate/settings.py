@@ -28,7 +28,7 @@ from pinmigrate.errors import ConfigError
 from pinmigrate.files import unsafe_dir_problem
 
 ENV_PREFIX = "PINMIGRATE_"
-SECTIONS = ("adobe", "pinterest", "migration")
+SECTIONS = ("adobe", "pinterest", "migration", "http")
 #: Environment names that are not config keys.
 GLOBAL_ENV = {
     "PINMIGRATE_CONFIG",
@@ -71,6 +71,8 @@ def _check_ui_url(value: str) -> str:
     parts = urlsplit(value.replace("{", "").replace("}", ""))
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"not an http(s) URL: {value!r}")
+    # A person signs in to Adobe on this page: never over plain http to another machine.
+    _https_unless_loopback(value, parts.scheme, parts.hostname)
     return value
 
 
@@ -78,7 +80,18 @@ def _check_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {value!r}")
+    # The client secret, IMS and Pinterest tokens travel to these: never in clear text.
+    _https_unless_loopback(value, parts.scheme, parts.hostname)
     return value.rstrip("/") if not value.endswith("/oauth/") else value
+
+
+def _https_unless_loopback(value: str, scheme: str, host: str | None) -> None:
+    """Plain http only to this machine (the emulator); anything else must be https."""
+    if scheme != "https" and not is_loopback_host(host):
+        raise ValueError(
+            f"{value!r} must be https; plain http is allowed only for a loopback host "
+            "(localhost, 127.0.0.0/8, ::1), such as the emulator"
+        )
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -91,6 +104,19 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _secret_on_one_line(value: SecretStr | None) -> SecretStr | None:
+    """A secret with a line break (or other whitespace) inside is a paste gone wrong; it would
+    also break the header it travels in. The message never shows the value."""
+    if value is not None and any(
+        ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value.get_secret_value()
+    ):
+        raise ValueError(
+            "holds a line break, a space or another control character inside (value not "
+            "shown); set it again on one line"
+        )
+    return value
 
 
 def _split_list(value: Any) -> Any:
@@ -118,6 +144,7 @@ class AdobeSettings(_Section):
 
     _lists = field_validator("scopes", "sandboxes", mode="before")(_split_list)
     _urls = field_validator("ims_url", "platform_url")(_check_url)
+    _secrets = field_validator("client_secret")(_secret_on_one_line)
     _ui_url = field_validator("ui_url")(_check_ui_url)
 
     @field_validator("sandboxes")
@@ -155,6 +182,7 @@ class PinterestSettings(_Section):
 
     _lists = field_validator("scopes", mode="before")(_split_list)
     _urls = field_validator("oauth_url", "api_url")(_check_url)
+    _secrets = field_validator("app_secret", "refresh_token", "access_token")(_secret_on_one_line)
 
     @field_validator("redirect_uri")
     @classmethod
@@ -203,12 +231,34 @@ class MigrationSettings(_Section):
         return value
 
 
+#: The documented retry cap (``RetryPolicy.total_cap``): no request, retries included, lasts
+#: longer, so no one attempt may be allowed more.
+REQUEST_DEADLINE_CAP = 120.0
+
+
+class HttpSettings(_Section):
+    """Limits on every answer read from Adobe or Pinterest (docs/security.md)."""
+
+    #: The largest answer read, in MiB. A page of 100 flows from the emulator at scale is
+    #: about 250 KiB (docs/security.md): 8 MiB leaves room for flows with many audiences and
+    #: still bounds memory when a server (or something posing as one) never stops sending.
+    max_response_mib: float = Field(default=8.0, gt=0, le=1024)
+    #: Seconds one attempt may take, from sending to the last byte of the answer, however
+    #: slowly the bytes come (the read timeout only bounds the gap between two bytes).
+    request_deadline: float = Field(default=60.0, gt=0, le=REQUEST_DEADLINE_CAP)
+
+    @property
+    def max_response_bytes(self) -> int:
+        return int(self.max_response_mib * 1024 * 1024)
+
+
 class Settings(_Section):
     """Validated, frozen settings. Secrets are ``SecretStr``: printing shows ``**********``."""
 
     adobe: AdobeSettings = AdobeSettings()
     pinterest: PinterestSettings = PinterestSettings()
     migration: MigrationSettings = MigrationSettings()
+    http: HttpSettings = HttpSettings()
     state_dir: Path = Field(default_factory=lambda: default_state_dir())
     config_path: Path | None = None
     sources: dict[str, str] = Field(default_factory=dict, repr=False)
@@ -355,6 +405,7 @@ _SECTION_MODELS: dict[str, type[_Section]] = {
     "adobe": AdobeSettings,
     "pinterest": PinterestSettings,
     "migration": MigrationSettings,
+    "http": HttpSettings,
 }
 
 

@@ -22,7 +22,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -48,7 +49,10 @@ USAGE, AUTH, FAILED, STALE, CONFIRM = 64, 4, 1, 3, 5
 
 
 #: (status, headers, body) a stub sends, or None to pass the request through to the emulator.
-Answer = tuple[int, dict[str, str], bytes] | None
+#: A body given as an iterable is streamed chunk by chunk (a Content-Length only if the
+#: headers name one; else the connection closes after it); with status 0 the chunks are the
+#: raw bytes of the whole answer, status line and headers included.
+Answer = tuple[int, dict[str, str], bytes | Iterable[bytes]] | None
 
 
 @dataclass
@@ -86,12 +90,32 @@ class Stub:
                 if reply is None:
                     reply = stub.proxy(seen, body)
                 status, headers, payload = reply
+                if not isinstance(payload, bytes):
+                    self.stream(status, headers, payload)
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def stream(self, status: int, headers: dict[str, str], chunks: Iterable[bytes]) -> None:
+                self.close_connection = True
+                if status:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                try:
+                    for chunk in chunks:
+                        if stub.release.is_set():
+                            return
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except OSError:
+                    return  # the client stopped reading: what a capped client does
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
 
@@ -282,6 +306,19 @@ def config_file(text: str | bytes, name: str = "pinmigrate.toml") -> Setup:
     return setup
 
 
+def plain_http(world: World, key: str, url: str) -> None:
+    """``key`` set to plain http on another host: refused before any request is sent."""
+    world.env["PINMIGRATE_" + key.replace(".", "_").upper()] = url
+    # With a login to refresh, `auth status` would call Pinterest first thing.
+    world.env["PINMIGRATE_PINTEREST_REFRESH_TOKEN"] = world.refresh_token()
+
+    def nothing_was_sent(world: World, result: Any) -> None:
+        log = world.emulator.requests()
+        assert log["total"] == 0, log["by_endpoint"]
+
+    world.checks.append(nothing_was_sent)
+
+
 CONFIG_CASES = [
     Case(
         "config/malformed-toml",
@@ -452,6 +489,26 @@ CONFIG_CASES = [
         "is not valid TOML",
         setup=config_file("[pinterest]\napp_secret = s3cr3t-unquoted-0042\n"),
         never=("s3cr3t-unquoted-0042",),
+    ),
+    *(
+        Case(
+            f"config/plain-http-{key.replace('_', '-')}-{'-'.join(c.lstrip('-') for c in command)}",
+            command,
+            USAGE,
+            f"invalid setting {key} (from environment PINMIGRATE_{key.replace('.', '_').upper()})",
+            setup=lambda w, key=key, url=url: plain_http(w, key, url),
+            # doctor prints its failed config check on stdout before the error line.
+            prints=command == ("doctor",),
+            process=command == ("discover",),
+        )
+        for key, url, command in (
+            ("adobe.ims_url", "http://ims-na1.adobelogin.com", ("discover",)),
+            ("adobe.platform_url", "http://platform.adobe.io", ("plan",)),
+            ("adobe.platform_url", "http://10.1.2.3:8080", ("doctor",)),
+            ("adobe.ui_url", "http://experience.adobe.com/#/{sandbox}", ("apply", "--yes")),
+            ("pinterest.api_url", "http://api.pinterest.com/v5", ("auth", "status")),
+            ("pinterest.oauth_url", "http://www.pinterest.com/oauth/", ("auth", "login")),
+        )
     ),
     Case(
         "config/not-utf8",
@@ -1082,7 +1139,129 @@ def ims_html(world: World) -> None:
     world.env["PINMIGRATE_ADOBE_IMS_URL"] = stub.url
 
 
+def ims_token_with_a_line_break(world: World) -> None:
+    """IMS hands out a token with a newline inside: it can never travel in a header."""
+    token = {"access_token": "imsHEAD0123456\nimsTAIL6543210", "expires_in": 86399}
+    stub = world.stub(
+        lambda seen: json_answer(200, token) if seen.path.startswith("/ims/token") else None
+    )
+    world.env["PINMIGRATE_ADOBE_IMS_URL"] = stub.url
+
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+def endless_json(total: int = GIB) -> Iterator[bytes]:
+    """A flow list page of ``total`` bytes, made as it is sent (never held)."""
+    yield b'{"items": ['
+    block = b" " * MIB
+    for _ in range(total // MIB):
+        yield block
+    yield b"]}"
+
+
+def gigabyte_page(*, declared: bool) -> Setup:
+    """The flow lists answer 1 GiB, with its Content-Length or without one (streamed)."""
+    headers = {"Content-Type": "application/json"}
+    if declared:
+        headers["Content-Length"] = str(GIB + len(b'{"items": []}'))
+
+    def setup(world: World) -> None:
+        platform(lambda seen: (200, headers, endless_json()))(world)
+
+    return setup
+
+
+def drip(seconds: float, *, headers_too: bool) -> Callable[[Seen], Answer]:
+    """An answer sent one byte every ``seconds`` (its status line and headers too, or only
+    its body): each byte comes well within the read timeout."""
+
+    def slowly(data: bytes) -> Iterator[bytes]:
+        for i in range(len(data)):
+            yield data[i : i + 1]
+            time.sleep(seconds)
+
+    body = json.dumps({"items": [], "note": "x" * 200}).encode()
+    if headers_too:
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        return lambda seen: (0, {}, slowly(head + body))
+    return lambda seen: (
+        200,
+        {"Content-Type": "application/json", "Content-Length": str(len(body))},
+        slowly(body),
+    )
+
+
+def dripping(*, headers_too: bool) -> Setup:
+    def setup(world: World) -> None:
+        world.env["PINMIGRATE_HTTP_REQUEST_DEADLINE"] = "1.5"
+        platform(drip(0.2, headers_too=headers_too))(world)
+        started = time.monotonic()
+
+        def ended_within_the_deadline(world: World, result: Any) -> None:
+            elapsed = time.monotonic() - started
+            assert elapsed < 1.5 + 2.5, f"{elapsed:.1f} s"  # the deadline, then the rest of plan
+
+        world.checks.append(ended_within_the_deadline)
+
+    return setup
+
+
 SERVER_CASES = [
+    Case(
+        "server/a-gigabyte-page-declared",
+        ("plan",),
+        FAILED,
+        "answered more than 8 MiB; stopped reading",
+        setup=gigabyte_page(declared=True),
+    ),
+    Case(
+        "server/a-gigabyte-page-streamed",
+        ("discover",),
+        FAILED,
+        "answered more than 8 MiB; stopped reading",
+        setup=gigabyte_page(declared=False),
+    ),
+    Case(
+        "server/a-page-over-a-configured-limit",
+        ("plan",),
+        FAILED,
+        "answered more than 0.5 MiB",
+        env={"PINMIGRATE_HTTP_MAX_RESPONSE_MIB": "0.5"},
+        setup=platform(lambda seen: (200, {"Content-Type": "application/json"}, endless_json(MIB))),
+    ),
+    Case(
+        "server/drips-its-body",
+        ("plan",),
+        FAILED,
+        "did not answer in full within 1.5 s",
+        setup=dripping(headers_too=False),
+    ),
+    Case(
+        "server/drips-its-status-line-and-headers",
+        ("discover",),
+        FAILED,
+        "did not answer in full within 1.5 s",
+        setup=dripping(headers_too=True),
+    ),
+    Case(
+        "config/response-limit-not-a-number",
+        ("plan",),
+        USAGE,
+        "http.max_response_mib",
+        env={"PINMIGRATE_HTTP_MAX_RESPONSE_MIB": "lots"},
+    ),
+    Case(
+        "config/deadline-beyond-the-retry-cap",
+        ("plan",),
+        USAGE,
+        "http.request_deadline",
+        env={"PINMIGRATE_HTTP_REQUEST_DEADLINE": "600"},
+    ),
     Case("server/html-not-json", ("plan",), FAILED, "HTML, not JSON", setup=platform(html_page)),
     Case(
         # Adobe's own words are quoted in the error line: an escape sequence in them would
@@ -1221,6 +1400,14 @@ SERVER_CASES = [
         never=("not-the-secret",),
     ),
     Case("server/ims-answers-html", ("plan",), FAILED, "HTML", setup=ims_html),
+    Case(
+        "server/ims-token-with-a-line-break",
+        ("plan",),
+        FAILED,
+        "not sent: a header value holds a line break",
+        setup=ims_token_with_a_line_break,
+        never=("imsHEAD0123456", "imsTAIL6543210"),
+    ),
     Case(
         "server/platform-401-forever",
         ("plan",),
@@ -1438,12 +1625,20 @@ def world(
             stub.close()
 
 
-def run_process(args: list[str], env: Mapping[str, str], stdin: str | None, cwd: Path) -> Any:
+def run_process(
+    args: list[str],
+    env: Mapping[str, str],
+    stdin: str | None,
+    cwd: Path,
+    *,
+    launcher: tuple[str, ...] = (),
+) -> Any:
+    """``python -m pinmigrate ARGS`` in a subprocess (started by ``launcher`` if given)."""
     from conftest import Result
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PINMIGRATE_")}
     done = subprocess.run(
-        [sys.executable, "-m", "pinmigrate", *args],
+        [*launcher, sys.executable, "-m", "pinmigrate", *args],
         env={**clean, **env},
         input=stdin or "",
         capture_output=True,
@@ -1503,6 +1698,34 @@ def test_bad_input(case: Case, world: World) -> None:
         check(world, result)
     if case.check is not None:
         assert case.check(world, result) is None  # checks assert; they return nothing
+
+
+#: Peak memory allowed to a `discover` that meets a 1 GiB answer (issue 12: it reached 13 GB).
+PEAK_RSS_LIMIT_MB = 200
+
+
+def peak_rss_of(args: list[str], env: Mapping[str, str], cwd: Path) -> tuple[int, str, int]:
+    """Run ``python -m pinmigrate ARGS`` from a fresh interpreter that reports its only
+    child's peak resident memory (``RUSAGE_CHILDREN``): (exit code, stderr, peak KiB)."""
+    measure = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stderr.write(done.stderr)\n"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    result = run_process(args, env, None, cwd, launcher=(sys.executable, "-c", measure))
+    code, peak = result.stdout.split()
+    return int(code), result.stderr, int(peak)
+
+
+def test_a_gigabyte_answer_leaves_discover_under_200_mb(world: World) -> None:
+    gigabyte_page(declared=False)(world)
+    code, stderr, peak_kib = peak_rss_of(["discover"], world.env, world.tmp)
+    lines = stderr.strip().splitlines()
+    assert code == FAILED, stderr
+    assert len(lines) == 1 and "answered more than 8 MiB; stopped reading" in lines[0], stderr
+    print(f"discover against a 1 GiB answer: peak RSS {peak_kib / 1024:.0f} MB")
+    assert peak_kib < PEAK_RSS_LIMIT_MB * 1024, f"peak RSS {peak_kib / 1024:.0f} MB"
 
 
 def test_the_corpus_is_big_and_its_ids_unique() -> None:

@@ -39,8 +39,8 @@ def settings(sandboxes: Sequence[str] = ("prod",), **migration: Any) -> Settings
             client_id="client",
             client_secret="not-a-real-secret",  # type: ignore[arg-type]
             sandboxes=tuple(sandboxes),
-            ims_url="http://adobe.test",
-            platform_url="http://adobe.test",
+            ims_url="https://adobe.test",
+            platform_url="https://adobe.test",
         ),
         migration=MigrationSettings(**migration),
     )
@@ -455,7 +455,7 @@ def test_progress_lines() -> None:
 # -- the real AdobeClient over HTTP (mocked): query strings, paging, no single GETs ----------
 
 
-BASE = "http://adobe.test/data/foundation/flowservice"
+BASE = "https://adobe.test/data/foundation/flowservice"
 
 
 @responses.activate
@@ -465,7 +465,7 @@ def test_real_client_sends_the_filters_and_follows_pages() -> None:
 
     responses.add(
         responses.POST,
-        "http://adobe.test/ims/token/v3",
+        "https://adobe.test/ims/token/v3",
         json={"access_token": "ims-token-value", "expires_in": 86399},
     )
 

@@ -9,7 +9,12 @@ import pytest
 
 from pinmigrate.cli import COMMANDS
 from pinmigrate.errors import ExitCode
-from pinmigrate.settings import AdobeSettings, MigrationSettings, PinterestSettings
+from pinmigrate.settings import (
+    AdobeSettings,
+    HttpSettings,
+    MigrationSettings,
+    PinterestSettings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -29,7 +34,12 @@ def test_readme_exit_codes_match_the_code() -> None:
 
 @pytest.mark.parametrize(
     ("section", "model"),
-    [("adobe", AdobeSettings), ("pinterest", PinterestSettings), ("migration", MigrationSettings)],
+    [
+        ("adobe", AdobeSettings),
+        ("pinterest", PinterestSettings),
+        ("migration", MigrationSettings),
+        ("http", HttpSettings),
+    ],
 )
 def test_example_config_documents_every_key(section: str, model: type) -> None:
     body = EXAMPLE.split(f"[{section}]", 1)[1].split("\n[", 1)[0]

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
 from fakes import FakeTime
+from loopback import LoopbackServer
 
 from pinmigrate import redact
 from pinmigrate.errors import ApiError
@@ -345,3 +350,181 @@ def test_error_detail_reads_every_services_shape(body, content_type, expected):
 def test_error_detail_is_one_line_and_bounded():
     detail = error_detail(answer(b'{"message": "' + b"word\\n " * 200 + b'"}'))
     assert "\n" not in detail and len(detail) <= 300 and detail.endswith("…")
+
+
+# --- hostile servers: endless answers and slow drips -------------------------------------------
+
+
+class Hostile(BaseHTTPRequestHandler):
+    """Answers ``GET /big?mib=N[&length=1]`` with N MiB made as they are sent, ``/drip`` one
+    byte every 0.1 s (status line and headers included), ``/ok`` a small JSON object."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        try:
+            if self.path.startswith("/big"):
+                mib = int(query["mib"][0])
+                self.send_response(200)
+                if "length" in query:
+                    self.send_header("Content-Length", str(mib * MIB))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                block = b" " * MIB
+                for _ in range(mib):
+                    self.wfile.write(block)
+            elif self.path.startswith("/drip"):
+                body = b'{"items": []}'
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                for i, byte in enumerate(head + body):
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            else:
+                body = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+        except OSError:
+            pass  # the client stopped reading
+
+    do_POST = do_GET
+
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def hostile() -> Iterator[str]:
+    with LoopbackServer(Hostile, name="hostile") as server:
+        yield server.url
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "streamed"])
+def test_an_answer_over_the_limit_is_cut_and_never_held(hostile, declared):
+    import tracemalloc
+
+    client = HttpClient(service="test", max_response_bytes=MIB)
+    url = f"{hostile}/big?mib=64" + ("&length=1" if declared else "")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ApiError) as info:
+            client.request("GET", url)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (
+        info.value.line().startswith("test: GET /big on 127.0.0.1:")
+        and "answered more than 1 MiB; stopped reading" in info.value.line()
+    )
+    assert info.value.status is None
+    assert peak < 4 * MIB, f"{peak / MIB:.1f} MiB held for a 1 MiB limit"
+    # Not retried: the same server would send the same again.
+    assert client.stats.snapshot()["requests"] == 1
+    # The client is still usable: the cut connection is not reused.
+    assert client.request("GET", f"{hostile}/ok").json() == {"ok": True}
+
+
+def test_an_answer_at_the_limit_is_read_whole(hostile):
+    client = HttpClient(service="test", max_response_bytes=2 * MIB)
+    response = client.request("GET", f"{hostile}/big?mib=2")
+    assert len(response.content) == 2 * MIB
+
+
+def test_a_drip_ends_at_the_deadline_not_the_read_timeout(hostile):
+    client = HttpClient(service="test", timeout=(5, 60), deadline=1.0)
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=r"did not answer in full within 1 s; stopped waiting"):
+        client.request("GET", f"{hostile}/drip")
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 2.0, elapsed
+    # Not retried: a GET that timed out would be, but a drip would only drip again.
+    assert client.stats.snapshot()["requests"] == 1
+
+
+def test_the_deadline_never_outlasts_the_retry_cap(hostile):
+    client = HttpClient(service="test", deadline=60.0, retry=RetryPolicy(total_cap=1.0))
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=r"within 1 s"):
+        client.request("GET", f"{hostile}/drip")
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_write_cut_at_its_deadline_may_have_been_applied(hostile):
+    client = HttpClient(service="test", deadline=0.5)
+    with pytest.raises(ApiError) as info:
+        client.request("GET", f"{hostile}/drip", retry_safe=False, retry_network=False)
+    assert "within 0.5 s" in info.value.line()
+    with pytest.raises(ApiError) as write:
+        HttpClient(service="test", deadline=0.5).request("POST", f"{hostile}/drip")
+    assert "may or may not have been applied" in write.value.line()
+
+
+def test_the_settings_give_the_limits(tmp_path):
+    from pinmigrate.settings import load_settings
+
+    settings = load_settings(
+        env={"PINMIGRATE_HTTP_MAX_RESPONSE_MIB": "0.5", "PINMIGRATE_HTTP_REQUEST_DEADLINE": "7"}
+    )
+    client = HttpClient.for_settings(settings, service="adobe")
+    assert (client.max_response_bytes, client.deadline) == (MIB // 2, 7.0)
+    defaults = HttpClient.for_settings(load_settings(env={}), service="adobe")
+    assert (defaults.max_response_bytes, defaults.deadline) == (8 * MIB, 60.0)
+
+
+def test_mocked_answers_are_read_through_the_same_limit(mock, fake):
+    mock.add(responses.GET, URL, body=b"x" * (MIB // 2))
+    client = HttpClient(
+        service="t", sleep=fake.sleep, clock=fake.clock, max_response_bytes=MIB // 4
+    )
+    with pytest.raises(ApiError, match=r"answered more than 0\.25 MiB"):
+        client.request("GET", URL)
+    mock.add(responses.GET, URL + "/small", json={"a": 1})
+    assert client.request("GET", URL + "/small").json() == {"a": 1}
+
+
+class CutShort(BaseHTTPRequestHandler):
+    """Announces 100 bytes, sends 5, hangs up."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        self.wfile.write(b'{"a":')
+        self.close_connection = True
+
+
+def test_an_answer_cut_short_is_a_network_failure_retried_like_one():
+    client = HttpClient(
+        service="test", sleep=lambda seconds: None, retry=RetryPolicy(max_attempts=3)
+    )
+    with LoopbackServer(CutShort, name="cut-short") as server, pytest.raises(ApiError) as info:
+        client.request("GET", server.url + "/flows")
+    assert info.value.line().startswith("test: GET /flows on 127.0.0.1:")
+    assert "connection closed in the middle of the answer after 3 attempts" in info.value.line()
+    assert client.stats.snapshot()["network_errors"] == 3
+
+
+def test_no_retry_is_made_that_would_leave_its_attempt_no_time_under_the_cap(mock, fake):
+    mock.add(responses.GET, URL, status=503, headers={"Retry-After": "9.5"})
+    mock.add(responses.GET, URL, json={})
+    response = make(fake, total_cap=10).request("GET", URL)
+    # After 9.5 s of waiting, half a second would be left for the attempt: give up instead.
+    assert response.status_code == 503
+    assert fake.sleeps == [] and len(mock.calls) == 1
+    # With a second left, the attempt is made.
+    mock.add(responses.GET, URL + "/2", status=503, headers={"Retry-After": "9"})
+    mock.add(responses.GET, URL + "/2", json={})
+    assert make(fake, total_cap=10).request("GET", URL + "/2").status_code == 200
+    assert fake.sleeps == [9.0]

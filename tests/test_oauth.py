@@ -251,9 +251,9 @@ def test_http_oauth_url_only_for_loopback(tmp_path: Path, monkeypatch: pytest.Mo
     import os
 
     assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ
-    remote = make_settings(tmp_path, PINMIGRATE_PINTEREST_OAUTH_URL="http://pinterest.test/oauth/")
-    with pytest.raises(ConfigError, match="must be https"):
-        authorization_url(remote, "s")
+    # Another host over plain http is refused with the settings, before any URL is built.
+    with pytest.raises(ConfigError, match=r"pinterest\.oauth_url .*must be https"):
+        make_settings(tmp_path, PINMIGRATE_PINTEREST_OAUTH_URL="http://pinterest.test/oauth/")
 
 
 def test_loopback_oauth_url_never_sets_the_process_environment(

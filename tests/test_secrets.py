@@ -365,3 +365,92 @@ def test_the_scan_catches_a_login_with_redaction_broken(
     finally:
         emulator.stop()
     assert any(f.startswith("OAuth code 0 (as is) in stderr") for f in findings), findings
+
+
+# --- a secret broken by a line break ------------------------------------------------------------
+
+#: A Pinterest access token and an Adobe client secret, each pasted with a line break inside.
+BROKEN = {
+    "Pinterest access token": ("pina_AAAAheadpart01", "TAILpart987654321"),
+    "Adobe client secret": ("p8e-HEADhalf-0123", "tailHALF-secret-4567"),
+}
+
+
+def _shown_every_way(value: str) -> dict[str, str]:
+    """How an error line can carry a value: as is, joined onto one line, collapsed, quoted."""
+    from pinmigrate.errors import ApiError
+    from pinmigrate.http import one_line
+
+    return {
+        "error line": ApiError(f"Adobe said: invalid client {value} (401)").line(),
+        "one_line": one_line(f"refused {value}\n\n  for   this request"),
+        "repr (requests' InvalidHeader)": f"header value: {('Bearer ' + value)!r}",
+        "json": json.dumps({"message": f"bad token {value}"}),
+        "a field": f"access_token={value}&x=1",
+        "tail alone": f"the rest: {value.split(chr(10))[-1].strip()}",
+        "crlf": f"value {value.replace(chr(10), chr(13) + chr(10))} end",
+    }
+
+
+@pytest.mark.parametrize("label", sorted(BROKEN))
+def test_a_secret_with_a_line_break_never_leaks_a_piece(label: str) -> None:
+    from pinmigrate import redact
+
+    head, tail = BROKEN[label]
+    value = f"{head}\n{tail}"
+    redact.register(value)
+    for form, text in _shown_every_way(value).items():
+        shown = redact.redact(text)
+        assert head not in shown and tail not in shown, f"{form}: {shown!r}"
+        assert "***" in shown, form
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("PINMIGRATE_PINTEREST_ACCESS_TOKEN", ["auth", "status"]),
+        ("PINMIGRATE_ADOBE_CLIENT_SECRET", ["-v", "plan"]),
+    ],
+)
+def test_a_configured_secret_with_a_line_break_is_refused_unseen(
+    name: str, args: list[str], tmp_path: Path
+) -> None:
+    head, tail = BROKEN["Adobe client secret" if "ADOBE" in name else "Pinterest access token"]
+    emulator = Emulator(scenario="demo", port=0).start()
+    try:
+        env = {**emulator.env(), "PINMIGRATE_STATE_DIR": str(tmp_path / "state")}
+        env[name] = f"{head}\n{tail}"
+        result = invoke(args, env)
+        sent = emulator.requests()["total"]
+    finally:
+        emulator.stop()
+    assert result.exit_code == 64, result.stderr
+    key = name.removeprefix("PINMIGRATE_").lower().replace("_", ".", 1)
+    assert f"invalid setting {key} " in result.stderr and "line break" in result.stderr
+    assert head not in result.stdout + result.stderr
+    assert tail not in result.stdout + result.stderr
+    assert sent == 0
+
+
+def test_a_token_with_a_line_break_from_stdin_is_not_sent_and_not_shown(tmp_path: Path) -> None:
+    """``--with-token`` JSON whose access token holds a newline: requests refuses the header,
+    quoting it; the error line names neither half."""
+    emulator = Emulator(scenario="demo", port=0).start()
+    try:
+        real = str(emulator.tokens()["access_token"])
+        value = f"{real}\nTAILpart987654321"
+        env = {**emulator.env(), "PINMIGRATE_STATE_DIR": str(tmp_path / "state")}
+        result = invoke(
+            ["auth", "login", "--with-token"], env, input=json.dumps({"access_token": value})
+        )
+        sent = emulator.requests()["total"]
+    finally:
+        emulator.stop()
+    output = result.stdout + result.stderr
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not sent: a header value holds a line break" in lines[0], lines
+    assert "Traceback" not in output and "internal error" not in output
+    assert real not in output and "TAILpart987654321" not in output
+    assert sent == 0
+    assert not (tmp_path / "state" / LOGINS).exists()

@@ -187,6 +187,8 @@ BAD_FILES = [
     ('[pinterest]\nredirect_uri = "http://example.com:8085/"\n', "not a loopback address"),
     ('[pinterest]\nredirect_uri = "https://localhost:8085/"\n', "http:// loopback URL"),
     ('[pinterest]\nredirect_uri = "http://localhost/"\n', "needs an explicit port"),
+    ('[adobe]\nims_url = "http://ims-na1.adobelogin.com"\n', "adobe.ims_url"),
+    ('[pinterest]\napi_url = "http://api.pinterest.com/v5"\n', "must be https"),
 ]
 
 
@@ -256,6 +258,42 @@ def test_require_adobe_passes_when_complete():
     ).require_adobe()
 
 
+#: The endpoints pinmigrate sends secrets to, and the page a person signs in on.
+ENDPOINTS = {
+    "adobe.ims_url": "{scheme}://{host}",
+    "adobe.platform_url": "{scheme}://{host}",
+    "adobe.ui_url": "{scheme}://{host}/ui/{{org_id}}/{{sandbox}}/destination/accounts/{{account_id}}",
+    "pinterest.api_url": "{scheme}://{host}/v5",
+    "pinterest.oauth_url": "{scheme}://{host}/oauth/",
+}
+
+
+@pytest.mark.parametrize("key", sorted(ENDPOINTS))
+@pytest.mark.parametrize(
+    "host", ["platform.adobe.io", "10.0.0.1:8080", "[2001:db8::1]", "127.0.0.1.nip.io", "0.0.0.0"]
+)
+def test_plain_http_to_another_host_is_refused(isolated, key, host):
+    url = ENDPOINTS[key].format(scheme="http", host=host)
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={env_name(key): url})
+    line = info.value.line()
+    assert line.startswith(f"invalid setting {key} (from environment {env_name(key)}): ")
+    assert "must be https" in line and "loopback" in line
+    assert info.value.exit_code == 64
+    # The same host over https is fine.
+    https = ENDPOINTS[key].format(scheme="https", host=host)
+    assert load_settings(env={env_name(key): https}) is not None
+
+
+@pytest.mark.parametrize("key", sorted(ENDPOINTS))
+@pytest.mark.parametrize("host", ["127.0.0.1:8080", "127.8.9.10", "localhost:1", "[::1]:8080"])
+def test_plain_http_to_a_loopback_host_is_allowed(isolated, key, host):
+    url = ENDPOINTS[key].format(scheme="http", host=host)
+    section, name = key.split(".")
+    settings = load_settings(env={env_name(key): url})
+    assert getattr(getattr(settings, section), name).startswith(f"http://{host}")
+
+
 def test_loopback_redirects_are_accepted():
     for uri in ("http://localhost:8085/", "http://127.0.0.1:9999/cb", "http://[::1]:8085/"):
         assert (
@@ -322,3 +360,28 @@ def test_secret_values_never_reach_the_cli_output(cli, isolated):
     result = cli(["-v", "doctor"], env={"PINMIGRATE_ADOBE_CLIENT_SECRET": secret})
     assert result.exit_code == 64
     assert secret not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "adobe.client_secret",
+        "pinterest.app_secret",
+        "pinterest.refresh_token",
+        "pinterest.access_token",
+    ],
+)
+@pytest.mark.parametrize("gap", ["\n", "\r\n", " ", "\t", "\x00"])
+def test_a_secret_broken_inside_is_refused_without_showing_it(isolated, key, gap):
+    value = f"SECRETHEAD0123{gap}SECRETTAIL4567"
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={env_name(key): value})
+    line = info.value.line()
+    assert line.startswith(f"invalid setting {key} (from environment {env_name(key)}): ")
+    assert "line break" in line and "SECRETHEAD" not in line and "SECRETTAIL" not in line
+    # Whitespace around a secret (a file's last newline) is only trimmed.
+    section, name = key.split(".")
+    trimmed = getattr(
+        getattr(load_settings(env={env_name(key): f" {value[:14]}\n"}), section), name
+    )
+    assert trimmed.get_secret_value() == "SECRETHEAD0123"
