@@ -8,7 +8,6 @@ nothing above it has to.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +25,7 @@ from pinmigrate.errors import (
 )
 from pinmigrate.http import HttpClient, body_kind, error_code, error_detail
 from pinmigrate.ids import checked_id
+from pinmigrate.models import seconds_of
 
 if TYPE_CHECKING:
     import requests
@@ -531,13 +531,8 @@ DEFAULT_TOKEN_LIFETIME = 3600.0
 def token_lifetime(value: Any) -> float:
     """Seconds an IMS token lasts, from ``expires_in``; an hour when it is absent or beyond
     reason (not a number, NaN, infinite, not positive, or beyond a float)."""
-    if isinstance(value, bool):
-        return DEFAULT_TOKEN_LIFETIME
-    try:
-        lifetime = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return DEFAULT_TOKEN_LIFETIME
-    if not math.isfinite(lifetime) or lifetime <= 0:
+    lifetime = seconds_of(value)
+    if lifetime is None or lifetime <= 0:
         return DEFAULT_TOKEN_LIFETIME
     if lifetime > 10_000_000:
         # The retired JWT exchange spoke milliseconds; a value this large is one of those.

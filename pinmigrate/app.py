@@ -135,7 +135,13 @@ class App:
         stdout = sys.stdout
         stdout.flush()
         binary = getattr(stdout, "buffer", None)
+        from pinmigrate.terminal import json_for_terminal
+
+        # At a terminal, names from a server must not move the cursor or reorder lines.
+        shown = bool(getattr(stdout, "isatty", lambda: False)())
         for part in parts:
+            if shown:
+                part = json_for_terminal(part.decode("utf-8")).encode("utf-8")
             if binary is None:
                 stdout.write(part.decode("utf-8"))
             else:

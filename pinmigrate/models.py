@@ -13,6 +13,7 @@ per field or per model: those made the models twice as slow (docs/performance.md
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -574,18 +575,19 @@ def credential_expiry(raw_connection: Any) -> Expiry:
     return Expiry(None, "none", updated)
 
 
-def _seconds(value: Any) -> float | None:
-    """A duration in seconds (number or numeric text); None when unreadable."""
-    if isinstance(value, bool):
+def seconds_of(value: Any) -> float | None:
+    """A duration in seconds from a number or numeric text, as both services send them;
+    None when unreadable: not a number, NaN, infinite, or beyond a float (``10**400``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+_seconds = seconds_of
 
 
 def expires_at_of(raw_connection: Any) -> datetime | None:

@@ -458,7 +458,7 @@ def structure_problem(plan: Plan) -> str | None:
             return f"{where} does not match its kind, sandbox and target_id"
         if action.sandbox not in plan.sandboxes:
             return f"{where} is in sandbox {action.sandbox!r}, not one of the plan's sandboxes"
-        problem = _pair_problem(action)
+        problem = _pair_problem(action) or _audiences_problem(action)
         if problem:
             return f"{where} {problem}"
     for action in plan.actions:
@@ -483,6 +483,18 @@ def _id_problem(action: Action) -> str | None:
         problem = id_problem(value)
         if problem:
             return f"has {key} {value!r}: {problem}"
+    return None
+
+
+def _audiences_problem(action: Action) -> str | None:
+    """An ``add_audiences`` whose audiences are not the ones its precondition says the twin
+    lacks (the planner writes the same set twice), or None."""
+    if not isinstance(action, AddAudiences):
+        return None
+    adding = {a.id for a in action.details.audiences}
+    missing = set(action.precondition.missing)
+    if not adding or (missing and adding != missing):
+        return "adds other audiences than its precondition says the twin lacks"
     return None
 
 

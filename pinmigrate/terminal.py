@@ -16,6 +16,7 @@ touched: JSON escapes control characters itself and keeps the real value.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -97,3 +98,15 @@ def _safe_console_class() -> type[Console]:
 def safe_console(**options: Any) -> Console:
     """A rich ``Console(**options)`` whose output holds no control character it was given."""
     return _safe_console_class()(**options)
+
+
+def json_for_terminal(text: str) -> str:
+    """JSON text with every unsafe character inside its strings written as a ``\\u`` escape:
+    the same JSON document, but one a terminal shows as it is. (``ensure_ascii=False``
+    output leaves C1 controls, DEL and BIDI overrides raw; outside strings JSON has only
+    plain whitespace, which is kept.)"""
+    if not _SUSPECT.search(text):
+        return text
+    return "".join(
+        json.dumps(c)[1:-1] if c not in _LAYOUT and c != " " and unsafe_char(c) else c for c in text
+    )

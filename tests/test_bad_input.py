@@ -702,6 +702,24 @@ def twin_named(flow_id: str) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+def smuggle_audience(world: World, data: dict[str, Any], *, claim: bool = False) -> None:
+    """Add an audience of the S3 export flow to the plan's add_audiences (and, with
+    ``claim``, to its precondition's list of what the twin lacks): a segment outside the
+    migration would reach Pinterest."""
+    for flow in world.control("GET", "state")["objects"]["prod"]["flows"]:
+        spec = flow["inheritedAttributes"]["targetConnections"][0]["connectionSpec"]["id"]
+        if spec == S3_SPEC_ID:
+            selectors = flow["transformations"][0]["params"]["segmentSelectors"]["selectors"]
+            foreign = selectors[0]["value"]
+            break
+    action = next(a for a in data["actions"] if a["kind"] == "add_audiences")
+    action["details"]["audiences"].append(
+        {"id": foreign["id"], "name": "High-value abandoners (EU)", "description": ""}
+    )
+    if claim:
+        action["precondition"]["missing"].append(foreign["id"])
+
+
 def plan_key(world: World) -> Path:
     return Path(world.env["PINMIGRATE_STATE_DIR"]) / "plan.key"
 
@@ -920,6 +938,20 @@ PLAN_CASES = [
         "is not a flow of the legacy Pinterest card",
         setup=lambda w: w.plan_file(lambda d: retarget_disable(w, d), reseal=True),
         check=lambda w, r: names_object(r, w.flow_id("S3 nightly export", card=S3_SPEC_ID)),
+    ),
+    Case(
+        "plan-file/resealed-extra-audience-from-an-s3-flow",
+        ("apply", "{plan}"),
+        USAGE,
+        "adds other audiences than its precondition says the twin lacks",
+        setup=lambda w: w.plan_file(lambda d: smuggle_audience(w, d), reseal=True),
+    ),
+    Case(
+        "plan-file/resealed-extra-audience-claimed-missing",
+        ("apply", "{plan}"),
+        STALE,
+        "no longer has audience",
+        setup=lambda w: w.plan_file(lambda d: smuggle_audience(w, d, claim=True), reseal=True),
     ),
     Case(
         "plan-file/insider-new-card-flow-switched-off",

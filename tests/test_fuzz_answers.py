@@ -33,6 +33,7 @@ from conftest import Result, invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pinmigrate import models
 from pinmigrate.emulator import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -768,6 +769,22 @@ def test_an_account_time_of_5000_digits_is_unreadable_not_a_crash(key: str) -> N
     result, _ = spoiled_run("discover", "GET /connections", key, "9" * 5000)
     assert result.exit_code == 0, result.stderr
     assert result.json()["sandboxes"], result.stdout[:200]
+
+
+def test_an_account_lifetime_beyond_a_float_is_unreadable_not_a_crash() -> None:
+    # Found by review: ``expiresIn`` (updatedAt + expiresIn, api-notes.md §3 "Accounts") of
+    # 10**400, a JSON integer float() cannot hold, crashed discovery with an OverflowError.
+    raw = {
+        "id": "acct",
+        "name": "Pinterest account",
+        "connectionSpec": {"id": "spec"},
+        "auth": {"params": {"accessToken": "***", "expiresIn": 10**400}},
+        "updatedAt": 1_700_000_000_000,
+        "state": "enabled",
+        "etag": '"e"',
+    }
+    account = models.account_from_payload(raw, "new")
+    assert account.expiry_rule == "updatedAt+30d"
 
 
 @pytest.mark.parametrize(

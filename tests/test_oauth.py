@@ -1203,3 +1203,19 @@ def test_pkce_challenge_is_rfc_7636_s256() -> None:
     # RFC 7636 appendix B.
     verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
     assert pkce_challenge(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+def test_only_the_accepted_callbacks_code_is_masked() -> None:
+    """A foreign callback's words are not secrets: registering them would let any local
+    program blank out words of pinmigrate's output (its `code` here is "pinmigrate")."""
+    from pinmigrate.oauth.listener import Callback, code_from_callback
+
+    foreign = Callback.from_query("code=pinmigrate+auth+login&state=guessed")
+    with pytest.raises(AuthError):
+        code_from_callback(foreign, "the-real-state")
+    assert redact.redact("run `pinmigrate auth login` again") == (
+        "run `pinmigrate auth login` again"
+    )
+    ours = Callback.from_query("code=pina-code-0123456789&state=the-real-state")
+    assert code_from_callback(ours, "the-real-state") == "pina-code-0123456789"
+    assert "pina-code-0123456789" not in redact.redact("code pina-code-0123456789")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import requests
 from conftest import Result
 
+from pinmigrate.app import App
 from pinmigrate.emulator import Emulator
 from pinmigrate.emulator.scenarios import account_id, flow_id
 from pinmigrate.terminal import safe_console, safe_text
@@ -119,3 +121,24 @@ def test_the_error_line_escapes_what_it_quotes(cli: Any, emu_env: dict[str, str]
     assert result.exit_code == USAGE
     assert_no_raw_controls(result.stderr)
     assert "plan\\x1b[2K\\x1b[1A\\x1b[2K\\u202e.json" in result.stderr
+
+
+def test_json_at_a_terminal_escapes_what_would_move_the_cursor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--output json`` on a terminal: the same document, its C1 controls, DEL and BIDI
+    overrides written as escapes (a pipe gets the bytes unchanged)."""
+    hostile = {"name": "a\x9b2Kb\u202ec\x7f 日本 e\u0301"}
+    part = json.dumps(hostile, ensure_ascii=False).encode("utf-8")
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, raw in ((Terminal(), False), (io.StringIO(), True)):
+        monkeypatch.setattr("sys.stdout", stream)
+        App.print_json_parts(None, [part])  # type: ignore[arg-type]
+        shown = stream.getvalue()
+        assert json.loads(shown) == hostile
+        assert ("\x9b" in shown and "\u202e" in shown) is raw
+        assert "日本" in shown

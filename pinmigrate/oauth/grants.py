@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import logging
-import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pydantic import SecretStr
 from pinmigrate import redact
 from pinmigrate.errors import ApiError, AuthError, ConfigError, UsageError
 from pinmigrate.logins import AdAccountAccess, Login, LoginStore
+from pinmigrate.models import seconds_of
 from pinmigrate.settings import env_name, is_loopback_host
 
 if TYPE_CHECKING:
@@ -88,13 +88,9 @@ def missing_scopes(granted: Sequence[str], required: Sequence[str]) -> list[str]
 
 
 def _seconds(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
+    """A lifetime Pinterest sent (:func:`models.seconds_of`), None when negative too."""
+    number = seconds_of(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _later(now: datetime, seconds: float | None) -> datetime | None:

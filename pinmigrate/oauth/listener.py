@@ -57,7 +57,6 @@ class Callback:
             error=first("error"),
             error_description=first("error_description"),
         )
-        redact.register(callback.code)
         return callback
 
     @property
@@ -114,6 +113,9 @@ def code_from_callback(callback: Callback, expected_state: str) -> str:
         )
     if not callback.code:
         raise AuthError("the OAuth callback carries no code; nothing was stored", hint=retry)
+    # Only the code of the answer that is ours is a secret to mask: registering every
+    # ignored callback's words would let any local program blank out pinmigrate's output.
+    redact.register(callback.code)
     return callback.code
 
 
