@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pinmigrate import redact
 from pinmigrate.errors import ConfigError
-from pinmigrate.files import fsync_dir
+from pinmigrate.files import fsync_dir, make_private_dir
 
 KEY_FILE = "plan.key"
 #: A plan key given by the environment instead (64 hex digits), e.g. a CI secret.
@@ -135,7 +135,7 @@ def _make(path: Path) -> str:
     process made it first, its key is the key."""
     text = secrets.token_hex(_KEY_BYTES) + "\n"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(path.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="ascii") as handle:

@@ -660,15 +660,7 @@ def test_writes_whose_answers_were_lost_are_rolled_back_in_strict_mode(
     assert [a.kind for a in plan.actions] == ["enable_flow", "disable_flow"]
     adobe.log.clear()
     adobe.lose_answer = {"N1": 1, "L1": 1}  # the undo loses its answers too
-    undo_journal = Journal(settings.state_dir, "undo-1", kind="rollback")
-    undo = rollback_run(
-        plan,
-        adobe=adobe,
-        settings=settings,
-        journal=undo_journal,
-        concurrency=4,  # type: ignore[arg-type]
-    )
-    undo_journal.close()
+    undo = _rollback(adobe, settings, plan, "undo-1", concurrency=4)[0]
     assert undo.ok and set(statuses(undo).values()) == {"done"}
     assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
     assert adobe.obj("prod", "flows", "N1")["state"] == "disabled"
@@ -1092,15 +1084,7 @@ def test_rollback_restores_flow_states_and_is_idempotent(settings: Settings) -> 
     assert any("credentials" in line for line in plan.left_alone)
 
     adobe.log.clear()
-    undo_journal = Journal(settings.state_dir, "undo-1", kind="rollback")
-    undo = rollback_run(
-        plan,
-        adobe=adobe,
-        settings=settings,
-        journal=undo_journal,
-        concurrency=4,  # type: ignore[arg-type]
-    )
-    undo_journal.close()
+    undo = _rollback(adobe, settings, plan, "undo-1", concurrency=4)[0]
     assert undo.ok and set(statuses(undo).values()) == {"done"}
     for n in (1, 2):
         assert adobe.obj("prod", "flows", f"L{n}")["state"] == "enabled"
@@ -1116,14 +1100,7 @@ def test_rollback_restores_flow_states_and_is_idempotent(settings: Settings) -> 
     assert read_run(settings.state_dir, "undo-1").kind == "rollback"
 
     adobe.log.clear()
-    again_journal = Journal(settings.state_dir, "undo-2", kind="rollback")
-    again = rollback_run(
-        plan,
-        adobe=adobe,
-        settings=settings,
-        journal=again_journal,
-        concurrency=4,  # type: ignore[arg-type]
-    )
+    again = _rollback(adobe, settings, plan, "undo-2", concurrency=4)[0]
     assert set(statuses(again).values()) == {"already_done"}
     assert adobe.writes() == []
 
@@ -1136,14 +1113,7 @@ def test_rollback_skips_what_changed_since_and_keeps_the_twin_on(settings: Setti
     del adobe.objects[("prod", "flows")]["L1"]  # the legacy flow was deleted since
 
     plan = rollback_plan(read_run(settings.state_dir, journal.run_id))
-    undo_journal = Journal(settings.state_dir, "undo", kind="rollback")
-    undo = rollback_run(
-        plan,
-        adobe=adobe,
-        settings=settings,
-        journal=undo_journal,
-        concurrency=2,  # type: ignore[arg-type]
-    )
+    undo = _rollback(adobe, settings, plan, "undo", concurrency=2)[0]
     got = {r.action_id: r for r in undo.results}
     assert got["enable_flow:prod:L1"].status == "skipped"
     assert "no longer exists" in (got["enable_flow:prod:L1"].error or "")
@@ -1390,15 +1360,16 @@ def test_a_slow_browser_login_is_followed_by_a_fresh_staleness_check(
 
 
 def _rollback(
-    adobe: FakeAdobe, settings: Settings, plan: Any, run_id: str = "undo"
+    adobe: FakeAdobe, settings: Settings, plan: Any, run_id: str = "undo", *, concurrency: int = 2
 ) -> tuple[Any, Journal]:
+    """Carry out a rollback plan in a journal of its own, as ``pinmigrate rollback`` does."""
     journal = Journal(settings.state_dir, run_id, kind="rollback")
     report = rollback_run(
         plan,
         adobe=adobe,  # type: ignore[arg-type]
         settings=settings,
         journal=journal,
-        concurrency=2,
+        concurrency=concurrency,
     )
     journal.close()
     return report, journal
