@@ -398,7 +398,8 @@ class _Planner:
                     )
                 )
             elif len(candidates) == 1 and len(rivals) == 1:
-                self._pair(sb, legacy, candidates[0], "", decisions, live, seen_new)
+                note = self._settled_by_match(sb, legacy, candidates[0], matched)
+                self._pair(sb, legacy, candidates[0], note, decisions, live, seen_new)
             elif len(candidates) > 1:
                 self._block(
                     sb,
@@ -428,6 +429,27 @@ class _Planner:
         reconnects = self._reconnects(sb, [f for f in new_flows if f.id in live])
         for decision in decisions:
             self._pair_actions(sb, decision, reconnects)
+
+    def _settled_by_match(
+        self, sb: SandboxInventory, legacy: Flow, twin: Flow, matched: Mapping[str, Flow]
+    ) -> str:
+        """A pair by name that was ambiguous until a ``--match`` took the other flows of its
+        name and ad account: say so (plan warning and pair note), naming the ``--match``."""
+        key = pair_key(legacy)
+        settling = sorted(
+            f"--match {lid}={new.id}"
+            for lid, new in matched.items()
+            if pair_key(new) == key or lid in {f.id for f in sb.flows if pair_key(f) == key}
+        )
+        if not settling:
+            return ""
+        which = ", ".join(settling)
+        self.warnings.append(
+            f"{sb.name}: {which} also settled the ambiguous legacy flow {legacy.name!r} "
+            f"({legacy.id}): it is now paired by name with new flow {twin.id}, the only one "
+            f"left; if that is wrong, pair it with --match {legacy.id}=NEW_ID"
+        )
+        return f"settled by {which} (the only new flow of this name left)"
 
     def _warn_about_data(
         self, sb: SandboxInventory, legacy_flows: list[Flow], new_flows: list[Flow]

@@ -870,3 +870,33 @@ def test_demo_scenario_expected_plan() -> None:
     no_login = plan_of(demo_inventory())
     assert no_login.summary == plan.summary
     assert all(a.details.needs_login for a in no_login.actions if a.kind == "reconnect_account")
+
+
+@pytest.mark.parametrize(
+    ("flows", "match", "settled", "twin"),
+    [
+        # two legacy and two new flows of one name: each legacy flow is ambiguous
+        ((L("l1"), L("l2"), N("n1"), N("n2")), {"l1": "n1"}, "l2", "n2"),
+        # two legacy flows of one name and one new: a match with another new flow settles it
+        ((L("l1"), L("l2"), N("n1"), N("nx", name="Other")), {"l1": "nx"}, "l2", "n1"),
+    ],
+)
+def test_a_match_that_settles_another_ambiguous_pair_says_so(
+    flows: tuple[Flow, ...], match: dict[str, str], settled: str, twin: str
+) -> None:
+    unmatched = plan_of(world(*flows))
+    assert {b.flow_id for b in unmatched.blockers} >= {settled}
+    plan = plan_of(world(*flows), matches=match)
+    [lid] = match
+    [warning] = [w for w in plan.warnings if f"--match {lid}={match[lid]} also settled" in w]
+    assert f"({settled})" in warning and f"new flow {twin}" in warning
+    [pair] = [p for p in plan.pairs if p.legacy_flow_id == settled]
+    assert pair.new_flow_id == twin and f"settled by --match {lid}=" in pair.note
+
+
+def test_a_pair_unambiguous_without_the_match_gets_no_such_warning() -> None:
+    plan = plan_of(
+        world(L("l1"), N("n1"), L("l2", name="Other"), N("n2", name="Else")), matches={"l2": "n2"}
+    )
+    assert not any("also settled" in w for w in plan.warnings)
+    assert [p.note for p in plan.pairs if p.legacy_flow_id == "l1"] == [""]
