@@ -387,6 +387,13 @@ CONFIG_CASES = [
         env={"PINMIGRATE_ADOBE_CLIENT_SECRET": None},
     ),
     Case(
+        "config/missing-org-id-and-no-config-file-suggests-init",
+        ("plan",),
+        USAGE,
+        "missing required setting adobe.org_id: no config file found (looked for ",
+        env={"PINMIGRATE_ADOBE_ORG_ID": None},
+    ),
+    Case(
         "config/non-loopback-redirect",
         ("auth", "login"),
         USAGE,

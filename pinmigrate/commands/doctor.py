@@ -108,11 +108,22 @@ class Doctor:
         if settings.config_path is not None:
             where = f"loaded from {settings.config_path}"
         else:
-            where = "no config file (environment and defaults)"
+            from pinmigrate.settings import no_config_file
+
+            where = f"{no_config_file()}: environment and defaults; `pinmigrate init` writes one"
         from_env = sum(1 for source in settings.sources.values() if source.startswith("environ"))
         if from_env:
             where += f", {from_env} setting{'s' if from_env != 1 else ''} from the environment"
         self.add(ok("config", where))
+        for key in settings.placeholders():
+            self.add(
+                fail(
+                    key,
+                    f"{key} still holds the placeholder {settings.value_of(key)!r} that "
+                    f"`pinmigrate init` wrote (from {settings.source_of(key)}); set your own",
+                    ExitCode.USAGE,
+                )
+            )
         return settings
 
     def adobe_token(self, settings: Settings) -> AdobeClient | None:
