@@ -313,11 +313,36 @@ def test_status_text_and_json(cli: Any, env: dict[str, str], state_dir: Path) ->
     assert "pina_status" not in as_json.stdout and "pinr_status" not in as_json.stdout
 
 
-def test_status_with_nothing_stored(cli: Any, env: dict[str, str]) -> None:
+def test_status_with_nothing_stored_lists_nothing_and_exits_4(
+    cli: Any, env: dict[str, str], state_dir: Path
+) -> None:
     result = cli(["auth", "status"], env=env)
-    assert result.exit_code == 0
+    assert result.exit_code == 4
     assert "No Pinterest login stored" in result.stdout
     assert "optional" in result.stdout and "pre-flight" in result.stdout
+    assert result.stderr == (
+        "pinmigrate: no usable Pinterest login: none is stored in "
+        f"{state_dir / 'logins.json'}; run `pinmigrate auth login` (optional: only plan's "
+        "pre-flight needs it)\n"
+    )
+    as_json = cli(["auth", "status", "--output", "json"], env=env)
+    assert as_json.exit_code == 4 and as_json.json()["logins"] == []
+
+
+def test_status_exits_4_when_every_login_expired_beyond_refresh(
+    cli: Any, env: dict[str, str], state_dir: Path
+) -> None:
+    past = datetime.now(UTC) - timedelta(days=1)
+    put(state_dir, "1", "stale", refresh_expires_at=past)
+    put(state_dir, "2", "frozen", refresh_token=None, access_expires_at=past)
+    result = cli(["auth", "status"], env=env)
+    assert result.exit_code == 4
+    assert "stale (1)" in result.stdout and "frozen (2)" in result.stdout
+    assert "every stored one has expired beyond refresh" in result.stderr
+    assert "stale (1)" in result.stderr and "frozen (2)" in result.stderr
+    # one login that can still be refreshed is enough (its access token expired: refreshable)
+    put(state_dir, "3", "alive", access_expires_at=past)
+    assert cli(["auth", "status"], env=env).exit_code == 0
 
 
 def test_status_with_an_environment_refresh_token(
@@ -379,8 +404,14 @@ def test_logout_variants(cli: Any, env: dict[str, str], state_dir: Path) -> None
     only = cli(["auth", "logout"], env=env)
     assert only.exit_code == 0 and "alice (1)" in only.stderr
     assert store_of(state_dir).load() == []
-    none = cli(["auth", "logout"], env=env)
-    assert none.exit_code == 64
+    for args in (["auth", "logout"], ["auth", "logout", "alice"]):
+        none = cli(args, env=env)
+        assert none.exit_code == 0, none.stderr
+        assert none.stderr == (
+            f"No Pinterest login is stored in {state_dir / 'logins.json'}; nothing to forget.\n"
+        )
+    as_json = cli(["auth", "logout", "--output", "json"], env=env)
+    assert as_json.exit_code == 0 and as_json.json()["removed"] == []
 
 
 def test_logout_by_user_id(cli: Any, env: dict[str, str], state_dir: Path) -> None:

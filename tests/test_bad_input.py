@@ -306,6 +306,15 @@ def config_file(text: str | bytes, name: str = "pinmigrate.toml") -> Setup:
     return setup
 
 
+def store_a_login(world: World, user_id: str, username: str) -> None:
+    from pydantic import SecretStr
+
+    from pinmigrate.logins import Login, LoginStore
+
+    login = Login(user_id=user_id, username=username, access_token=SecretStr("pina_bad_input"))
+    LoginStore(Path(world.env["PINMIGRATE_STATE_DIR"])).put(login)
+
+
 def plain_http(world: World, key: str, url: str) -> None:
     """``key`` set to plain http on another host: refused before any request is sent."""
     world.env["PINMIGRATE_" + key.replace(".", "_").upper()] = url
@@ -642,7 +651,13 @@ FLAG_CASES = [
         USAGE,
         "cannot be combined",
     ),
-    Case("flags/logout-unknown-user", ("auth", "logout", "nobody"), USAGE, "no stored"),
+    Case(
+        "flags/logout-unknown-user",
+        ("auth", "logout", "nobody"),
+        USAGE,
+        "no stored Pinterest login for 'nobody' (stored: someone (1))",
+        setup=lambda world: store_a_login(world, "1", "someone"),
+    ),
     Case("flags/emulator-bad-faults", ("emulator", "--faults", "boom"), USAGE, "--faults"),
     Case(
         "flags/emulator-public-host",
