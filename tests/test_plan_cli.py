@@ -374,3 +374,24 @@ def test_the_discover_view_names_the_cards(cli: Any, emu_env: dict[str, str]) ->
     assert result.exit_code == 0, result.stderr
     names = {(s["legacy_spec_name"], s["new_spec_name"]) for s in result.json()["sandboxes"]}
     assert names == {("(Deprecating) Pinterest", "Pinterest")}
+
+
+@pytest.mark.parametrize("parent", ["missing", "a-file"])
+def test_plan_out_into_a_missing_directory_is_a_usage_error_and_writes_nothing(
+    cli: Any, emu_env: dict[str, str], emulator: Any, tmp_path: Path, state_dir: Path, parent: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    emulator.clear_requests()
+    out = tmp_path / parent / "plan.json"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = cli(["plan", "--out", str(out)], env=emu_env)
+    assert result.exit_code == 64
+    problem = "is not a directory" if parent == "a-file" else "does not exist"
+    assert result.stderr.splitlines() == [
+        f"pinmigrate: cannot save the plan to {out}: {'' if parent == 'a-file' else 'directory '}"
+        f"{tmp_path / parent} {problem}; create it first or pick another"
+    ]
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no silent mkdir
+    assert list(state_dir.iterdir()) == []  # no plan key made either
+    assert emulator.requests()["total"] == 0  # refused before discovery

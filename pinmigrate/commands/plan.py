@@ -43,9 +43,11 @@ def command(
     credentials are missing or expiring, add audiences missing on a new flow,
     enable the new flow, then switch its legacy twin off.
     """
-    from pinmigrate.plan import json_parts, save_plan
+    from pinmigrate.plan import check_plan_path, json_parts, save_plan
     from pinmigrate.render import render_plan
 
+    if out:
+        check_plan_path(Path(out))
     pairs = parse_matches(matches)
     app.use_flag("migration.disable_legacy", "--keep-legacy", False if keep_legacy else None)
     plan = build_plan(app, sandboxes=sandboxes, flows=flows, matches=pairs)
