@@ -58,8 +58,9 @@ def plan_shaping(prefix: str = "") -> Callable[[F], F]:
                 "--flow",
                 "flows",
                 multiple=True,
-                metavar="ID",
-                help=f"{prefix}Only the pair of this legacy or new flow (repeatable).",
+                metavar="ID|NAME",
+                help=f"{prefix}Only the pair of this legacy or new flow, by id or by exact name "
+                "(a name of several flows is refused; repeatable).",
             ),
             click.option(
                 "--match",
@@ -96,7 +97,11 @@ def build_plan(
     from pinmigrate.report import discovery_progress
 
     for flow in flows:
-        checked_id(flow, "--flow")
+        if not flow.strip():
+            # An id or a name (compared in the inventory, never sent): only empty is refused.
+            raise UsageError(
+                f"refusing --flow {flow!r}: it is empty", hint="give a flow id or name"
+            )
     request = workflow.PlanRequest(sandboxes=sandboxes, flows=flows, matches=dict(matches or {}))
     settings = app.settings
     adobe = adobe or workflow.adobe_client(settings)
