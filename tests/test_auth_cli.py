@@ -203,7 +203,50 @@ def test_paste_with_a_wrong_state_stores_nothing(
     pasted = f"http://localhost:8085/?code={code}&state=forged\n"
     result = cli(["auth", "login", "--no-browser"], env=env, input=pasted)
     assert result.exit_code == 4
-    assert "does not match" in result.stderr
+    # the end of input after one bad paste ends the login with that paste's problem
+    assert "no usable paste after 1 try: the OAuth callback's state does not match" in (
+        result.stderr
+    )
+    assert fake.exchange_calls == 0
+    assert not (state_dir / "logins.json").exists()
+
+
+def test_a_bad_paste_is_asked_for_again(
+    cli: Any, env: dict[str, str], api: Any, fake: FakePinterest, tty: None, state_dir: Path
+) -> None:
+    code = fake.code_for("1000000001")
+    good = f"http://localhost:8085/?code={code}&state={STATE}"
+    result = cli(
+        ["auth", "login", "--no-browser"],
+        env=env,
+        input=f"not a code\nhttp://localhost:8085/?code=x&state=forged\n{good}\n",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("Paste that address") == 3
+    assert (
+        "That paste did not work: the pasted text is neither the redirected URL nor a code; "
+        "nothing was stored. Paste again "
+        "(2 more tries)." in result.stderr
+    )
+    assert "does not match this login attempt" in result.stderr and "(1 more try)" in result.stderr
+    assert fake.exchange_calls == 1
+    assert store_of(state_dir).get("1000000001") is not None
+
+
+def test_three_bad_pastes_fail_with_one_line(
+    cli: Any, env: dict[str, str], api: Any, fake: FakePinterest, tty: None, state_dir: Path
+) -> None:
+    result = cli(
+        ["auth", "login", "--no-browser"],
+        env=env,
+        input="not a code\nhttp://localhost:8085/\nhttp://localhost:8085/?code=x&state=no\nx\n",
+    )
+    assert result.exit_code == 4
+    assert result.stderr.count("Paste that address") == 3  # the fourth line is never read
+    assert result.stderr.count("That paste did not work") == 2
+    assert result.stderr.splitlines()[-1].startswith(
+        "pinmigrate: no usable paste after 3 tries: the OAuth callback's state does not match"
+    )
     assert fake.exchange_calls == 0
     assert not (state_dir / "logins.json").exists()
 

@@ -165,7 +165,8 @@ def command() -> None:
 @click.option(
     "--no-browser",
     is_flag=True,
-    help="Do not open a browser: print the URL and read the address it led to (or the code).",
+    help="Do not open a browser: print the URL and read the address it led to (or the code); "
+    "a bad paste is asked for again, three tries in all.",
 )
 @click.option(
     "--with-token",
