@@ -425,3 +425,19 @@ def test_flow_names_are_compared_exactly_with_near_names_pointed_out(
         "pinmigrate: no Pinterest flow with id or name 'loyalty  Members' (--flow); names are "
         "compared exactly: did you mean 'Loyalty members'?"
     ]
+
+
+def test_verbose_request_lines_match_each_attempt_with_its_answer(
+    cli: Any, emu_env: dict[str, str]
+) -> None:
+    result = cli(["plan", "-v"], env=emu_env)
+    assert result.exit_code == 0, result.stderr
+    sent = re.findall(
+        r"pinmigrate\.http: adobe (GET \S+ \[sandbox \w+\]) \(attempt 1\)", result.stderr
+    )
+    answered = re.findall(
+        r"pinmigrate\.http: adobe (GET \S+ \[sandbox \w+\]) -> 200 ", result.stderr
+    )
+    assert sent and sorted(sent) == sorted(answered)
+    assert {s.split("[sandbox ")[1] for s in sent} == {"prod]", "dev]"}
+    assert any("/flows?" in s and "property=" in s for s in sent)
