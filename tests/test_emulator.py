@@ -1700,6 +1700,39 @@ def test_command_prints_url_and_exports_then_stops_cleanly(
     assert "stopped" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_command_listens_on_a_free_port_by_default_and_prints_it(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pinmigrate.commands import emulator as command_module
+
+    served: list[int] = []
+
+    def probe(emu: Emulator) -> None:
+        served.append(emu.port)
+        raise KeyboardInterrupt
+
+    asked: list[int] = []
+
+    class Recording(Emulator):
+        def __init__(self, *args: Any, port: int, **kwargs: Any) -> None:
+            asked.append(port)
+            super().__init__(*args, port=port, **kwargs)
+
+    monkeypatch.setattr(command_module, "wait", probe)
+    monkeypatch.setattr("pinmigrate.emulator.Emulator", Recording)
+    text = cli(["emulator"])  # no --port: the system picks a free one
+    as_json = cli(["emulator", "--output", "json"])
+    assert text.exit_code == 0 and as_json.exit_code == 0, text.stderr + as_json.stderr
+    first, second = served
+    assert asked == [0, 0] and 0 not in served
+    assert text.stdout.splitlines()[0] == (
+        f"# pinmigrate emulator: http://127.0.0.1:{first} (port {first}, scenario demo); "
+        "Ctrl-C stops it"
+    )
+    body = as_json.json()
+    assert body["port"] == second and body["url"] == f"http://127.0.0.1:{second}"
+
+
 def test_command_json_output(cli: Any, no_wait: list[dict[str, Any]]) -> None:
     result = cli(["emulator", "--port", "0", "--output", "json"])
     assert result.exit_code == 0
