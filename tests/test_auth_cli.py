@@ -491,3 +491,19 @@ def test_verbose_runs_leak_nothing(
     for path in state_dir.rglob("*"):
         if path.is_file() and path.name != "logins.json":
             assert_no_secret(fake, path.read_text(errors="replace"))
+
+
+def test_a_rotated_environment_token_lives_on_only_in_the_state_dir(
+    cli: Any, env: dict[str, str], api: Any, fake: FakePinterest, state_dir: Path, tmp_path: Path
+) -> None:
+    """What the README's CI recipe says: keep the state dir between jobs."""
+    env["PINMIGRATE_PINTEREST_REFRESH_TOKEN"] = fake.grant("1000000001")["refresh_token"]
+    first_job = cli(["auth", "status"], env=env)
+    assert first_job.exit_code == 0, first_job.stderr
+    assert f"the new one is saved in {state_dir / 'logins.json'}" in first_job.stderr
+    assert cli(["auth", "status"], env=env).exit_code == 0  # the state dir was kept
+    fresh = tmp_path / "fresh-state"
+    fresh.mkdir(mode=0o700)
+    next_job = cli(["auth", "status"], env={**env, "PINMIGRATE_STATE_DIR": str(fresh)})
+    assert next_job.exit_code == 4
+    assert "PINMIGRATE_PINTEREST_REFRESH_TOKEN did not work" in next_job.stderr
