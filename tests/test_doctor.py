@@ -450,8 +450,10 @@ def test_init_placeholders_are_failed_checks_naming_the_key(cli, env, adobe, tmp
         ("adobe.client_id", "your-client-id"),
     ):
         assert found[key]["status"] == "fail"
-        assert f"{key} still holds the placeholder {value!r}" in found[key]["detail"]
+        assert found[key]["detail"].startswith(f"still holds the placeholder {value!r} that ")
     assert found["config"]["status"] == "ok"
+    assert "adobe credentials" not in found  # the made-up org is never sent to IMS
+    assert not [c for c in adobe.calls if "/ims/" in c.request.url]
 
 
 def test_own_values_in_an_init_file_are_no_placeholders(cli, env, adobe, tmp_path):

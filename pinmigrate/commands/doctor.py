@@ -86,7 +86,8 @@ class Doctor:
         settings = self.config()
         if settings is None:
             return self.checks
-        adobe = self.adobe_token(settings)
+        # init's placeholders would only send a made-up org and client to IMS.
+        adobe = None if settings.placeholders() else self.adobe_token(settings)
         if adobe is not None:
             reachable = [s for s in settings.adobe.sandboxes if self.sandbox(adobe, s)]
             for sandbox in reachable or settings.adobe.sandboxes[:1]:
@@ -119,7 +120,7 @@ class Doctor:
             self.add(
                 fail(
                     key,
-                    f"{key} still holds the placeholder {settings.value_of(key)!r} that "
+                    f"still holds the placeholder {settings.value_of(key)!r} that "
                     f"`pinmigrate init` wrote (from {settings.source_of(key)}); set your own",
                     ExitCode.USAGE,
                 )
