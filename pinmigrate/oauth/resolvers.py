@@ -270,6 +270,8 @@ class LoginResolver:
             except (click.exceptions.Abort, EOFError):
                 if problem is None:
                     raise
+                if self.prompt is None:
+                    click.echo(err=True)  # end the prompt's line: the error gets its own
                 attempt -= 1
                 break
             try:
