@@ -119,3 +119,29 @@ def test_a_run_that_never_starts_ends_as_a_timeout(
     assert moving.ahead() == pytest.approx(60, abs=1)  # the last read came at the timeout
     flow: Any = emu.state.get("flows", NEWSLETTER)
     assert flow["state"] == "enabled"  # the enable itself stands
+
+
+# --- the order a plan carries: --wait-runs, migration.wait_runs ---------------------------------
+
+
+def plan_of(env: dict[str, str], *flags: str) -> Result:
+    return invoke(["plan", "--sandbox", "dev", "--flow", NEWSLETTER, *flags], env)
+
+
+def test_the_plan_shows_and_carries_the_order(emu: Emulator, env: dict[str, str]) -> None:
+    plain = plan_of(env, "--output", "json").json()
+    [disable] = [a for a in plain["actions"] if a["kind"] == "disable_flow"]
+    assert disable["details"]["after"] == "twin_enabled"
+    assert "after its twin" in plan_of(env).stdout and "first run" not in plan_of(env).stdout
+
+    for how in (["--wait-runs"], []):
+        extra = {} if how else {"PINMIGRATE_MIGRATION_WAIT_RUNS": "true"}
+        waiting = invoke(
+            ["plan", "--sandbox", "dev", "--flow", NEWSLETTER, *how, "--output", "json"],
+            {**env, **extra},
+        ).json()
+        assert waiting["schema_version"] == 1
+        [disable] = [a for a in waiting["actions"] if a["kind"] == "disable_flow"]
+        assert disable["details"]["after"] == "first_run_succeeds"
+    text = " ".join(plan_of(env, "--wait-runs").stdout.split())
+    assert f"after its twin {NEWSLETTER}'s first run succeeds" in text
