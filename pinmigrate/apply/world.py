@@ -120,6 +120,11 @@ class LiveWorld:
         with self._lock:
             return self._world.flows[flow_id]
 
+    def snapshot_flow(self, flow_id: str) -> Flow | None:
+        """The flow as last read, if it was."""
+        with self._lock:
+            return self._world.flow(flow_id)
+
     def account(self, account_id: str) -> Account:
         with self._lock:
             return self._world.accounts[account_id]
