@@ -2482,3 +2482,23 @@ def test_switch_offs_released_by_a_reconnect_in_adobe_also_wait_for_first_runs(
     assert statuses["disable_flow:prod:L2"] == "done"
     assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
     assert adobe.obj("prod", "flows", "L2")["state"] == "disabled"
+
+
+def test_rounds_of_run_reads_start_an_interval_apart_however_long_a_round_takes(
+    settings: Settings,
+) -> None:
+    clock = FakeTime()
+    started: list[float] = []
+
+    class Slow(FakeAdobe):
+        def runs(self, flow_id: str, *, sandbox: str) -> list[dict]:
+            started.append(clock.now)
+            clock.now += 4  # 2,000 flows at some latency: a round takes seconds
+            return super().runs(flow_id, sandbox=sandbox)
+
+    adobe = Slow()
+    pair(adobe, "prod", 1)
+    adobe.runs_by_flow["N1"] = [[], [], [_run("r1", "success", NOW)]]
+    report, _ = run_gated(adobe, settings, full_pair_actions("prod", 1), clock=clock)
+    assert report.ok
+    assert started == [0, 10, 20]

@@ -381,7 +381,8 @@ class Executor:
 
     def _wait_for_runs(self, watch: RunWatch) -> None:
         """Sleep until the next round of reads, keeping the live line current."""
-        until = self.clock() + min(RUN_INTERVAL, max(0.0, watch.left()))
+        # An interval from the start of the last round: at scale a round itself takes a while.
+        until = min(watch.polled_at + RUN_INTERVAL, watch.deadline)
         while True:
             self._status(watch.progress())
             step = min(1.0, until - self.clock())

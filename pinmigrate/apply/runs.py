@@ -64,12 +64,15 @@ class RunWatch:
         self.pending = {f.flow_id: RunCheck(f.flow_id, f.sandbox, f.name, "waiting") for f in flows}
         self.done: dict[str, RunCheck] = {}
         self._since = {f.flow_id: f.since for f in flows}
+        #: When the latest round of reads began (the next one starts an interval after it).
+        self.polled_at = self.clock()
 
     def left(self) -> float:
         return self.deadline - self.clock()
 
     def poll(self) -> list[RunCheck]:
         """Read every pending flow's runs once; the checks that ended in this round."""
+        self.polled_at = self.clock()
         if not self.pending:
             return []
         with ThreadPoolExecutor(
