@@ -2390,29 +2390,39 @@ def test_a_disable_whose_twins_run_does_not_end_in_time_is_skipped(settings: Set
 
 
 def test_a_twin_already_on_is_judged_by_its_latest_run(settings: Settings) -> None:
-    # Enabled by an earlier run whose first run failed: apply again checks its latest run
-    # (any age): a newer successful one lets the legacy flow go off.
+    # Enabled before this apply (by hand, or by an earlier run whose switch-offs were held):
+    # its latest run tells, whatever its age. A latest run that failed before this apply is
+    # waited past, since the operator may have fixed its cause: a newer run decides, else
+    # the old failure stands at the timeout.
     adobe = FakeAdobe()
-    pair(adobe, "prod", 1)
-    pair(adobe, "prod", 2)
-    for n in (1, 2):
+    for n in (1, 2, 3):
+        pair(adobe, "prod", n)
         adobe.obj("prod", "flows", f"N{n}")["state"] = "enabled"
     old = NOW - timedelta(days=1)
-    adobe.runs_by_flow["N1"] = [
-        [failed_run("r0", "N1", old - timedelta(hours=1)), _run("r1", "success", old)]
-    ]
-    adobe.runs_by_flow["N2"] = [
-        [_run("r2", "success", old - timedelta(hours=1)), failed_run("r3", "N2", old)]
-    ]
-    actions = [*full_pair_actions("prod", 1), *full_pair_actions("prod", 2)]
+    early = failed_run("r0", "N1", old - timedelta(hours=1))
+    adobe.runs_by_flow["N1"] = [[early, _run("r1", "success", old)]]
+    adobe.runs_by_flow["N2"] = [[failed_run("r2", "N2", old)]]
+    fixed = _run("r3b", "success", NOW + timedelta(seconds=15))
+    adobe.runs_by_flow["N3"] = [[failed_run("r3", "N3", old)], [failed_run("r3", "N3", old), fixed]]
+    actions = [a for n in (1, 2, 3) for a in full_pair_actions("prod", n)]
+    clock = FakeTime()
 
-    report, _ = run_gated(adobe, settings, actions)
+    report, _ = run_gated(adobe, settings, actions, clock=clock, timeout=60)
 
     statuses = {r.action_id: r.status for r in report.results}
     assert statuses["enable_flow:prod:N1"] == "already_done"
     assert statuses["disable_flow:prod:L1"] == "done"
     assert statuses["disable_flow:prod:L2"] == "skipped"
-    assert [(r.flow_id, r.run_id) for r in report.runs] == [("N1", "r1"), ("N2", "r3")]
+    assert statuses["disable_flow:prod:L3"] == "done"
+    checks = {r.flow_id: r for r in report.runs}
+    assert [(f, c.status, c.run_id) for f, c in checks.items()] == [
+        ("N1", "success", "r1"),
+        ("N2", "failed", "r2"),
+        ("N3", "success", "r3b"),
+    ]
+    assert checks["N2"].detail.endswith("(before this apply; no newer run in 60s)")
+    assert checks["N2"].errors[0]["code"] == "CONNECTOR-2001-500"
+    assert 60 <= clock.now <= 61
 
 
 def test_the_wait_for_first_runs_shows_how_far_it_got(settings: Settings) -> None:

@@ -395,7 +395,8 @@ class Executor:
     ) -> Watched:
         """What to watch of new flow ``twin``: the runs after this run began when this run
         enabled it; else (on before, or enabled by an earlier run) its latest run, whatever
-        its age: waiting for a run after now could take as long as the flow's schedule."""
+        its age: waiting for a run after now could take as long as the flow's schedule. A
+        latest run that failed before this apply is waited past, until the run timeout."""
         enable = self.enables.get(twin)
         enabled_now = enable is not None and results[enable.id].status == "done"
         if enable is not None and enable.target_name:
@@ -403,7 +404,10 @@ class Executor:
         else:
             seen = self.live.snapshot_flow(twin)
             name = seen.name if seen is not None and seen.name else name
-        return Watched(twin, sandbox, name, self.began if enabled_now else None)
+        if enabled_now:
+            return Watched(twin, sandbox, name, self.began)
+        # A failed run from before this apply may be what the operator has fixed since.
+        return Watched(twin, sandbox, name, None, retry_before=self.began)
 
     # -- reconnects a person does in Adobe --
 

@@ -32,12 +32,15 @@ RUN_INTERVAL = 10.0
 class Watched:
     """A flow whose first run is awaited. ``since``: when it was enabled at the earliest;
     runs before it are old. None: the flow was on before this run, so its latest run is
-    the one that tells (any age)."""
+    the one that tells (any age). ``retry_before``: a failed latest run that started before
+    this moment is waited past (the operator may have fixed its cause since) until the
+    timeout, when it stands."""
 
     flow_id: str
     sandbox: str
     name: str
     since: datetime | None
+    retry_before: datetime | None = None
 
 
 class RunWatch:
@@ -64,6 +67,7 @@ class RunWatch:
         self.pending = {f.flow_id: RunCheck(f.flow_id, f.sandbox, f.name, "waiting") for f in flows}
         self.done: dict[str, RunCheck] = {}
         self._since = {f.flow_id: f.since for f in flows}
+        self._watched = {f.flow_id: f for f in flows}
         #: When the latest round of reads began (the next one starts an interval after it).
         self.polled_at = self.clock()
 
@@ -84,8 +88,8 @@ class RunWatch:
             }
             ended: list[RunCheck] = []
             for flow_id, future in futures.items():
-                check = future.result()
-                if check.status in FINAL:
+                check, started = future.result()
+                if check.status in FINAL and not self._earlier_failure(flow_id, check, started):
                     self.done[flow_id] = check
                     del self.pending[flow_id]
                     ended.append(check)
@@ -93,10 +97,22 @@ class RunWatch:
                     self.pending[flow_id] = check
         return ended
 
+    def _earlier_failure(self, flow_id: str, check: RunCheck, started: datetime | None) -> bool:
+        """A failed run from before ``retry_before``: a newer one is waited for."""
+        before = self._watched[flow_id].retry_before
+        return (
+            check.status == "failed"
+            and before is not None
+            and (started is None or started < before)
+        )
+
     def expire(self) -> list[RunCheck]:
-        """End every pending check as a timeout (after the last read, at the deadline)."""
+        """End every pending check as a timeout (after the last read, at the deadline); an
+        earlier failed run no newer one replaced stands as the failure it was."""
         late = [
-            _timed_out(check, self.timeout, enabled_now=self._since[flow_id] is not None)
+            _still_failed(check, self.timeout)
+            if check.status == "failed"
+            else _timed_out(check, self.timeout, enabled_now=self._since[flow_id] is not None)
             for flow_id, check in self.pending.items()
         ]
         self.done.update({c.flow_id: c for c in late})
@@ -177,7 +193,25 @@ def _timed_out(check: RunCheck, timeout: float, *, enabled_now: bool = True) -> 
     return RunCheck(check.flow_id, check.sandbox, check.flow_name, "timeout", check.run_id, detail)
 
 
-def _latest_run(adobe: AdobeClient, check: RunCheck, since: datetime | None) -> RunCheck:
+def _still_failed(check: RunCheck, timeout: float) -> RunCheck:
+    detail = (
+        f"{check.detail or 'no error given'} (before this apply; no newer run in {timeout:.0f}s)"
+    )
+    return RunCheck(
+        check.flow_id,
+        check.sandbox,
+        check.flow_name,
+        "failed",
+        check.run_id,
+        detail,
+        check.errors,
+    )
+
+
+def _latest_run(
+    adobe: AdobeClient, check: RunCheck, since: datetime | None
+) -> tuple[RunCheck, datetime | None]:
+    """The flow's latest run (after ``since``) as a check, and when that run started."""
     try:
         raws = adobe.runs(check.flow_id, sandbox=check.sandbox)
         candidates = []
@@ -191,7 +225,7 @@ def _latest_run(adobe: AdobeClient, check: RunCheck, since: datetime | None) -> 
     except Exception as exc:  # a bad answer must not cost the report of what was done
         log.debug("reading the runs of %s failed", check.flow_id, exc_info=True)
         # What was seen before still stands (a run once seen has started).
-        return RunCheck(
+        kept = RunCheck(
             check.flow_id,
             check.sandbox,
             check.flow_name,
@@ -200,14 +234,16 @@ def _latest_run(adobe: AdobeClient, check: RunCheck, since: datetime | None) -> 
             describe(exc),
             check.errors,
         )
+        return kept, None
     if not candidates:
-        return RunCheck(check.flow_id, check.sandbox, check.flow_name, "waiting")
-    _, run = max(candidates, key=lambda pair: pair[0])
+        return RunCheck(check.flow_id, check.sandbox, check.flow_name, "waiting"), None
+    started, run = max(candidates, key=lambda pair: pair[0])
     status = run.status or "processing"
     detail = "; ".join(run.errors)
-    return RunCheck(
+    latest = RunCheck(
         check.flow_id, check.sandbox, check.flow_name, status, run.id, detail, run.error_items
     )
+    return latest, None if started is _OLDEST else started
 
 
 def _run_time(raw: Mapping[str, Any]) -> datetime | None:
