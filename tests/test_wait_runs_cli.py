@@ -184,7 +184,7 @@ def test_a_failed_first_run_keeps_the_legacy_flow_on_and_says_what_to_do(
     assert "the first run failed for 1 new flow ('Newsletter subscribers')" in error
     assert "its legacy flow stays on" in error
     assert "`pinmigrate apply` again (it resumes)" in error
-    assert "`pinmigrate rollback` to switch the new flows off" in error
+    assert "`pinmigrate rollback` to undo the run (its new flows off again" in error
     assert "Traceback" not in result.stderr
 
 

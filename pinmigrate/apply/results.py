@@ -165,8 +165,8 @@ class ApplyReport:
         return ApplyFailed(
             message,
             hint=f"see the run errors in the report, fix them in Adobe{wait}, then run "
-            "`pinmigrate apply` again (it resumes), or `pinmigrate rollback` to switch the new "
-            "flows off",
+            "`pinmigrate apply` again (it resumes), or `pinmigrate rollback` to undo the run "
+            "(its new flows off again, the legacy flows it switched off back on)",
         )
 
     def to_json(self) -> dict[str, Any]:
