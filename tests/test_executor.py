@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -2512,3 +2513,20 @@ def test_rounds_of_run_reads_start_an_interval_apart_however_long_a_round_takes(
     report, _ = run_gated(adobe, settings, full_pair_actions("prod", 1), clock=clock)
     assert report.ok
     assert started == [0, 10, 20]
+
+
+def test_ctrl_c_during_a_round_of_run_reads_drops_the_reads_not_yet_sent() -> None:
+    from pinmigrate.apply.runs import RunWatch, Watched
+
+    class Interrupted(FakeAdobe):
+        def runs(self, flow_id: str, *, sandbox: str) -> list[dict]:
+            super().runs(flow_id, sandbox=sandbox)
+            raise KeyboardInterrupt  # what the main thread meets as Ctrl-C
+
+    adobe = Interrupted()
+    flows = [Watched(f"N{n}", "prod", f"Flow {n}", NOW) for n in range(50)]
+    watch = RunWatch(adobe, flows, timeout=60, clock=FakeTime().clock, workers=1)  # type: ignore[arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        watch.poll()
+    time.sleep(0.2)  # a worker still running would go on reading
+    assert len(adobe.reads()) < 5

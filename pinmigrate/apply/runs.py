@@ -79,14 +79,15 @@ class RunWatch:
         self.polled_at = self.clock()
         if not self.pending:
             return []
-        with ThreadPoolExecutor(
+        pool = ThreadPoolExecutor(
             max_workers=min(self.workers, len(self.pending)), thread_name_prefix="runs"
-        ) as pool:
+        )
+        ended: list[RunCheck] = []
+        try:
             futures = {
                 flow_id: pool.submit(_latest_run, self.adobe, check, self._since[flow_id])
                 for flow_id, check in self.pending.items()
             }
-            ended: list[RunCheck] = []
             for flow_id, future in futures.items():
                 check, started = future.result()
                 if check.status in FINAL and not self._earlier_failure(flow_id, check, started):
@@ -95,6 +96,11 @@ class RunWatch:
                     ended.append(check)
                 else:
                     self.pending[flow_id] = check
+        except BaseException:
+            # Ctrl-C: the reads not yet sent are dropped, not waited for (2,000 flows).
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return ended
 
     def _earlier_failure(self, flow_id: str, check: RunCheck, started: datetime | None) -> bool:
