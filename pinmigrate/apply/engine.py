@@ -358,6 +358,7 @@ class Executor:
             self.adobe, todo, timeout=self.run_timeout, clock=self.clock, workers=self.concurrency
         )
         while True:
+            self._status(watch.progress())  # a round of reads takes seconds at scale
             self._seen_runs(watch.poll())
             if not watch.pending:
                 break
