@@ -2532,3 +2532,49 @@ def test_ctrl_c_during_a_round_of_run_reads_drops_the_reads_not_yet_sent() -> No
         watch.poll()
     time.sleep(0.2)  # a worker still running would go on reading
     assert len(adobe.reads()) < 5
+
+
+def test_a_wait_for_first_runs_never_holds_up_the_wait_for_a_person(
+    person_settings: Settings,
+) -> None:
+    # Pair 2 needs nothing from the person, but its twin's run only ends at 100 s; pair 1's
+    # account is reconnected at 30 s, within the 60 s reconnect wait. Waiting for pair 2's
+    # run first would miss that.
+    adobe = FakeAdobe()
+    actions = one_waiting_pair_and_one_free(adobe)
+    adobe.runs_by_flow["N1"] = [[_run("r1", "success", NOW + timedelta(seconds=30))]]
+    late = _run("r2", "processing", NOW)
+    adobe.runs_by_flow["N2"] = [[late]] * 12 + [[_run("r2", "success", NOW)]]
+    clock = RenewAt(adobe, {30.0: ["acct-N1"]})
+    written_at: dict[str, float] = {}
+    adobe.before_write = lambda _method, target: written_at.setdefault(target, clock.now)
+
+    report, _ = run_waiting(
+        adobe, person_settings, actions, clock, timeout=60, wait_runs=True, moving_now=True
+    )
+
+    statuses = {r.action_id: r.status for r in report.results}
+    assert statuses["reconnect_account:prod:acct-N1"] == "done"
+    assert written_at["N1/action?op=enable"] < 45  # noticed within a re-read or two
+    assert statuses["disable_flow:prod:L1"] == "done"
+    assert statuses["disable_flow:prod:L2"] == "skipped"  # 60 s of --run-timeout in run_waiting
+    assert adobe.obj("prod", "flows", "L2")["state"] == "enabled"
+
+
+@pytest.mark.parametrize(("state", "switched_off"), [("success", True), ("failed", False)])
+def test_a_twin_on_before_with_no_run_listed_is_judged_by_its_last_run_details(
+    settings: Settings, state: str, switched_off: bool
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    twin = adobe.obj("prod", "flows", "N1")
+    twin["state"] = "enabled"
+    started = int((NOW - timedelta(hours=2)).timestamp() * 1000)
+    twin["lastRunDetails"] = {"id": "r-last", "state": state, "startedAtUTC": started}
+    adobe.runs_by_flow["N1"] = [[]]  # GET /runs lists none
+    actions = [disable("prod", "L1", "N1", twin_state="enabled")]
+
+    report, _ = run_gated(adobe, settings, actions, timeout=30)
+
+    assert [(r.status, r.run_id) for r in report.runs] == [(state, "r-last")]
+    assert (adobe.obj("prod", "flows", "L1")["state"] == "disabled") is switched_off

@@ -267,9 +267,13 @@ class Executor:
             ) as pool:
                 # The staleness check just read everything: the first wave needs no re-read.
                 free = [a for a in actions if a.id not in held]
+                # While a person reconnects accounts, no wait for first runs may hold up the
+                # re-reads that notice it: switch-offs that wait for runs go last.
+                last = frozenset(a.id for a in free if wait is not None and self.waits_for_run(a))
+                free = [a for a in free if a.id not in last]
                 fresh = self._run_waves(pool, free, results, logins, fresh=True)
                 if wait is not None:
-                    self._await_person(pool, wait, actions, held, results, logins, fresh)
+                    self._await_person(pool, wait, actions, held, results, logins, fresh, last)
         except Exception as exc:
             # A bug of ours must still end in a report and a run_end: the journal holds the
             # truth about any write that was under way.
@@ -400,15 +404,23 @@ class Executor:
         latest run that failed before this apply is waited past, until the run timeout."""
         enable = self.enables.get(twin)
         enabled_now = enable is not None and results[enable.id].status == "done"
+        seen = self.live.seen_flow(twin)
         if enable is not None and enable.target_name:
             name = enable.target_name
-        else:
-            seen = self.live.snapshot_flow(twin)
-            name = seen.name if seen is not None and seen.name else name
+        elif seen is not None and seen.flow.name:
+            name = seen.flow.name
         if enabled_now:
             return Watched(twin, sandbox, name, self.began)
+        last_run = seen.raw.get("lastRunDetails") if seen is not None else None
         # A failed run from before this apply may be what the operator has fixed since.
-        return Watched(twin, sandbox, name, None, retry_before=self.began)
+        return Watched(
+            twin,
+            sandbox,
+            name,
+            None,
+            retry_before=self.began,
+            last_run=last_run if isinstance(last_run, dict) else None,
+        )
 
     # -- reconnects a person does in Adobe --
 
@@ -442,9 +454,11 @@ class Executor:
         results: dict[str, ActionResult],
         logins: Mapping[str, Login],
         fresh: bool,
+        last: frozenset[str] = frozenset(),
     ) -> None:
         """Re-read the waiting accounts until each is renewed or time is up; run each one's
-        dependent actions as soon as it is renewed, without waiting for the others."""
+        dependent actions as soon as it is renewed, without waiting for the others. The
+        switch-offs that wait for first runs (held ones, and ``last``) run at the end."""
         waiting = {a.id: a for a in wait.pending.values()}
         renewed: set[str] = set()
         while wait.pending:
@@ -501,7 +515,11 @@ class Executor:
             error = not_seen_error(unseen_action, wait.timeout, wait.last_problem)
             self._end(result, "failed", error)
             self.journal.error(ref_of(unseen_action), result.error or "")
-        rest = [a for a in actions if a.id in held and results[a.id].status == "pending"]
+        rest = [
+            a
+            for a in actions
+            if (a.id in held or a.id in last) and results[a.id].status == "pending"
+        ]
         # ``fresh`` was about other actions' objects, read before the wait: read again.
         self._run_waves(pool, rest, results, logins, fresh=False)
 

@@ -34,13 +34,16 @@ class Watched:
     runs before it are old. None: the flow was on before this run, so its latest run is
     the one that tells (any age). ``retry_before``: a failed latest run that started before
     this moment is waited past (the operator may have fixed its cause since) until the
-    timeout, when it stands."""
+    timeout, when it stands. ``last_run``: the flow's ``lastRunDetails`` as last read
+    (api-notes.md §3, the flow example), for a flow on before this run: it tells when
+    ``GET /runs`` lists no run."""
 
     flow_id: str
     sandbox: str
     name: str
     since: datetime | None
     retry_before: datetime | None = None
+    last_run: Mapping[str, Any] | None = None
 
 
 class RunWatch:
@@ -85,7 +88,13 @@ class RunWatch:
         ended: list[RunCheck] = []
         try:
             futures = {
-                flow_id: pool.submit(_latest_run, self.adobe, check, self._since[flow_id])
+                flow_id: pool.submit(
+                    _latest_run,
+                    self.adobe,
+                    check,
+                    self._since[flow_id],
+                    self._watched[flow_id].last_run,
+                )
                 for flow_id, check in self.pending.items()
             }
             for flow_id, future in futures.items():
@@ -215,9 +224,13 @@ def _still_failed(check: RunCheck, timeout: float) -> RunCheck:
 
 
 def _latest_run(
-    adobe: AdobeClient, check: RunCheck, since: datetime | None
+    adobe: AdobeClient,
+    check: RunCheck,
+    since: datetime | None,
+    last_run: Mapping[str, Any] | None = None,
 ) -> tuple[RunCheck, datetime | None]:
-    """The flow's latest run (after ``since``) as a check, and when that run started."""
+    """The flow's latest run (after ``since``) as a check, and when that run started; with
+    no run listed, the flow's ``lastRunDetails`` when given."""
     try:
         raws = adobe.runs(check.flow_id, sandbox=check.sandbox)
         candidates = []
@@ -242,6 +255,13 @@ def _latest_run(
         )
         return kept, None
     if not candidates:
+        if last_run and isinstance(last_run.get("state"), str) and last_run["state"]:
+            started = models._parse_when(last_run.get("startedAtUTC"))
+            run_id = str(last_run["id"]) if last_run.get("id") else None
+            shown = RunCheck(
+                check.flow_id, check.sandbox, check.flow_name, last_run["state"].lower(), run_id
+            )
+            return shown, started
         return RunCheck(check.flow_id, check.sandbox, check.flow_name, "waiting"), None
     started, run = max(candidates, key=lambda pair: pair[0])
     status = run.status or "processing"

@@ -120,10 +120,10 @@ class LiveWorld:
         with self._lock:
             return self._world.flows[flow_id]
 
-    def snapshot_flow(self, flow_id: str) -> Flow | None:
+    def seen_flow(self, flow_id: str) -> FlowView | None:
         """The flow as last read, if it was."""
         with self._lock:
-            return self._world.flow(flow_id)
+            return self._world.flows.get(flow_id)
 
     def account(self, account_id: str) -> Account:
         with self._lock:
