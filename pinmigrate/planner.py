@@ -73,6 +73,7 @@ def make_plan(
         now=now,
         margin=timedelta(days=settings.migration.reconnect_margin_days),
         disable_legacy=settings.migration.disable_legacy,
+        wait_runs=settings.migration.wait_runs,
         only_flows=only_flows,
         matches=matches,
         kept_by=_kept_by(settings),
@@ -364,6 +365,8 @@ class _Planner:
     #: What keeps legacy flows on when ``disable_legacy`` is off (for the warnings).
     kept_by: str = "--keep-legacy"
     via: Literal["adobe", "api"] = "adobe"
+    #: Switch legacy flows off only after their twins' first runs succeeded.
+    wait_runs: bool = False
     actions: list[Action] = field(default_factory=list)
     pairs: list[Pair] = field(default_factory=list)
     orphans: list[Orphan] = field(default_factory=list)
@@ -676,7 +679,11 @@ class _Planner:
                 precondition=DisablePrecondition(
                     state=legacy.state, twin_flow_id=new.id, twin_state=new.state
                 ),
-                details=DisableDetails(twin_flow_id=new.id, advertiser_id=legacy.advertiser_id),
+                details=DisableDetails(
+                    twin_flow_id=new.id,
+                    advertiser_id=legacy.advertiser_id,
+                    after="first_run_succeeds" if self.wait_runs else "twin_enabled",
+                ),
                 depends_on=[a.id for a in after if a is not None],
             )
             self.actions.append(disable)

@@ -215,13 +215,7 @@ def render_report(console: Console, report: ApplyReport) -> None:
         console.print(table)
     else:
         console.print("Nothing to change.")
-    if report.runs:
-        console.print(Text("First runs after enabling:", style="bold"))
-        for run in report.runs:
-            detail = f": {run.detail}" if run.detail else ""
-            console.print(
-                Text(f"  {run.sandbox} {run.flow_name!r}: {run.status}{detail}"),
-            )
+    render_first_runs(console, report)
     if report.blockers or report.orphans:
         console.print(Text("Not handled (no action was planned for these):", style="bold"))
         for blocker in report.blockers:
@@ -233,6 +227,34 @@ def render_report(console: Console, report: ApplyReport) -> None:
             console.print(Text(f"  orphan   {orphan.sandbox} {orphan.flow_name!r}: {reason}"))
     for note in report.notes:
         console.print(Text(f"Note: {note}"))
+
+
+def render_first_runs(console: Console, report: ApplyReport) -> None:
+    """``--wait-runs``: how the new flows' first runs ended; each failure and timeout in
+    full (run id, Adobe's error codes and messages, the legacy flow kept on), successes
+    counted."""
+    from rich.text import Text
+
+    if not report.runs:
+        return
+    ok = [r for r in report.runs if r.ok]
+    bad = [r for r in report.runs if not r.ok]
+    heading = f"First runs: {len(ok)} of {len(report.runs)} succeeded"
+    console.print(Text(heading, style="bold" if not bad else "bold red"))
+    for run in bad:
+        words = {"failed": "failed", "timeout": "not ended"}.get(run.status, run.status)
+        ident = f"run {run.run_id}" if run.run_id else "no run"
+        errors = (
+            "; ".join(f"{e['code']}: {e['message']}".strip(": ") for e in run.errors) or run.detail
+        )
+        kept = f"; legacy flow {', '.join(run.kept_on)} stays on" if run.kept_on else ""
+        console.print(
+            Text(
+                f"  ✗ {run.sandbox} {run.flow_name!r} ({run.flow_id}): {words}, {ident}"
+                f"{': ' + errors if errors else ''}{kept}",
+                style="red",
+            )
+        )
 
 
 @contextmanager

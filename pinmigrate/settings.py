@@ -210,6 +210,9 @@ class MigrationSettings(_Section):
     legacy_spec_id: str | None = None
     new_spec_id: str | None = None
     disable_legacy: bool = True
+    #: Switch a legacy flow off only after its twin's first run (after enabling) succeeded
+    #: (``--wait-runs``); the planner writes the order into each ``disable_flow``.
+    wait_runs: bool = False
     #: Under the 30 days a Pinterest grant lasts: a wider margin would ask for a reconnect of
     #: every account on every plan, a fresh one included.
     reconnect_margin_days: int = Field(default=7, ge=0)

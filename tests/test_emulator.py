@@ -827,6 +827,32 @@ def test_run_statuses_follow_the_case_of_the_configured_one() -> None:
         assert run["metrics"]["statusSummary"]["errors"]
 
 
+def test_run_failures_fail_the_runs_of_the_flows_named_only() -> None:
+    with Emulator() as emu:
+        adobe = Platform(emu)
+        failing = new_flow(emu, "Newsletter subscribers", "dev")
+        fine = new_flow(emu, "Dev smoke test", "dev")
+        emu.state.set_config({"run_failures": {failing["id"]: "Pinterest said no"}})
+        summaries = {}
+        for flow in (failing, fine):
+            adobe.call(
+                "POST", f"/flows/{flow['id']}/action", sandbox="dev", params={"op": "enable"}
+            )
+            [run] = adobe.pages("runs", sandbox="dev", properties=(f"flowId=={flow['id']}",))[0]
+            summaries[flow["id"]] = run["metrics"]["statusSummary"]
+        assert summaries[failing["id"]]["status"] == "failed"
+        assert summaries[failing["id"]]["errors"] == [
+            {"code": "CONNECTOR-2001-500", "message": "Pinterest said no"}
+        ]
+        assert summaries[fine["id"]]["status"] == "success"
+
+
+@pytest.mark.parametrize("failures", [["x"], {"": "no"}, {"flow": ""}, {"flow": 3}])
+def test_run_failures_are_checked(emulator: Emulator, failures: Any) -> None:
+    with pytest.raises(ValueError, match="run_failures"):
+        emulator.state.set_config({"run_failures": failures})
+
+
 @pytest.mark.parametrize(
     "changes", [{"run_delay": -1}, {"run_duration": "soon"}, {"run_delay": True}]
 )

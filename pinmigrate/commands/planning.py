@@ -83,6 +83,23 @@ def plan_shaping(prefix: str = "") -> Callable[[F], F]:
     return decorate
 
 
+def wait_runs_option(function: F) -> F:
+    """``--wait-runs``, which ``plan`` writes into the plan and ``apply`` also honours for a
+    saved plan made without it (waiting is the stricter order, so always safe)."""
+    return click.option(
+        "--wait-runs",
+        is_flag=True,
+        default=None,
+        help="Switch each legacy flow off only after its twin's first run after enabling "
+        "succeeded; a failed or late run leaves the legacy flow on (sets migration.wait_runs).",
+    )(function)
+
+
+def use_wait_runs(app: App, wait_runs: bool | None) -> None:
+    """``--wait-runs`` as the setting it sets (unset: the configured value stands)."""
+    app.use_flag("migration.wait_runs", "--wait-runs", True if wait_runs else None)
+
+
 def build_plan(
     app: App,
     *,
