@@ -14,7 +14,7 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
-from pinmigrate.commands.planning import build_plan, parse_matches, plan_shaping
+from pinmigrate.commands.planning import build_plan, details_option, parse_matches, plan_shaping
 from pinmigrate.errors import UsageError
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     "migration.reconnect_timeout; default 900 at a terminal, 0 without one).",
 )
 @plan_shaping("Fresh plan only. ")
+@details_option
 @global_options
 @pass_app
 def command(
@@ -63,6 +64,7 @@ def command(
     flows: tuple[str, ...],
     matches: tuple[str, ...],
     keep_legacy: bool,
+    details: bool,
 ) -> None:
     """Carry out a plan: PLAN_FILE (saved by `pinmigrate plan --out`), or a fresh one.
 
@@ -102,7 +104,7 @@ def command(
         # Exactly what `pinmigrate plan` would show with the same flags.
         plan = build_plan(app, sandboxes=sandboxes, flows=flows, matches=pairs, adobe=adobe)
         if not app.json:
-            render_plan(app.out, plan)
+            render_plan(app.out, plan, details=details)
     if not plan.has_changes:
         _nothing_to_change(app, plan)
         return

@@ -8,7 +8,7 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
-from pinmigrate.commands.planning import build_plan, parse_matches, plan_shaping
+from pinmigrate.commands.planning import build_plan, details_option, parse_matches, plan_shaping
 from pinmigrate.errors import ExitCode
 
 
@@ -20,6 +20,7 @@ from pinmigrate.errors import ExitCode
     help="Also save the plan to FILE, for `pinmigrate apply FILE`.",
 )
 @plan_shaping()
+@details_option
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -34,6 +35,7 @@ def command(
     flows: tuple[str, ...],
     matches: tuple[str, ...],
     keep_legacy: bool,
+    details: bool,
     detailed_exitcode: bool,
 ) -> int:
     """Dry run: read both Pinterest cards and show what `apply` would change.
@@ -54,7 +56,7 @@ def command(
     if app.json:
         app.print_json_parts(json_parts(plan))
     else:
-        render_plan(app.out, plan)
+        render_plan(app.out, plan, details=details)
     if out:
         if plan.has_changes:
             app.note(f"Saved the plan to {out}; carry it out with `pinmigrate apply {out}`.")

@@ -82,6 +82,19 @@ def plan_shaping(prefix: str = "") -> Callable[[F], F]:
     return decorate
 
 
+def details_option(function: F) -> F:
+    """``--details``: every action of a large plan, in text (JSON always has them all)."""
+    from pinmigrate.render import SUMMARY_ABOVE
+
+    return click.option(
+        "--details",
+        is_flag=True,
+        help=f"List every action, one line per flow, even when the plan has more than "
+        f"{SUMMARY_ABOVE} actions or pairs (then it is shown grouped by account). Text "
+        "output only: JSON always lists every action.",
+    )(function)
+
+
 def build_plan(
     app: App,
     *,
