@@ -534,31 +534,38 @@ def _print_fitted(
             console.print(table)
             return
     for row in rows:
-        _print_wrapped(console, _row_line(every, row))
+        _print_wrapped(console, _row_parts(every, row))
 
 
-def _print_wrapped(console: Console, line: Text, indent: int = 6) -> None:
-    """``line`` wrapped between words to the console (a word, an id, is never split unless it
-    is wider than the console), its continuation lines indented."""
-    lines = line.wrap(console, max(console.width - indent, 20), overflow="fold")
-    for index, part in enumerate(lines):
-        console.print(Text(" " * indent) + part if index else part, soft_wrap=True)
-
-
-def _row_line(columns: Sequence[str], row: Sequence[Text]) -> Text:
-    """``~+>- Cart abandoners; ad account 175; legacy flow enabled -> disabled; ...``: the
-    symbols and the name bare, then each other filled cell after its column's name."""
-    line = Text("  ")
-    bare = 1 if columns[0] else 2
-    for index, (column, cell) in enumerate(zip(columns, row, strict=True)):
-        if not cell.plain:
+def _print_wrapped(console: Console, parts: Sequence[Text], indent: int = 6) -> None:
+    """``parts`` joined by ``; `` on as few lines as the console allows: a part moves whole to
+    the next (indented) line when it does not fit, and only a part wider than the console is
+    wrapped, between words (an id is never split unless it is itself wider)."""
+    room = max(console.width - indent - 1, 20)  # one cell kept for the ";"
+    lines: list[Text] = []
+    for part in parts:
+        if lines and lines[-1].cell_len + 2 + part.cell_len <= room:
+            lines[-1].append("; ")
+            lines[-1].append_text(part)
             continue
-        if index >= bare:
-            line.append(f"; {column[:1].lower()}{column[1:]} ")
-        elif index:
-            line.append(" ")
-        line.append_text(cell)
-    return line
+        if lines:
+            lines[-1].append(";")
+        lines.append(part.copy())
+    for number, line in enumerate(lines):
+        for index, piece in enumerate(line.wrap(console, room + 1, overflow="fold")):
+            lead = "  " if number == index == 0 else " " * indent
+            console.print(Text(lead) + piece, soft_wrap=True)
+
+
+def _row_parts(columns: Sequence[str], row: Sequence[Text]) -> list[Text]:
+    """``~+>- Cart abandoners``, ``ad account 175``, ``legacy flow enabled -> disabled``...:
+    the symbols and the name bare, then each other filled cell after its column's name."""
+    bare = 1 if columns[0] else 2
+    parts = [Text(" ").join(cell for cell in row[:bare] if cell.plain)]
+    for column, cell in zip(columns[bare:], row[bare:], strict=True):
+        if cell.plain:
+            parts.append(Text(f"{column[:1].lower()}{column[1:]} ") + cell)
+    return parts
 
 
 def _pair_row(
