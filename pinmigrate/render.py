@@ -312,7 +312,7 @@ def render_plan(console: Console, plan: Plan, *, details: bool = False) -> None:
     # Terraform's habit: the summary is the last thing read, right above any prompt.
     _say(console)
     _say(console, _text(summary_line(plan), "bold"))
-    if grouped:
+    if grouped and plan.actions:
         _say(console, _text(DETAILS_HINT))
 
 

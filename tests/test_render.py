@@ -345,3 +345,17 @@ def test_a_narrow_console_never_splits_an_id_or_a_name(details: bool) -> None:
     for f in flows:
         assert f.id in text and f.name in text
     assert "acc-new" in text
+
+
+def test_a_large_plan_with_nothing_to_do_sends_nobody_to_details() -> None:
+    from pinmigrate.render import SUMMARY_ABOVE
+
+    flows = []
+    for i in range(SUMMARY_ABOVE + 1):
+        flows += [
+            flow(f"l{i}", f"Done {i:02}", "legacy", "disabled"),
+            flow(f"n{i}", f"Done {i:02}", "new", "enabled"),
+        ]
+    text = text_of(render_plan, plan_of(inventory(*flows, expires=NOW + timedelta(days=30))))
+    assert text.splitlines()[-1] == "No changes: nothing to do; 0 blocked, 0 orphans."
+    assert "--details" not in text
