@@ -110,3 +110,10 @@ def test_show_and_apply_group_a_large_plan_too(
     asked = cli(["apply", "--details"], env=scale_env)
     assert asked.stdout.count("enabled -> disabled") == FLOWS
     assert asked.stdout.splitlines()[-1] == SUMMARY_LINE
+
+
+@pytest.mark.parametrize("command", ["plan", "show", "apply"])
+def test_details_help_names_the_threshold(cli: Any, command: str) -> None:
+    result = cli([command, "--help"])
+    assert result.exit_code == 0
+    assert f"more than {SUMMARY_ABOVE} actions or pairs" in " ".join(result.stdout.split())

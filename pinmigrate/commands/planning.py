@@ -83,15 +83,15 @@ def plan_shaping(prefix: str = "") -> Callable[[F], F]:
 
 
 def details_option(function: F) -> F:
-    """``--details``: every action of a large plan, in text (JSON always has them all)."""
-    from pinmigrate.render import SUMMARY_ABOVE
+    """``--details``: every action of a large plan, in text (JSON always has them all).
 
+    The number is ``render.SUMMARY_ABOVE``, written out so that ``--help`` needs no rich."""
     return click.option(
         "--details",
         is_flag=True,
-        help=f"List every action, one line per flow, even when the plan has more than "
-        f"{SUMMARY_ABOVE} actions or pairs (then it is shown grouped by account). Text "
-        "output only: JSON always lists every action.",
+        help="List every action, one line per flow, even when the plan has more than 50 "
+        "actions or pairs (then it is shown grouped by account). Text output only: JSON "
+        "always lists every action.",
     )(function)
 
 
