@@ -22,8 +22,12 @@ SUMMARY_LINE = (
 
 
 @pytest.fixture
-def scale_env(state_dir: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
+def scale_env(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
     from pinmigrate.emulator import Emulator
+
+    monkeypatch.delenv("COLUMNS", raising=False)  # a pipe's width is pinmigrate's choice
 
     with Emulator(scenario=f"scale:{FLOWS}", port=0) as emulator:
         env = dict(emulator.env())
@@ -117,3 +121,10 @@ def test_details_help_names_the_threshold(cli: Any, command: str) -> None:
     result = cli([command, "--help"])
     assert result.exit_code == 0
     assert f"more than {SUMMARY_ABOVE} actions or pairs" in " ".join(result.stdout.split())
+
+
+def test_a_pipe_keeps_the_width_columns_asks_for(cli: Any, scale_env: dict[str, str]) -> None:
+    result = cli(["plan", "--details", "--sandbox", "prod"], env={**scale_env, "COLUMNS": "60"})
+    assert result.exit_code == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "Scale flow" in line]
+    assert rows and all(len(line) <= 60 for line in rows)
