@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from pinmigrate.settings import Settings
 
 log = logging.getLogger("pinmigrate")
+#: stdout's width when it is not a terminal (and COLUMNS is not set): wide enough that no
+#: table or line is wrapped, so a pipe or file gets each row on one line.
+PIPE_WIDTH = 10_000
 
 
 class SafeFormatter(logging.Formatter):
@@ -79,7 +82,11 @@ class App:
         """stdout: the command's result (text or JSON), nothing else."""
         from pinmigrate.terminal import safe_console
 
-        return safe_console(no_color=self._colour_off(), highlight=False, soft_wrap=self.json)
+        console = safe_console(no_color=self._colour_off(), highlight=False, soft_wrap=self.json)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            # Piped: rich would wrap at 80 columns; lines and tables keep their own width.
+            console.width = PIPE_WIDTH
+        return console
 
     @cached_property
     def err(self) -> Console:

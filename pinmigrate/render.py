@@ -1,8 +1,12 @@
 """Text (rich) and JSON renderings of inventories and plans.
 
-Plans read summary first, then what needs a person (blockers, logins), then one table per
-sandbox, and end with the list of legacy flows that will be switched off, so the only
-destructive step is never buried. One symbol per action kind, explained in a legend.
+Plans read summary first, then what needs a person (blockers, logins), then each sandbox
+(one row per flow with all its changes; a plan of more than ``SUMMARY_ABOVE`` actions or
+pairs: one row per new-card account with its counts, unless asked for details), then the
+legacy flows that will be switched off, so the only destructive step is never buried, and
+the summary line again last, right above any prompt. One symbol per action kind, explained
+in a legend. A table is printed only where it fits the console without breaking a cell;
+else each row is one line, wrapped between words, so an id or a name is never split.
 Everything user-supplied is printed as plain text (never parsed as rich markup). Colour is
 the console's business: ``App.out`` turns it off for pipes, ``NO_COLOR`` and ``--no-color``.
 """
@@ -20,7 +24,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pinmigrate.actions import KIND_ORDER, Action, DisableFlow, ReconnectAccount
+from pinmigrate.actions import (
+    KIND_ORDER,
+    Action,
+    AddAudiences,
+    AudienceRef,
+    DisableFlow,
+    EnableFlow,
+    ReconnectAccount,
+)
 from pinmigrate.inventory import Account, Card, CardSpec, Flow, Inventory, SandboxInventory
 from pinmigrate.moments import aware, iso
 from pinmigrate.plan import CardRef, Pair, Plan
@@ -32,10 +44,23 @@ KIND_STYLE: dict[str, tuple[str, str, str]] = {
     "enable_flow": (">", "enable flow", "green"),
     "disable_flow": ("-", "disable legacy flow", "red"),
 }
+#: action kind -> its column in a plan's per-account counts
+SHORT_WORDS = {
+    "reconnect_account": "reconnect",
+    "add_audiences": "audiences",
+    "enable_flow": "enable",
+    "disable_flow": "disable",
+}
 BLOCKED = ("!", "blocked", "bold red")
 ORPHAN = ("?", "orphan (no twin)", "yellow")
-#: Consoles at least this wide get the plan's flow ids in their own table columns.
-WIDE = 176
+#: A plan with more actions or pairs than this is shown grouped by account (counts per kind)
+#: unless ``--details`` is given; blockers, orphans, reconnects and warnings are always listed.
+SUMMARY_ABOVE = 50
+#: Audiences named on a plan row (``+5: A (a1), B (a2), C (a3) and 2 more``).
+AUDIENCES_NAMED = 3
+DETAILS_HINT = "`pinmigrate plan --details` (or `show PLAN --details`) lists every action."
+#: A width no table reaches: measuring against it gives a table's unwrapped width.
+_UNBOUNDED = 1_000_000
 CARDS = (("legacy", "Legacy card"), ("new", "New card"))
 #: Pairs with nothing to do are named one by one up to this many per sandbox, then counted.
 QUIET_PAIRS_NAMED = 10
@@ -95,12 +120,17 @@ def _say(console: Console, line: Text | None = None) -> None:
     console.print(line if line is not None else "", soft_wrap=True)
 
 
-def _print_rows(console: Console, columns: Sequence[str], rows: Sequence[list[Text]]) -> None:
-    """A table's header and rows as aligned lines, each printed as soon as it is made."""
+def _column_widths(columns: Sequence[str], rows: Sequence[list[Text]]) -> list[int]:
     widths = [cell_len(c) for c in columns]
     for row in rows:
         for index, cell in enumerate(row):
             widths[index] = max(widths[index], cell.cell_len)
+    return widths
+
+
+def _print_rows(console: Console, columns: Sequence[str], rows: Sequence[list[Text]]) -> None:
+    """A table's header and rows as aligned lines, each printed as soon as it is made."""
+    widths = _column_widths(columns, rows)
 
     def line(cells: Sequence[Text]) -> Text:
         out = Text()
@@ -154,9 +184,39 @@ def summary_line(plan: Plan) -> str:
     return f"{head}; {s.get('blocked', 0)} blocked, {_plural(s.get('orphans', 0), 'orphan')}."
 
 
-def render_plan(console: Console, plan: Plan) -> None:
-    """The whole plan as text: summary, blockers, logins, one table per sandbox, switch-offs."""
+def is_large(plan: Plan) -> bool:
+    """More actions or pairs than :data:`SUMMARY_ABOVE`: shown grouped unless asked for details."""
+    return len(plan.actions) > SUMMARY_ABOVE or len(plan.pairs) > SUMMARY_ABOVE
+
+
+def disable_condition(twin_flow_id: str | None = None, *, waits_for_run: bool = False) -> str:
+    """When a legacy flow is switched off (one place for the words): ``after its twin n1 is
+    on``, or with a verified cutover ``after its twin n1's first run succeeds``."""
+    twin = f" {twin_flow_id}" if twin_flow_id else ""
+    if waits_for_run:
+        return f"after its twin{twin}'s first run succeeds"
+    return f"after its twin{twin} is on"
+
+
+def audience_words(audiences: Sequence[AudienceRef]) -> str:
+    """``+2: Loyalty members (seg-1), VIP (seg-2)``; past :data:`AUDIENCES_NAMED`, counted."""
+    named = [f"{a.name} ({a.id})" if a.name else a.id for a in audiences[:AUDIENCES_NAMED]]
+    more = len(audiences) - len(named)
+    return f"+{len(audiences)}: {', '.join(named)}" + (f" and {more} more" if more > 0 else "")
+
+
+def render_plan(console: Console, plan: Plan, *, details: bool = False) -> None:
+    """The plan as text: summary, blockers, logins, each sandbox, orphans, warnings, switch-offs,
+    and the summary line again last, right above any prompt.
+
+    A plan of more than :data:`SUMMARY_ABOVE` actions or pairs shows each sandbox grouped by
+    new-card account (counts per kind) unless ``details``; blockers, orphans, reconnects and
+    warnings are always listed in full. Each flow is on one line with all its changes; only a
+    small plan lists its switch-offs again at the end.
+    """
     made = _parse_time(plan.created_at) or datetime.now(UTC)
+    large = is_large(plan)
+    grouped = large and not details
     _say(
         console,
         _text(
@@ -198,7 +258,7 @@ def render_plan(console: Console, plan: Plan) -> None:
     _render_reconnect_notes(console, reconnects)
 
     for sandbox in plan.sandboxes:
-        _render_plan_sandbox(console, plan, sandbox, made)
+        _render_plan_sandbox(console, plan, sandbox, made, grouped=grouped)
 
     if plan.orphans:
         _say(console)
@@ -224,16 +284,30 @@ def render_plan(console: Console, plan: Plan) -> None:
 
     disables = [a for a in plan.actions if isinstance(a, DisableFlow)]
     _say(console)
-    if disables:
+    if disables and large:
+        where = "`--details` lists them" if grouped else "the rows marked - above"
+        _say(
+            console,
+            _text(
+                f"Will switch off {_plural(len(disables), 'legacy flow')}, each "
+                f"{disable_condition(waits_for_run=all(d.details.waits_for_run for d in disables))}"
+                f" ({where}).",
+                "bold red",
+            ),
+        )
+    elif disables:
         _say(
             console, _text(f"Will switch off {_plural(len(disables), 'legacy flow')}:", "bold red")
         )
         for disable in disables:
+            when = disable_condition(
+                disable.precondition.twin_flow_id or "?",
+                waits_for_run=disable.details.waits_for_run,
+            )
             _say(
                 console,
                 _text(
-                    f"  - {disable.sandbox}  {disable.target_name} ({disable.target_id}), "
-                    f"{disable_order(disable)}",
+                    f"  - {disable.sandbox}  {disable.target_name} ({disable.target_id}), {when}",
                     "red",
                 ),
             )
@@ -242,14 +316,11 @@ def render_plan(console: Console, plan: Plan) -> None:
     if not plan.actions:
         _say(console, _text("Nothing to change.", "bold"))
     _say(console, _text(legend(), "dim"))
-
-
-def disable_order(disable: DisableFlow) -> str:
-    """When a legacy flow is switched off, as the plan shows it."""
-    twin = disable.precondition.twin_flow_id or "?"
-    if disable.details.waits_for_run:
-        return f"after its twin {twin}'s first run succeeds"
-    return f"after its twin {twin} is on"
+    # Terraform's habit: the summary is the last thing read, right above any prompt.
+    _say(console)
+    _say(console, _text(summary_line(plan), "bold"))
+    if grouped and plan.actions:
+        _say(console, _text(DETAILS_HINT))
 
 
 def _render_reconnect_notes(console: Console, reconnects: list[ReconnectAccount]) -> None:
@@ -314,11 +385,13 @@ def _preflight_cell(action: ReconnectAccount) -> Text:
     return _text("not checked")
 
 
-def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datetime) -> None:
+def _render_plan_sandbox(
+    console: Console, plan: Plan, sandbox: str, made: datetime, *, grouped: bool
+) -> None:
     actions = [a for a in plan.actions if a.sandbox == sandbox]
     pairs = [p for p in plan.pairs if p.sandbox == sandbox]
     by_target: dict[str, list[Action]] = defaultdict(list)
-    reconnect_of: dict[str, Action] = {}
+    reconnect_of: dict[str, ReconnectAccount] = {}
     for action in actions:
         by_target[action.target_id].append(action)
         if isinstance(action, ReconnectAccount):
@@ -326,9 +399,6 @@ def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datet
                 reconnect_of[flow_id] = action
     busy = [p for p in pairs if p.status in ("migrate", "blocked")]
     quiet = [p for p in pairs if p.status not in ("migrate", "blocked")]
-    # Ids get their own columns only where they fit; they are always in the lists below
-    # the tables (blockers, reconnects, switch-offs) and in --output json.
-    wide = console.width >= WIDE
 
     _say(console)
     _say(
@@ -342,50 +412,35 @@ def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datet
     if cards is not None:
         for line in card_lines(cards.legacy, cards.new):
             _say(console, _text(line, "dim"))
-    if busy and len(busy) > LARGE_TABLE:
-        columns = ["", "Flow", "Ad account", "Legacy flow", "New flow", "Audiences"]
-        if wide:
-            columns += ["Legacy flow id", "New flow id"]
-        rows = []
-        for pair in busy:
-            row = _pair_row(pair, by_target, reconnect_of)
-            if wide:
-                row += [_text(pair.legacy_flow_id), _text(pair.new_flow_id or "")]
-            rows.append(row)
-        _print_rows(console, columns, rows)
+    if grouped:
+        _render_accounts(console, actions, reconnect_of)
     elif busy:
         columns = ["", "Flow", "Ad account", "Legacy flow", "New flow", "Audiences"]
-        table = _table(*columns, *(["Legacy flow id", "New flow id"] if wide else []))
-        if wide:
-            _fit_ids(console, table, 6, (p.legacy_flow_id for p in busy))
-            _fit_ids(console, table, 7, (p.new_flow_id or "" for p in busy))
-        for pair in busy:
-            row = _pair_row(pair, by_target, reconnect_of)
-            if wide:
-                row += [_text(pair.legacy_flow_id), _text(pair.new_flow_id or "")]
-            table.add_row(*row)
-        console.print(table)
+        rows = [_pair_row(pair, by_target, reconnect_of) for pair in busy]
+        _print_fitted(console, columns, rows, optional=("Legacy flow id", "New flow id"))
 
     reconnects = [a for a in actions if isinstance(a, ReconnectAccount)]
     if reconnects:
         columns = ["", "Account to reconnect", "Ad accounts", "Credentials", "Pre-flight", "Flows"]
-        table = _table(*columns, *(["Account id"] if wide else []))
+        rows = []
         for action in reconnects:
             expires = _parse_time(action.precondition.expires_at)
             rule = action.details.expiry_rule
             credentials = describe_expiry(expires, made)
             if rule and rule not in ("expiresAt", "none"):
                 credentials += f" ({rule})"
-            row = [
-                _text("~", KIND_STYLE["reconnect_account"][2]),
-                _text(action.target_name or action.target_id),
-                _text(", ".join(action.details.advertiser_ids) or "none"),
-                _text(credentials, "red" if expires is None else ""),
-                _preflight_cell(action),
-                _text(len(action.details.flows)),
-            ]
-            table.add_row(*row, *([_text(action.target_id)] if wide else []))
-        console.print(table)
+            rows.append(
+                [
+                    _text("~", KIND_STYLE["reconnect_account"][2]),
+                    _text(action.target_name or action.target_id),
+                    _text(", ".join(action.details.advertiser_ids) or "none"),
+                    _text(credentials, "red" if expires is None else ""),
+                    _preflight_cell(action),
+                    _text(len(action.details.flows)),
+                    _text(action.target_id),
+                ]
+            )
+        _print_fitted(console, columns, rows, optional=("Account id",))
 
     if quiet:
         if len(quiet) <= QUIET_PAIRS_NAMED:
@@ -405,9 +460,126 @@ def _render_plan_sandbox(console: Console, plan: Plan, sandbox: str, made: datet
             )
 
 
+def _render_accounts(
+    console: Console, actions: Sequence[Action], reconnect_of: dict[str, ReconnectAccount]
+) -> None:
+    """One row per new-card account: its ad accounts and how many actions of each kind."""
+    account_of: dict[str, str] = {f: a.target_id for f, a in reconnect_of.items()}
+    names: dict[str, str] = {a.target_id: a.target_name for a in reconnect_of.values()}
+    for action in actions:
+        if isinstance(action, EnableFlow) and action.details.account_id:
+            account_of.setdefault(action.target_id, action.details.account_id)
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    advertisers: dict[str, set[str]] = defaultdict(set)
+    for action in actions:
+        if isinstance(action, ReconnectAccount):
+            account = action.target_id
+            names[account] = action.target_name
+            advertisers[account].update(action.details.advertiser_ids)
+        else:
+            flow = action.target_id
+            if isinstance(action, DisableFlow):
+                flow = action.precondition.twin_flow_id or ""
+            account = account_of.get(flow, "")
+            advertiser = getattr(action.details, "advertiser_id", None)
+            if advertiser:
+                advertisers[account].add(advertiser)
+        counts[account][action.kind] += 1
+    if not counts:
+        return
+    columns = ["New-card account", "Ad accounts"]
+    columns += [f"{KIND_STYLE[k][0]} {SHORT_WORDS[k]}" for k in KIND_ORDER]
+    rows = []
+    for account in sorted(counts, key=lambda a: (a == "", names.get(a, ""), a)):
+        if not account:
+            label = "account not recorded in the plan"
+        elif names.get(account):
+            label = f"{names[account]} ({account})"
+        else:
+            label = account
+        rows.append(
+            [
+                _text(label),
+                _text(_first_few(sorted(advertisers[account])) or "none"),
+                *(_text(counts[account].get(k, 0) or "", KIND_STYLE[k][2]) for k in KIND_ORDER),
+            ]
+        )
+    _print_fitted(console, columns, rows)
+
+
+def _first_few(values: Sequence[str], few: int = AUDIENCES_NAMED) -> str:
+    more = len(values) - few
+    return ", ".join(values[:few]) + (f" and {more} more" if more > 0 else "")
+
+
+def _print_fitted(
+    console: Console,
+    columns: Sequence[str],
+    rows: Sequence[list[Text]],
+    optional: Sequence[str] = (),
+) -> None:
+    """Rows as a table where it fits the console without breaking a cell, with the
+    ``optional`` columns (ids: each row's last cells) only where they fit too; else one
+    labelled line per row, wrapped between words only, ids included.
+
+    Large tables are printed as aligned lines (:func:`_print_rows`).
+    """
+    every = [*columns, *optional]
+    for shown in (every, list(columns)) if optional else (every,):
+        cut = [row[: len(shown)] for row in rows]
+        if len(rows) > LARGE_TABLE:
+            widths = _column_widths(shown, cut)
+            if sum(widths) + 2 * (len(widths) - 1) <= console.width:
+                _print_rows(console, shown, cut)
+                return
+            continue
+        table = _table(*shown)
+        for row in cut:
+            table.add_row(*row)
+        wide = console.options.update_width(_UNBOUNDED)
+        if table.__rich_measure__(console, wide).maximum <= console.width:
+            console.print(table)
+            return
+    for row in rows:
+        _print_wrapped(console, _row_parts(every, row))
+
+
+def _print_wrapped(console: Console, parts: Sequence[Text], indent: int = 6) -> None:
+    """``parts`` joined by ``; `` on as few lines as the console allows: a part moves whole to
+    the next (indented) line when it does not fit, and only a part wider than the console is
+    wrapped, between words (an id is never split unless it is itself wider)."""
+    room = max(console.width - indent - 1, 20)  # one cell kept for the ";"
+    lines: list[Text] = []
+    for part in parts:
+        if lines and lines[-1].cell_len + 2 + part.cell_len <= room:
+            lines[-1].append("; ")
+            lines[-1].append_text(part)
+            continue
+        if lines:
+            lines[-1].append(";")
+        lines.append(part.copy())
+    for number, line in enumerate(lines):
+        for index, piece in enumerate(line.wrap(console, room + 1, overflow="fold")):
+            lead = "  " if number == index == 0 else " " * indent
+            console.print(Text(lead) + piece, soft_wrap=True)
+
+
+def _row_parts(columns: Sequence[str], row: Sequence[Text]) -> list[Text]:
+    """``~+>- Cart abandoners``, ``ad account 175``, ``legacy flow enabled -> disabled``...:
+    the symbols and the name bare, then each other filled cell after its column's name."""
+    bare = 1 if columns[0] else 2
+    parts = [Text(" ").join(cell for cell in row[:bare] if cell.plain)]
+    for column, cell in zip(columns[bare:], row[bare:], strict=True):
+        if cell.plain:
+            parts.append(Text(f"{column[:1].lower()}{column[1:]} ") + cell)
+    return parts
+
+
 def _pair_row(
-    pair: Pair, by_target: dict[str, list[Action]], reconnect_of: dict[str, Action]
+    pair: Pair, by_target: dict[str, list[Action]], reconnect_of: dict[str, ReconnectAccount]
 ) -> list[Text]:
+    """A pair's cells: symbols, flow, ad account, both states, audiences, then both ids."""
+    ids = [_text(pair.legacy_flow_id), _text(pair.new_flow_id or "")]
     if pair.status == "blocked":
         return [
             _text(BLOCKED[0], BLOCKED[2]),
@@ -416,9 +588,10 @@ def _pair_row(
             _text(pair.legacy_state),
             _text("blocked: see above", "red"),
             _text(""),
+            *ids,
         ]
-    kinds = {a.kind for a in by_target.get(pair.new_flow_id or "", [])}
-    kinds |= {a.kind for a in by_target.get(pair.legacy_flow_id, [])}
+    planned = by_target.get(pair.new_flow_id or "", []) + by_target.get(pair.legacy_flow_id, [])
+    kinds = {a.kind for a in planned}
     reconnect = reconnect_of.get(pair.new_flow_id or "")
     symbols = "".join(
         KIND_STYLE[k][0]
@@ -431,8 +604,11 @@ def _pair_row(
     new = pair.new_state or "?"
     if "enable_flow" in kinds:
         new = f"{new} -> enabled"
+    add = next((a for a in planned if isinstance(a, AddAudiences)), None)
     audiences = "all there"
-    if pair.missing_audiences:
+    if add is not None:
+        audiences = audience_words(add.details.audiences)
+    elif pair.missing_audiences:
         audiences = f"+{len(pair.missing_audiences)} to add"
     name = pair.legacy_flow_name
     if pair.new_flow_name and pair.new_flow_name != pair.legacy_flow_name:
@@ -444,6 +620,7 @@ def _pair_row(
         _text(legacy, "red" if "disable_flow" in kinds else ""),
         _text(new, "green" if "enable_flow" in kinds else ""),
         _text(audiences, "green" if pair.missing_audiences else ""),
+        *ids,
     ]
 
 
@@ -675,8 +852,11 @@ def inventory_json(inventory: Inventory, pairing: Plan) -> dict[str, Any]:
 
 
 __all__: Sequence[str] = (
+    "audience_words",
     "describe_expiry",
+    "disable_condition",
     "inventory_json",
+    "is_large",
     "legend",
     "render_inventory",
     "render_plan",

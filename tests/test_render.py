@@ -122,7 +122,7 @@ def test_the_api_path_still_says_which_accounts_need_a_login() -> None:
     assert "Reconnect in Adobe" not in text
 
 
-def test_plan_text_reads_summary_first_and_ends_with_the_switch_offs() -> None:
+def test_plan_text_reads_summary_first_and_ends_with_the_switch_offs_and_the_summary() -> None:
     plan = plan_of(BUSY)
     text = text_of(render_plan, plan)
     lines = text.splitlines()
@@ -142,7 +142,10 @@ def test_plan_text_reads_summary_first_and_ends_with_the_switch_offs() -> None:
     assert "? prod  Holiday (l3)" in text
     switch_off = lines.index("Will switch off 1 legacy flow:")
     assert lines[switch_off + 1].strip() == "- prod  Cart abandoners (l1), after its twin n1 is on"
-    assert lines[-1].strip().startswith("Legend: ~ reconnect account")
+    assert lines[-3].strip().startswith("Legend: ~ reconnect account")
+    # The summary again last, right above apply's prompt; a small plan needs no --details hint.
+    assert lines[-1] == lines[1]
+    assert "--details" not in text
     # Each action kind has its symbol on the pair's row.
     row = next(line for line in lines if "Cart abandoners" in line and "->" in line)
     assert row.startswith("~+>-")
@@ -275,7 +278,8 @@ def test_a_large_sandbox_is_printed_as_aligned_lines_with_every_row() -> None:
     names[7] = "顧客ロイヤルティ — été"  # wide characters must not break the alignment
     flows = [flow(f"l{i}", n, "legacy", "enabled") for i, n in enumerate(names)]
     flows += [flow(f"n{i}", n, "new", "disabled") for i, n in enumerate(names)]
-    text = text_of(render_plan, plan_of(inventory(*flows, expires=NOW + timedelta(days=60))))
+    plan = plan_of(inventory(*flows, expires=NOW + timedelta(days=60)))
+    text = text_of(lambda console, plan: render_plan(console, plan, details=True), plan)
     rows = [line for line in text.splitlines() if "enabled -> disabled" in line]
     assert len(rows) == count
     assert any("顧客ロイヤルティ — été" in row for row in rows)
@@ -285,3 +289,73 @@ def test_a_large_sandbox_is_printed_as_aligned_lines_with_every_row() -> None:
     starts = {cell_len(row[: row.index("enabled -> disabled")]) for row in rows}
     header = next(line for line in text.splitlines() if "Legacy flow" in line and "Flow" in line)
     assert starts == {cell_len(header[: header.index("Legacy flow")])}
+
+
+def many(count: int, **kwargs: object) -> list[Flow]:
+    """``count`` pairs to migrate, with ids as long as Adobe's (UUIDs)."""
+    flows = []
+    for i in range(count):
+        name = f"Loyalty segment {i:03d}"
+        flows += [
+            flow(f"{i:08d}-aaaa-4bbb-8ccc-legacy000000", name, "legacy", "enabled", auds=5),
+            flow(f"{i:08d}-aaaa-4bbb-8ccc-new000000000", name, "new", "disabled", auds=0),
+        ]
+    return flows
+
+
+def test_add_audiences_names_a_few_audiences_and_counts_the_rest() -> None:
+    assert "+1: Audience 2 (a2)" in text_of(render_plan, plan_of(BUSY))
+    plan = plan_of(inventory(*many(1), expires=NOW + timedelta(days=30)))
+    text = text_of(render_plan, plan)
+    assert "+5: Audience 0 (a0), Audience 1 (a1), Audience 2 (a2) and 2 more" in text
+
+
+def test_a_large_plan_is_grouped_but_lists_what_needs_a_person_in_full() -> None:
+    from pinmigrate.render import DETAILS_HINT, SUMMARY_ABOVE
+
+    flows = many(SUMMARY_ABOVE + 1)
+    flows += [f for f in BUSY.sandboxes[0].flows if f.id in ("l2", "n2a", "n2b", "l3")]
+    plan = plan_of(inventory(*flows, expires=NOW - timedelta(days=2)))
+    text = text_of(render_plan, plan)
+    lines = text.splitlines()
+    assert len(lines) < 45, text
+    assert "Loyalty segment" not in text
+    assert "  ! prod  Lookalike (l2): 2 new flows are named 'Lookalike'" in text
+    assert "  ? prod  Holiday (l3)" in text
+    # The account to reconnect, in full; then one row per account with its counts.
+    assert any(line.startswith("~  New account") and "expired 2d ago" in line for line in lines)
+    row = next(line for line in lines if line.startswith("New account (acc-new)"))
+    assert row.split()[-4:] == ["1", "51", "51", "51"]
+    assert lines[-2:] == [summary_line(plan), DETAILS_HINT]
+    detailed = text_of(lambda c, p: render_plan(c, p, details=True), plan)
+    assert detailed.count("Loyalty segment") == SUMMARY_ABOVE + 1
+    assert detailed.splitlines()[-1] == summary_line(plan)
+
+
+@pytest.mark.parametrize("details", [False, True])
+def test_a_narrow_console_never_splits_an_id_or_a_name(details: bool) -> None:
+    flows = many(3 if not details else 60)
+    plan = plan_of(inventory(*flows, expires=NOW - timedelta(days=2)))
+    out = io.StringIO()
+    render_plan(Console(file=out, width=60), plan, details=details)
+    text = out.getvalue()
+    rows = [line for line in text.splitlines() if "-8ccc-" in line or "New account" in line]
+    switch_offs = [line for line in rows if line.startswith("  - prod")]  # prose: not wrapped
+    assert rows and all(len(line) <= 60 for line in rows if line not in switch_offs)
+    for f in flows:
+        assert f.id in text and f.name in text
+    assert "acc-new" in text
+
+
+def test_a_large_plan_with_nothing_to_do_sends_nobody_to_details() -> None:
+    from pinmigrate.render import SUMMARY_ABOVE
+
+    flows = []
+    for i in range(SUMMARY_ABOVE + 1):
+        flows += [
+            flow(f"l{i}", f"Done {i:02}", "legacy", "disabled"),
+            flow(f"n{i}", f"Done {i:02}", "new", "enabled"),
+        ]
+    text = text_of(render_plan, plan_of(inventory(*flows, expires=NOW + timedelta(days=30))))
+    assert text.splitlines()[-1] == "No changes: nothing to do; 0 blocked, 0 orphans."
+    assert "--details" not in text

@@ -16,6 +16,7 @@ from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
 from pinmigrate.commands.planning import (
     build_plan,
+    details_option,
     parse_matches,
     plan_shaping,
     use_wait_runs,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     "migration.reconnect_timeout; default 900 at a terminal, 0 without one).",
 )
 @plan_shaping("Fresh plan only. ")
+@details_option
 @global_options
 @pass_app
 def command(
@@ -67,6 +69,7 @@ def command(
     flows: tuple[str, ...],
     matches: tuple[str, ...],
     keep_legacy: bool,
+    details: bool,
 ) -> None:
     """Carry out a plan: PLAN_FILE (saved by `pinmigrate plan --out`), or a fresh one.
 
@@ -110,7 +113,7 @@ def command(
         # Exactly what `pinmigrate plan` would show with the same flags.
         plan = build_plan(app, sandboxes=sandboxes, flows=flows, matches=pairs, adobe=adobe)
         if not app.json:
-            render_plan(app.out, plan)
+            render_plan(app.out, plan, details=details)
     if not plan.has_changes:
         _nothing_to_change(app, plan)
         return

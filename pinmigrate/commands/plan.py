@@ -10,6 +10,7 @@ from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
 from pinmigrate.commands.planning import (
     build_plan,
+    details_option,
     parse_matches,
     plan_shaping,
     use_wait_runs,
@@ -27,6 +28,7 @@ from pinmigrate.errors import ExitCode
 )
 @plan_shaping()
 @wait_runs_option
+@details_option
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -42,6 +44,7 @@ def command(
     matches: tuple[str, ...],
     keep_legacy: bool,
     wait_runs: bool | None,
+    details: bool,
     detailed_exitcode: bool,
 ) -> int:
     """Dry run: read both Pinterest cards and show what `apply` would change.
@@ -66,7 +69,7 @@ def command(
     if app.json:
         app.print_json_parts(json_parts(plan))
     else:
-        render_plan(app.out, plan)
+        render_plan(app.out, plan, details=details)
     if out:
         if plan.has_changes:
             app.note(f"Saved the plan to {out}; carry it out with `pinmigrate apply {out}`.")

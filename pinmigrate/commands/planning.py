@@ -100,6 +100,19 @@ def use_wait_runs(app: App, wait_runs: bool | None) -> None:
     app.use_flag("migration.wait_runs", "--wait-runs", True if wait_runs else None)
 
 
+def details_option(function: F) -> F:
+    """``--details``: every action of a large plan, in text (JSON always has them all).
+
+    The number is ``render.SUMMARY_ABOVE``, written out so that ``--help`` needs no rich."""
+    return click.option(
+        "--details",
+        is_flag=True,
+        help="List every action, one line per flow, even when the plan has more than 50 "
+        "actions or pairs (then it is shown grouped by account). Text output only: JSON "
+        "always lists every action.",
+    )(function)
+
+
 def build_plan(
     app: App,
     *,

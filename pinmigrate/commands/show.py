@@ -14,6 +14,7 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
+from pinmigrate.commands.planning import details_option
 
 
 @click.command("show")
@@ -25,9 +26,10 @@ from pinmigrate.cli import global_options, pass_app
     "pinmigrate) with this state dir's key, so that `apply PLAN_FILE` carries it out.",
 )
 @click.option("--yes", "-y", is_flag=True, help="With --accept: accept without asking.")
+@details_option
 @global_options
 @pass_app
-def command(app: App, plan_file: str, accept: bool, yes: bool) -> None:
+def command(app: App, plan_file: str, accept: bool, yes: bool, details: bool) -> None:
     """Render a plan saved with `pinmigrate plan --out FILE` (text, or --output json).
 
     The file is checked strictly: a wrong kind or schema version, or any edit by
@@ -65,7 +67,7 @@ def command(app: App, plan_file: str, accept: bool, yes: bool) -> None:
             confirm()  # JSON mode never asks: without --yes, refuse before printing
         app.print_json_parts(json_parts(plan))
     else:
-        render_plan(app.out, plan)
+        render_plan(app.out, plan, details=details)
     if origin == "here":
         if accept:
             app.note(f"{path} is already sealed by this state dir: nothing to accept.")
