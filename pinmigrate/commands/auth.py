@@ -207,7 +207,12 @@ def login_command(app: App, no_browser: bool, with_token: bool, timeout: float) 
     )
     if app.json:
         app.print_json(
-            {"kind": "pinmigrate.auth.login", "store": str(store.path), "login": summary}
+            {
+                "schema_version": 1,
+                "kind": "pinmigrate.auth.login",
+                "store": str(store.path),
+                "login": summary,
+            }
         )
     else:
         count = len(login.ad_accounts)
@@ -258,6 +263,7 @@ def status_command(app: App) -> None:
     if app.json:
         app.print_json(
             {
+                "schema_version": 1,
                 "kind": "pinmigrate.auth.status",
                 "store": str(store.path),
                 "purpose": LOGIN_PURPOSE,
@@ -320,6 +326,7 @@ def logout_command(app: App, user: str | None) -> None:
     if app.json:
         app.print_json(
             {
+                "schema_version": 1,
                 "kind": "pinmigrate.auth.logout",
                 "store": str(store.path),
                 "removed": [{"user_id": target.user_id, "username": target.username}],
