@@ -174,6 +174,8 @@ def make_progress(console: Console, *, description: str = "applying") -> LinePro
 
 #: Runs of at most this many actions list every result; larger ones count the successes.
 LISTED_UP_TO = 50
+#: Above this many things left alone by a rollback, the report counts them.
+NOTES_NAMED = 10
 #: What each side of the migration is called in the report.
 SIDE_WORDS = {"legacy": "legacy flow", "new": "new flow", "account": "account"}
 #: The kinds of action whose changes ``pinmigrate rollback`` undoes.
@@ -309,7 +311,19 @@ def render_report(console: Console, report: ApplyReport) -> None:
             console.print(
                 Text(f"  orphan   {orphan.sandbox} {orphan.flow_name!r}: {reason}"), soft_wrap=True
             )
-    for note in report.notes:
+    left_alone = set(report.extra.get("left_alone") or [])
+    notes = report.notes
+    if len(left_alone) > NOTES_NAMED:
+        # Rollback of a large run: its audiences and reconnects are counted, not listed.
+        notes = [n for n in notes if n not in left_alone]
+        console.print(
+            Text(
+                f"Note: {len(left_alone)} audience or account change(s) are left as they are "
+                "(rollback undoes flow states only); --output json lists them (left_alone)"
+            ),
+            soft_wrap=True,
+        )
+    for note in notes:
         console.print(Text(f"Note: {note}"), soft_wrap=True)
     console.print(Text(closing_line(report), style="bold"), soft_wrap=True)
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import pytest
 from rich.console import Console
 
 from pinmigrate.apply.results import ActionResult, ApplyReport, RunCheck
@@ -187,4 +191,60 @@ def test_results_in_json_carry_sandbox_name_and_side() -> None:
         "target_name": "Scale flow 0000",
         "status": "done",
         "error": None,
+    }
+
+
+def test_a_large_rollback_counts_what_it_leaves_alone() -> None:
+    left = [f"audiences added to flow 'Scale flow {n:04d}' (prod, f{n}) stay" for n in range(200)]
+    covers = "this rollback covers run B and the earlier run(s) it carried on: A"
+    report = ApplyReport(
+        run_id=RUN,
+        kind="pinmigrate.rollback",
+        results=[flow_result(n, "disable_flow") for n in range(60)],
+        notes=[*left, covers],
+        extra={"rollback_of": "B", "left_alone": left},
+    )
+    lines = text_of(report, width=300).splitlines()
+    assert len(lines) < 10
+    assert not any("Scale flow 0001" in line for line in lines)
+    assert "Note: 200 audience or account change(s) are left as they are" in "\n".join(lines)
+    assert f"Note: {covers}" in lines
+    # A few are still named one by one.
+    few = ApplyReport(
+        run_id=RUN,
+        kind="pinmigrate.rollback",
+        results=[],
+        notes=left[:3],
+        extra={"rollback_of": "B", "left_alone": left[:3]},
+    )
+    assert f"Note: {left[2]}" in text_of(few, width=300).splitlines()
+
+
+@pytest.mark.slow
+def test_a_large_rollback_preview_counts_the_flows_per_sandbox_and_side(
+    cli: Callable[..., Any], state_dir: Path, tmp_path: Path
+) -> None:
+    from pinmigrate.emulator import Emulator
+
+    emulator = Emulator(scenario="scale:30", port=0)
+    emulator.start()
+    try:
+        env = {
+            **emulator.env(),
+            "PINMIGRATE_STATE_DIR": str(state_dir),
+            "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+        }
+        applied = cli(["apply", "--yes"], env)
+        assert applied.exit_code == 0, applied.stderr
+        preview = cli(["rollback"], env)  # no terminal, no --yes: shown, then refused
+    finally:
+        emulator.stop()
+    assert preview.exit_code == 5
+    lines = preview.stdout.splitlines()
+    assert len(lines) < 10, preview.stdout
+    counted = [line.split() for line in lines[1:] if line.split()[1:2] in (["enable"], ["disable"])]
+    assert {(c[0], " ".join(c[1:4]), int(c[4])) for c in counted} == {
+        (sandbox, what, n)
+        for sandbox, n in (("prod", 10), ("dev", 10), ("stage", 10))
+        for what in ("enable legacy flows", "disable new flows")
     }

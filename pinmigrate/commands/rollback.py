@@ -111,8 +111,10 @@ def _preview(app: App, plan: RollbackPlan) -> None:
             )
         return
     counts = Counter((action.sandbox, switch(action)) for action in plan.actions)
+    width = max(len(sandbox) for sandbox, _ in counts)
     for (sandbox, what), count in sorted(counts.items()):
-        app.out.print(f"  {sandbox}: {what}s  {count}", markup=False, soft_wrap=True)
+        line = f"  {sandbox:<{width}}  {what + 's':<21} {count:>6}"
+        app.out.print(line, markup=False, soft_wrap=True)
 
 
 def _print_nothing(app: App, plan: RollbackPlan) -> None:
