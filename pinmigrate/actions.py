@@ -140,9 +140,22 @@ class DisablePrecondition(_Part):
     legacy_state: FlowState | None = None
 
 
+#: When a legacy flow is switched off: once its twin is on, or only once the twin's first
+#: run after enabling succeeded (``migration.wait_runs``).
+DisableAfter = Literal["twin_enabled", "first_run_succeeds"]
+
+
 class DisableDetails(_Part):
+    # Plans saved before ``after`` existed leave it out (read as "twin_enabled").
+    _omit_none = frozenset({"after"})
+
     twin_flow_id: str | None = None
     advertiser_id: str | None = None
+    after: DisableAfter | None = None
+
+    @property
+    def waits_for_run(self) -> bool:
+        return self.after == "first_run_succeeds"
 
 
 # --- the actions ------------------------------------------------------------------------------

@@ -74,6 +74,18 @@ def write_atomic(
     fsync_dir(directory)
 
 
+def missing_directory(path: Path) -> str | None:
+    """Why ``path`` cannot be written where it is (its directory is missing or is not a
+    directory), or None. Output files go only into directories that exist: a misspelt
+    directory is the user's to fix, never made silently."""
+    directory = Path(path).parent
+    if directory.is_dir():
+        return None
+    if directory.exists() or directory.is_symlink():
+        return f"{directory} is not a directory"
+    return f"directory {directory} does not exist"
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a new or renamed file's directory entry durable; not every filesystem allows it."""
     with contextlib.suppress(OSError):

@@ -146,16 +146,28 @@ def describe_url(url: str) -> str:
 
 
 class _MaskedUrl:
-    """A URL for a debug line: masked only when the line is written (masking costs a regex
-    pass per request, and the debug level is usually off)."""
+    """A URL for a debug line, with its query and the Platform sandbox it is sent to (the
+    ``x-sandbox-name`` header), so that an attempt's line and its answer's line match:
+    built and masked only when the line is written (masking costs a regex pass per
+    request, and the debug level is usually off)."""
 
-    __slots__ = ("url",)
+    __slots__ = ("headers", "params", "url")
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(
+        self, url: str, params: Any = None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.url, self.params, self.headers = url, params, headers
 
     def __str__(self) -> str:
-        return describe_url(self.url)
+        url = self.url
+        if self.params:
+            prepared = requests.models.PreparedRequest()
+            prepared.prepare_url(url, self.params)
+            url = prepared.url or url
+        sandbox = next(
+            (v for k, v in (self.headers or {}).items() if k.lower() == "x-sandbox-name"), None
+        )
+        return describe_url(url + (f" [sandbox {sandbox}]" if sandbox else ""))
 
 
 # --- a wall-clock deadline on every socket read -----------------------------------------------
@@ -464,7 +476,7 @@ class HttpClient:
         slept = 0.0
         attempt = 0
         paced = 0
-        shown = _MaskedUrl(url)
+        shown = _MaskedUrl(url, params, headers)
         while True:
             attempt += 1
             self.stats.count_request()
@@ -539,7 +551,7 @@ class HttpClient:
                 "%s %s %s -> %d (%.0f ms%s)",
                 self.service,
                 method,
-                _MaskedUrl(response.url or url),
+                _MaskedUrl(response.url or url, None if response.url else params, headers),
                 response.status_code,
                 elapsed_ms,
                 f", request id {request_id}" if request_id else "",

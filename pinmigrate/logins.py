@@ -84,6 +84,12 @@ class Login(BaseModel):
     def covers(self, advertiser_ids: set[str] | frozenset[str]) -> bool:
         return bool(advertiser_ids) and set(advertiser_ids) <= self.ad_account_ids
 
+    def usable_at(self, now: datetime) -> bool:
+        """Whether the login still gives access at ``now``: its refresh token has not
+        expired (or, without one, its access token has not); an unknown expiry is usable."""
+        expiry = self.refresh_expires_at if self.refresh_token else self.access_expires_at
+        return expiry is None or expiry > aware(now)
+
     def credential_expiry(self) -> datetime | None:
         """The expiry Adobe should record for this grant (refresh token's when it has one)."""
         return self.refresh_expires_at or self.access_expires_at

@@ -217,10 +217,16 @@ class AdobeRun(_Payload):
 
     @property
     def errors(self) -> list[str]:
+        return [f"{e['code']}: {e['message']}".strip(": ") for e in self.error_items]
+
+    @property
+    def error_items(self) -> list[dict[str, str]]:
+        """``metrics.statusSummary.errors[] {code, message}`` (api-notes.md §3 "Runs"), as
+        strings; an item that is not an object is left out."""
         summary = self.metrics.status_summary if self.metrics else None
         found = (summary.errors or []) if summary else []
         return [
-            f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
+            {"code": str(e.get("code", "") or ""), "message": str(e.get("message", "") or "")}
             for e in found
             if isinstance(e, dict)
         ]

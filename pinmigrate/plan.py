@@ -46,7 +46,7 @@ from pinmigrate.actions import (
     action_id,
 )
 from pinmigrate.errors import PlanFileError
-from pinmigrate.files import write_atomic
+from pinmigrate.files import missing_directory, write_atomic
 from pinmigrate.ids import id_problem
 from pinmigrate.plankey import SCHEME
 
@@ -257,11 +257,22 @@ def json_parts(plan: Plan) -> Iterator[bytes]:
 
 
 def save_plan(plan: Plan, path: Path) -> None:
+    """Write the plan file (0600), atomically, into a directory that already exists."""
+    check_plan_path(path)
     try:
         # 0600: a plan names every flow and account of the org.
         write_atomic(Path(path), plan.to_json(), mode=0o600)
     except OSError as exc:
         raise PlanFileError(f"cannot write plan file {path}: {exc.strerror}") from None
+
+
+def check_plan_path(path: Path) -> None:
+    """Refuse a plan file whose directory does not exist (exit 64), before any work."""
+    problem = missing_directory(path)
+    if problem:
+        raise PlanFileError(
+            f"cannot save the plan to {path}: {problem}", hint="create it first or pick another"
+        )
 
 
 def load_plan(

@@ -48,7 +48,8 @@ class PlanOptions:
 
     #: Narrow to these sandboxes; empty means every sandbox of the inventory.
     sandboxes: tuple[str, ...] = ()
-    #: Narrow to the pairs whose legacy or new flow id is given.
+    #: Narrow to the pairs whose legacy or new flow is given, by id or by exact name (a name
+    #: must pick one flow, or a legacy flow and its twin by the pairing rule).
     flows: tuple[str, ...] = ()
     #: ``--match LEGACY_ID=NEW_ID``: explicit pairs, which settle ambiguities.
     matches: Mapping[str, str] = field(default_factory=dict)
@@ -64,7 +65,7 @@ def make_plan(
     sandboxes = _select_sandboxes(inventory, options.sandboxes)
     flows = {f.id: f for sb in inventory.sandboxes for f in sb.flows}
     selected_names = {sb.name for sb in sandboxes}
-    _check_flow_ids(options.flows, flows, selected_names)
+    only_flows = _resolve_flows(options.flows, flows, selected_names)
     matches = _check_matches(options.matches, flows, selected_names)
 
     planner = _Planner(
@@ -72,7 +73,8 @@ def make_plan(
         now=now,
         margin=timedelta(days=settings.migration.reconnect_margin_days),
         disable_legacy=settings.migration.disable_legacy,
-        only_flows=frozenset(options.flows),
+        wait_runs=settings.migration.wait_runs,
+        only_flows=only_flows,
         matches=matches,
         kept_by=_kept_by(settings),
         via=settings.migration.reconnect_via,
@@ -217,19 +219,57 @@ def _select_sandboxes(inventory: Inventory, wanted: Sequence[str]) -> list[Sandb
     return [sb for sb in inventory.sandboxes if sb.name in keep]
 
 
-def _check_flow_ids(ids: Sequence[str], flows: Mapping[str, Flow], sandboxes: set[str]) -> None:
-    for flow_id in ids:
-        flow = flows.get(flow_id)
-        if flow is None:
-            raise UsageError(
-                f"no Pinterest flow with id {flow_id} (--flow)",
-                hint="`pinmigrate discover` lists the flow ids of both cards",
-            )
-        if flow.sandbox not in sandboxes:
-            raise UsageError(
-                f"flow {flow_id} ({flow.name}) is in sandbox {flow.sandbox}, "
-                "which --sandbox leaves out"
-            )
+def _resolve_flows(
+    values: Sequence[str], flows: Mapping[str, Flow], sandboxes: set[str]
+) -> frozenset[str]:
+    """The flow ids ``--flow`` names: each value is a flow id, else an exact flow name.
+
+    A name must pick one flow of the selected sandboxes, or one legacy flow and its twin by
+    the pairing rule (a pair shares its name); a name of several flows is an error naming
+    their ids, and so is a name of none (pointing out names that differ only in case,
+    spacing or Unicode form, never taken silently)."""
+    ids: set[str] = set()
+    for value in values:
+        flow = flows.get(value)
+        found = [flow] if flow is not None else _flows_named(value, flows, sandboxes)
+        for flow in found:
+            if flow.sandbox not in sandboxes:
+                raise UsageError(
+                    f"flow {flow.id} ({flow.name}) is in sandbox {flow.sandbox}, "
+                    "which --sandbox leaves out"
+                )
+            ids.add(flow.id)
+    return frozenset(ids)
+
+
+def _flows_named(name: str, flows: Mapping[str, Flow], sandboxes: set[str]) -> list[Flow]:
+    named = sorted(
+        (f for f in flows.values() if f.name == name), key=lambda f: (f.sandbox, f.card, f.id)
+    )
+    if not named:
+        near = sorted({f.name for f in flows.values() if _loose_name(f.name) == _loose_name(name)})
+        raise UsageError(
+            f"no Pinterest flow with id or name {name!r} (--flow)",
+            hint=(
+                f"names are compared exactly: did you mean {', '.join(map(repr, near))}?"
+                if near
+                else "`pinmigrate discover` lists the flows of both cards, ids and names"
+            ),
+        )
+    inside = [f for f in named if f.sandbox in sandboxes] or named[:1]
+    legacy = [f for f in inside if f.card == "legacy"]
+    new = [f for f in inside if f.card == "new"]
+    one_pair = len(legacy) <= 1 and len(new) <= 1
+    if legacy and new:
+        one_pair = one_pair and twin_problem(legacy[0], new[0]) is None
+    if not one_pair:
+        shown = ", ".join(f"{f.id} ({f.card}, {f.sandbox})" for f in inside[:10])
+        more = ", ..." if len(inside) > 10 else ""
+        raise UsageError(
+            f"--flow {name!r} names {len(inside)} flows: {shown}{more}",
+            hint="pass the id of the one you mean",
+        )
+    return inside
 
 
 #: The note of a pair that ``--match`` made (its flows may be named differently).
@@ -325,6 +365,8 @@ class _Planner:
     #: What keeps legacy flows on when ``disable_legacy`` is off (for the warnings).
     kept_by: str = "--keep-legacy"
     via: Literal["adobe", "api"] = "adobe"
+    #: Switch legacy flows off only after their twins' first runs succeeded.
+    wait_runs: bool = False
     actions: list[Action] = field(default_factory=list)
     pairs: list[Pair] = field(default_factory=list)
     orphans: list[Orphan] = field(default_factory=list)
@@ -398,7 +440,8 @@ class _Planner:
                     )
                 )
             elif len(candidates) == 1 and len(rivals) == 1:
-                self._pair(sb, legacy, candidates[0], "", decisions, live, seen_new)
+                note = self._settled_by_match(sb, legacy, candidates[0], matched)
+                self._pair(sb, legacy, candidates[0], note, decisions, live, seen_new)
             elif len(candidates) > 1:
                 self._block(
                     sb,
@@ -428,6 +471,27 @@ class _Planner:
         reconnects = self._reconnects(sb, [f for f in new_flows if f.id in live])
         for decision in decisions:
             self._pair_actions(sb, decision, reconnects)
+
+    def _settled_by_match(
+        self, sb: SandboxInventory, legacy: Flow, twin: Flow, matched: Mapping[str, Flow]
+    ) -> str:
+        """A pair by name that was ambiguous until a ``--match`` took the other flows of its
+        name and ad account: say so (plan warning and pair note), naming the ``--match``."""
+        key = pair_key(legacy)
+        settling = sorted(
+            f"--match {lid}={new.id}"
+            for lid, new in matched.items()
+            if pair_key(new) == key or lid in {f.id for f in sb.flows if pair_key(f) == key}
+        )
+        if not settling:
+            return ""
+        which = ", ".join(settling)
+        self.warnings.append(
+            f"{sb.name}: {which} also settled the ambiguous legacy flow {legacy.name!r} "
+            f"({legacy.id}): it is now paired by name with new flow {twin.id}, the only one "
+            f"left; if that is wrong, pair it with --match {legacy.id}=NEW_ID"
+        )
+        return f"settled by {which} (the only new flow of this name left)"
 
     def _warn_about_data(
         self, sb: SandboxInventory, legacy_flows: list[Flow], new_flows: list[Flow]
@@ -615,7 +679,11 @@ class _Planner:
                 precondition=DisablePrecondition(
                     state=legacy.state, twin_flow_id=new.id, twin_state=new.state
                 ),
-                details=DisableDetails(twin_flow_id=new.id, advertiser_id=legacy.advertiser_id),
+                details=DisableDetails(
+                    twin_flow_id=new.id,
+                    advertiser_id=legacy.advertiser_id,
+                    after="first_run_succeeds" if self.wait_runs else "twin_enabled",
+                ),
                 depends_on=[a.id for a in after if a is not None],
             )
             self.actions.append(disable)

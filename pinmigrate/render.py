@@ -229,12 +229,11 @@ def render_plan(console: Console, plan: Plan) -> None:
             console, _text(f"Will switch off {_plural(len(disables), 'legacy flow')}:", "bold red")
         )
         for disable in disables:
-            twin = disable.precondition.twin_flow_id or "?"
             _say(
                 console,
                 _text(
                     f"  - {disable.sandbox}  {disable.target_name} ({disable.target_id}), "
-                    f"after its twin {twin} is on",
+                    f"{disable_order(disable)}",
                     "red",
                 ),
             )
@@ -243,6 +242,14 @@ def render_plan(console: Console, plan: Plan) -> None:
     if not plan.actions:
         _say(console, _text("Nothing to change.", "bold"))
     _say(console, _text(legend(), "dim"))
+
+
+def disable_order(disable: DisableFlow) -> str:
+    """When a legacy flow is switched off, as the plan shows it."""
+    twin = disable.precondition.twin_flow_id or "?"
+    if disable.details.waits_for_run:
+        return f"after its twin {twin}'s first run succeeds"
+    return f"after its twin {twin} is on"
 
 
 def _render_reconnect_notes(console: Console, reconnects: list[ReconnectAccount]) -> None:

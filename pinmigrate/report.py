@@ -263,7 +263,9 @@ def closing_line(report: ApplyReport) -> str:
         parts.append(f"{report.retries} HTTP {'retry' if report.retries == 1 else 'retries'}")
     line = f"{what}{of} (run {report.run_id}): " + ", ".join(parts)
     changed = any(r.status == "done" and r.kind in FLOW_KINDS for r in report.results)
-    failed = (not report.ok and not report.waits_for_reconnects) or report.failed_runs
+    failed = (not report.ok and not report.waits_for_reconnects) or bool(
+        report.failed_runs or report.timed_out_runs
+    )
     if what == "Apply" and changed and failed:
         line += f"; `pinmigrate rollback` undoes the flow changes of run {report.run_id}"
     return line + "."
@@ -290,13 +292,7 @@ def render_report(console: Console, report: ApplyReport) -> None:
             chosen = [r for r in results if r.status == status]
             if chosen:
                 _counted(console, title, chosen)
-    if report.runs:
-        console.print(Text("First runs after enabling:", style="bold"))
-        for run in report.runs:
-            detail = f": {run.detail}" if run.detail else ""
-            console.print(
-                Text(f"  {run.sandbox} {run.flow_name!r}: {run.status}{detail}"), soft_wrap=True
-            )
+    render_first_runs(console, report)
     if report.blockers or report.orphans:
         console.print(
             Text("Not handled (no action was planned for these):", style="bold"), soft_wrap=True
@@ -326,6 +322,34 @@ def render_report(console: Console, report: ApplyReport) -> None:
     for note in notes:
         console.print(Text(f"Note: {note}"), soft_wrap=True)
     console.print(Text(closing_line(report), style="bold"), soft_wrap=True)
+
+
+def render_first_runs(console: Console, report: ApplyReport) -> None:
+    """``--wait-runs``: how the new flows' first runs ended; each failure and timeout in
+    full (run id, Adobe's error codes and messages, the legacy flow kept on), successes
+    counted."""
+    from rich.text import Text
+
+    if not report.runs:
+        return
+    ok = [r for r in report.runs if r.ok]
+    bad = [r for r in report.runs if not r.ok]
+    heading = f"First runs: {len(ok)} of {len(report.runs)} succeeded"
+    console.print(Text(heading, style="bold" if not bad else "bold red"))
+    for run in bad:
+        words = {"failed": "failed", "timeout": "not ended"}.get(run.status, run.status)
+        ident = f"run {run.run_id}" if run.run_id else "no run"
+        errors = (
+            "; ".join(f"{e['code']}: {e['message']}".strip(": ") for e in run.errors) or run.detail
+        )
+        kept = f"; legacy flow {', '.join(run.kept_on)} stays on" if run.kept_on else ""
+        console.print(
+            Text(
+                f"  ✗ {run.sandbox} {run.flow_name!r} ({run.flow_id}): {words}, {ident}"
+                f"{': ' + errors if errors else ''}{kept}",
+                style="red",
+            )
+        )
 
 
 @contextmanager

@@ -210,6 +210,9 @@ class MigrationSettings(_Section):
     legacy_spec_id: str | None = None
     new_spec_id: str | None = None
     disable_legacy: bool = True
+    #: Switch a legacy flow off only after its twin's first run (after enabling) succeeded
+    #: (``--wait-runs``); the planner writes the order into each ``disable_flow``.
+    wait_runs: bool = False
     #: Under the 30 days a Pinterest grant lasts: a wider margin would ask for a reconnect of
     #: every account on every plan, a fresh one included.
     reconnect_margin_days: int = Field(default=7, ge=0)
@@ -268,14 +271,29 @@ class Settings(_Section):
         return self.sources.get(dotted, "default")
 
     def require(self, *dotted: str) -> None:
-        """Raise ConfigError naming the first of these keys that has no value."""
+        """Raise ConfigError naming the first of these keys that has no value (and, when no
+        config file was found, where one was looked for, suggesting ``pinmigrate init``)."""
         for key in dotted:
             section, name = key.split(".", 1)
-            if getattr(getattr(self, section), name) is None:
+            if self.value_of(key) is None:
+                if self.config_path is None:
+                    raise ConfigError(
+                        f"missing required setting {key}: {no_config_file()}",
+                        hint=f"run `pinmigrate init` to write one, or set {env_name(key)}",
+                    )
                 raise ConfigError(
                     f"missing required setting {key}",
                     hint=f"set {env_name(key)} or add {name} to [{section}] in the config file",
                 )
+
+    def placeholders(self) -> list[str]:
+        """The keys that still hold the placeholder values of ``pinmigrate init``'s template."""
+        return [key for key, value in INIT_PLACEHOLDERS.items() if self.value_of(key) == value]
+
+    def value_of(self, dotted: str) -> Any:
+        """A key's value by its dotted name (``adobe.org_id``)."""
+        section, name = dotted.split(".", 1)
+        return getattr(getattr(self, section), name)
 
     def require_adobe(self) -> None:
         self.require("adobe.org_id", "adobe.client_id", "adobe.client_secret")
@@ -292,6 +310,19 @@ class Settings(_Section):
             self.pinterest.access_token,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+#: The example values ``pinmigrate init`` writes (data/config.example.toml), never real ones.
+INIT_PLACEHOLDERS = {
+    "adobe.org_id": "1234ABCD5678EF90@AdobeOrg",
+    "adobe.client_id": "your-client-id",
+}
+
+
+def no_config_file() -> str:
+    """Says that no config file was found, and where one was looked for."""
+    looked = " and ".join(str(path.absolute()) for path in default_config_paths())
+    return f"no config file found (looked for {looked})"
 
 
 def env_name(dotted: str) -> str:

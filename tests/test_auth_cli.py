@@ -203,7 +203,50 @@ def test_paste_with_a_wrong_state_stores_nothing(
     pasted = f"http://localhost:8085/?code={code}&state=forged\n"
     result = cli(["auth", "login", "--no-browser"], env=env, input=pasted)
     assert result.exit_code == 4
-    assert "does not match" in result.stderr
+    # the end of input after one bad paste ends the login with that paste's problem
+    assert "no usable paste after 1 try: the OAuth callback's state does not match" in (
+        result.stderr
+    )
+    assert fake.exchange_calls == 0
+    assert not (state_dir / "logins.json").exists()
+
+
+def test_a_bad_paste_is_asked_for_again(
+    cli: Any, env: dict[str, str], api: Any, fake: FakePinterest, tty: None, state_dir: Path
+) -> None:
+    code = fake.code_for("1000000001")
+    good = f"http://localhost:8085/?code={code}&state={STATE}"
+    result = cli(
+        ["auth", "login", "--no-browser"],
+        env=env,
+        input=f"not a code\nhttp://localhost:8085/?code=x&state=forged\n{good}\n",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("Paste that address") == 3
+    assert (
+        "That paste did not work: the pasted text is neither the redirected URL nor a code; "
+        "nothing was stored. Paste again "
+        "(2 more tries)." in result.stderr
+    )
+    assert "does not match this login attempt" in result.stderr and "(1 more try)" in result.stderr
+    assert fake.exchange_calls == 1
+    assert store_of(state_dir).get("1000000001") is not None
+
+
+def test_three_bad_pastes_fail_with_one_line(
+    cli: Any, env: dict[str, str], api: Any, fake: FakePinterest, tty: None, state_dir: Path
+) -> None:
+    result = cli(
+        ["auth", "login", "--no-browser"],
+        env=env,
+        input="not a code\nhttp://localhost:8085/\nhttp://localhost:8085/?code=x&state=no\nx\n",
+    )
+    assert result.exit_code == 4
+    assert result.stderr.count("Paste that address") == 3  # the fourth line is never read
+    assert result.stderr.count("That paste did not work") == 2
+    assert result.stderr.splitlines()[-1].startswith(
+        "pinmigrate: no usable paste after 3 tries: the OAuth callback's state does not match"
+    )
     assert fake.exchange_calls == 0
     assert not (state_dir / "logins.json").exists()
 
@@ -313,11 +356,36 @@ def test_status_text_and_json(cli: Any, env: dict[str, str], state_dir: Path) ->
     assert "pina_status" not in as_json.stdout and "pinr_status" not in as_json.stdout
 
 
-def test_status_with_nothing_stored(cli: Any, env: dict[str, str]) -> None:
+def test_status_with_nothing_stored_lists_nothing_and_exits_4(
+    cli: Any, env: dict[str, str], state_dir: Path
+) -> None:
     result = cli(["auth", "status"], env=env)
-    assert result.exit_code == 0
+    assert result.exit_code == 4
     assert "No Pinterest login stored" in result.stdout
     assert "optional" in result.stdout and "pre-flight" in result.stdout
+    assert result.stderr == (
+        "pinmigrate: no usable Pinterest login: none is stored in "
+        f"{state_dir / 'logins.json'}; run `pinmigrate auth login` (optional: only plan's "
+        "pre-flight needs it)\n"
+    )
+    as_json = cli(["auth", "status", "--output", "json"], env=env)
+    assert as_json.exit_code == 4 and as_json.json()["logins"] == []
+
+
+def test_status_exits_4_when_every_login_expired_beyond_refresh(
+    cli: Any, env: dict[str, str], state_dir: Path
+) -> None:
+    past = datetime.now(UTC) - timedelta(days=1)
+    put(state_dir, "1", "stale", refresh_expires_at=past)
+    put(state_dir, "2", "frozen", refresh_token=None, access_expires_at=past)
+    result = cli(["auth", "status"], env=env)
+    assert result.exit_code == 4
+    assert "stale (1)" in result.stdout and "frozen (2)" in result.stdout
+    assert "every stored one has expired beyond refresh" in result.stderr
+    assert "stale (1)" in result.stderr and "frozen (2)" in result.stderr
+    # one login that can still be refreshed is enough (its access token expired: refreshable)
+    put(state_dir, "3", "alive", access_expires_at=past)
+    assert cli(["auth", "status"], env=env).exit_code == 0
 
 
 def test_status_with_an_environment_refresh_token(
@@ -379,8 +447,14 @@ def test_logout_variants(cli: Any, env: dict[str, str], state_dir: Path) -> None
     only = cli(["auth", "logout"], env=env)
     assert only.exit_code == 0 and "alice (1)" in only.stderr
     assert store_of(state_dir).load() == []
-    none = cli(["auth", "logout"], env=env)
-    assert none.exit_code == 64
+    for args in (["auth", "logout"], ["auth", "logout", "alice"]):
+        none = cli(args, env=env)
+        assert none.exit_code == 0, none.stderr
+        assert none.stderr == (
+            f"No Pinterest login is stored in {state_dir / 'logins.json'}; nothing to forget.\n"
+        )
+    as_json = cli(["auth", "logout", "--output", "json"], env=env)
+    assert as_json.exit_code == 0 and as_json.json()["removed"] == []
 
 
 def test_logout_by_user_id(cli: Any, env: dict[str, str], state_dir: Path) -> None:
@@ -417,3 +491,19 @@ def test_verbose_runs_leak_nothing(
     for path in state_dir.rglob("*"):
         if path.is_file() and path.name != "logins.json":
             assert_no_secret(fake, path.read_text(errors="replace"))
+
+
+def test_a_rotated_environment_token_lives_on_only_in_the_state_dir(
+    cli: Any, env: dict[str, str], api: Any, fake: FakePinterest, state_dir: Path, tmp_path: Path
+) -> None:
+    """What the README's CI recipe says: keep the state dir between jobs."""
+    env["PINMIGRATE_PINTEREST_REFRESH_TOKEN"] = fake.grant("1000000001")["refresh_token"]
+    first_job = cli(["auth", "status"], env=env)
+    assert first_job.exit_code == 0, first_job.stderr
+    assert f"the new one is saved in {state_dir / 'logins.json'}" in first_job.stderr
+    assert cli(["auth", "status"], env=env).exit_code == 0  # the state dir was kept
+    fresh = tmp_path / "fresh-state"
+    fresh.mkdir(mode=0o700)
+    next_job = cli(["auth", "status"], env={**env, "PINMIGRATE_STATE_DIR": str(fresh)})
+    assert next_job.exit_code == 4
+    assert "PINMIGRATE_PINTEREST_REFRESH_TOKEN did not work" in next_job.stderr

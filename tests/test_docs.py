@@ -58,3 +58,12 @@ def test_readme_has_the_two_setup_commands() -> None:
     blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
     assert any("pinmigrate demo" in b and "pip install ." in b for b in blocks)
     assert any("pip install -e '.[test]'" in b and "pytest" in b for b in blocks)
+
+
+def test_the_ci_recipe_keeps_the_state_dir_between_jobs() -> None:
+    recipe = README[README.index("In CI, no Pinterest secret is needed") :]
+    recipe = " ".join(recipe[: recipe.index("### Commands")].split())
+    assert "export PINMIGRATE_STATE_DIR=" in recipe
+    assert "Keep the state dir between jobs." in recipe
+    assert "the new one is saved in the state dir (`logins.json`, 0600)" in recipe
+    assert "leave the Pinterest settings unset" in recipe and "`not_checked`" in recipe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,7 +97,9 @@ def test_all_good_without_a_login_is_exit_0_with_a_warning(cli, env, adobe):
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
     assert lines(result) == [
-        "✓ config: no config file (environment and defaults), 9 settings from the environment",
+        f"✓ config: no config file found (looked for {Path.cwd() / 'pinmigrate.toml'} and "
+        f"{Path(os.environ['XDG_CONFIG_HOME']) / 'pinmigrate' / 'config.toml'}): environment "
+        "and defaults; `pinmigrate init` writes one, 9 settings from the environment",
         f"✓ adobe credentials: IMS issued a token for client doctor-client ({IMS})",
         f"✓ sandbox prod: reachable at {PLATFORM}",
         f"✓ sandbox dev: reachable at {PLATFORM}",
@@ -433,3 +436,29 @@ def test_the_gateways_code_reads_alike_as_a_number_or_a_string(cli, emu_env, emu
     assert result.exit_code == 4
     [failed] = [line for line in lines(result) if line.startswith("✗ sandbox nosuchsandbox")]
     assert "does not exist or is not accessible to this client (403027)" in failed
+
+
+def test_init_placeholders_are_failed_checks_naming_the_key(cli, env, adobe, tmp_path):
+    path = tmp_path / "fresh.toml"
+    assert cli(["init", str(path)], env=env).exit_code == 0
+    del env["PINMIGRATE_ADOBE_ORG_ID"], env["PINMIGRATE_ADOBE_CLIENT_ID"]
+    result = cli(["doctor", "--config", str(path), "--output", "json"], env=env)
+    assert result.exit_code == 64
+    found = checks(result)
+    for key, value in (
+        ("adobe.org_id", "1234ABCD5678EF90@AdobeOrg"),
+        ("adobe.client_id", "your-client-id"),
+    ):
+        assert found[key]["status"] == "fail"
+        assert found[key]["detail"].startswith(f"still holds the placeholder {value!r} that ")
+    assert found["config"]["status"] == "ok"
+    assert "adobe credentials" not in found  # the made-up org is never sent to IMS
+    assert not [c for c in adobe.calls if "/ims/" in c.request.url]
+
+
+def test_own_values_in_an_init_file_are_no_placeholders(cli, env, adobe, tmp_path):
+    path = tmp_path / "fresh.toml"
+    assert cli(["init", str(path)], env=env).exit_code == 0
+    result = cli(["doctor", "--config", str(path), "--output", "json"], env=env)
+    assert result.exit_code == 0, result.stdout  # the environment's values win
+    assert not {"adobe.org_id", "adobe.client_id"} & set(checks(result))

@@ -827,6 +827,32 @@ def test_run_statuses_follow_the_case_of_the_configured_one() -> None:
         assert run["metrics"]["statusSummary"]["errors"]
 
 
+def test_run_failures_fail_the_runs_of_the_flows_named_only() -> None:
+    with Emulator() as emu:
+        adobe = Platform(emu)
+        failing = new_flow(emu, "Newsletter subscribers", "dev")
+        fine = new_flow(emu, "Dev smoke test", "dev")
+        emu.state.set_config({"run_failures": {failing["id"]: "Pinterest said no"}})
+        summaries = {}
+        for flow in (failing, fine):
+            adobe.call(
+                "POST", f"/flows/{flow['id']}/action", sandbox="dev", params={"op": "enable"}
+            )
+            [run] = adobe.pages("runs", sandbox="dev", properties=(f"flowId=={flow['id']}",))[0]
+            summaries[flow["id"]] = run["metrics"]["statusSummary"]
+        assert summaries[failing["id"]]["status"] == "failed"
+        assert summaries[failing["id"]]["errors"] == [
+            {"code": "CONNECTOR-2001-500", "message": "Pinterest said no"}
+        ]
+        assert summaries[fine["id"]]["status"] == "success"
+
+
+@pytest.mark.parametrize("failures", [["x"], {"": "no"}, {"flow": ""}, {"flow": 3}])
+def test_run_failures_are_checked(emulator: Emulator, failures: Any) -> None:
+    with pytest.raises(ValueError, match="run_failures"):
+        emulator.state.set_config({"run_failures": failures})
+
+
 @pytest.mark.parametrize(
     "changes", [{"run_delay": -1}, {"run_duration": "soon"}, {"run_delay": True}]
 )
@@ -1698,6 +1724,39 @@ def test_command_prints_url_and_exports_then_stops_cleanly(
     assert state["config"]["page_size"] == 7 and state["config"]["auto_approve"] is True
     assert state["faults"]["rate_429"] == 0.1 and state["faults"]["seed"] == 2
     assert "stopped" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_command_listens_on_a_free_port_by_default_and_prints_it(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pinmigrate.commands import emulator as command_module
+
+    served: list[int] = []
+
+    def probe(emu: Emulator) -> None:
+        served.append(emu.port)
+        raise KeyboardInterrupt
+
+    asked: list[int] = []
+
+    class Recording(Emulator):
+        def __init__(self, *args: Any, port: int, **kwargs: Any) -> None:
+            asked.append(port)
+            super().__init__(*args, port=port, **kwargs)
+
+    monkeypatch.setattr(command_module, "wait", probe)
+    monkeypatch.setattr("pinmigrate.emulator.Emulator", Recording)
+    text = cli(["emulator"])  # no --port: the system picks a free one
+    as_json = cli(["emulator", "--output", "json"])
+    assert text.exit_code == 0 and as_json.exit_code == 0, text.stderr + as_json.stderr
+    first, second = served
+    assert asked == [0, 0] and 0 not in served
+    assert text.stdout.splitlines()[0] == (
+        f"# pinmigrate emulator: http://127.0.0.1:{first} (port {first}, scenario demo); "
+        "Ctrl-C stops it"
+    )
+    body = as_json.json()
+    assert body["port"] == second and body["url"] == f"http://127.0.0.1:{second}"
 
 
 def test_command_json_output(cli: Any, no_wait: list[dict[str, Any]]) -> None:

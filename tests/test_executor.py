@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -2054,23 +2055,26 @@ def test_a_renewal_without_any_expiry_field_is_read_from_updated_at(
     assert "updatedAt+30d" in report.results[0].note
 
 
+def two_pairs_waiting_for_accounts(adobe: FakeAdobe) -> list[Action]:
+    """Pairs 1 and 2, whose accounts (acct-N1, acct-N2) have no credentials yet."""
+    actions: list[Action] = []
+    for n in (1, 2):
+        pair(adobe, "prod", n)
+        adobe.add("prod", "connections", account(f"acct-N{n}", None))
+        actions += full_pair_actions("prod", n, acct=f"acct-N{n}")
+    return actions
+
+
 def test_wait_runs_sees_the_run_of_a_flow_enabled_long_before_the_last_reconnect(
     person_settings: Settings,
 ) -> None:
     # Account N1 is reconnected at 10 s and its flow enabled then; N2's only at 300 s. The
     # first run of N1 started at 10 s: it is the run to report, not a run "from before".
     adobe = FakeAdobe()
-    pair(adobe, "prod", 1)
-    pair(adobe, "prod", 2)
-    adobe.add("prod", "connections", account("acct-N1", None))
-    adobe.add("prod", "connections", account("acct-N2", None))
+    actions = two_pairs_waiting_for_accounts(adobe)
     adobe.runs_by_flow["N1"] = [[_run("r1", "Success", NOW + timedelta(seconds=10))]]
     adobe.runs_by_flow["N2"] = [[_run("r2", "Success", NOW + timedelta(seconds=300))]]
     clock = RenewAt(adobe, {10.0: ["acct-N1"], 300.0: ["acct-N2"]})
-    actions = [
-        *full_pair_actions("prod", 1, acct="acct-N1"),
-        *full_pair_actions("prod", 2, acct="acct-N2"),
-    ]
     report, _ = run_waiting(
         adobe, person_settings, actions, clock, timeout=600, wait_runs=True, moving_now=True
     )
@@ -2230,3 +2234,363 @@ def test_a_failed_first_run_wins_over_a_waiting_reconnect() -> None:
     with pytest.raises(ApplyFailed) as err:
         report.raise_if_failed()
     assert err.value.exit_code == ExitCode.FAILED
+
+
+# --- verified cutover: a legacy flow goes off only after its twin's first run succeeded -------
+
+
+def run_gated(
+    adobe: FakeAdobe,
+    settings: Settings,
+    actions: list[Action],
+    *,
+    wait_runs: bool = True,
+    timeout: float = 60,
+    clock: FakeTime | None = None,
+    progress: Any = None,
+) -> tuple[Any, Journal]:
+    """Apply ``actions`` on a fake clock (and a wall clock that follows it)."""
+    clock = clock or FakeTime()
+    journal = Journal(settings.state_dir, new_run_id())
+    report = apply_plan(
+        make_plan(actions),
+        adobe=adobe,  # type: ignore[arg-type]
+        settings=settings,
+        logins=FakeGrants(marketer()),
+        journal=journal,
+        concurrency=4,
+        now=lambda: NOW + timedelta(seconds=clock.now),
+        clock=clock.clock,
+        sleep=clock.sleep,
+        progress=progress,
+        wait_runs=wait_runs,
+        run_timeout=timeout,
+    )
+    journal.close()
+    return report, journal
+
+
+def failed_run(run_id: str, flow_id: str, created: datetime) -> dict:
+    raw = _run(run_id, "failed", created)
+    raw["flowId"] = flow_id
+    raw["metrics"]["statusSummary"]["errors"] = [
+        {"code": "CONNECTOR-2001-500", "message": "Pinterest refused the audience upload"}
+    ]
+    return raw
+
+
+def switched(adobe: FakeAdobe, flow_id: str) -> bool:
+    """Was any write about ``flow_id`` sent?"""
+    return any(f"/{flow_id}/" in path for _, path, _ in adobe.writes())
+
+
+def journal_events(settings: Settings, journal: Journal) -> list[dict]:
+    return read_run(settings.state_dir, journal.run_id).records
+
+
+def test_a_failed_first_run_keeps_its_legacy_flow_on_and_the_others_go_off(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.runs_by_flow["N1"] = [[], [_run("r1", "processing", NOW)], [_run("r1", "success", NOW)]]
+    adobe.runs_by_flow["N2"] = [[failed_run("r2", "N2", NOW)]]
+    actions = [*full_pair_actions("prod", 1), *full_pair_actions("prod", 2)]
+
+    report, _ = run_gated(adobe, settings, actions)
+
+    by_id = {r.action_id: r for r in report.results}
+    assert by_id["disable_flow:prod:L1"].status == "done"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "disabled"
+    skipped = by_id["disable_flow:prod:L2"]
+    assert skipped.status == "skipped"
+    assert skipped.error == (
+        "not attempted: its twin's first run r2 failed: CONNECTOR-2001-500: Pinterest refused "
+        "the audience upload; the legacy flow stays on"
+    )
+    assert adobe.obj("prod", "flows", "L2")["state"] == "enabled"
+    assert switched(adobe, "L1") and not switched(adobe, "L2")  # never even sent
+    runs = {r.flow_id: r for r in report.runs}
+    assert (runs["N1"].status, runs["N2"].status) == ("success", "failed")
+    assert runs["N2"].errors == [
+        {"code": "CONNECTOR-2001-500", "message": "Pinterest refused the audience upload"}
+    ]
+    assert runs["N2"].kept_on == ["L2"]
+    payload = report.to_json()
+    [failed] = [r for r in payload["runs"] if r["status"] == "failed"]
+    assert failed["errors"][0]["code"] == "CONNECTOR-2001-500"
+    assert failed["legacy_flows_kept_on"] == ["L2"]
+    with pytest.raises(ApplyFailed) as caught:
+        report.raise_if_failed()
+    line = caught.value.line()
+    assert "the first run failed for 1 new flow ('flow N2')" in line
+    assert "its legacy flow stays on" in line
+    assert "`pinmigrate apply` again (it resumes)" in line
+    assert "`pinmigrate rollback`" in line
+
+
+def test_every_switch_off_comes_after_its_twins_first_run_was_seen_ended(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    for n in (1, 2, 3):
+        pair(adobe, "prod", n)
+        adobe.runs_by_flow[f"N{n}"] = [[], [_run(f"r{n}", "success", NOW)]]
+    actions = [a for n in (1, 2, 3) for a in full_pair_actions("prod", n)]
+
+    report, journal = run_gated(adobe, settings, actions)
+
+    assert report.ok and [r.status for r in report.runs] == ["success"] * 3
+    records = journal_events(settings, journal)
+    seen = {r["target_id"]: i for i, r in enumerate(records) if r["event"] == "first_run"}
+    disables = [
+        (i, r["target_id"])
+        for i, r in enumerate(records)
+        if r["event"] == "before" and r["kind"] == "disable_flow"
+    ]
+    assert len(seen) == 3 and len(disables) == 3
+    for index, legacy in disables:
+        assert seen[legacy.replace("L", "N")] < index
+
+
+def test_without_wait_runs_the_legacy_flows_go_off_before_any_run_is_read(
+    settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.runs_by_flow["N1"] = [[failed_run("r1", "N1", NOW)]]
+    report, _ = run_gated(adobe, settings, full_pair_actions("prod", 1), wait_runs=False)
+    assert report.ok and report.runs == []
+    assert adobe.obj("prod", "flows", "L1")["state"] == "disabled"
+    assert ("GET", "/runs", "N1") not in adobe.log
+
+
+def test_a_plan_made_with_wait_runs_waits_even_without_the_flag(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.runs_by_flow["N1"] = [[failed_run("r1", "N1", NOW)]]
+    actions = full_pair_actions("prod", 1)
+    gated = actions[-1]
+    assert isinstance(gated, DisableFlow)
+    actions[-1] = gated.model_copy(
+        update={"details": gated.details.model_copy(update={"after": "first_run_succeeds"})}
+    )
+
+    report, _ = run_gated(adobe, settings, actions, wait_runs=False)
+
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+    assert report.results[-1].status == "skipped"
+    assert [r.status for r in report.runs] == ["failed"]
+
+
+def test_a_disable_whose_twins_run_does_not_end_in_time_is_skipped(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.runs_by_flow["N1"] = [[], [_run("r1", "processing", NOW)]]
+    clock = FakeTime()
+
+    report, _ = run_gated(adobe, settings, full_pair_actions("prod", 1), timeout=120, clock=clock)
+
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+    result = report.results[-1]
+    assert result.status == "skipped"
+    assert result.error == (
+        "not attempted: its twin's first run had not ended: run r1 was still processing 120s "
+        "after enabling; the legacy flow stays on"
+    )
+    assert 120 <= clock.now <= 121  # the wait ran to its timeout, no further
+    with pytest.raises(ApplyFailed) as caught:
+        report.raise_if_failed()
+    assert "had not ended when the wait ran out" in caught.value.line()
+    assert "wait longer with --run-timeout" in caught.value.line()
+
+
+def test_a_twin_already_on_is_judged_by_its_latest_run(settings: Settings) -> None:
+    # Enabled before this apply (by hand, or by an earlier run whose switch-offs were held):
+    # its latest run tells, whatever its age. A latest run that failed before this apply is
+    # waited past, since the operator may have fixed its cause: a newer run decides, else
+    # the old failure stands at the timeout.
+    adobe = FakeAdobe()
+    for n in (1, 2, 3):
+        pair(adobe, "prod", n)
+        adobe.obj("prod", "flows", f"N{n}")["state"] = "enabled"
+    old = NOW - timedelta(days=1)
+    early = failed_run("r0", "N1", old - timedelta(hours=1))
+    adobe.runs_by_flow["N1"] = [[early, _run("r1", "success", old)]]
+    adobe.runs_by_flow["N2"] = [[failed_run("r2", "N2", old)]]
+    fixed = _run("r3b", "success", NOW + timedelta(seconds=15))
+    adobe.runs_by_flow["N3"] = [[failed_run("r3", "N3", old)], [failed_run("r3", "N3", old), fixed]]
+    actions = [a for n in (1, 2, 3) for a in full_pair_actions("prod", n)]
+    clock = FakeTime()
+
+    report, _ = run_gated(adobe, settings, actions, clock=clock, timeout=60)
+
+    statuses = {r.action_id: r.status for r in report.results}
+    assert statuses["enable_flow:prod:N1"] == "already_done"
+    assert statuses["disable_flow:prod:L1"] == "done"
+    assert statuses["disable_flow:prod:L2"] == "skipped"
+    assert statuses["disable_flow:prod:L3"] == "done"
+    checks = {r.flow_id: r for r in report.runs}
+    assert [(f, c.status, c.run_id) for f, c in checks.items()] == [
+        ("N1", "success", "r1"),
+        ("N2", "failed", "r2"),
+        ("N3", "success", "r3b"),
+    ]
+    assert checks["N2"].detail.endswith("(before this apply; no newer run in 60s)")
+    assert checks["N2"].errors[0]["code"] == "CONNECTOR-2001-500"
+    assert 60 <= clock.now <= 61
+
+
+def test_the_wait_for_first_runs_shows_how_far_it_got(settings: Settings) -> None:
+    class Lines:
+        def __init__(self) -> None:
+            self.statuses: list[str] = []
+
+        def start(self, total: int) -> None: ...
+
+        def advance(self, result: ActionResult) -> None: ...
+
+        def finish(self) -> None: ...
+
+        def status(self, text: str) -> None:
+            self.statuses.append(text)
+
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    pair(adobe, "prod", 2)
+    adobe.runs_by_flow["N1"] = [[failed_run("r1", "N1", NOW)]]
+    adobe.runs_by_flow["N2"] = [[], [], [_run("r2", "success", NOW)]]
+    lines = Lines()
+    run_gated(
+        adobe,
+        settings,
+        [*full_pair_actions("prod", 1), *full_pair_actions("prod", 2)],
+        timeout=300,
+        progress=lines,
+    )
+    head = "waiting for the first runs of 2 new flows"
+    assert lines.statuses[:2] == [
+        f"{head}: 0 succeeded, 0 failed, 2 running (5:00 left)",  # shown while reading
+        f"{head}: 0 succeeded, 1 failed, 1 running (5:00 left)",
+    ]
+    assert "4:59 left" in lines.statuses[2]  # counted down between reads
+
+
+def test_ctrl_c_during_the_wait_for_runs_switches_nothing_off(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    adobe.runs_by_flow["N1"] = [[]]
+
+    class Interrupted(FakeTime):
+        def sleep(self, seconds: float) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_gated(adobe, settings, full_pair_actions("prod", 1), clock=Interrupted())
+    assert adobe.obj("prod", "flows", "N1")["state"] == "enabled"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+
+
+def test_switch_offs_released_by_a_reconnect_in_adobe_also_wait_for_first_runs(
+    person_settings: Settings,
+) -> None:
+    adobe = FakeAdobe()
+    actions = two_pairs_waiting_for_accounts(adobe)
+    adobe.runs_by_flow["N1"] = [[failed_run("r1", "N1", NOW + timedelta(seconds=10))]]
+    adobe.runs_by_flow["N2"] = [[_run("r2", "success", NOW + timedelta(seconds=30))]]
+    clock = RenewAt(adobe, {10.0: ["acct-N1"], 30.0: ["acct-N2"]})
+
+    report, _ = run_waiting(
+        adobe, person_settings, actions, clock, timeout=600, wait_runs=True, moving_now=True
+    )
+
+    statuses = {r.action_id: r.status for r in report.results}
+    assert statuses["enable_flow:prod:N1"] == statuses["enable_flow:prod:N2"] == "done"
+    assert statuses["disable_flow:prod:L1"] == "skipped"
+    assert statuses["disable_flow:prod:L2"] == "done"
+    assert adobe.obj("prod", "flows", "L1")["state"] == "enabled"
+    assert adobe.obj("prod", "flows", "L2")["state"] == "disabled"
+
+
+def test_rounds_of_run_reads_start_an_interval_apart_however_long_a_round_takes(
+    settings: Settings,
+) -> None:
+    clock = FakeTime()
+    started: list[float] = []
+
+    class Slow(FakeAdobe):
+        def runs(self, flow_id: str, *, sandbox: str) -> list[dict]:
+            started.append(clock.now)
+            clock.now += 4  # 2,000 flows at some latency: a round takes seconds
+            return super().runs(flow_id, sandbox=sandbox)
+
+    adobe = Slow()
+    pair(adobe, "prod", 1)
+    adobe.runs_by_flow["N1"] = [[], [], [_run("r1", "success", NOW)]]
+    report, _ = run_gated(adobe, settings, full_pair_actions("prod", 1), clock=clock)
+    assert report.ok
+    assert started == [0, 10, 20]
+
+
+def test_ctrl_c_during_a_round_of_run_reads_drops_the_reads_not_yet_sent() -> None:
+    from pinmigrate.apply.runs import RunWatch, Watched
+
+    class Interrupted(FakeAdobe):
+        def runs(self, flow_id: str, *, sandbox: str) -> list[dict]:
+            super().runs(flow_id, sandbox=sandbox)
+            raise KeyboardInterrupt  # what the main thread meets as Ctrl-C
+
+    adobe = Interrupted()
+    flows = [Watched(f"N{n}", "prod", f"Flow {n}", NOW) for n in range(50)]
+    watch = RunWatch(adobe, flows, timeout=60, clock=FakeTime().clock, workers=1)  # type: ignore[arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        watch.poll()
+    time.sleep(0.2)  # a worker still running would go on reading
+    assert len(adobe.reads()) < 5
+
+
+def test_a_wait_for_first_runs_never_holds_up_the_wait_for_a_person(
+    person_settings: Settings,
+) -> None:
+    # Pair 2 needs nothing from the person, but its twin's run only ends at 100 s; pair 1's
+    # account is reconnected at 30 s, within the 60 s reconnect wait. Waiting for pair 2's
+    # run first would miss that.
+    adobe = FakeAdobe()
+    actions = one_waiting_pair_and_one_free(adobe)
+    adobe.runs_by_flow["N1"] = [[_run("r1", "success", NOW + timedelta(seconds=30))]]
+    late = _run("r2", "processing", NOW)
+    adobe.runs_by_flow["N2"] = [[late]] * 12 + [[_run("r2", "success", NOW)]]
+    clock = RenewAt(adobe, {30.0: ["acct-N1"]})
+    written_at: dict[str, float] = {}
+    adobe.before_write = lambda _method, target: written_at.setdefault(target, clock.now)
+
+    report, _ = run_waiting(
+        adobe, person_settings, actions, clock, timeout=60, wait_runs=True, moving_now=True
+    )
+
+    statuses = {r.action_id: r.status for r in report.results}
+    assert statuses["reconnect_account:prod:acct-N1"] == "done"
+    assert written_at["N1/action?op=enable"] < 45  # noticed within a re-read or two
+    assert statuses["disable_flow:prod:L1"] == "done"
+    assert statuses["disable_flow:prod:L2"] == "skipped"  # 60 s of --run-timeout in run_waiting
+    assert adobe.obj("prod", "flows", "L2")["state"] == "enabled"
+
+
+@pytest.mark.parametrize(("state", "switched_off"), [("success", True), ("failed", False)])
+def test_a_twin_on_before_with_no_run_listed_is_judged_by_its_last_run_details(
+    settings: Settings, state: str, switched_off: bool
+) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    twin = adobe.obj("prod", "flows", "N1")
+    twin["state"] = "enabled"
+    started = int((NOW - timedelta(hours=2)).timestamp() * 1000)
+    twin["lastRunDetails"] = {"id": "r-last", "state": state, "startedAtUTC": started}
+    adobe.runs_by_flow["N1"] = [[]]  # GET /runs lists none
+    actions = [disable("prod", "L1", "N1", twin_state="enabled")]
+
+    report, _ = run_gated(adobe, settings, actions, timeout=30)
+
+    assert [(r.status, r.run_id) for r in report.runs] == [(state, "r-last")]
+    assert (adobe.obj("prod", "flows", "L1")["state"] == "disabled") is switched_off

@@ -528,3 +528,25 @@ def test_no_retry_is_made_that_would_leave_its_attempt_no_time_under_the_cap(moc
     mock.add(responses.GET, URL + "/2", json={})
     assert make(fake, total_cap=10).request("GET", URL + "/2").status_code == 200
     assert fake.sleeps == [9.0]
+
+
+def test_debug_lines_show_the_query_and_the_sandbox_on_attempt_and_answer(mock, fake, caplog):
+    secret = "pina_QuerySecret4242"
+    redact.register(secret)
+    mock.add(responses.GET, URL, status=503)
+    mock.add(responses.GET, URL, json={})
+    with caplog.at_level(logging.DEBUG, logger="pinmigrate.http"):
+        make(fake).request(
+            "GET",
+            URL,
+            params={"property": "name==Pinterest", "token": secret},
+            headers={"X-Sandbox-Name": "prod", "Authorization": f"Bearer {secret}"},
+        )
+    shown = f"{URL}?property=name%3D%3DPinterest&token={redact.redact(secret)} [sandbox prod]"
+    lines = [r.getMessage() for r in caplog.records if r.name == "pinmigrate.http"]
+    assert f"test GET {shown} (attempt 1)" in lines
+    assert f"test GET {shown} (attempt 2)" in lines
+    assert any(line.startswith(f"test GET {shown} -> 503 (") for line in lines)
+    assert any(line.startswith(f"test GET {shown} -> 200 (") for line in lines)
+    assert any(line.startswith(f"test GET {shown}: HTTP 503, retry 1 in ") for line in lines)
+    assert secret not in caplog.text

@@ -374,3 +374,70 @@ def test_the_discover_view_names_the_cards(cli: Any, emu_env: dict[str, str]) ->
     assert result.exit_code == 0, result.stderr
     names = {(s["legacy_spec_name"], s["new_spec_name"]) for s in result.json()["sandboxes"]}
     assert names == {("(Deprecating) Pinterest", "Pinterest")}
+
+
+@pytest.mark.parametrize("parent", ["missing", "a-file"])
+def test_plan_out_into_a_missing_directory_is_a_usage_error_and_writes_nothing(
+    cli: Any, emu_env: dict[str, str], emulator: Any, tmp_path: Path, state_dir: Path, parent: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    emulator.clear_requests()
+    out = tmp_path / parent / "plan.json"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = cli(["plan", "--out", str(out)], env=emu_env)
+    assert result.exit_code == 64
+    problem = "is not a directory" if parent == "a-file" else "does not exist"
+    assert result.stderr.splitlines() == [
+        f"pinmigrate: cannot save the plan to {out}: {'' if parent == 'a-file' else 'directory '}"
+        f"{tmp_path / parent} {problem}; create it first or pick another"
+    ]
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no silent mkdir
+    assert list(state_dir.iterdir()) == []  # no plan key made either
+    assert emulator.requests()["total"] == 0  # refused before discovery
+
+
+def test_flow_by_name_is_the_pair_of_that_name(cli: Any, emu_env: dict[str, str]) -> None:
+    by_id = plan_json(cli, emu_env, "--flow", legacy_id(plan_json(cli, emu_env), "Loyalty members"))
+    # The legacy flow and its twin share the name: one pair, as by id.
+    by_name = plan_json(cli, emu_env, "--flow", "Loyalty members")
+    assert by_name["pairs"] == by_id["pairs"] and by_name["summary"] == by_id["summary"]
+    assert [p["legacy_flow_name"] for p in by_name["pairs"]] == ["Loyalty members"]
+
+
+def test_flow_by_a_name_of_several_flows_names_their_ids(cli: Any, emu_env: dict[str, str]) -> None:
+    [blocker] = plan_json(cli, emu_env)["blockers"]  # Lookalike seeds: two twins by name
+    result = cli(["plan", "--flow", "Lookalike seeds"], env=emu_env)
+    assert result.exit_code == 64 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("pinmigrate: --flow 'Lookalike seeds' names 3 flows: ")
+    for flow_id in (blocker["flow_id"], *blocker["candidates"]):
+        assert flow_id in line
+    assert line.endswith("; pass the id of the one you mean")
+
+
+def test_flow_names_are_compared_exactly_with_near_names_pointed_out(
+    cli: Any, emu_env: dict[str, str]
+) -> None:
+    result = cli(["plan", "--flow", "loyalty  Members"], env=emu_env)
+    assert result.exit_code == 64
+    assert result.stderr.splitlines() == [
+        "pinmigrate: no Pinterest flow with id or name 'loyalty  Members' (--flow); names are "
+        "compared exactly: did you mean 'Loyalty members'?"
+    ]
+
+
+def test_verbose_request_lines_match_each_attempt_with_its_answer(
+    cli: Any, emu_env: dict[str, str]
+) -> None:
+    result = cli(["plan", "-v"], env=emu_env)
+    assert result.exit_code == 0, result.stderr
+    sent = re.findall(
+        r"pinmigrate\.http: adobe (GET \S+ \[sandbox \w+\]) \(attempt 1\)", result.stderr
+    )
+    answered = re.findall(
+        r"pinmigrate\.http: adobe (GET \S+ \[sandbox \w+\]) -> 200 ", result.stderr
+    )
+    assert sent and sorted(sent) == sorted(answered)
+    assert {s.split("[sandbox ")[1] for s in sent} == {"prod]", "dev]"}
+    assert any("/flows?" in s and "property=" in s for s in sent)

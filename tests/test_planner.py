@@ -712,7 +712,7 @@ TWO_SANDBOXES = world(
     ("options", "message"),
     [
         ({"sandboxes": ("stage",)}, "unknown sandbox stage"),
-        ({"flows": ("nope",)}, "no Pinterest flow with id nope"),
+        ({"flows": ("nope",)}, "no Pinterest flow with id or name 'nope'"),
         ({"flows": ("l2",), "sandboxes": ("prod",)}, "which --sandbox leaves out"),
         ({"matches": {"nope": "n1"}}, "nope is not a flow of the legacy"),
         ({"matches": {"n1": "n1b"}}, "n1 is not a flow of the legacy"),
@@ -870,3 +870,82 @@ def test_demo_scenario_expected_plan() -> None:
     no_login = plan_of(demo_inventory())
     assert no_login.summary == plan.summary
     assert all(a.details.needs_login for a in no_login.actions if a.kind == "reconnect_account")
+
+
+@pytest.mark.parametrize(
+    ("flows", "match", "settled", "twin"),
+    [
+        # two legacy and two new flows of one name: each legacy flow is ambiguous
+        ((L("l1"), L("l2"), N("n1"), N("n2")), {"l1": "n1"}, "l2", "n2"),
+        # two legacy flows of one name and one new: a match with another new flow settles it
+        ((L("l1"), L("l2"), N("n1"), N("nx", name="Other")), {"l1": "nx"}, "l2", "n1"),
+    ],
+)
+def test_a_match_that_settles_another_ambiguous_pair_says_so(
+    flows: tuple[Flow, ...], match: dict[str, str], settled: str, twin: str
+) -> None:
+    unmatched = plan_of(world(*flows))
+    assert {b.flow_id for b in unmatched.blockers} >= {settled}
+    plan = plan_of(world(*flows), matches=match)
+    [lid] = match
+    [warning] = [w for w in plan.warnings if f"--match {lid}={match[lid]} also settled" in w]
+    assert f"({settled})" in warning and f"new flow {twin}" in warning
+    [pair] = [p for p in plan.pairs if p.legacy_flow_id == settled]
+    assert pair.new_flow_id == twin and f"settled by --match {lid}=" in pair.note
+
+
+def test_a_pair_unambiguous_without_the_match_gets_no_such_warning() -> None:
+    plan = plan_of(
+        world(L("l1"), N("n1"), L("l2", name="Other"), N("n2", name="Else")), matches={"l2": "n2"}
+    )
+    assert not any("also settled" in w for w in plan.warnings)
+    assert [p.note for p in plan.pairs if p.legacy_flow_id == "l1"] == [""]
+
+
+def test_flow_by_name_selects_one_flow_or_one_pair() -> None:
+    inv = world(
+        L("l1", name="Loyalty"),
+        N("n1", name="Loyalty"),
+        L("l2", name="Winback"),
+        N("n2", name="Winback"),
+        N("n3", name="Only new", state="enabled"),
+    )
+    assert [p.legacy_flow_id for p in plan_of(inv, flows=("Loyalty",)).pairs] == ["l1"]
+    assert plan_of(inv, flows=("Loyalty",)).pairs == plan_of(inv, flows=("l1",)).pairs
+    assert [p.legacy_flow_id for p in plan_of(inv, flows=("Winback", "n1")).pairs] == ["l1", "l2"]
+    with pytest.raises(UsageError, match="no Pinterest flow with id or name 'loyalty'"):
+        plan_of(inv, flows=("loyalty",))
+
+
+@pytest.mark.parametrize(
+    "flows",
+    [
+        # two legacy flows of one name
+        (L("l1", name="Same"), L("l2", name="Same"), N("n1", name="Other")),
+        # a legacy flow and a new flow of the same name but different ad accounts: no pair
+        (L("l1", name="Same"), N("n1", name="Same", adv="222")),
+    ],
+)
+def test_flow_by_a_name_that_is_not_one_pair_is_refused_naming_the_flows(
+    flows: tuple[Flow, ...],
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        plan_of(world(*flows), flows=("Same",))
+    line = caught.value.line()
+    assert line.startswith("--flow 'Same' names 2 flows: ")
+    for flow in flows:
+        assert (flow.id in line) is (flow.name == "Same")
+
+
+def test_flow_by_a_name_of_more_than_ten_flows_is_cut_short() -> None:
+    many = [N(f"n{i:02}", name="Busy", adv=str(i)) for i in range(12)]
+    with pytest.raises(UsageError) as caught:
+        plan_of(world(*many), flows=("Busy",))
+    line = caught.value.line()
+    assert "names 12 flows: " in line and "n09 (new, prod), ..." in line and "n10" not in line
+
+
+def test_flow_by_name_outside_the_selected_sandboxes() -> None:
+    inv = world(L("l1", name="Dev one", sandbox="dev"), L("l2"), sandboxes=("prod", "dev"))
+    with pytest.raises(UsageError, match=r"flow l1 \(Dev one\) is in sandbox dev, which --sandbox"):
+        plan_of(inv, flows=("Dev one",), sandboxes=("prod",))

@@ -156,6 +156,12 @@ def test_no_rollback_hint_unless_a_flow_changed_and_something_failed() -> None:
     assert closing(run_failed).endswith(
         f"`pinmigrate rollback` undoes the flow changes of run {RUN}."
     )
+    run_late = ApplyReport(
+        run_id=RUN,
+        results=[flow_result(1, "enable_flow")],
+        runs=[RunCheck("new-flow-0001", "prod", "Scale flow 0001", "timeout", detail="900 s")],
+    )
+    assert closing(run_late).endswith(f"undoes the flow changes of run {RUN}.")
     # A rollback that failed in part does not suggest rolling back the rollback.
     rollback = ApplyReport(
         run_id=RUN,

@@ -385,3 +385,25 @@ def test_a_secret_broken_inside_is_refused_without_showing_it(isolated, key, gap
         getattr(load_settings(env={env_name(key): f" {value[:14]}\n"}), section), name
     )
     assert trimmed.get_secret_value() == "SECRETHEAD0123"
+
+
+def test_a_missing_setting_without_a_config_file_says_where_one_was_looked_for(
+    isolated, monkeypatch
+):
+    settings = load_settings(env={})
+    with pytest.raises(ConfigError) as info:
+        settings.require_adobe()
+    line = info.value.line()
+    looked = f"{Path.cwd() / 'pinmigrate.toml'} and "
+    assert (
+        f"missing required setting adobe.org_id: no config file found (looked for {looked}" in line
+    )
+    assert "run `pinmigrate init` to write one, or set PINMIGRATE_ADOBE_ORG_ID" in line
+
+
+def test_a_missing_setting_with_a_config_file_does_not_suggest_init(isolated):
+    (isolated / "pinmigrate.toml").write_text("[migration]\nconcurrency = 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={}).require_adobe()
+    assert "no config file" not in info.value.line() and "init" not in info.value.line()
+    assert "add org_id to [adobe] in the config file" in info.value.line()

@@ -20,8 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pinmigrate import redact
-from pinmigrate.actions import KIND_ORDER, Action, EnableFlow, ReconnectAccount
-from pinmigrate.apply import runs
+from pinmigrate.actions import KIND_ORDER, Action, DisableFlow, EnableFlow, ReconnectAccount
 from pinmigrate.apply.reconnects import (
     AskPerson,
     PersonReconnect,
@@ -36,12 +35,14 @@ from pinmigrate.apply.results import (
     ActionResult,
     ApplyReport,
     Progress,
+    RunCheck,
     Side,
     Status,
     describe,
 )
+from pinmigrate.apply.runs import RUN_INTERVAL, RunWatch, Watched
 from pinmigrate.apply.targets import Specs, matched_pairs, sandbox_problem, target_problem
-from pinmigrate.apply.verdict import Verdict, assess, goal_problem
+from pinmigrate.apply.verdict import Verdict, assess, goal_problem, run_problem
 from pinmigrate.apply.world import (
     LiveWorld,
     Reader,
@@ -153,6 +154,8 @@ class Executor:
         note: Callable[[str], None] | None = None,
         settle_policy: SettlePolicy | None = None,
         guard: Guard | None = None,
+        wait_runs: bool = False,
+        run_timeout: float = 900.0,
     ) -> None:
         self.adobe = adobe
         self.settings = settings
@@ -173,6 +176,8 @@ class Executor:
         #: What the person was asked to reconnect (for the report's JSON).
         self.asked: list[PersonReconnect] = []
         self.by_id: dict[str, Action] = {}
+        #: The enable_flow actions by the new flow they switch on.
+        self.enables: dict[str, EnableFlow] = {}
         self.margin = timedelta(days=settings.migration.reconnect_margin_days)
         self.reader = Reader(adobe, settings, workers=self.concurrency)
         #: How long a read waits for flow writes Adobe is still applying (lastOperation).
@@ -180,6 +185,14 @@ class Executor:
         #: What apply checks every target against before the first write (None: rollback,
         #: whose targets come from this state dir's own journal).
         self.guard = guard
+        #: Every legacy flow is switched off only after its twin's first run succeeded (a plan
+        #: made with --wait-runs asks for it per disable_flow, whatever this says).
+        self.wait_runs = wait_runs
+        self.run_timeout = run_timeout
+        #: The first runs seen ended (or given up on), by new flow id, in the order checked.
+        self.run_checks: dict[str, RunCheck] = {}
+        #: When this run began: the runs of flows it enabled are those after it.
+        self.began = self.now()
         self.live = LiveWorld()
         self.writes = Writes(adobe, journal, self.live, self._fresh, self.stopping.is_set)
 
@@ -216,6 +229,7 @@ class Executor:
         if not actions:
             return []
         self.by_id = {a.id: a for a in actions}
+        self.enables = {a.target_id: a for a in actions if isinstance(a, EnableFlow)}
         if self.guard is not None:
             # Before anything is read: a sandbox outside the configuration is not even read.
             problem = sandbox_problem(actions, self.guard.sandboxes)
@@ -263,9 +277,13 @@ class Executor:
             ) as pool:
                 # The staleness check just read everything: the first wave needs no re-read.
                 free = [a for a in actions if a.id not in held]
+                # While a person reconnects accounts, no wait for first runs may hold up the
+                # re-reads that notice it: switch-offs that wait for runs go last.
+                last = frozenset(a.id for a in free if wait is not None and self.waits_for_run(a))
+                free = [a for a in free if a.id not in last]
                 fresh = self._run_waves(pool, free, results, logins, fresh=True)
                 if wait is not None:
-                    self._await_person(pool, wait, actions, held, results, logins, fresh)
+                    self._await_person(pool, wait, actions, held, results, logins, fresh, last)
         except Exception as exc:
             # A bug of ours must still end in a report and a run_end: the journal holds the
             # truth about any write that was under way.
@@ -296,8 +314,123 @@ class Executor:
         waves = waves_of(actions)
         for index, wave in enumerate(waves):
             upcoming = waves[index + 1] if index + 1 < len(waves) else []
+            if self._hold_for_runs(wave, results):
+                fresh = False  # time passed while the runs were awaited
             fresh = self._run_wave(pool, wave, results, logins, fresh, upcoming)
         return fresh
+
+    # -- verified cutover: a legacy flow goes off only after its twin's first run --
+
+    def waits_for_run(self, action: Action) -> bool:
+        """Is ``action`` a legacy flow's switch-off that waits for its twin's first run?"""
+        return (
+            isinstance(action, DisableFlow)
+            and action.precondition.twin_flow_id is not None
+            and (self.wait_runs or action.details.waits_for_run)
+        )
+
+    def _hold_for_runs(self, wave: Sequence[Action], results: dict[str, ActionResult]) -> bool:
+        """Before a wave that switches legacy flows off: wait for the first run of each one's
+        twin; a disable whose twin's run did not succeed ends skipped (the legacy flow stays
+        on, untouched). True when it waited (the world as last read is no longer fresh)."""
+        gated = [
+            a
+            for a in wave
+            if isinstance(a, DisableFlow)
+            and self.waits_for_run(a)
+            and results[a.id].status == "pending"
+            and failed_dependency(a, results, self.by_id) is None
+        ]
+        if not gated:
+            return False
+        twins = {a.precondition.twin_flow_id: a for a in gated if a.precondition.twin_flow_id}
+        waited = self.verify_runs(
+            [
+                self.twin_watch(twin, action.sandbox, results, action.target_name)
+                for twin, action in twins.items()
+            ]
+        )
+        for action in gated:
+            twin = action.precondition.twin_flow_id or ""
+            check = self.run_checks[twin]
+            problem = run_problem(check)
+            if problem is not None:
+                result = results[action.id]
+                result.status = "skipped"
+                result.error = redact.redact(f"not attempted: {problem}")
+                check.kept_on.append(action.target_id)
+                # Reported with its wave, like every action that ends before it.
+        return waited
+
+    def verify_runs(self, flows: Sequence[Watched]) -> bool:
+        """Wait until the first run of each of ``flows`` not yet checked ended, or the run
+        timeout passed; the checks land in ``run_checks``. True when anything was read."""
+        todo = [f for f in flows if f.flow_id not in self.run_checks]
+        if not todo:
+            return False
+        watch = RunWatch(
+            self.adobe, todo, timeout=self.run_timeout, clock=self.clock, workers=self.concurrency
+        )
+        while True:
+            self._status(watch.progress())  # a round of reads takes seconds at scale
+            self._seen_runs(watch.poll())
+            if not watch.pending:
+                break
+            if watch.left() <= 0:
+                self._seen_runs(watch.expire())
+                break
+            self._wait_for_runs(watch)
+        return True
+
+    def _seen_runs(self, checks: Sequence[RunCheck]) -> None:
+        for check in checks:
+            self.run_checks[check.flow_id] = check
+            self.journal.record(
+                "first_run",
+                sandbox=check.sandbox,
+                target_id=check.flow_id,
+                status=check.status,
+                run=check.run_id,
+                detail=check.detail or None,
+            )
+
+    def _wait_for_runs(self, watch: RunWatch) -> None:
+        """Sleep until the next round of reads, keeping the live line current."""
+        # An interval from the start of the last round: at scale a round itself takes a while.
+        until = min(watch.polled_at + RUN_INTERVAL, watch.deadline)
+        while True:
+            self._status(watch.progress())
+            step = min(1.0, until - self.clock())
+            if step <= 0:
+                return
+            self.sleep(step)
+
+    def twin_watch(
+        self, twin: str, sandbox: str, results: Mapping[str, ActionResult], name: str = ""
+    ) -> Watched:
+        """What to watch of new flow ``twin``: the runs after this run began when this run
+        enabled it; else (on before, or enabled by an earlier run) its latest run, whatever
+        its age: waiting for a run after now could take as long as the flow's schedule. A
+        latest run that failed before this apply is waited past, until the run timeout."""
+        enable = self.enables.get(twin)
+        enabled_now = enable is not None and results[enable.id].status == "done"
+        seen = self.live.seen_flow(twin)
+        if enable is not None and enable.target_name:
+            name = enable.target_name
+        elif seen is not None and seen.flow.name:
+            name = seen.flow.name
+        if enabled_now:
+            return Watched(twin, sandbox, name, self.began)
+        last_run = seen.raw.get("lastRunDetails") if seen is not None else None
+        # A failed run from before this apply may be what the operator has fixed since.
+        return Watched(
+            twin,
+            sandbox,
+            name,
+            None,
+            retry_before=self.began,
+            last_run=last_run if isinstance(last_run, dict) else None,
+        )
 
     # -- reconnects a person does in Adobe --
 
@@ -331,9 +464,11 @@ class Executor:
         results: dict[str, ActionResult],
         logins: Mapping[str, Login],
         fresh: bool,
+        last: frozenset[str] = frozenset(),
     ) -> None:
         """Re-read the waiting accounts until each is renewed or time is up; run each one's
-        dependent actions as soon as it is renewed, without waiting for the others."""
+        dependent actions as soon as it is renewed, without waiting for the others. The
+        switch-offs that wait for first runs (held ones, and ``last``) run at the end."""
         waiting = {a.id: a for a in wait.pending.values()}
         renewed: set[str] = set()
         while wait.pending:
@@ -365,6 +500,9 @@ class Executor:
                 and a.id not in waiting
                 and results[a.id].status == "pending"
                 and held[a.id] <= renewed
+                # Switch-offs that wait for first runs go last, once the wait for the person
+                # ends, so the accounts are re-read meanwhile (the runs go on in Adobe).
+                and not self.waits_for_run(a)
             ]
             if released:
                 self._run_waves(pool, released, results, logins, fresh=False)
@@ -387,7 +525,11 @@ class Executor:
             error = not_seen_error(unseen_action, wait.timeout, wait.last_problem)
             self._end(result, "failed", error)
             self.journal.error(ref_of(unseen_action), result.error or "")
-        rest = [a for a in actions if a.id in held and results[a.id].status == "pending"]
+        rest = [
+            a
+            for a in actions
+            if (a.id in held or a.id in last) and results[a.id].status == "pending"
+        ]
         # ``fresh`` was about other actions' objects, read before the wait: read again.
         self._run_waves(pool, rest, results, logins, fresh=False)
 
@@ -745,9 +887,10 @@ def apply_plan(
         note=note,
         settle_policy=settle_policy,
         guard=Guard(tuple(settings.adobe.sandboxes), matched_pairs(plan.pairs)),
+        wait_runs=wait_runs,
+        run_timeout=run_timeout,
     )
     retries_before = retries_of(adobe)
-    began = executor.now()
     results = executor.run(plan.actions, fingerprint=plan.fingerprint, start_extra=start_extra)
     report = ApplyReport(
         run_id=journal.run_id,
@@ -755,23 +898,8 @@ def apply_plan(
         blockers=list(plan.blockers),
         orphans=list(plan.orphans),
     )
-    if wait_runs:
-        enabled = [
-            (r.target_id, r.sandbox, r.target_name)
-            for action, r in zip(plan.actions, results, strict=True)
-            if isinstance(action, EnableFlow) and r.status in OK_STATUSES
-        ]
-        if enabled:
-            report.runs = runs.wait_runs(
-                adobe,
-                enabled,
-                timeout=run_timeout,
-                workers=executor.concurrency,
-                now=executor.now,
-                clock=executor.clock,
-                sleep=executor.sleep,
-                since=began,
-            )
+    if wait_runs or any(executor.waits_for_run(a) for a in plan.actions):
+        report.runs = first_runs(executor, plan.actions, results)
     by_id = {r.action_id: r for r in results}
     waiting = [a.to_json() for a in executor.asked if by_id[a.action.id].waits_for]
     if waiting:
@@ -780,6 +908,37 @@ def apply_plan(
     report.retries = retries_of(adobe) - retries_before
     journal.run_end(report.summary())
     return report
+
+
+def first_runs(
+    executor: Executor, actions: Sequence[Action], results: Sequence[ActionResult]
+) -> list[RunCheck]:
+    """The first run of every new flow this apply enabled (or found on) and of every twin a
+    switch-off waited for, in plan order; those no switch-off waited for are awaited now."""
+    by_id = {r.action_id: r for r in results}
+    enabled = [
+        executor.twin_watch(a.target_id, a.sandbox, by_id)
+        for a in actions
+        if isinstance(a, EnableFlow) and by_id[a.id].status in OK_STATUSES
+    ]
+    try:
+        executor.verify_runs(enabled)
+    except Exception as exc:  # the report of what was done must not be lost
+        log.debug("waiting for the first runs failed", exc_info=True)
+        for watched in enabled:
+            executor.run_checks.setdefault(
+                watched.flow_id,
+                RunCheck(
+                    watched.flow_id, watched.sandbox, watched.name, "timeout", None, describe(exc)
+                ),
+            )
+    order: list[str] = []
+    for action in actions:
+        if isinstance(action, EnableFlow):
+            order.append(action.target_id)
+        elif isinstance(action, DisableFlow) and action.precondition.twin_flow_id:
+            order.append(action.precondition.twin_flow_id)
+    return [executor.run_checks[f] for f in dict.fromkeys(order) if f in executor.run_checks]
 
 
 def retries_of(adobe: Any) -> int:

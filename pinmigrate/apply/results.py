@@ -61,6 +61,14 @@ class RunCheck:
     status: str
     run_id: str | None = None
     detail: str = ""
+    #: The run's ``metrics.statusSummary.errors[] {code, message}``.
+    errors: list[dict[str, str]] = field(default_factory=list)
+    #: The legacy flows left on because this run did not succeed (their disable was held).
+    kept_on: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +78,8 @@ class RunCheck:
             "status": self.status,
             "run_id": self.run_id,
             "detail": self.detail,
+            "errors": [dict(e) for e in self.errors],
+            "legacy_flows_kept_on": list(self.kept_on),
         }
 
 
@@ -126,7 +136,9 @@ class ApplyReport:
         ReconnectPending (exit 4) when what is left only waits for reconnects in Adobe."""
         counts = self.counts()
         unfinished = [r for r in self.results if r.status not in OK_STATUSES]
-        if self.waits_for_reconnects and not self.failed_runs:
+        if self.failed_runs or self.timed_out_runs:
+            raise self._runs_failed(len(unfinished))
+        if self.waits_for_reconnects:
             accounts = list(dict.fromkeys(r.waits_for for r in unfinished if r.waits_for))
             done = counts["done"] + counts["already_done"]
             raise ReconnectPending(
@@ -144,21 +156,32 @@ class ApplyReport:
                 "says why",
                 hint="fix the cause and run it again: completed actions are not repeated",
             )
-        if self.failed_runs:
-            names = ", ".join(repr(r.flow_name) for r in self.failed_runs)
-            raise ApplyFailed(
-                f"every action succeeded, but the first run failed for {names}",
-                hint="check the flows' run errors in the report or Adobe's monitoring UI",
+
+    def _runs_failed(self, unfinished: int) -> ApplyFailed:
+        """Exit 1 when a first run failed or had not ended: what, and what to do next."""
+        failed, late = self.failed_runs, self.timed_out_runs
+        parts = []
+        if failed:
+            parts.append(f"the first run failed for {_flows(failed)}")
+        if late:
+            parts.append(
+                f"the first run of {_flows(late)} had not ended when the wait ran out "
+                f"({late[0].detail})"
             )
-        if self.timed_out_runs:
-            late = self.timed_out_runs
-            names = ", ".join(repr(r.flow_name) for r in late)
-            raise ApplyFailed(
-                f"every action succeeded, but the first run of {names} had not ended when "
-                f"the wait ran out ({late[0].detail})",
-                hint="the flows are enabled: watch their runs in Adobe's monitoring UI, or wait "
-                "longer with --run-timeout",
-            )
+        kept = sum(len(r.kept_on) for r in (*failed, *late))
+        message = "; ".join(parts)
+        if kept:
+            message += f"; {'its legacy flow stays' if kept == 1 else 'their legacy flows stay'} on"
+        others = unfinished - kept
+        if others > 0:
+            message += f"; {others} other action(s) did not succeed, the report says why"
+        wait = " (or wait longer with --run-timeout)" if late else ""
+        return ApplyFailed(
+            message,
+            hint=f"see the run errors in the report, fix them in Adobe{wait}, then run "
+            "`pinmigrate apply` again (it resumes), or `pinmigrate rollback` to undo the run "
+            "(its new flows off again, the legacy flows it switched off back on)",
+        )
 
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -194,6 +217,14 @@ class ApplyReport:
         if self.runs:
             payload["runs"] = [r.to_json() for r in self.runs]
         return payload
+
+
+def _flows(checks: list[RunCheck]) -> str:
+    """``2 new flows ('A', 'B')``; past ten names, the rest as "..."."""
+    names = ", ".join(repr(c.flow_name or c.flow_id) for c in checks[:10])
+    more = ", ..." if len(checks) > 10 else ""
+    noun = "new flow" if len(checks) == 1 else "new flows"
+    return f"{len(checks)} {noun} ({names}{more})"
 
 
 class Progress(Protocol):

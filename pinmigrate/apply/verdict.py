@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pinmigrate.actions import Action, AddAudiences, DisableFlow, EnableFlow, ReconnectAccount
+from pinmigrate.apply.results import RunCheck
 from pinmigrate.apply.world import World
 from pinmigrate.inventory import Flow
 from pinmigrate.moments import iso_z
@@ -218,3 +219,18 @@ def _audiences_gone_from_legacy(action: AddAudiences, flow: Flow, legacy: Flow) 
 def flow_label(flow: Flow | None, flow_id: str, sandbox: str, fallback: str = "") -> str:
     name = flow.name if flow is not None else fallback
     return f"flow {name!r} ({sandbox}, {flow_id})" if name else f"flow {flow_id} ({sandbox})"
+
+
+def run_problem(check: RunCheck) -> str | None:
+    """Why a legacy flow stays on after its twin's first run (``--wait-runs``); None when
+    that run succeeded. The run's errors are Flow Service's own ``{code, message}``
+    (api-notes.md §3 "Runs")."""
+    if check.ok:
+        return None
+    run = f"run {check.run_id}" if check.run_id else "run"
+    if check.status == "failed":
+        why = check.detail or "Adobe gave no error"
+        return f"its twin's first {run} failed: {why}; the legacy flow stays on"
+    if check.status == "timeout":
+        return f"its twin's first run had not ended: {check.detail}; the legacy flow stays on"
+    return f"its twin's first {run} ended {check.status}; the legacy flow stays on"

@@ -120,6 +120,11 @@ class LiveWorld:
         with self._lock:
             return self._world.flows[flow_id]
 
+    def seen_flow(self, flow_id: str) -> FlowView | None:
+        """The flow as last read, if it was."""
+        with self._lock:
+            return self._world.flows.get(flow_id)
+
     def account(self, account_id: str) -> Account:
         with self._lock:
             return self._world.accounts[account_id]

@@ -14,7 +14,13 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
-from pinmigrate.commands.planning import build_plan, parse_matches, plan_shaping
+from pinmigrate.commands.planning import (
+    build_plan,
+    parse_matches,
+    plan_shaping,
+    use_wait_runs,
+    wait_runs_option,
+)
 from pinmigrate.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,16 +36,14 @@ if TYPE_CHECKING:
     type=click.IntRange(1, 64),
     help="Parallel writes (sets migration.concurrency).",
 )
-@click.option(
-    "--wait-runs", is_flag=True, help="After enabling flows, wait for each one's first run."
-)
+@wait_runs_option
 @click.option(
     "--run-timeout",
     type=click.FloatRange(min=1),
     default=900.0,
     show_default=True,
     metavar="SECONDS",
-    help="How long --wait-runs waits in total.",
+    help="How long --wait-runs waits for first runs (from the start of each wait).",
 )
 @click.option(
     "--reconnect-timeout",
@@ -56,7 +60,7 @@ def command(
     plan_file: str | None,
     yes: bool,
     concurrency: int | None,
-    wait_runs: bool,
+    wait_runs: bool | None,
     run_timeout: float,
     reconnect_timeout: float | None,
     sandboxes: tuple[str, ...],
@@ -74,6 +78,9 @@ def command(
     Accounts that need Reconnect OAuth are named with the Adobe page to open; apply waits
     for a person to reconnect them (--reconnect-timeout) and carries on with each as soon
     as it is renewed. Not reconnected in time: the rest is done and apply exits 4.
+
+    With --wait-runs (or a plan made with it), a legacy flow is switched off only after
+    its twin's first run succeeded; a failed or late run leaves it on, and apply exits 1.
     """
     from pinmigrate import workflow
     from pinmigrate.oauth import resolvers
@@ -92,6 +99,7 @@ def command(
     app.use_flag("migration.concurrency", "--concurrency", concurrency)
     app.use_flag("migration.disable_legacy", "--keep-legacy", False if keep_legacy else None)
     app.use_flag("migration.reconnect_timeout", "--reconnect-timeout", reconnect_timeout)
+    use_wait_runs(app, wait_runs)
     settings = app.settings
     adobe = workflow.adobe_client(settings)
     if plan_file:
@@ -116,7 +124,8 @@ def command(
         adobe=adobe,
         logins=_logins(app),
         progress=make_progress(app.err),
-        wait_runs=wait_runs,
+        # A plan made with --wait-runs waits for runs whatever the flags say.
+        wait_runs=settings.migration.wait_runs,
         run_timeout=run_timeout,
         reconnect_timeout=reconnect_wait(app),
         # The login's browser opener: BROWSER is honoured and a slow one never blocks.

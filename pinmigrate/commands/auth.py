@@ -165,7 +165,8 @@ def command() -> None:
 @click.option(
     "--no-browser",
     is_flag=True,
-    help="Do not open a browser: print the URL and read the address it led to (or the code).",
+    help="Do not open a browser: print the URL and read the address it led to (or the code); "
+    "a bad paste is asked for again, three tries in all.",
 )
 @click.option(
     "--with-token",
@@ -235,6 +236,9 @@ def status_command(app: App) -> None:
     Warns about logins that expire within migration.reconnect_margin_days. When
     PINMIGRATE_PINTEREST_REFRESH_TOKEN or _ACCESS_TOKEN is set, its login is verified and
     stored like any other.
+
+    Exits 4 (authentication) when no usable login remains: none is stored, or every one
+    has expired beyond refresh. The logins are listed first either way.
     """
     from pinmigrate.oauth.grants import (
         environment_login,
@@ -256,9 +260,9 @@ def status_command(app: App) -> None:
         except AuthError as exc:
             env_error = exc
     now = utcnow()
+    logins = store.load()
     summaries = [
-        login_summary(lg, settings, now=now, environment=lg.user_id == env_user)
-        for lg in store.load()
+        login_summary(lg, settings, now=now, environment=lg.user_id == env_user) for lg in logins
     ]
     if app.json:
         app.print_json(
@@ -287,6 +291,14 @@ def status_command(app: App) -> None:
         app.out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
     if env_error is not None:
         raise env_error
+    if not any(login.usable_at(now) for login in logins):
+        held = ", ".join(login.label for login in logins)
+        raise AuthError(
+            f"no usable Pinterest login: every stored one has expired beyond refresh ({held})"
+            if logins
+            else f"no usable Pinterest login: none is stored in {store.path}",
+            hint="run `pinmigrate auth login` (optional: only plan's pre-flight needs it)",
+        )
 
 
 @command.command("logout")
@@ -296,7 +308,8 @@ def status_command(app: App) -> None:
 def logout_command(app: App, user: str | None) -> None:
     """Forget the stored login of USER (a Pinterest user id or username).
 
-    Without USER, the only stored login is forgotten. Pinterest keeps honouring its tokens
+    Without USER, the only stored login is forgotten. With nothing stored, it says so and
+    exits 0. Pinterest keeps honouring its tokens
     until they expire: revoke pinmigrate's access in Pinterest's settings to end them now.
     """
     settings = app.settings
@@ -305,9 +318,15 @@ def logout_command(app: App, user: str | None) -> None:
     store.remove_temps()
     logins = store.load()
     listed = ", ".join(lg.label for lg in logins) or "none"
+    if not logins:
+        if app.json:
+            app.print_json(
+                {"kind": "pinmigrate.auth.logout", "store": str(store.path), "removed": []}
+            )
+        else:
+            app.note(f"No Pinterest login is stored in {store.path}; nothing to forget.")
+        return
     if user is None:
-        if not logins:
-            raise UsageError(f"no Pinterest login is stored in {store.path}; nothing to forget")
         if len(logins) > 1:
             raise UsageError(
                 f"{len(logins)} Pinterest logins are stored ({listed}); say which one to forget",

@@ -86,7 +86,8 @@ class Doctor:
         settings = self.config()
         if settings is None:
             return self.checks
-        adobe = self.adobe_token(settings)
+        # init's placeholders would only send a made-up org and client to IMS.
+        adobe = None if settings.placeholders() else self.adobe_token(settings)
         if adobe is not None:
             reachable = [s for s in settings.adobe.sandboxes if self.sandbox(adobe, s)]
             for sandbox in reachable or settings.adobe.sandboxes[:1]:
@@ -108,11 +109,22 @@ class Doctor:
         if settings.config_path is not None:
             where = f"loaded from {settings.config_path}"
         else:
-            where = "no config file (environment and defaults)"
+            from pinmigrate.settings import no_config_file
+
+            where = f"{no_config_file()}: environment and defaults; `pinmigrate init` writes one"
         from_env = sum(1 for source in settings.sources.values() if source.startswith("environ"))
         if from_env:
             where += f", {from_env} setting{'s' if from_env != 1 else ''} from the environment"
         self.add(ok("config", where))
+        for key in settings.placeholders():
+            self.add(
+                fail(
+                    key,
+                    f"still holds the placeholder {settings.value_of(key)!r} that "
+                    f"`pinmigrate init` wrote (from {settings.source_of(key)}); set your own",
+                    ExitCode.USAGE,
+                )
+            )
         return settings
 
     def adobe_token(self, settings: Settings) -> AdobeClient | None:

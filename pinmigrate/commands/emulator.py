@@ -52,10 +52,11 @@ wait: Callable[[Emulator], None] = serve_until_interrupted
 )
 @click.option(
     "--port",
-    default=8080,
+    default=0,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="Port to listen on; 0 picks a free one.",
+    help="Port to listen on; 0 (the default) picks a free one, printed first with the "
+    "export lines. Give one to keep the same URLs across restarts.",
 )
 @click.option(
     "--scenario",
@@ -185,6 +186,7 @@ def _announce(app: App, emulator: Emulator, scenario: str) -> None:
                 "schema_version": 1,
                 "kind": "pinmigrate.emulator",
                 "url": emulator.url,
+                "port": emulator.port,
                 "scenario": scenario,
                 "sandboxes": emulator.state.sandboxes,
                 "env": env,
@@ -192,7 +194,10 @@ def _announce(app: App, emulator: Emulator, scenario: str) -> None:
             }
         )
     else:
-        lines = [f"# pinmigrate emulator: {emulator.url} (scenario {scenario}); Ctrl-C stops it"]
+        lines = [
+            f"# pinmigrate emulator: {emulator.url} (port {emulator.port}, scenario {scenario}); "
+            "Ctrl-C stops it"
+        ]
         lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
         sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()

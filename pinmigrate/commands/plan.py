@@ -8,7 +8,13 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
-from pinmigrate.commands.planning import build_plan, parse_matches, plan_shaping
+from pinmigrate.commands.planning import (
+    build_plan,
+    parse_matches,
+    plan_shaping,
+    use_wait_runs,
+    wait_runs_option,
+)
 from pinmigrate.errors import ExitCode
 
 
@@ -20,6 +26,7 @@ from pinmigrate.errors import ExitCode
     help="Also save the plan to FILE, for `pinmigrate apply FILE`.",
 )
 @plan_shaping()
+@wait_runs_option
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -34,6 +41,7 @@ def command(
     flows: tuple[str, ...],
     matches: tuple[str, ...],
     keep_legacy: bool,
+    wait_runs: bool | None,
     detailed_exitcode: bool,
 ) -> int:
     """Dry run: read both Pinterest cards and show what `apply` would change.
@@ -41,13 +49,17 @@ def command(
     \b
     Nothing is changed. Actions, in order: reconnect new-card accounts whose
     credentials are missing or expiring, add audiences missing on a new flow,
-    enable the new flow, then switch its legacy twin off.
+    enable the new flow, then switch its legacy twin off (with --wait-runs,
+    only once the new flow's first run succeeded).
     """
-    from pinmigrate.plan import json_parts, save_plan
+    from pinmigrate.plan import check_plan_path, json_parts, save_plan
     from pinmigrate.render import render_plan
 
+    if out:
+        check_plan_path(Path(out))
     pairs = parse_matches(matches)
     app.use_flag("migration.disable_legacy", "--keep-legacy", False if keep_legacy else None)
+    use_wait_runs(app, wait_runs)
     plan = build_plan(app, sandboxes=sandboxes, flows=flows, matches=pairs)
     if out:
         save_plan(plan, Path(out))

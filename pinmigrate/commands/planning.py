@@ -58,8 +58,9 @@ def plan_shaping(prefix: str = "") -> Callable[[F], F]:
                 "--flow",
                 "flows",
                 multiple=True,
-                metavar="ID",
-                help=f"{prefix}Only the pair of this legacy or new flow (repeatable).",
+                metavar="ID|NAME",
+                help=f"{prefix}Only the pair of this legacy or new flow, by id or by exact name "
+                "(a name of several flows is refused; repeatable).",
             ),
             click.option(
                 "--match",
@@ -82,6 +83,23 @@ def plan_shaping(prefix: str = "") -> Callable[[F], F]:
     return decorate
 
 
+def wait_runs_option(function: F) -> F:
+    """``--wait-runs``, which ``plan`` writes into the plan and ``apply`` also honours for a
+    saved plan made without it (waiting is the stricter order, so always safe)."""
+    return click.option(
+        "--wait-runs",
+        is_flag=True,
+        default=None,
+        help="Switch each legacy flow off only after its twin's first run after enabling "
+        "succeeded; a failed or late run leaves the legacy flow on (sets migration.wait_runs).",
+    )(function)
+
+
+def use_wait_runs(app: App, wait_runs: bool | None) -> None:
+    """``--wait-runs`` as the setting it sets (unset: the configured value stands)."""
+    app.use_flag("migration.wait_runs", "--wait-runs", True if wait_runs else None)
+
+
 def build_plan(
     app: App,
     *,
@@ -96,7 +114,11 @@ def build_plan(
     from pinmigrate.report import discovery_progress
 
     for flow in flows:
-        checked_id(flow, "--flow")
+        if not flow.strip():
+            # An id or a name (compared in the inventory, never sent): only empty is refused.
+            raise UsageError(
+                f"refusing --flow {flow!r}: it is empty", hint="give a flow id or name"
+            )
     request = workflow.PlanRequest(sandboxes=sandboxes, flows=flows, matches=dict(matches or {}))
     settings = app.settings
     adobe = adobe or workflow.adobe_client(settings)

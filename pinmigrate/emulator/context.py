@@ -6,7 +6,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -51,6 +51,10 @@ class Config:
     run_delay: float = 0.0
     #: Seconds that run then reads as ``processing`` before it ends (emulator clock).
     run_duration: float = 0.0
+    #: Runs that end ``failed``: flow id or flow name (``"*"``: every flow) -> the message
+    #: of the run's one error (code ``CONNECTOR-2001-500``); a run's own credential problem
+    #: comes first.
+    run_failures: dict[str, str] = field(default_factory=dict)
     #: PKCE (RFC 7636) on Pinterest's OAuth, which Pinterest does not document (api-notes.md
     #: §4): ``"verify"`` checks a ``code_challenge`` when one is sent (S256 or plain) against
     #: the exchange's ``code_verifier``; ``"ignore"`` accepts both parameters and checks

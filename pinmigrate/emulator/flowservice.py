@@ -88,6 +88,9 @@ READ_ONLY = frozenset(
     }
 )
 PINTEREST_SPECS = frozenset({LEGACY_SPEC_ID, NEW_SPEC_ID})
+#: The error code of a run failed by ``Config.run_failures``: the code of Adobe's run example
+#: (help/dataflows/api/monitor.md).
+RUN_FAILURE_CODE = "CONNECTOR-2001-500"
 _NOUNS = {
     "flows": "Flow",
     "connections": "Connection",
@@ -612,6 +615,14 @@ class FlowService:
         enabled_ms = self.context.now_ms() if at_ms is None else at_ms
         problem = self._credential_problem(sandbox, flow, at=enabled_ms / 1000)
         errors = [] if problem is None else [{"code": "PINTEREST-401", "message": problem}]
+        failure = config.run_failures.get(flow["id"]) or config.run_failures.get(
+            str(flow.get("name")), config.run_failures.get("*")
+        )
+        if problem is None and failure:
+            # Config.run_failures: the code is the one of Adobe's run example
+            # (help/dataflows/api/monitor.md); the message is the test's.
+            problem = failure
+            errors = [{"code": RUN_FAILURE_CODE, "message": failure}]
         started = enabled_ms + round(config.run_delay * 1000)
         duration = round(config.run_duration * 1000)
 

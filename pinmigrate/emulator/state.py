@@ -335,6 +335,11 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError(f"limit_over_max must be error or cap, not {config.limit_over_max!r}")
     if not isinstance(config.run_status, str) or not config.run_status:
         raise ValueError("run_status must be a non-empty string")
+    failures = config.run_failures
+    if not isinstance(failures, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v.strip() for k, v in failures.items()
+    ):
+        raise ValueError("run_failures must map flow ids or names (or *) to non-empty messages")
     delay = config.write_delay
     if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
         raise ValueError("write_delay must be a number of seconds between 0 and 3600")

@@ -49,6 +49,10 @@ Opener = Callable[[str], bool]
 Prompt = Callable[[str], str]
 
 
+#: How many pastes ``auth login --no-browser`` reads before it gives up.
+PASTE_TRIES = 3
+
+
 def _click_prompt(text: str) -> str:
     import click
 
@@ -249,9 +253,42 @@ class LoginResolver:
             f"was sent to (it starts with {self.settings.pinterest.redirect_uri}; the page "
             f"itself may fail to load):\n{url}"
         )
-        pasted = (self.prompt or _click_prompt)("Paste that address (or just the code)")
-        return self._exchange(
-            parse_pasted(pasted, state), source="paste", for_adobe=for_adobe, pkce=pkce
+        code = self._ask_for_paste(state)
+        return self._exchange(code, source="paste", for_adobe=for_adobe, pkce=pkce)
+
+    def _ask_for_paste(self, state: str) -> str:
+        """The code from a paste; a bad paste (empty, not the address, another attempt's
+        state, a refusal) is asked for again, up to :data:`PASTE_TRIES` in all; then the last
+        problem is the one error line. The end of input after a bad paste ends it too."""
+        import click
+
+        prompt = self.prompt or _click_prompt
+        problem: AuthError | None = None
+        for attempt in range(1, PASTE_TRIES + 1):
+            try:
+                pasted = prompt("Paste that address (or just the code)")
+            except (click.exceptions.Abort, EOFError):
+                if problem is None:
+                    raise
+                if self.prompt is None:
+                    click.echo(err=True)  # end the prompt's line: the error gets its own
+                attempt -= 1
+                break
+            try:
+                return parse_pasted(pasted, state)
+            except AuthError as exc:
+                problem = exc
+                if attempt < PASTE_TRIES:
+                    left = PASTE_TRIES - attempt
+                    self.notify(
+                        f"That paste did not work: {exc.message}. Paste again "
+                        f"({left} more {'try' if left == 1 else 'tries'})."
+                    )
+        assert problem is not None
+        tries = f"{attempt} tr{'y' if attempt == 1 else 'ies'}"
+        raise AuthError(
+            f"no usable paste after {tries}: {problem.message}",
+            hint=problem.hint,
         )
 
     def _pkce(self) -> Pkce | None:
