@@ -108,12 +108,19 @@ class App:
         return not self.no_input and self.stdin_is_tty()
 
     def confirm(
-        self, question: str, *, yes: bool, what: str, instead: str = " (or a plan file)"
+        self,
+        question: str,
+        *,
+        yes: bool,
+        what: str,
+        instead: str = " (or a plan file)",
+        hint: str | None = None,
     ) -> None:
         """Go ahead with ``--yes``; ask a person at a terminal; otherwise refuse (exit 5).
 
         JSON mode never asks: what is to be confirmed is not shown there, so a prompt would
-        ask for a blind yes (terraform's ``-json`` likewise needs ``-auto-approve``)."""
+        ask for a blind yes (terraform's ``-json`` likewise needs ``-auto-approve``). ``hint``
+        replaces apply's advice when no one can be asked."""
         from pinmigrate.errors import ConfirmationError
 
         if yes:
@@ -130,7 +137,8 @@ class App:
             raise ConfirmationError(
                 f"{what} needs confirmation and this session cannot prompt "
                 "(--no-input or no terminal on stdin); nothing was changed",
-                hint="pass --yes, or save a plan with `pinmigrate plan --out FILE` and apply FILE",
+                hint=hint
+                or "pass --yes, or save a plan with `pinmigrate plan --out FILE` and apply FILE",
             )
         import click
 

@@ -371,6 +371,21 @@ def latest_run(state_dir: Path, *, kind: str = "apply", with_writes: bool = Fals
     return None
 
 
+def rolled_back_by(state_dir: Path, run_id: str) -> str | None:
+    """The newest rollback run that undid ``run_id`` (it named it, or covered it as a run the
+    named one carried on) and finished with every action done or already done; None when
+    no rollback has, or the last one was interrupted or failed in part."""
+    for later in reversed([r for r in list_runs(state_dir) if r > run_id]):
+        record = read_run(state_dir, later)
+        if record.kind != "rollback":
+            continue
+        covers = record.start.get("covers")
+        undone = [record.start.get("rollback_of"), *(covers if isinstance(covers, list) else [])]
+        if run_id in undone and record.ended_ok:
+            return later
+    return None
+
+
 def carries_on(previous: RunRecord, action_ids: Iterable[str]) -> bool:
     """Whether a run of these actions carries on ``previous``: that run did not end cleanly
     (killed, or an action failed or was skipped) and the two share an action. Action ids are

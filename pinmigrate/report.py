@@ -172,61 +172,156 @@ def make_progress(console: Console, *, description: str = "applying") -> LinePro
     return LineProgress(console)
 
 
+#: Runs of at most this many actions list every result; larger ones count the successes.
+LISTED_UP_TO = 50
+#: Above this many things left alone by a rollback, the report counts them.
+NOTES_NAMED = 10
+#: What each side of the migration is called in the report.
+SIDE_WORDS = {"legacy": "legacy flow", "new": "new flow", "account": "account"}
+#: The kinds of action whose changes ``pinmigrate rollback`` undoes.
+FLOW_KINDS = frozenset({"enable_flow", "disable_flow"})
+
+
 def _why(result: ActionResult) -> str:
     if result.error:
         return result.error
-    return result.note
+    if result.note:
+        return result.note
+    if result.status == "already_done":
+        return "already so when the run read it"
+    if result.status == "pending":
+        return "not started: the run stopped first"
+    return ""
 
 
-def render_report(console: Console, report: ApplyReport) -> None:
-    """The final table: what was done, already done, skipped and failed, and why."""
-    from rich.table import Table
+def _object(result: ActionResult) -> str:
+    """``'Loyalty members' (flow-id)``: the name a person knows and the id Adobe knows."""
+    if result.target_name:
+        return f"{result.target_name!r} ({result.target_id})"
+    return result.target_id
+
+
+def _result_rows(console: Console, results: Sequence[ActionResult]) -> None:
+    """One aligned line per result, never wrapped inside a cell (a long line is the
+    terminal's to wrap); "why" only when some result has a reason."""
     from rich.text import Text
 
+    whys = [_why(r) for r in results]
+    header = ["", "status", "action", "side", "sandbox", "object", "why"]
+    lines: list[list[Text]] = [[Text(h, style="bold") for h in header]]
+    for result, why in zip(results, whys, strict=True):
+        symbol, words, colour = STATUS_STYLE.get(result.status, ("?", result.status, ""))
+        lines.append(
+            [
+                Text(symbol, style=colour),
+                Text(words, style=colour),
+                Text(result.kind),
+                Text(SIDE_WORDS.get(result.side, result.side)),
+                Text(result.sandbox),
+                Text(_object(result)),
+                Text(why),
+            ]
+        )
+    if not any(whys):
+        lines = [cells[:-1] for cells in lines]
+    widths = [max(cells[i].cell_len for cells in lines) for i in range(len(lines[0]))]
+    for cells in lines:
+        line = Text("  ").join(
+            cell if i == len(cells) - 1 else Text.assemble(cell, " " * (widths[i] - cell.cell_len))
+            for i, cell in enumerate(cells)
+        )
+        line.rstrip()
+        console.print(line, soft_wrap=True)
+
+
+def _counted(console: Console, title: str, results: Sequence[ActionResult]) -> None:
+    """``Done (1998):`` then one line per kind and side, with its count."""
+    from rich.text import Text
+
+    counts: dict[tuple[str, str], int] = {}
+    for result in results:
+        key = (result.kind, SIDE_WORDS.get(result.side, result.side))
+        counts[key] = counts.get(key, 0) + 1
+    console.print(Text(f"{title} ({len(results)}):", style="bold"), soft_wrap=True)
+    width = max(len(kind) for kind, _ in counts)
+    for (kind, side), count in counts.items():
+        console.print(Text(f"  {kind:<{width}}  {count:>6}  {side}"), soft_wrap=True)
+
+
+def closing_line(report: ApplyReport) -> str:
+    """The summary, said last (``Apply (run R): 3 done, ...``); when an apply changed flows
+    and something failed (not merely waits for a person's reconnect, which a rerun
+    finishes), it adds that `pinmigrate rollback` undoes the run's flow changes."""
     counts = report.counts()
     what = "Rollback" if report.kind.endswith("rollback") else "Apply"
     of = f" of run {report.extra['rollback_of']}" if report.extra.get("rollback_of") else ""
-    parts = [
-        f"{counts[k]} {STATUS_STYLE[k][1]}" for k in ("done", "already_done", "skipped", "failed")
-    ]
+    keys = ["done", "already_done", "skipped", "failed"] + (
+        ["pending"] if counts.get("pending") else []
+    )
+    parts = [f"{counts[k]} {STATUS_STYLE[k][1]}" for k in keys]
     if report.retries:
         parts.append(f"{report.retries} HTTP {'retry' if report.retries == 1 else 'retries'}")
-    console.print(
-        Text(f"{what}{of} (run {report.run_id}): " + ", ".join(parts), style="bold"),
+    line = f"{what}{of} (run {report.run_id}): " + ", ".join(parts)
+    changed = any(r.status == "done" and r.kind in FLOW_KINDS for r in report.results)
+    failed = (not report.ok and not report.waits_for_reconnects) or bool(
+        report.failed_runs or report.timed_out_runs
     )
-    if report.results:
-        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-        table.add_column("")
-        table.add_column("status")
-        table.add_column("action")
-        table.add_column("sandbox")
-        table.add_column("object", overflow="fold")
-        table.add_column("why", overflow="fold")
-        for result in report.results:
-            symbol, words, colour = STATUS_STYLE.get(result.status, ("?", result.status, ""))
-            table.add_row(
-                Text(symbol, style=colour),
-                Text(words, style=colour),
-                result.kind,
-                result.sandbox,
-                Text(result.target_name or result.target_id),
-                Text(_why(result)),
-            )
-        console.print(table)
-    else:
+    if what == "Apply" and changed and failed:
+        line += f"; `pinmigrate rollback` undoes the flow changes of run {report.run_id}"
+    return line + "."
+
+
+def render_report(console: Console, report: ApplyReport) -> None:
+    """The final report: what did not succeed in full, the successes listed (small runs) or
+    counted (large ones), what was left out, and the summary line last."""
+    from rich.text import Text
+
+    results = report.results
+    if not results:
         console.print("Nothing to change.")
+    elif len(results) <= LISTED_UP_TO:
+        _result_rows(console, results)
+    else:
+        problems = [r for r in results if r.status not in ("done", "already_done")]
+        if problems:
+            console.print(
+                Text(f"Did not succeed ({len(problems)}):", style="bold red"), soft_wrap=True
+            )
+            _result_rows(console, problems)
+        for status, title in (("done", "Done"), ("already_done", "Already done")):
+            chosen = [r for r in results if r.status == status]
+            if chosen:
+                _counted(console, title, chosen)
     render_first_runs(console, report)
     if report.blockers or report.orphans:
-        console.print(Text("Not handled (no action was planned for these):", style="bold"))
+        console.print(
+            Text("Not handled (no action was planned for these):", style="bold"), soft_wrap=True
+        )
         for blocker in report.blockers:
             console.print(
-                Text(f"  blocked  {blocker.sandbox} {blocker.flow_name!r}: {blocker.message}")
+                Text(f"  blocked  {blocker.sandbox} {blocker.flow_name!r}: {blocker.message}"),
+                soft_wrap=True,
             )
         for orphan in report.orphans:
             reason = orphan.reason or "no twin on the new card"
-            console.print(Text(f"  orphan   {orphan.sandbox} {orphan.flow_name!r}: {reason}"))
-    for note in report.notes:
-        console.print(Text(f"Note: {note}"))
+            console.print(
+                Text(f"  orphan   {orphan.sandbox} {orphan.flow_name!r}: {reason}"), soft_wrap=True
+            )
+    left_alone = set(report.extra.get("left_alone") or [])
+    notes = report.notes
+    if len(left_alone) > NOTES_NAMED:
+        # Rollback of a large run: its audiences and reconnects are counted, not listed.
+        notes = [n for n in notes if n not in left_alone]
+        console.print(
+            Text(
+                f"Note: {len(left_alone)} audience or account change(s) are left as they are "
+                "(rollback undoes flow states only); --output json lists them (left_alone)"
+            ),
+            soft_wrap=True,
+        )
+    for note in notes:
+        console.print(Text(f"Note: {note}"), soft_wrap=True)
+    console.print(Text(closing_line(report), style="bold"), soft_wrap=True)
 
 
 def render_first_runs(console: Console, report: ApplyReport) -> None:

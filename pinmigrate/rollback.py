@@ -46,6 +46,9 @@ class RollbackPlan:
     assumed: dict[str, str] = field(default_factory=dict)
     #: Re-enable of a legacy flow -> the switch-off of its twin: a pair rolled back as a unit.
     units: dict[str, str] = field(default_factory=dict)
+    #: An earlier rollback run that already undid all of this (set by the workflow, which
+    #: reads the state dir): there is nothing left to undo.
+    undone_by: str | None = None
 
 
 def _shown(ref: ActionRef) -> str:
@@ -259,6 +262,7 @@ def rollback_run(
             "rollback_of": plan.run_id,
             "covers": plan.runs or [plan.run_id],
             "left_alone": list(plan.left_alone),
+            "undone_by": None,
         },
     )
     report.retries = retries_of(adobe) - retries_before

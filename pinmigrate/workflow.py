@@ -292,7 +292,7 @@ def running_holder(state_dir: Path) -> str | None:
 def rollback_plan(settings: Settings, run_id: str | None = None) -> RollbackPlan:
     """What undoing apply run ``run_id`` (default: the latest that wrote) means."""
     from pinmigrate import rollback
-    from pinmigrate.journal import latest_run, run_chain, runs_dir
+    from pinmigrate.journal import latest_run, rolled_back_by, run_chain, runs_dir
 
     state_dir = settings.state_dir
     if run_id is None:
@@ -308,6 +308,11 @@ def rollback_plan(settings: Settings, run_id: str | None = None) -> RollbackPlan
         raise UsageError(
             f"run {run_id} is a {record.kind} run; only apply runs can be rolled back",
             hint="name the apply run it undid to see what it changed",
+        )
+    undone_by = rolled_back_by(state_dir, run_id)
+    if undone_by is not None:
+        return rollback.RollbackPlan(
+            run_id, [], {}, [], runs=[r.run_id for r in chain], undone_by=undone_by
         )
     return rollback.rollback_plan(record, chain[1:])
 

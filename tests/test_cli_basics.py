@@ -140,7 +140,11 @@ def test_init_accepts_globals_anywhere(cli, isolated, where):
     )
     result = cli(args)
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == {"kind": "pinmigrate.init", "path": str(target)}
+    assert json.loads(result.stdout) == {
+        "schema_version": 1,
+        "kind": "pinmigrate.init",
+        "path": str(target),
+    }
     assert target.is_file()
 
 

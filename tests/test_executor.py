@@ -1256,7 +1256,21 @@ def test_the_apply_json_has_exactly_the_contracts_shape(settings: Settings) -> N
         "summary",
     ]
     assert payload["kind"] == "pinmigrate.apply" and payload["schema_version"] == 1
-    assert set(payload["results"][0]) == {"action_id", "kind", "target_id", "status", "error"}
+    # the contract's result fields, plus where the object is and its name (additive)
+    assert list(payload["results"][0]) == [
+        "action_id",
+        "kind",
+        "sandbox",
+        "side",
+        "target_id",
+        "target_name",
+        "status",
+        "error",
+    ]
+    sides = {(r["kind"], r["side"]) for r in payload["results"]}
+    assert sides == {("enable_flow", "new"), ("disable_flow", "legacy")}
+    assert {r["sandbox"] for r in payload["results"]} == {"prod"}
+    assert {r["target_name"] for r in payload["results"]} == {"flow N1", "flow L1"}
     assert set(payload["summary"]) == {
         "done",
         "already_done",
@@ -1320,6 +1334,8 @@ def test_the_text_report_says_what_happened_and_why(settings: Settings) -> None:
     adobe.fail[("PATCH", "acct-1")] = ApiError("Adobe said no", status=500)
     report, _ = run(adobe, settings, full_pair_actions("prod", 1, acct="acct-1"))
     report.orphans = [Orphan(sandbox="prod", flow_id="h", flow_name="Holiday", reason="no twin")]
+    sides = {r.kind: r.side for r in report.results}
+    assert sides == {"reconnect_account": "account", "enable_flow": "new", "disable_flow": "legacy"}
     out = io.StringIO()
     render_report(Console(file=out, width=250), report)
     text = out.getvalue()

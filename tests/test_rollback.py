@@ -83,6 +83,14 @@ def test_rollback_restores_flow_states_and_a_second_run_changes_nothing(
     assert report["rollback_of"] == applied["report"]["run_id"]
     assert {r["status"] for r in report["results"]} == {"done"}
     assert len(report["results"]) == 8  # 4 legacy flows back on, 4 new flows off
+    # Each result says which side it touched, where, and the flow's name.
+    assert {(r["kind"], r["side"]) for r in report["results"]} == {
+        ("enable_flow", "legacy"),
+        ("disable_flow", "new"),
+    }
+    states = flow_states(emulator)
+    for r in report["results"]:
+        assert (r["sandbox"], r["target_name"], r["side"]) in states
     assert flow_states(emulator) == applied["before"]
     assert emulator.requests()["writes"] == 8
     # Audiences and reconnects stay, and the report says so.
@@ -93,12 +101,24 @@ def test_rollback_restores_flow_states_and_a_second_run_changes_nothing(
     journal = read_run(Path(env["PINMIGRATE_STATE_DIR"]), report["run_id"])
     assert journal.kind == "rollback" and journal.finished
 
+    # The journal shows the run rolled back in full: nothing is left to undo, nothing read.
     emulator.clear_requests()
     again = cli(["rollback", "--yes", "--output", "json"], env)
     assert again.exit_code == 0, again.stderr
-    assert {r["status"] for r in again.json()["results"]} == {"already_done"}
+    assert again.json()["results"] == []
+    assert again.json()["run_id"] is None
     assert again.json()["rollback_of"] == applied["report"]["run_id"]
+    assert again.json()["undone_by"] == report["run_id"]
     assert emulator.requests()["writes"] == 0
+
+    text = cli(["rollback", "--yes"], env)
+    assert text.exit_code == 0, text.stderr
+    assert text.stdout == ""
+    assert text.stderr.splitlines() == [
+        f"Nothing left to undo: run {applied['report']['run_id']} was rolled back by run "
+        f"{report['run_id']}."
+    ]
+    assert emulator.requests()["total"] == 0
 
 
 def test_a_flow_changed_since_the_run_is_left_as_it_is(
@@ -122,8 +142,31 @@ def test_rollback_needs_yes_without_a_terminal(
 ) -> None:
     emulator.clear_requests()
     result = cli(["rollback"], env)
-    assert result.exit_code == 5 and "pass --yes" in result.stderr
+    assert result.exit_code == 5 and "run `pinmigrate rollback --yes`" in result.stderr
+    assert "apply" not in result.stderr and "plan" not in result.stderr
     assert emulator.requests()["write_attempts"] == 0
+    # The preview says which side each flow is on.
+    assert "enable legacy flow 'Loyalty members' (prod, " in result.stdout
+    assert "disable new flow 'Loyalty members' (prod, " in result.stdout
+    run_id = applied["report"]["run_id"]
+    named = cli(["rollback", run_id], env)
+    assert named.exit_code == 5 and f"run `pinmigrate rollback {run_id} --yes`" in named.stderr
+
+
+def test_a_rollback_that_did_not_finish_is_not_taken_for_done(
+    cli: Callable[..., Any], env: dict[str, str], emulator: Any, applied: dict[str, Any]
+) -> None:
+    done = cli(["rollback", "--yes", "--output", "json"], env)
+    assert done.exit_code == 0, done.stderr
+    journal = Path(env["PINMIGRATE_STATE_DIR"]) / "runs" / f"{done.json()['run_id']}.jsonl"
+    # The rollback run as a kill would have left it: no run_end.
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(line for line in lines if '"run_end"' not in line) + "\n")
+
+    again = cli(["rollback", "--yes", "--output", "json"], env)
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["undone_by"] is None
+    assert {r["status"] for r in again.json()["results"]} == {"already_done"}
 
 
 def test_unknown_run_ids_and_empty_state_dirs_are_usage_errors(
@@ -168,7 +211,16 @@ def test_rollback_of_a_rerun_undoes_the_partial_run_it_finished(
     assert read_run(state_dir, runs[1]).start["continues"] == [runs[0]]
     text = cli(["rollback", "--yes"], env)
     assert text.exit_code == 0, text.stderr
-    assert f"and the run(s) it carried on ({runs[0]})" in " ".join(text.stdout.split())
+    assert text.stderr == (
+        f"Nothing left to undo: run {runs[1]} and the run(s) it carried on ({runs[0]}) were "
+        f"rolled back by run {report['run_id']}.\n"
+    )
+    # The earlier run, named on its own, was undone by the same rollback.
+    earlier = cli(["rollback", runs[0], "--yes"], env)
+    assert earlier.exit_code == 0, earlier.stderr
+    assert earlier.stderr == (
+        f"Nothing left to undo: run {runs[0]} was rolled back by run {report['run_id']}.\n"
+    )
 
 
 def test_rollback_with_json_output_needs_yes_even_at_a_terminal(

@@ -36,6 +36,7 @@ from pinmigrate.apply.results import (
     ApplyReport,
     Progress,
     RunCheck,
+    Side,
     Status,
     describe,
 )
@@ -195,6 +196,12 @@ class Executor:
         self.live = LiveWorld()
         self.writes = Writes(adobe, journal, self.live, self._fresh, self.stopping.is_set)
 
+    def side_of(self, action: Action) -> Side:
+        """The account, or the card of the flow the action changes (rollback's own cards)."""
+        if isinstance(action, ReconnectAccount):
+            return "account"
+        return self.cards.get(action.id) or target_card(action)
+
     def _pause(self, seconds: float) -> None:
         """Sleep, unless the run is being stopped: a write thread waiting for Adobe (settle)
         must not outlive Ctrl-C by a minute, nor send anything after it."""
@@ -214,7 +221,10 @@ class Executor:
         """Check, then carry out ``actions``; every action ends with a status. With
         ``journal_start`` False the actions join a run whose run_start is already written."""
         results = {
-            a.id: ActionResult(a.id, a.kind, a.sandbox, a.target_id, a.target_name) for a in actions
+            a.id: ActionResult(
+                a.id, a.kind, a.sandbox, a.target_id, a.target_name, side=self.side_of(a)
+            )
+            for a in actions
         }
         if not actions:
             return []

@@ -10,6 +10,8 @@ from pinmigrate.errors import ApplyFailed, PinmigrateError, ReconnectPending
 from pinmigrate.plan import Blocker, Orphan
 
 Status = Literal["pending", "done", "already_done", "skipped", "failed"]
+#: What an action touched: a legacy-card flow, a new-card flow, or an account.
+Side = Literal["legacy", "new", "account"]
 OK_STATUSES = frozenset({"done", "already_done"})
 
 
@@ -27,12 +29,17 @@ class ActionResult:
     #: Set when this action did not succeed only because an account still waits for a
     #: person to reconnect it in Adobe: that account, as ``'name' (sandbox, id)``.
     waits_for: str | None = None
+    #: Which side of the migration the object is on ("" only for results made by hand).
+    side: Side | Literal[""] = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "action_id": self.action_id,
             "kind": self.kind,
+            "sandbox": self.sandbox,
+            "side": self.side,
             "target_id": self.target_id,
+            "target_name": self.target_name,
             "status": self.status,
             "error": self.error,
         }
@@ -104,6 +111,13 @@ class ApplyReport:
         """First runs that had not ended (or not even started) when the wait ran out."""
         return [r for r in self.runs if r.status == "timeout"]
 
+    @property
+    def waits_for_reconnects(self) -> bool:
+        """Something is unfinished, and all of it only waits for accounts a person has yet
+        to reconnect in Adobe (apply again finishes it)."""
+        unfinished = [r for r in self.results if r.status not in OK_STATUSES]
+        return bool(unfinished) and all(r.waits_for for r in unfinished)
+
     def counts(self) -> dict[str, int]:
         counts = {"done": 0, "already_done": 0, "skipped": 0, "failed": 0}
         for result in self.results:
@@ -124,7 +138,7 @@ class ApplyReport:
         unfinished = [r for r in self.results if r.status not in OK_STATUSES]
         if self.failed_runs or self.timed_out_runs:
             raise self._runs_failed(len(unfinished))
-        if unfinished and all(r.waits_for for r in unfinished):
+        if self.waits_for_reconnects:
             accounts = list(dict.fromkeys(r.waits_for for r in unfinished if r.waits_for))
             done = counts["done"] + counts["already_done"]
             raise ReconnectPending(

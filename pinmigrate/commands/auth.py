@@ -208,7 +208,12 @@ def login_command(app: App, no_browser: bool, with_token: bool, timeout: float) 
     )
     if app.json:
         app.print_json(
-            {"kind": "pinmigrate.auth.login", "store": str(store.path), "login": summary}
+            {
+                "schema_version": 1,
+                "kind": "pinmigrate.auth.login",
+                "store": str(store.path),
+                "login": summary,
+            }
         )
     else:
         count = len(login.ad_accounts)
@@ -262,6 +267,7 @@ def status_command(app: App) -> None:
     if app.json:
         app.print_json(
             {
+                "schema_version": 1,
                 "kind": "pinmigrate.auth.status",
                 "store": str(store.path),
                 "purpose": LOGIN_PURPOSE,
@@ -339,6 +345,7 @@ def logout_command(app: App, user: str | None) -> None:
     if app.json:
         app.print_json(
             {
+                "schema_version": 1,
                 "kind": "pinmigrate.auth.logout",
                 "store": str(store.path),
                 "removed": [{"user_id": target.user_id, "username": target.username}],

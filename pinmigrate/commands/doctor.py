@@ -319,6 +319,7 @@ def doctor(app: App, *, adobe_client: AdobeFactory) -> int:
     if app.json:
         app.print_json(
             {
+                "schema_version": 1,
                 "kind": "pinmigrate.doctor",
                 "ok": code == ExitCode.OK,
                 "checks": [check.as_json() for check in checks],

@@ -183,6 +183,7 @@ def _announce(app: App, emulator: Emulator, scenario: str) -> None:
     if app.json:
         app.print_json(
             {
+                "schema_version": 1,
                 "kind": "pinmigrate.emulator",
                 "url": emulator.url,
                 "port": emulator.port,

@@ -32,7 +32,7 @@ def command(app: App, path: str, force: bool) -> None:
     except OSError as exc:
         raise UsageError(f"cannot write {target}: {exc.strerror}") from None
     if app.json:
-        app.print_json({"kind": "pinmigrate.init", "path": str(target)})
+        app.print_json({"schema_version": 1, "kind": "pinmigrate.init", "path": str(target)})
     else:
         app.note(
             f"Wrote {target}. Edit it, keep secrets in the environment, then run "

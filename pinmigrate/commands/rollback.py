@@ -10,10 +10,17 @@ again.
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import TYPE_CHECKING
+
 import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
+
+if TYPE_CHECKING:
+    from pinmigrate.actions import Action
+    from pinmigrate.rollback import RollbackPlan
 
 
 @click.command("rollback")
@@ -36,30 +43,22 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
     --output json (else exit 5).
     """
     from pinmigrate import workflow
-    from pinmigrate.actions import EnableFlow
     from pinmigrate.report import make_progress, output_report
 
     app.use_flag("migration.concurrency", "--concurrency", concurrency)
     settings = app.settings
+    named = run_id
     plan = workflow.rollback_plan(settings, run_id)
     run_id = plan.run_id
     covered = f"run {run_id}" + (
         f" and the run(s) it carried on ({', '.join(plan.runs[1:])})" if plan.runs[1:] else ""
     )
-    if not plan.actions:
+    if plan.undone_by or not plan.actions:
         if app.json:
-            app.print_json(
-                {
-                    "schema_version": 1,
-                    "kind": "pinmigrate.rollback",
-                    "run_id": None,
-                    "rollback_of": run_id,
-                    "covers": plan.runs,
-                    "results": [],
-                    "summary": {"done": 0, "already_done": 0, "skipped": 0, "failed": 0},
-                    "left_alone": plan.left_alone,
-                }
-            )
+            _print_nothing(app, plan)
+        elif plan.undone_by:
+            were = "were" if plan.runs[1:] else "was"
+            app.note(f"Nothing left to undo: {covered} {were} rolled back by run {plan.undone_by}.")
         else:
             app.note(f"Nothing to roll back: {covered} changed no flow state.")
             for line in plan.left_alone:
@@ -67,22 +66,21 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
         return
 
     if not app.json:
-        app.out.print(f"Rollback of {covered}:", markup=False)
-        for action in plan.actions:
-            verb = "enable legacy" if isinstance(action, EnableFlow) else "disable new"
-            name = f"{action.target_name!r}" if action.target_name else action.target_id
-            app.out.print(f"  {verb} flow {name} ({action.sandbox})", markup=False)
+        app.out.print(f"Rollback of {covered}:", markup=False, soft_wrap=True)
+        _preview(app, plan)
         if plan.left_alone:
             app.out.print(
                 f"  left alone: {len(plan.left_alone)} audience or account change(s) "
                 "(rollback undoes flow states only; listed at the end)",
                 markup=False,
+                soft_wrap=True,
             )
     app.confirm(
         f"Roll back {len(plan.actions)} flow-state change(s) of {covered}?",
         yes=yes,
         what="rollback",
         instead="",
+        hint=f"run `pinmigrate rollback{f' {named}' if named else ''} --yes`",
     )
     report = workflow.roll_back(
         settings,
@@ -92,3 +90,48 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
     )
     output_report(app, report)
     report.raise_if_failed("rollback")
+
+
+def _preview(app: App, plan: RollbackPlan) -> None:
+    """Each flow to switch, with its side (a few dozen at most), else counts per sandbox."""
+    from pinmigrate.actions import EnableFlow
+    from pinmigrate.report import LISTED_UP_TO
+
+    def switch(action: Action) -> str:
+        verb = "enable" if isinstance(action, EnableFlow) else "disable"
+        return f"{verb} {plan.cards.get(action.id, 'new')} flow"
+
+    if len(plan.actions) <= LISTED_UP_TO:
+        for action in plan.actions:
+            name = f"{action.target_name!r}" if action.target_name else action.target_id
+            app.out.print(
+                f"  {switch(action)} {name} ({action.sandbox}, {action.target_id})",
+                markup=False,
+                soft_wrap=True,
+            )
+        return
+    counts = Counter((action.sandbox, switch(action)) for action in plan.actions)
+    width = max(len(sandbox) for sandbox, _ in counts)
+    for (sandbox, what), count in sorted(counts.items()):
+        line = f"  {sandbox:<{width}}  {what + 's':<21} {count:>6}"
+        app.out.print(line, markup=False, soft_wrap=True)
+
+
+def _print_nothing(app: App, plan: RollbackPlan) -> None:
+    """The JSON of a rollback that has nothing (left) to do: the report's shape, no run."""
+    from pinmigrate.apply import ApplyReport
+
+    report = ApplyReport(
+        run_id="",
+        results=[],
+        kind="pinmigrate.rollback",
+        extra={
+            "rollback_of": plan.run_id,
+            "covers": plan.runs or [plan.run_id],
+            "left_alone": plan.left_alone,
+            "undone_by": plan.undone_by,
+        },
+    )
+    payload = report.to_json()
+    payload["run_id"] = None
+    app.print_json(payload)
