@@ -20,6 +20,8 @@ class ExitCode:
     AUTH = 4
     CONFIRM = 5
     USAGE = 64
+    #: Ctrl-C (128 + SIGINT), as shells report it.
+    INTERRUPTED = 130
 
 
 class PinmigrateError(Exception):
@@ -122,6 +124,12 @@ class ConfirmationError(PinmigrateError):
     """Confirmation was needed (no ``--yes`` without a terminal) or declined."""
 
     exit_code = ExitCode.CONFIRM
+
+
+class Interrupted(PinmigrateError):
+    """Ctrl-C stopped a run; the message says what it did and how to carry on (exit 130)."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class LockedError(PinmigrateError):
