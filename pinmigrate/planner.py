@@ -34,7 +34,7 @@ from pinmigrate.actions import (
     ReconnectPrecondition,
     action_id,
 )
-from pinmigrate.errors import UsageError
+from pinmigrate.errors import UsageError, name_all
 from pinmigrate.inventory import Flow, Inventory, SandboxInventory
 from pinmigrate.logins import AdAccountAccess, Login
 from pinmigrate.moments import aware, iso
@@ -210,7 +210,7 @@ def _select_sandboxes(inventory: Inventory, wanted: Sequence[str]) -> list[Sandb
     unknown = [name for name in dict.fromkeys(wanted) if name not in known]
     if unknown:
         raise UsageError(
-            f"unknown sandbox {', '.join(unknown)} (--sandbox)",
+            f"{name_all(unknown, 'unknown sandbox')} (--sandbox)",
             hint=f"known sandboxes: {', '.join(known) or 'none'}",
         )
     keep = set(wanted)
@@ -218,18 +218,16 @@ def _select_sandboxes(inventory: Inventory, wanted: Sequence[str]) -> list[Sandb
 
 
 def _check_flow_ids(ids: Sequence[str], flows: Mapping[str, Flow], sandboxes: set[str]) -> None:
-    for flow_id in ids:
-        flow = flows.get(flow_id)
-        if flow is None:
-            raise UsageError(
-                f"no Pinterest flow with id {flow_id} (--flow)",
-                hint="`pinmigrate discover` lists the flow ids of both cards",
-            )
-        if flow.sandbox not in sandboxes:
-            raise UsageError(
-                f"flow {flow_id} ({flow.name}) is in sandbox {flow.sandbox}, "
-                "which --sandbox leaves out"
-            )
+    unknown = [flow_id for flow_id in ids if flow_id not in flows]
+    if unknown:
+        raise UsageError(
+            f"{name_all(unknown, 'unknown flow id')} (--flow): no Pinterest flow has it",
+            hint="`pinmigrate discover` lists the flow ids of both cards",
+        )
+    outside = [flows[flow_id] for flow_id in ids if flows[flow_id].sandbox not in sandboxes]
+    if outside:
+        named = name_all((f"{f.id} ({f.name}, {f.sandbox})" for f in outside), "flow")
+        raise UsageError(f"--sandbox leaves out the sandbox of {named}")
 
 
 #: The note of a pair that ``--match`` made (its flows may be named differently).
@@ -530,8 +528,9 @@ class _Planner:
             user = check.login.label if check.login is not None else None
             if check.status == "missing_access":
                 self.warnings.append(
-                    f"{sb.name}: Pinterest user {user} cannot manage audiences of ad account(s) "
-                    f"{', '.join(check.missing)} of account {account.name!r} ({account.id}); "
+                    f"{sb.name}: Pinterest user {user} cannot manage audiences of "
+                    f"{name_all(check.missing, 'ad account')} of account {account.name!r} "
+                    f"({account.id}); "
                     "whoever reconnects it must sign in to Pinterest as a user who can"
                 )
             action = ReconnectAccount(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pinmigrate.actions import ReconnectAccount
-from pinmigrate.errors import Interrupted, PinmigrateError, UsageError
+from pinmigrate.errors import Interrupted, PinmigrateError, UsageError, name_all
 
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
@@ -66,7 +66,7 @@ def checked_sandboxes(settings: Settings, wanted: Sequence[str]) -> tuple[str, .
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UsageError(
-            f"unknown sandbox {', '.join(unknown)} (--sandbox)",
+            f"{name_all(unknown, 'unknown sandbox')} (--sandbox)",
             hint=f"configured sandboxes (adobe.sandboxes): {', '.join(known)}",
         )
     return names

@@ -604,7 +604,9 @@ FLAG_CASES = [
         "refusing --match new flow id 'def?op': it holds '?'",
         check=nothing_sent,
     ),
-    Case("flags/sandbox-unknown", ("plan", "--sandbox", "stage"), USAGE, "unknown sandbox stage"),
+    Case(
+        "flags/sandbox-unknown", ("plan", "--sandbox", "stage"), USAGE, "1 unknown sandbox: stage"
+    ),
     Case("flags/out-is-a-directory", ("plan", "--out", "{tmp}"), USAGE, "is a directory"),
     Case("flags/show-without-plan-file", ("show",), USAGE, "Missing argument 'PLAN_FILE'"),
     Case(

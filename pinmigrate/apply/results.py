@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pinmigrate import redact
-from pinmigrate.errors import ApplyFailed, PinmigrateError, ReconnectPending
+from pinmigrate.errors import ApplyFailed, PinmigrateError, ReconnectPending, listed, name_all
 from pinmigrate.plan import Blocker, Orphan
 
 Status = Literal["pending", "done", "already_done", "skipped", "failed"]
@@ -117,8 +117,8 @@ class ApplyReport:
             done = counts["done"] + counts["already_done"]
             raise ReconnectPending(
                 f"{len(accounts)} account(s) still need Reconnect OAuth in Adobe: "
-                f"{', '.join(accounts)}; {done} of {len(self.results)} action(s) are done and "
-                f"{len(unfinished)} wait for those accounts",
+                f"{listed(accounts, sep='; ')}; {done} of {len(self.results)} action(s) are "
+                f"done and {len(unfinished)} wait for those accounts",
                 hint="reconnect them in Adobe (Destinations > Accounts, Edit details, "
                 "Reconnect OAuth), then run apply again; or wait longer with --reconnect-timeout",
             )
@@ -131,14 +131,14 @@ class ApplyReport:
                 hint="fix the cause and run it again: completed actions are not repeated",
             )
         if self.failed_runs:
-            names = ", ".join(repr(r.flow_name) for r in self.failed_runs)
+            names = name_all((repr(r.flow_name) for r in self.failed_runs), "flow")
             raise ApplyFailed(
                 f"every action succeeded, but the first run failed for {names}",
                 hint="check the flows' run errors in the report or Adobe's monitoring UI",
             )
         if self.timed_out_runs:
             late = self.timed_out_runs
-            names = ", ".join(repr(r.flow_name) for r in late)
+            names = name_all((repr(r.flow_name) for r in late), "flow")
             raise ApplyFailed(
                 f"every action succeeded, but the first run of {names} had not ended when "
                 f"the wait ran out ({late[0].detail})",
