@@ -69,3 +69,12 @@ def test_every_action_outside_the_configured_sandboxes_is_named() -> None:
     assert problem is not None
     assert "sandbox 'qa', 'uat', which is not configured" in problem
     assert "2 actions: enable_flow of 'A' (qa, 1); enable_flow of 'C' (uat, 3)" in problem
+
+
+def test_a_long_list_of_pinterest_like_cards_ends_with_a_count() -> None:
+    from pinmigrate.cards import LISTED, _listing
+
+    specs = [{"name": f"Pinterest {i}", "id": f"id-{i}"} for i in range(LISTED + 2)]
+    shown = _listing(specs, delivering={"id-0"})
+    assert shown.startswith("'Pinterest 0' = id-0 (delivers flows), 'Pinterest 1' = id-1")
+    assert shown.endswith(f"'Pinterest {LISTED - 1}' = id-{LISTED - 1}, ... and 2 more")
