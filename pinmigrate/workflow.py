@@ -245,7 +245,7 @@ def apply(
         except KeyboardInterrupt:
             journal.close()
             raise stopped_by_ctrl_c(
-                settings.state_dir, run_id, len(plan.actions), again="`pinmigrate apply`"
+                settings.state_dir, run_id, len(plan.actions), "apply", again="`pinmigrate apply`"
             ) from None
         finally:
             journal.close()
@@ -347,13 +347,16 @@ def roll_back(
                 settings.state_dir,
                 new_id,
                 len(plan.actions),
+                "rollback",
                 again=f"`pinmigrate rollback {plan.run_id}`",
             ) from None
         finally:
             journal.close()
 
 
-def stopped_by_ctrl_c(state_dir: Path, run_id: str, planned: int, *, again: str) -> Interrupted:
+def stopped_by_ctrl_c(
+    state_dir: Path, run_id: str, planned: int, kind: str, *, again: str
+) -> Interrupted:
     """What a run stopped by Ctrl-C did, from its journal: the writes done, the writes that
     were under way (re-read, never replayed blind, by the next run), and how to carry on."""
     from pinmigrate.journal import read_run
@@ -366,8 +369,7 @@ def stopped_by_ctrl_c(state_dir: Path, run_id: str, planned: int, *, again: str)
         outcomes = {action: outcome for action, (_, outcome) in record.write_outcomes().items()}
     done = sum(1 for outcome in outcomes.values() if outcome == "done")
     open_ = sum(1 for outcome in outcomes.values() if outcome == "interrupted")
-    kind = "rollback" if "rollback" in again else "apply"
-    in_flight = f" ({open_} {'was' if open_ == 1 else 'were'})" if open_ else ""
+    in_flight = f" ({open_} {'was' if open_ == 1 else 'were'} in flight)" if open_ else ""
     return Interrupted(
         f"{kind} run {run_id} stopped by Ctrl-C after {done} of {_count(planned, 'planned write')}"
         "; nothing is half-done: each write is journalled before and after it is sent, and a "

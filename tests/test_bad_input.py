@@ -1455,7 +1455,14 @@ SERVER_CASES = [
         "server/sandbox-403",
         ("plan",),
         AUTH,
-        "nosuch",
+        "Adobe denied GET /connectionSpecs in sandbox restricted",
+        env={"PINMIGRATE_ADOBE_SANDBOXES": "prod,restricted"},
+    ),
+    Case(
+        "server/sandbox-missing",
+        ("plan",),
+        USAGE,
+        "sandbox nosuch does not exist in org",
         env={"PINMIGRATE_ADOBE_SANDBOXES": "prod,nosuch"},
     ),
     Case(

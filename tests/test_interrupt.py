@@ -19,14 +19,13 @@ from e2e_support import AppliedWrites, journal_problems, subprocess_env, wait_fo
 from pinmigrate.emulator import Emulator
 from pinmigrate.journal import list_runs, read_run
 
-pytestmark = pytest.mark.slow
-
 #: scale:60: 60 enables, 60 disables, 6 audience patches.
 WRITES = 126
 STOPPED = re.compile(
     r"^pinmigrate: (apply|rollback) run (\S+) stopped by Ctrl-C after (\d+) of (\d+) planned "
     r"writes?; nothing is half-done: each write is journalled before and after it is sent, "
-    r"and a write in flight when Ctrl-C came is re-read on the next run( \(\d+ (?:was|were)\))?; "
+    r"and a write in flight when Ctrl-C came is re-read on the next run"
+    r"( \(\d+ (?:was|were) in flight\))?; "
     r"run `pinmigrate (apply|rollback \S+)` again to resume: what is done shows as already done$"
 )
 
@@ -79,6 +78,7 @@ def _finish(args: list[str], env: dict[str, str]) -> None:
     assert proc.returncode == 0, err.decode()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_apply_says_what_was_done_and_a_rerun_finishes_it(
     slow_world: tuple[Emulator, dict[str, str]], state_dir: Path
 ) -> None:
@@ -101,6 +101,7 @@ def test_ctrl_c_during_apply_says_what_was_done_and_a_rerun_finishes_it(
     assert applied.total == WRITES
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_rollback_names_the_rollback_to_run_again(
     slow_world: tuple[Emulator, dict[str, str]], state_dir: Path
 ) -> None:
@@ -119,3 +120,30 @@ def test_ctrl_c_during_rollback_names_the_rollback_to_run_again(
     # Every flow state the apply changed is undone once: 120 flow actions, none twice.
     assert applied.twice() == {}
     assert applied.total == 120
+
+
+def test_the_writes_in_flight_are_counted_from_the_journal(state_dir: Path) -> None:
+    from pinmigrate.journal import ActionRef, Journal
+    from pinmigrate.workflow import stopped_by_ctrl_c
+
+    journal = Journal(state_dir, "run-1")
+    journal.run_start(fingerprint=None, action_ids=["a", "b", "c"])
+    refs = [ActionRef(i, "enable_flow", "prod", f"flow-{i}") for i in "abc"]
+    for ref in refs:
+        journal.before(ref, {"state": "disabled"})
+    journal.after(refs[0], {"state": "enabled"})
+    journal.error(refs[1], "refused")
+    journal.close()
+    line = stopped_by_ctrl_c(state_dir, "run-1", 3, "apply", again="`pinmigrate apply`").line()
+    found = STOPPED.match(f"pinmigrate: {line}")
+    assert found, line
+    assert found.group(3, 4) == ("1", "3")
+    assert "(1 was in flight)" in line
+
+
+def test_a_run_stopped_before_its_journal_began_did_no_write(state_dir: Path) -> None:
+    from pinmigrate.workflow import stopped_by_ctrl_c
+
+    line = stopped_by_ctrl_c(state_dir, "run-2", 5, "rollback", again="`pinmigrate rollback r`")
+    assert line.line().startswith("rollback run run-2 stopped by Ctrl-C after 0 of 5 planned")
+    assert "in flight)" not in line.line()
