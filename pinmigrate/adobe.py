@@ -17,11 +17,14 @@ from pinmigrate import answers, redact
 from pinmigrate.errors import (
     ApiError,
     AuthError,
+    ConfigError,
     InvalidStateError,
     NotFoundError,
     NotSentError,
+    PinmigrateError,
     StaleObjectError,
     UnsureWriteError,
+    listed,
 )
 from pinmigrate.http import HttpClient, body_kind, error_code, error_detail
 from pinmigrate.ids import checked_id
@@ -38,6 +41,10 @@ log = logging.getLogger("pinmigrate.adobe")
 JsonObjects = list[dict[str, Any]]
 
 FLOWSERVICE = "/data/foundation/flowservice"
+#: The Sandbox Management API's list of the org's sandboxes (api-notes.md §3b).
+SANDBOXES = "/data/foundation/sandbox-management/sandboxes"
+#: Its page size: Adobe's default (help/sandboxes/api/appendix.md).
+SANDBOX_PAGE = 50
 #: Stop paging after this much, whatever the server says: a broken next link must not spin forever.
 MAX_PAGES = 5000
 MAX_ITEMS = 100_000
@@ -97,6 +104,9 @@ class AdobeClient:
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
+        #: The org's sandboxes, read once when a sandbox read is refused (``[]``: unreadable).
+        self._listing: JsonObjects | None = None
+        self._listing_lock = threading.Lock()
         self.token_fetches = 0
 
     # --- IMS ---------------------------------------------------------------------------
@@ -173,22 +183,25 @@ class AdobeClient:
 
     # --- plumbing ----------------------------------------------------------------------
 
-    def _headers(self, token: str, sandbox: str) -> dict[str, str]:
+    def _headers(self, token: str, sandbox: str | None) -> dict[str, str]:
         adobe = self.settings.adobe
-        return {
+        headers = {
             "Authorization": f"Bearer {token}",
             "x-api-key": adobe.client_id or "",
             "x-gw-ims-org-id": adobe.org_id or "",
-            "x-sandbox-name": sandbox,
+            "x-sandbox-name": sandbox or "",
             "Accept": "application/json",
         }
+        if sandbox is None:  # an org-wide call (the sandbox listing)
+            del headers["x-sandbox-name"]
+        return headers
 
     def _call(
         self,
         method: str,
         url: str,
         *,
-        sandbox: str,
+        sandbox: str | None,
         what: str,
         params: Any = None,
         json: Any = None,
@@ -239,9 +252,9 @@ class AdobeClient:
             if attempt == 1:
                 log.debug("Adobe answered 401 to %s; fetching a new IMS token once", what)
         assert response is not None
+        where = f" in sandbox {sandbox}" if sandbox is not None else ""
         raise AuthError(
-            f"Adobe refused the access token for {what} in sandbox {sandbox}: "
-            f"{error_detail(response)}",
+            f"Adobe refused the access token for {what}{where}: {error_detail(response)}",
             hint="check that the credential's product profile covers this sandbox",
         )
 
@@ -252,7 +265,9 @@ class AdobeClient:
         detail = error_detail(response)
         where = f"in sandbox {sandbox}"
         if status == 403:
-            raise AuthError(
+            # A sandbox that does not exist is refused as one the credential may not read:
+            # the org's sandbox list tells them apart (one more request, on this path only).
+            raise self.sandbox_problem(sandbox) or AuthError(
                 f"Adobe denied {what} {where}: {detail}",
                 hint="give the credential's product profile access to this sandbox and to "
                 "destinations (View/Manage Destinations, Activate Destinations)",
@@ -400,6 +415,114 @@ class AdobeClient:
                     f"{items} items; stopped paging",
                     service="adobe",
                 )
+
+    def sandboxes(self) -> JsonObjects:
+        """Every sandbox of the org, whatever its state: the Sandbox Management API's
+        ``GET /sandboxes`` (api-notes.md §3b; AdobeDocs/experience-platform.en
+        help/sandboxes/api/sandboxes.md), sent without ``x-sandbox-name``.
+
+        Tolerant of the paging shapes Adobe documents: a ``_links.next.href`` to follow, a
+        templated one (``?limit={limit}&offset={offset}``) or none; without a link to
+        follow, the next ``offset`` is asked for while pages come back full (``limit`` and
+        ``offset`` go together: help/sandboxes/api/appendix.md). ``items`` is read when
+        ``sandboxes`` is absent. ApiError or AuthError when the list cannot be read."""
+        what = "GET /sandboxes"
+        root = self.settings.adobe.platform_url.rstrip("/") + SANDBOXES
+        url = root
+        params: dict[str, str] | None = {"limit": str(SANDBOX_PAGE), "offset": "0"}
+        offset = 0
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(MAX_PAGES):
+            response = self._call("GET", url, sandbox=None, what=what, params=params)
+            if response.status_code >= 400:
+                detail = error_detail(response)
+                if response.status_code == 403:
+                    raise AuthError(f"Adobe denied {what}: {detail}")
+                raise ApiError(
+                    f"Adobe {what} failed: HTTP {response.status_code}: {detail}",
+                    status=response.status_code,
+                    service="adobe",
+                )
+            body = self._json(response, what)
+            page = body.get("sandboxes", body.get("items")) if isinstance(body, dict) else None
+            if not isinstance(page, list):
+                raise ApiError(f"Adobe: {what} answered no list of sandboxes", service="adobe")
+            new = 0
+            for item in page:
+                name = item.get("name") if isinstance(item, dict) else None
+                if isinstance(name, str) and name and name not in found:
+                    found[name] = item
+                    new += 1
+            if not page or not new:
+                break  # the end, or a page already seen: no loop
+            href = _next_href(body)
+            if href and "{" not in href:
+                url, params = self._same_host(href, what), None
+                continue
+            size = (body.get("_page") or {}).get("limit") if isinstance(body, dict) else None
+            if len(page) < (size if isinstance(size, int) and size > 0 else SANDBOX_PAGE):
+                break  # a page that is not full is the last
+            offset += len(page)
+            url, params = root, {"limit": str(SANDBOX_PAGE), "offset": str(offset)}
+        return list(found.values())
+
+    def _same_host(self, href: str, what: str) -> str:
+        """An absolute next link on the Platform host (default ports aside, as Adobe's
+        example writes ``platform.adobe.io:443``), or a path on it; else ApiError."""
+        base = urlsplit(self.settings.adobe.platform_url)
+        link = urlsplit(href)
+        if link.scheme or link.netloc:
+            ports = {"https": 443, "http": 80}
+            ours = (base.scheme, base.hostname, base.port or ports.get(base.scheme))
+            theirs = (link.scheme, link.hostname, link.port or ports.get(link.scheme))
+            if ours != theirs:
+                raise ApiError(
+                    f"Adobe's next-page link of {what} points to {link.scheme}://{link.netloc},"
+                    f" not {base.scheme}://{base.netloc}; refusing to send the access token there",
+                    service="adobe",
+                )
+            return href
+        return f"{base.scheme}://{base.netloc}/{href.lstrip('/')}"
+
+    def sandbox_problem(self, sandbox: str) -> PinmigrateError | None:
+        """Why reads in ``sandbox`` are refused, when the org's sandbox list says: it does not
+        exist (naming those that do), or it is not active. None when it exists and is active
+        (then the credential may not read it) or when the list cannot be read. The list is
+        read once per client, and only when a read was refused."""
+        with self._listing_lock:
+            if self._listing is None:
+                try:
+                    self._listing = self.sandboxes()
+                except PinmigrateError as exc:
+                    log.debug("the sandbox list could not be read: %s", exc.message)
+                    self._listing = []
+            every = self._listing
+        if not every:
+            return None
+        states = {str(s["name"]).lower(): str(s.get("state") or "") for s in every}
+        org = self.settings.adobe.org_id
+        if sandbox.lower() not in states:
+            # Every configured one that is missing, not only the one whose read failed first.
+            wanted = [*self.settings.adobe.sandboxes, sandbox]
+            missing = list(dict.fromkeys(n for n in wanted if n.lower() not in states))
+            names = [n if st in ("", "active") else f"{n} ({st})" for n, st in states.items()]
+            gone = (
+                f"sandbox {sandbox} does not exist in org {org}"
+                if len(missing) == 1
+                else f"{len(missing)} sandboxes do not exist in org {org}: {listed(missing)}"
+            )
+            return ConfigError(
+                f"{gone}; its sandboxes are: {listed(names)}",
+                hint="correct adobe.sandboxes (or PINMIGRATE_ADOBE_SANDBOXES)",
+            )
+        state = states[sandbox.lower()]
+        if state and state != "active":
+            active = [n for n, st in states.items() if st == "active"]
+            return ConfigError(
+                f"sandbox {sandbox} of org {org} is {state}, not active",
+                hint=f"its active sandboxes are: {listed(active) or 'none'}",
+            )
+        return None
 
     def get(self, resource: str, object_id: str, *, sandbox: str) -> dict[str, Any]:
         """One object; Adobe wraps it as ``{"items": [obj]}`` (a bare object is accepted too)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pinmigrate.adobe import fold_name
-from pinmigrate.errors import ConfigError, NotFoundError, PinmigrateError
+from pinmigrate.errors import ConfigError, NotFoundError, PinmigrateError, listed
 from pinmigrate.inventory import Card, CardSpec
 
 if TYPE_CHECKING:
@@ -224,10 +224,11 @@ def _pinterest_like(adobe: AdobeClient, sandbox: str) -> list[dict[str, Any]]:
 
 def _listing(specs: list[dict[str, Any]], delivering: Collection[str] = ()) -> str:
     """``'name' = id`` per spec; those in ``delivering`` are marked as delivering flows."""
-    shown = [
-        f"{spec.get('name', '?')!r} = {spec.get('id')}"
-        + (" (delivers flows)" if spec.get("id") in delivering else "")
-        for spec in specs[:LISTED]
-    ]
-    more = len(specs) - LISTED
-    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    return listed(
+        (
+            f"{spec.get('name', '?')!r} = {spec.get('id')}"
+            + (" (delivers flows)" if spec.get("id") in delivering else "")
+            for spec in specs
+        ),
+        limit=LISTED,
+    )

@@ -148,9 +148,15 @@ def _verbose_requested(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn every failure into one stderr line and an exit code."""
+    from pinmigrate.terminal import guard_standard_streams
+
     args = list(sys.argv[1:] if argv is None else argv)
+    # A closed pipe or a full disk stops the output, never the work (terminal.py).
+    out, err = guard_standard_streams()
     relax_garbage_collection()
     code = run(args)
+    out.flush()
+    err.flush()
     sys.exit(code)
 
 

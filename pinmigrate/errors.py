@@ -7,6 +7,7 @@ what happened, to which object, and what to do next. They never contain a secret
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 
@@ -20,6 +21,8 @@ class ExitCode:
     AUTH = 4
     CONFIRM = 5
     USAGE = 64
+    #: Ctrl-C (128 + SIGINT), as shells report it.
+    INTERRUPTED = 130
 
 
 class PinmigrateError(Exception):
@@ -124,6 +127,12 @@ class ConfirmationError(PinmigrateError):
     exit_code = ExitCode.CONFIRM
 
 
+class Interrupted(PinmigrateError):
+    """Ctrl-C stopped a run; the message says what it did and how to carry on (exit 130)."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 class LockedError(PinmigrateError):
     """Another pinmigrate process holds the state dir's lock."""
 
@@ -137,3 +146,36 @@ class ReconnectPending(ApplyFailed):
     in Adobe (exit 4: authentication needed)."""
 
     exit_code = ExitCode.AUTH
+
+
+#: How many objects an error names before "... and N more".
+NAMED_AT_MOST = 10
+
+
+def listed(items: Iterable[object], *, limit: int = NAMED_AT_MOST, sep: str = ", ") -> str:
+    """``a, b, c``: each distinct item once, in order; past ``limit``, ``..., and 15 more``."""
+    distinct = list(dict.fromkeys(str(item) for item in items))
+    shown = sep.join(distinct[:limit])
+    more = len(distinct) - limit
+    return f"{shown}{sep}... and {more} more" if more > 0 else shown
+
+
+def name_all(
+    items: Iterable[object],
+    noun: str,
+    plural: str | None = None,
+    *,
+    limit: int = NAMED_AT_MOST,
+    sep: str = ", ",
+) -> str:
+    """Every affected object in one phrase, with their count: ``3 ad accounts: A, B, C``,
+    ``25 flows: a, b, ... and 15 more`` (at most ``limit`` named). An error that concerns
+    several objects names them all this way, never only the first."""
+    distinct = list(dict.fromkeys(str(item) for item in items))
+    count = len(distinct)
+    word = noun if count == 1 else (plural or _plural(noun))
+    return f"{count} {word}: {listed(distinct, limit=limit, sep=sep)}"
+
+
+def _plural(noun: str) -> str:
+    return f"{noun}es" if noun.endswith(("s", "x", "ch", "sh")) else f"{noun}s"

@@ -34,7 +34,7 @@ from pinmigrate.actions import (
     ReconnectPrecondition,
     action_id,
 )
-from pinmigrate.errors import UsageError
+from pinmigrate.errors import UsageError, name_all
 from pinmigrate.inventory import Flow, Inventory, SandboxInventory
 from pinmigrate.logins import AdAccountAccess, Login
 from pinmigrate.moments import aware, iso
@@ -212,7 +212,7 @@ def _select_sandboxes(inventory: Inventory, wanted: Sequence[str]) -> list[Sandb
     unknown = [name for name in dict.fromkeys(wanted) if name not in known]
     if unknown:
         raise UsageError(
-            f"unknown sandbox {', '.join(unknown)} (--sandbox)",
+            f"{name_all(unknown, 'unknown sandbox')} (--sandbox)",
             hint=f"known sandboxes: {', '.join(known) or 'none'}",
         )
     keep = set(wanted)
@@ -227,19 +227,31 @@ def _resolve_flows(
     A name must pick one flow of the selected sandboxes, or one legacy flow and its twin by
     the pairing rule (a pair shares its name); a name of several flows is an error naming
     their ids, and so is a name of none (pointing out names that differ only in case,
-    spacing or Unicode form, never taken silently)."""
-    ids: set[str] = set()
+    spacing or Unicode form, never taken silently). Values that match nothing, and flows in
+    sandboxes ``--sandbox`` leaves out, are each named all at once in one error."""
+    unknown = [v for v in dict.fromkeys(values) if v not in flows and not _has_name(v, flows)]
+    if len(unknown) == 1:
+        _flows_named(unknown[0], flows, sandboxes)  # raises, with its near names
+    if unknown:
+        named = name_all(map(repr, unknown), "unknown flow id or name", "unknown flow ids or names")
+        raise UsageError(
+            f"{named} (--flow): no Pinterest flow has it",
+            hint="`pinmigrate discover` lists the flows of both cards, ids and names",
+        )
+    found: dict[str, Flow] = {}
     for value in values:
         flow = flows.get(value)
-        found = [flow] if flow is not None else _flows_named(value, flows, sandboxes)
-        for flow in found:
-            if flow.sandbox not in sandboxes:
-                raise UsageError(
-                    f"flow {flow.id} ({flow.name}) is in sandbox {flow.sandbox}, "
-                    "which --sandbox leaves out"
-                )
-            ids.add(flow.id)
-    return frozenset(ids)
+        for each in [flow] if flow is not None else _flows_named(value, flows, sandboxes):
+            found[each.id] = each
+    outside = [f for f in found.values() if f.sandbox not in sandboxes]
+    if outside:
+        named = name_all((f"{f.id} ({f.name}, {f.sandbox})" for f in outside), "flow")
+        raise UsageError(f"--sandbox leaves out the sandbox of {named}")
+    return frozenset(found)
+
+
+def _has_name(name: str, flows: Mapping[str, Flow]) -> bool:
+    return any(f.name == name for f in flows.values())
 
 
 def _flows_named(name: str, flows: Mapping[str, Flow], sandboxes: set[str]) -> list[Flow]:
@@ -263,12 +275,8 @@ def _flows_named(name: str, flows: Mapping[str, Flow], sandboxes: set[str]) -> l
     if legacy and new:
         one_pair = one_pair and twin_problem(legacy[0], new[0]) is None
     if not one_pair:
-        shown = ", ".join(f"{f.id} ({f.card}, {f.sandbox})" for f in inside[:10])
-        more = ", ..." if len(inside) > 10 else ""
-        raise UsageError(
-            f"--flow {name!r} names {len(inside)} flows: {shown}{more}",
-            hint="pass the id of the one you mean",
-        )
+        shown = name_all((f"{f.id} ({f.card}, {f.sandbox})" for f in inside), "flow")
+        raise UsageError(f"--flow {name!r} names {shown}", hint="pass the id of the one you mean")
     return inside
 
 
@@ -594,8 +602,9 @@ class _Planner:
             user = check.login.label if check.login is not None else None
             if check.status == "missing_access":
                 self.warnings.append(
-                    f"{sb.name}: Pinterest user {user} cannot manage audiences of ad account(s) "
-                    f"{', '.join(check.missing)} of account {account.name!r} ({account.id}); "
+                    f"{sb.name}: Pinterest user {user} cannot manage audiences of "
+                    f"{name_all(check.missing, 'ad account')} of account {account.name!r} "
+                    f"({account.id}); "
                     "whoever reconnects it must sign in to Pinterest as a user who can"
                 )
             action = ReconnectAccount(

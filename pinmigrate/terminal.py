@@ -16,8 +16,12 @@ touched: JSON escapes control characters itself and keeps the real value.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import sys
+import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -110,3 +114,118 @@ def json_for_terminal(text: str) -> str:
     return "".join(
         json.dumps(c)[1:-1] if c not in _LAYOUT and c != " " and unsafe_char(c) else c for c in text
     )
+
+
+# --- streams that can close under us -------------------------------------------------------------
+
+
+class GuardedStream:
+    """A text stream (stdout or stderr) whose failed write stops the output, never the work.
+
+    ``pinmigrate apply ... | head -2`` closes the pipe after two lines; every later write
+    to it fails (EPIPE), and so does a write to a full disk (ENOSPC) or a terminal that went
+    away (EIO). Raised from inside a progress line or a note, such an error would end a run
+    half-way. Here the first failure marks the stream dead: later writes are dropped, and
+    the file descriptor is pointed at the null device, so that what the interpreter still
+    holds in its buffers, and its own flush at exit, go nowhere instead of raising
+    ("Exception ignored ... BrokenPipeError"; the Python docs' note on SIGPIPE does the
+    same). Everything else (``isatty``, ``fileno``, ``encoding``) is the stream's own.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.dead = False
+        inner = getattr(stream, "buffer", None)
+        self.buffer = _GuardedBinary(self, inner) if inner is not None else None
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if not self.dead:
+            try:
+                return int(self._stream.write(text))
+            except UnicodeError:
+                raise
+            except (OSError, ValueError):
+                self.die()
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self.dead:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.die()
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self._stream.isatty())
+        except (OSError, ValueError):
+            return False
+
+    def die(self) -> None:
+        """Drop everything written from now on (the reader is gone)."""
+        with self._lock:
+            if self.dead:
+                return
+            self.dead = True
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, self._stream.fileno())
+                finally:
+                    os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _GuardedBinary:
+    """The binary side (``sys.stdout.buffer``) of a :class:`GuardedStream`: one life for both."""
+
+    def __init__(self, owner: GuardedStream, stream: Any) -> None:
+        self._owner = owner
+        self._stream = stream
+
+    def write(self, data: bytes) -> int:
+        if not self._owner.dead:
+            try:
+                return int(self._stream.write(data))
+            except (OSError, ValueError):
+                self._owner.die()
+        return len(data)
+
+    def flush(self) -> None:
+        if not self._owner.dead:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._owner.die()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_standard_streams() -> tuple[GuardedStream, GuardedStream]:
+    """Make ``sys.stdout`` and ``sys.stderr`` :class:`GuardedStream` s (once per process).
+
+    Called by the entry point before anything is printed: rich consoles, ``click.echo``,
+    log handlers and the JSON printers all look the streams up there."""
+    streams = []
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, GuardedStream):
+            stream = GuardedStream(stream)
+            setattr(sys, name, stream)
+        streams.append(stream)
+    return streams[0], streams[1]
+
+
+def stream_dead(stream: Any) -> bool:
+    """True when ``stream`` is a :class:`GuardedStream` whose reader has gone."""
+    return bool(getattr(stream, "dead", False)) and isinstance(stream, GuardedStream)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pinmigrate.actions import ReconnectAccount
-from pinmigrate.errors import PinmigrateError, UsageError
+from pinmigrate.errors import Interrupted, PinmigrateError, UsageError, name_all
 
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
@@ -66,7 +66,7 @@ def checked_sandboxes(settings: Settings, wanted: Sequence[str]) -> tuple[str, .
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UsageError(
-            f"unknown sandbox {', '.join(unknown)} (--sandbox)",
+            f"{name_all(unknown, 'unknown sandbox')} (--sandbox)",
             hint=f"configured sandboxes (adobe.sandboxes): {', '.join(known)}",
         )
     return names
@@ -242,6 +242,11 @@ def apply(
                 ask_person=ask_person,
                 note=note,
             )
+        except KeyboardInterrupt:
+            journal.close()
+            raise stopped_by_ctrl_c(
+                settings.state_dir, run_id, len(plan.actions), "apply", again="`pinmigrate apply`"
+            ) from None
         finally:
             journal.close()
 
@@ -341,8 +346,45 @@ def roll_back(
                 concurrency=settings.migration.concurrency,
                 progress=progress,
             )
+        except KeyboardInterrupt:
+            journal.close()
+            raise stopped_by_ctrl_c(
+                settings.state_dir,
+                new_id,
+                len(plan.actions),
+                "rollback",
+                again=f"`pinmigrate rollback {plan.run_id}`",
+            ) from None
         finally:
             journal.close()
+
+
+def stopped_by_ctrl_c(
+    state_dir: Path, run_id: str, planned: int, kind: str, *, again: str
+) -> Interrupted:
+    """What a run stopped by Ctrl-C did, from its journal: the writes done, the writes that
+    were under way (re-read, never replayed blind, by the next run), and how to carry on."""
+    from pinmigrate.journal import read_run
+
+    try:
+        record = read_run(state_dir, run_id)
+    except PinmigrateError:  # stopped before its journal began: nothing was written
+        outcomes: dict[str, Any] = {}
+    else:
+        outcomes = {action: outcome for action, (_, outcome) in record.write_outcomes().items()}
+    done = sum(1 for outcome in outcomes.values() if outcome == "done")
+    open_ = sum(1 for outcome in outcomes.values() if outcome == "interrupted")
+    in_flight = f" ({open_} {'was' if open_ == 1 else 'were'} in flight)" if open_ else ""
+    return Interrupted(
+        f"{kind} run {run_id} stopped by Ctrl-C after {done} of {_count(planned, 'planned write')}"
+        "; nothing is half-done: each write is journalled before and after it is sent, and a "
+        f"write in flight when Ctrl-C came is re-read on the next run{in_flight}",
+        hint=f"run {again} again to resume: what is done shows as already done",
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _line(error: PinmigrateError) -> str:

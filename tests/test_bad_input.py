@@ -618,7 +618,9 @@ FLAG_CASES = [
         "refusing --match new flow id 'def?op': it holds '?'",
         check=nothing_sent,
     ),
-    Case("flags/sandbox-unknown", ("plan", "--sandbox", "stage"), USAGE, "unknown sandbox stage"),
+    Case(
+        "flags/sandbox-unknown", ("plan", "--sandbox", "stage"), USAGE, "1 unknown sandbox: stage"
+    ),
     Case("flags/out-is-a-directory", ("plan", "--out", "{tmp}"), USAGE, "is a directory"),
     Case("flags/show-without-plan-file", ("show",), USAGE, "Missing argument 'PLAN_FILE'"),
     Case(
@@ -1473,7 +1475,14 @@ SERVER_CASES = [
         "server/sandbox-403",
         ("plan",),
         AUTH,
-        "nosuch",
+        "Adobe denied GET /connectionSpecs in sandbox restricted",
+        env={"PINMIGRATE_ADOBE_SANDBOXES": "prod,restricted"},
+    ),
+    Case(
+        "server/sandbox-missing",
+        ("plan",),
+        USAGE,
+        "sandbox nosuch does not exist in org",
         env={"PINMIGRATE_ADOBE_SANDBOXES": "prod,nosuch"},
     ),
     Case(

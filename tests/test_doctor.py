@@ -431,10 +431,10 @@ def test_doctor_passes_against_the_emulator(cli, emu_env, tmp_path, monkeypatch)
 @pytest.mark.parametrize("as_text", [False, True])
 def test_the_gateways_code_reads_alike_as_a_number_or_a_string(cli, emu_env, emulator, as_text):
     emulator.state.set_config({"gateway_code_text": as_text})
-    env = {**emu_env, "PINMIGRATE_ADOBE_SANDBOXES": "prod,nosuchsandbox"}
+    env = {**emu_env, "PINMIGRATE_ADOBE_SANDBOXES": "prod,restricted"}
     result = cli(["doctor"], env=env)
     assert result.exit_code == 4
-    [failed] = [line for line in lines(result) if line.startswith("✗ sandbox nosuchsandbox")]
+    [failed] = [line for line in lines(result) if line.startswith("✗ sandbox restricted")]
     assert "does not exist or is not accessible to this client (403027)" in failed
 
 

@@ -2324,7 +2324,7 @@ def test_a_failed_first_run_keeps_its_legacy_flow_on_and_the_others_go_off(
     with pytest.raises(ApplyFailed) as caught:
         report.raise_if_failed()
     line = caught.value.line()
-    assert "the first run failed for 1 new flow ('flow N2')" in line
+    assert "the first run failed for 1 new flow: 'flow N2';" in line
     assert "its legacy flow stays on" in line
     assert "`pinmigrate apply` again (it resumes)" in line
     assert "`pinmigrate rollback`" in line

@@ -144,7 +144,7 @@ def test_sandbox_narrowing(cli: Any, emu_env: dict[str, str]) -> None:
 def test_unknown_sandbox_is_a_usage_error(cli: Any, emu_env: dict[str, str]) -> None:
     result = cli(["plan", "--sandbox", "stage"], env=emu_env)
     assert result.exit_code == 64
-    assert "unknown sandbox stage" in result.stderr
+    assert "1 unknown sandbox: stage" in result.stderr
     assert "prod, dev" in result.stderr
     assert result.stdout == ""
 
@@ -294,7 +294,7 @@ def test_a_login_lacking_an_ad_account_is_named_by_the_preflight_and_blocks_noth
         assert by_ad[ad]["preflight"] == "missing_access"
         assert by_ad[ad]["missing_access"] == [ad]
     assert any(
-        "cannot manage audiences of ad account(s) 549755885176" in w
+        "cannot manage audiences of 1 ad account: 549755885176" in w
         for w in result.json()["warnings"]
     )
     text = cli(["plan"], env=env)

@@ -534,7 +534,7 @@ def test_preflight_names_the_ad_accounts_the_login_cannot_manage() -> None:
     assert details.missing_access == ["222", "333"]
     assert details.preflight_user == "useru1 (u1)"
     assert details.login is None and details.needs_login is True
-    assert any("cannot manage audiences of ad account(s) 222, 333" in w for w in plan.warnings)
+    assert any("cannot manage audiences of 2 ad accounts: 222, 333 " in w for w in plan.warnings)
 
 
 def test_preflight_checks_the_login_that_lacks_the_fewest() -> None:
@@ -711,9 +711,18 @@ TWO_SANDBOXES = world(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"sandboxes": ("stage",)}, "unknown sandbox stage"),
-        ({"flows": ("nope",)}, "no Pinterest flow with id or name 'nope'"),
-        ({"flows": ("l2",), "sandboxes": ("prod",)}, "which --sandbox leaves out"),
+        ({"sandboxes": ("stage",)}, "1 unknown sandbox: stage (--sandbox)"),
+        ({"sandboxes": ("stage", "qa", "prod")}, "2 unknown sandboxes: stage, qa (--sandbox)"),
+        ({"flows": ("nope",)}, "no Pinterest flow with id or name 'nope' (--flow)"),
+        ({"flows": ("x", "l1", "y", "x")}, "2 unknown flow ids or names: 'x', 'y' (--flow)"),
+        (
+            {"flows": ("l2",), "sandboxes": ("prod",)},
+            "--sandbox leaves out the sandbox of 1 flow: l2",
+        ),
+        (
+            {"flows": ("l2", "l1", "n2"), "sandboxes": ("prod",)},
+            "--sandbox leaves out the sandbox of 2 flows: l2 (",
+        ),
         ({"matches": {"nope": "n1"}}, "nope is not a flow of the legacy"),
         ({"matches": {"n1": "n1b"}}, "n1 is not a flow of the legacy"),
         ({"matches": {"l1": "l2"}}, "l2 is not a flow of the new"),
@@ -947,5 +956,12 @@ def test_flow_by_a_name_of_more_than_ten_flows_is_cut_short() -> None:
 
 def test_flow_by_name_outside_the_selected_sandboxes() -> None:
     inv = world(L("l1", name="Dev one", sandbox="dev"), L("l2"), sandboxes=("prod", "dev"))
-    with pytest.raises(UsageError, match=r"flow l1 \(Dev one\) is in sandbox dev, which --sandbox"):
+    with pytest.raises(UsageError, match=r"leaves out the sandbox of 1 flow: l1 \(Dev one, dev\)"):
         plan_of(inv, flows=("Dev one",), sandboxes=("prod",))
+
+
+def test_every_flow_left_out_is_named_in_the_one_error() -> None:
+    with pytest.raises(UsageError) as caught:
+        plan_of(TWO_SANDBOXES, flows=("l2", "l1", "n2"), sandboxes=("prod",))
+    line = caught.value.line()
+    assert line.count("dev)") == 2 and "l2 (" in line and "n2 (" in line

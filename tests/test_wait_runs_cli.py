@@ -181,7 +181,7 @@ def test_a_failed_first_run_keeps_the_legacy_flow_on_and_says_what_to_do(
         in (by_kind["disable_flow"]["error"])
     )
     [error] = [line for line in result.stderr.splitlines() if line.startswith("pinmigrate:")]
-    assert "the first run failed for 1 new flow ('Newsletter subscribers')" in error
+    assert "the first run failed for 1 new flow: 'Newsletter subscribers';" in error
     assert "its legacy flow stays on" in error
     assert "`pinmigrate apply` again (it resumes)" in error
     assert "`pinmigrate rollback` to undo the run (its new flows off again" in error

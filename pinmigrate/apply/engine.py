@@ -54,7 +54,13 @@ from pinmigrate.apply.world import (
     wants_of,
 )
 from pinmigrate.apply.writes import Writes, ref_of
-from pinmigrate.errors import OutcomeUnknown, PinmigrateError, PlanFileError, StalePlanError
+from pinmigrate.errors import (
+    OutcomeUnknown,
+    PinmigrateError,
+    PlanFileError,
+    StalePlanError,
+    name_all,
+)
 from pinmigrate.inventory import Card
 from pinmigrate.moments import iso_z
 
@@ -576,7 +582,7 @@ class Executor:
         if stale and self.stale_policy == "abort":
             changes = list(dict.fromkeys(v.reason for v in stale))
             raise StalePlanError(
-                f"the plan is stale, nothing was changed: {'; '.join(changes)}; "
+                f"the plan is stale, nothing was changed: {name_all(changes, 'change', sep='; ')}; "
                 "make a new plan (`pinmigrate plan --out FILE`) and review it",
                 changes=changes,
             )

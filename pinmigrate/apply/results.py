@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pinmigrate import redact
-from pinmigrate.errors import ApplyFailed, PinmigrateError, ReconnectPending
+from pinmigrate.errors import ApplyFailed, PinmigrateError, ReconnectPending, listed, name_all
 from pinmigrate.plan import Blocker, Orphan
 
 Status = Literal["pending", "done", "already_done", "skipped", "failed"]
@@ -143,8 +143,8 @@ class ApplyReport:
             done = counts["done"] + counts["already_done"]
             raise ReconnectPending(
                 f"{len(accounts)} account(s) still need Reconnect OAuth in Adobe: "
-                f"{', '.join(accounts)}; {done} of {len(self.results)} action(s) are done and "
-                f"{len(unfinished)} wait for those accounts",
+                f"{listed(accounts, sep='; ')}; {done} of {len(self.results)} action(s) are "
+                f"done and {len(unfinished)} wait for those accounts",
                 hint="reconnect them in Adobe (Destinations > Accounts, Edit details, "
                 "Reconnect OAuth), then run apply again; or wait longer with --reconnect-timeout",
             )
@@ -220,11 +220,8 @@ class ApplyReport:
 
 
 def _flows(checks: list[RunCheck]) -> str:
-    """``2 new flows ('A', 'B')``; past ten names, the rest as "..."."""
-    names = ", ".join(repr(c.flow_name or c.flow_id) for c in checks[:10])
-    more = ", ..." if len(checks) > 10 else ""
-    noun = "new flow" if len(checks) == 1 else "new flows"
-    return f"{len(checks)} {noun} ({names}{more})"
+    """``2 new flows: 'A', 'B'``; past ten names, the rest counted (``errors.name_all``)."""
+    return name_all((repr(c.flow_name or c.flow_id) for c in checks), "new flow")
 
 
 class Progress(Protocol):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pinmigrate.actions import Action, AddAudiences, DisableFlow, EnableFlow, ReconnectAccount
 from pinmigrate.apply.world import World, related_flows, target_card
 from pinmigrate.discovery import card_of_flow, with_target
+from pinmigrate.errors import listed, name_all
 from pinmigrate.inventory import Card, TargetConnection
 from pinmigrate.plan import Pair
 from pinmigrate.planner import MATCH_NOTE, twin_problem
@@ -57,15 +58,21 @@ def matched_pairs(pairs: Iterable[Pair]) -> frozenset[tuple[str, str]]:
 
 
 def sandbox_problem(actions: Iterable[Action], configured: Collection[str]) -> str | None:
-    """The first action in a sandbox outside ``adobe.sandboxes``, in one line; else None."""
-    for action in actions:
-        if action.sandbox not in configured:
-            return (
-                f"the plan acts in sandbox {action.sandbox!r}, which is not configured "
-                f"(adobe.sandboxes: {', '.join(configured)}): {action.kind} of "
-                f"{_named(action.target_name, action.target_id, action.sandbox)}; {_NOTHING}"
-            )
-    return None
+    """Every action in a sandbox outside ``adobe.sandboxes``, in one line; else None."""
+    outside = [a for a in actions if a.sandbox not in configured]
+    if not outside:
+        return None
+    sandboxes = listed(repr(a.sandbox) for a in outside)
+    return (
+        f"the plan acts in sandbox {sandboxes}, which is not configured "
+        f"(adobe.sandboxes: {', '.join(configured)}): "
+        + name_all(
+            (f"{a.kind} of {_named(a.target_name, a.target_id, a.sandbox)}" for a in outside),
+            "action",
+            sep="; ",
+        )
+        + f"; {_NOTHING}"
+    )
 
 
 def target_problem(
@@ -75,16 +82,23 @@ def target_problem(
     targets: Mapping[str, TargetConnection],
     matched: frozenset[tuple[str, str]] = frozenset(),
 ) -> str | None:
-    """The first target outside the migration, in one line naming the object; else None.
+    """Every target outside the migration, in one line naming each object; else None.
 
     ``targets``: the flows' target connections (id -> value), which say the ad account of
     each flow. Objects the read did not find are left to the staleness check (exit 3)."""
-    for action in actions:
-        sandbox_specs = specs.get(action.sandbox, Specs(None, None))
-        problem = _problem(action, world, sandbox_specs, targets, matched)
-        if problem:
-            return f"the plan acts outside the migration: {problem}; {_NOTHING}"
-    return None
+    problems = [
+        problem
+        for action in actions
+        if (
+            problem := _problem(
+                action, world, specs.get(action.sandbox, Specs(None, None)), targets, matched
+            )
+        )
+    ]
+    if not problems:
+        return None
+    found = name_all(problems, "action", sep="; ")
+    return f"the plan acts outside the migration: {found}; {_NOTHING}"
 
 
 def _problem(

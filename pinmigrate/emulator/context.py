@@ -60,6 +60,12 @@ class Config:
     #: the exchange's ``code_verifier``; ``"ignore"`` accepts both parameters and checks
     #: nothing; ``"refuse"`` answers them as unknown parameters (consent page error, 400).
     pkce: str = "verify"
+    #: The next-page link of the Sandbox Management API's ``GET /sandboxes`` (api-notes.md
+    #: §3b), which Adobe documents two ways: ``"next"``, a link to follow as it is;
+    #: ``"templated"``, Adobe's example (help/sandboxes/api/sandboxes.md:
+    #: ``?limit={limit}&offset={offset}``, ``"templated": true``); ``"none"``, no next link
+    #: (``_links.page`` only): a client pages by ``offset`` while pages come back full.
+    sandbox_links: str = "next"
 
 
 class Context:

@@ -77,6 +77,33 @@ OPTIONS = {
 DAY = 86400.0
 SCALE_MAX = 200_000
 SCALE_SANDBOXES = ("prod", "dev", "stage")
+#: What the Sandbox Management API lists besides a scenario's own sandboxes (api-notes.md
+#: §3b), in every scenario: ``archive`` is inactive, and ``restricted`` is active but not
+#: readable with the emulator's credential (its reads answer the gateway's 403027, as a
+#: sandbox that does not exist does).
+OTHER_SANDBOXES = (("archive", "inactive"), ("restricted", "active"))
+
+
+def sandbox_listing(sandboxes: Sequence[str]) -> list[JsonDict]:
+    """The org's sandboxes as ``GET /sandboxes`` lists them (the fields of Adobe's example in
+    AdobeDocs/experience-platform.en help/sandbox/api/sandboxes.md; those beyond ``name``
+    and ``state`` are unconfirmed)."""
+    every = [(name, "active") for name in sandboxes] + [
+        other for other in OTHER_SANDBOXES if other[0] not in sandboxes
+    ]
+    return [
+        {
+            "name": name,
+            "title": name.title(),
+            "state": state,
+            "type": "production" if name == "prod" else "development",
+            "region": "VA7",
+            "isDefault": name == "prod",
+        }
+        for name, state in every
+    ]
+
+
 #: When the legacy flows were set up (before Adobe's copy to the new card).
 LEGACY_EPOCH_MS = 1685577600000  # 2023-06-01T00:00:00Z
 

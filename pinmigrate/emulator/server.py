@@ -46,7 +46,7 @@ from pinmigrate.emulator.problems import (
     flow_error,
     pinterest_error,
 )
-from pinmigrate.emulator.state import EmulatorState
+from pinmigrate.emulator.state import SANDBOXES_PATH, EmulatorState
 from pinmigrate.settings import is_loopback_host
 
 FLOWSERVICE = "/data/foundation/flowservice"
@@ -122,7 +122,8 @@ class Reply:
 
 @dataclass
 class Route:
-    #: "control" | "ims" | "flowservice" | "pinterest" | "consent" | "adobe-ui" | "site"
+    #: "control" | "ims" | "flowservice" | "sandboxes" | "pinterest" | "consent" | "adobe-ui"
+    #: | "site"
     service: str
     endpoint: str  # templated, for the request log: "GET /flows/{id}"
     call: Callable[[Request], Reply]
@@ -375,6 +376,8 @@ def route_for(state: EmulatorState, request: Request) -> Route:
         return _control_route(state, request)
     if path.startswith(FLOWSERVICE + "/") or path == FLOWSERVICE:
         return _flow_route(state, request)
+    if path.rstrip("/") == SANDBOXES_PATH:
+        return Route("sandboxes", f"{method} /sandboxes", lambda r: _sandboxes(state, r))
     if path.startswith("/ims/"):
         if path.rstrip("/") == "/ims/token/v3" and method == "POST":
             return Route("ims", "POST /ims/token/v3", lambda r: _ims_token(state, r))
@@ -417,6 +420,15 @@ def route_for(state: EmulatorState, request: Request) -> Route:
         f"{method} <unknown>",
         lambda r: Reply.of(404, {"error": f"nothing is served at {r.path}", "see": "/"}),
     )
+
+
+def _sandboxes(state: EmulatorState, request: Request) -> Reply:
+    """The Sandbox Management API's list: the gateway's checks (no ``x-sandbox-name``
+    needed), then one page (api-notes.md §3b)."""
+    state.authenticate_platform(request.headers)
+    if request.method != "GET":
+        return Reply.of(405, {"status": 405, "title": f"Method {request.method} is not allowed"})
+    return Reply.of(200, state.list_sandboxes(request.params()))
 
 
 def _base_url(request: Request) -> str:

@@ -151,6 +151,35 @@ class EmulatorState:
         """The gateway's checks, in its order; ``headers`` keys are lower case."""
         return self.ims.authenticate_platform(headers, self.sandboxes)
 
+    # --- Sandbox Management --------------------------------------------------------------
+
+    def list_sandboxes(self, params: Mapping[str, str]) -> JsonDict:
+        """A page of ``GET /sandboxes`` (api-notes.md §3b): ``limit`` and ``offset`` go
+        together or not at all (default 50 and 0: help/sandboxes/api/appendix.md); a page
+        holds at most ``page_size``; the next link as ``sandbox_links`` says."""
+        every = scenarios.sandbox_listing(self.sandboxes)
+        given = [params.get("limit"), params.get("offset")]
+        if (given[0] is None) != (given[1] is None):
+            raise Problem(400, {"status": 400, "title": "limit and offset go together"})
+        try:
+            limit, offset = (int(given[0] or 50), int(given[1] or 0))
+        except ValueError:
+            raise Problem(400, {"status": 400, "title": "limit and offset are numbers"}) from None
+        if limit < 1 or offset < 0:
+            raise Problem(400, {"status": 400, "title": "limit or offset out of range"})
+        served = min(limit, self.context.config.page_size)
+        page = every[offset : offset + served]
+        # Absolute, as in Adobe's example (which also names the default port).
+        url = (self.context.base_url or "") + SANDBOXES_PATH
+        links: JsonDict = {"page": {"href": f"{url}?offset={offset}&limit={served}"}}
+        mode = self.context.config.sandbox_links
+        if mode == "templated":
+            links["next"] = {"href": f"{url}/?limit={{limit}}&offset={{offset}}", "templated": True}
+        elif mode == "next" and offset + served < len(every):
+            links["next"] = {"href": f"{url}?limit={served}&offset={offset + served}"}
+        # ``_page.limit``: the page size served, which a client paging by offset compares with.
+        return {"sandboxes": page, "_page": {"limit": served, "count": len(page)}, "_links": links}
+
     # --- Flow Service --------------------------------------------------------------------
 
     def list_objects(self, sandbox: str, kind: str, params: Mapping[str, list[str]]) -> JsonDict:
@@ -305,6 +334,12 @@ class EmulatorState:
             return head
 
 
+#: Where the Sandbox Management API lists an org's sandboxes (api-notes.md §3b).
+SANDBOXES_PATH = "/data/foundation/sandbox-management/sandboxes"
+#: The shapes of its next-page link (``Config.sandbox_links``).
+SANDBOX_LINKS = ("next", "templated", "none")
+
+
 def _check_config(config: Config, *, usernames: Collection[str]) -> None:
     """ValueError naming the first setting out of range."""
     if not isinstance(config.page_size, int) or not 1 <= config.page_size <= 1000:
@@ -329,6 +364,8 @@ def _check_config(config: Config, *, usernames: Collection[str]) -> None:
         raise ValueError("revoke_rotated_refresh must be true or false")
     if not isinstance(config.strict_queries, bool):
         raise ValueError("strict_queries must be true or false")
+    if config.sandbox_links not in SANDBOX_LINKS:
+        raise ValueError(f"sandbox_links must be one of {', '.join(SANDBOX_LINKS)}")
     if config.pkce not in ("verify", "ignore", "refuse"):
         raise ValueError(f"pkce must be verify, ignore or refuse, not {config.pkce!r}")
     if config.limit_over_max not in ("error", "cap"):

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pinmigrate import redact
-from pinmigrate.errors import AuthError, PinmigrateError
+from pinmigrate.errors import AuthError, PinmigrateError, name_all
 from pinmigrate.logins import Login, LoginStore
 from pinmigrate.oauth.grants import (
     DEFAULT_TIMEOUT,
@@ -443,7 +443,7 @@ class AdobeGrants:
         return AuthError(
             'migration.reconnect_via = "api" needs a person to sign in to Pinterest once for '
             f"each account, and nobody can here (--no-input or no terminal): "
-            f"{'; '.join(accounts)}; nothing was written",
+            f"{name_all(accounts, 'account', sep='; ')}; nothing was written",
             hint=NO_PERSON_HINT,
         )
 
@@ -477,10 +477,10 @@ class AdobeGrants:
         }
         redact.register(*tokens)
         if not grant.covers(set(wanted)):
-            missing = ", ".join(a for a in wanted if a not in grant.ad_account_ids)
+            missing = name_all((a for a in wanted if a not in grant.ad_account_ids), "ad account")
             raise AuthError(
                 f"the Pinterest user {grant.label} who signed in for Adobe account {account} "
-                f"does not reach ad account(s) {missing}; nothing was written",
+                f"does not reach {missing}; nothing was written",
                 hint="run apply again and sign in as a Pinterest user with access to them",
             )
         if tokens & (self._handed | self._kept_tokens()):
