@@ -84,11 +84,9 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
         what="rollback",
         instead="",
     )
-    report = workflow.roll_back(
-        settings,
-        plan,
-        adobe=workflow.adobe_client(settings),
-        progress=make_progress(app.err, description="rolling back"),
-    )
+    adobe = workflow.adobe_client(settings)
+    with make_progress(app.err, description="rolling back") as progress:
+        adobe.http.observer = progress.retry
+        report = workflow.roll_back(settings, plan, adobe=adobe, progress=progress)
     output_report(app, report)
     report.raise_if_failed("rollback")
