@@ -152,9 +152,11 @@ class _Live:
         self.console.print(_shown(text), markup=False, highlight=False, soft_wrap=True)
 
     def start(self, total: int) -> None:
+        """The writes begin: the count starts, and the phase before them (the check) ends."""
         with self._lock:
             self.total = total
             self._began = self._clock()
+            self._phase = None
 
     def finish(self) -> None:
         return None
@@ -215,6 +217,7 @@ class LineProgress(_Live):
     def start(self, total: int) -> None:
         super().start(total)
         with self._lock:
+            self._shown_phase = None
             if not self.small:
                 self._line(
                     f"{self.description}: {total} actions (a line at least every "
@@ -385,8 +388,11 @@ class BarProgress(_Live):
             self._aside = (text, self._clock())
             self._update()
 
+    def _fresh_aside(self) -> bool:
+        return self._aside is not None and self._clock() - self._aside[1] < ASIDE_HOLD
+
     def _description(self) -> str:
-        if self._aside is not None and self._clock() - self._aside[1] < ASIDE_HOLD:
+        if self._aside is not None and self._fresh_aside():
             text = self._aside[0]
         elif self._phase is not None:
             text = self._phase[0]
@@ -396,7 +402,10 @@ class BarProgress(_Live):
 
     def _update(self, advance: int = 0) -> None:
         if self._bar is None or self._task is None:
-            self._spin()
+            if self._phase is None and not self._fresh_aside():
+                self._stop_spinner()  # a phase before the bar ended: nothing to show
+            else:
+                self._spin()
             return
         pace = pace_words(self.count, self.total, self.elapsed())
         self._bar.update(self._task, advance=advance, description=self._description(), pace=pace)

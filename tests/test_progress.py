@@ -457,3 +457,16 @@ def test_apply_without_a_terminal_gives_each_action_and_phase_a_line(
     assert any(line.startswith("checking ") for line in lines), result.stderr
     assert any(line.startswith("confirming ") for line in lines), result.stderr
     assert any(line.startswith("[1/") for line in lines), result.stderr
+
+
+def test_before_the_bar_a_phase_shows_as_a_spinner_that_ends_with_the_phase() -> None:
+    console, _ = terminal()
+    bar = BarProgress(console, clock=FakeTime().clock)
+    with bar:
+        bar.status("checking 4200 actions: reading 4000 flows in prod")
+        assert bar._spinner is not None
+        bar.status("")
+        assert bar._spinner is None  # no "applying" spinner without a bar
+        bar.start(10)
+        assert bar._bar is not None
+    assert bar._bar is None and bar._spinner is None

@@ -405,11 +405,9 @@ class Executor:
     def _check(self, actions: Sequence[Action]) -> dict[str, Verdict]:
         """Re-read every object and judge each action; stale stops here under "abort"."""
         wants = wants_of(actions, self.cards)
+        # Shown until the writes start (the display's start ends it), or the error.
         self._status(f"checking {len(actions)} actions: reading {_objects(wants)}")
-        try:
-            world = self._read(wants)
-        finally:
-            self._status("")
+        world = self._read(wants)
         if self.guard is not None:
             specs = {
                 sb: Specs(self.reader.spec_id(sb, "legacy"), self.reader.spec_id(sb, "new"))
