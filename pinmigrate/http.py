@@ -131,9 +131,10 @@ class RetryNotice:
     sandbox: str | None
     #: What went wrong: ``HTTP 503``, ``connection reset``, ...
     reason: str
-    #: Failed attempts so far, answers paced by Retry-After left out.
+    #: The attempt that just failed (1 for the first request).
     attempt: int
-    #: Failed attempts allowed (``RetryPolicy.max_attempts``).
+    #: Attempts allowed so far: ``RetryPolicy.max_attempts``, plus the answers paced by
+    #: Retry-After (they do not count), at most ``PACED_FACTOR`` times as many.
     attempts: int
     #: Seconds until the next attempt.
     delay: float
@@ -556,7 +557,7 @@ class HttpClient:
                     delay = None
                 if delay is None:
                     raise self._network_error(method, url, reason, attempt, network_safe) from None
-                self._wait(method, shown, reason, delay, attempt - paced, headers)
+                self._wait(method, shown, reason, delay, attempt, paced, headers)
                 slept += delay
                 continue
             elapsed_ms = (self.clock() - sent) * 1000
@@ -590,7 +591,7 @@ class HttpClient:
                 return response
             response.close()
             self._wait(
-                method, shown, f"HTTP {response.status_code}", delay, attempt - paced, headers
+                method, shown, f"HTTP {response.status_code}", delay, attempt, paced, headers
             )
             slept += delay
 
@@ -660,8 +661,11 @@ class HttpClient:
         reason: str,
         delay: float,
         attempt: int,
+        paced: int,
         headers: Mapping[str, str] | None,
     ) -> None:
+        """Sleep ``delay`` before attempt ``attempt + 1``; ``paced`` of the attempts so far
+        were answers paced by Retry-After, which do not count against max_attempts."""
         self.stats.count_retry()
         log.debug(
             "%s %s %s: %s, retry %d in %.2fs", self.service, method, shown, reason, attempt, delay
@@ -671,7 +675,8 @@ class HttpClient:
                 (v for k, v in (headers or {}).items() if k.lower() == "x-sandbox-name"), None
             )
             path = _path_of(shown.url)
-            limit = self.retry.max_attempts
+            most = self.retry.max_attempts
+            limit = min(most + paced, most * PACED_FACTOR)
             self._tell(
                 RetryNotice(self.service, method, path, sandbox, reason, attempt, limit, delay)
             )

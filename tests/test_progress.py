@@ -470,3 +470,18 @@ def test_before_the_bar_a_phase_shows_as_a_spinner_that_ends_with_the_phase() ->
         bar.start(10)
         assert bar._bar is not None
     assert bar._bar is None and bar._spinner is None
+
+
+@responses.activate
+def test_an_answer_paced_by_retry_after_counts_the_attempt_and_widens_the_limit() -> None:
+    url = "https://platform.adobe.io/data/foundation/flowservice/flows"
+    responses.get(url, status=429, headers={"Retry-After": "2"})
+    responses.get(url, json={"items": []})
+    time = FakeTime()
+    seen: list[RetryNotice] = []
+    http = HttpClient(service="adobe", sleep=time.sleep, clock=time.clock, observer=seen.append,
+                      retry=RetryPolicy(max_attempts=6))  # fmt: skip
+
+    http.request("GET", url)
+
+    assert [(n.attempt, n.attempts, n.reason, n.delay) for n in seen] == [(1, 7, "HTTP 429", 2.0)]
