@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Self
 from pinmigrate.apply.results import ActionResult, ApplyReport
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
     from rich.progress import Progress as RichProgress
-    from rich.progress import TaskID
+    from rich.progress import Task, TaskID
     from rich.status import Status
 
     from pinmigrate.app import App
@@ -330,11 +330,17 @@ class BarProgress(_Live):
     def start(self, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
+        class Spinner(SpinnerColumn):
+            """Spins on once every write is counted: the last confirming read is still on."""
+
+            def render(self, task: Task) -> RenderableType:
+                return self.spinner.render(task.get_time())
+
         super().start(total)
         with self._lock:
             self._stop_spinner()
             self._bar = Progress(
-                SpinnerColumn(),
+                Spinner(),
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),

@@ -485,3 +485,18 @@ def test_an_answer_paced_by_retry_after_counts_the_attempt_and_widens_the_limit(
     http.request("GET", url)
 
     assert [(n.attempt, n.attempts, n.reason, n.delay) for n in seen] == [(1, 7, "HTTP 429", 2.0)]
+
+
+def test_the_bar_keeps_spinning_once_every_write_is_counted() -> None:
+    # The last wave's confirming read comes after the count is full: still working.
+    console, _ = terminal()
+    bar = BarProgress(console, clock=FakeTime().clock)
+    with bar:
+        bar.start(1)
+        bar.advance(result(1))
+        bar.status("confirming 1 write in prod")
+        assert bar._bar is not None
+        [task] = bar._bar.tasks
+        assert task.finished
+        spinner = bar._bar.columns[0]
+        assert str(spinner.render(task)).strip()  # type: ignore[union-attr]  # a frame, not " "
