@@ -101,10 +101,13 @@ def retry_line(notice: RetryNotice) -> str:
 
     path = notice.path.removeprefix(FLOWSERVICE) or "/"
     where = f" in {notice.sandbox}" if notice.sandbox else f" ({notice.service})"
-    delay = f"{notice.delay:.0f} s" if notice.delay >= 1 else f"{notice.delay:.1f} s"
+    if notice.delay >= 1:
+        delay = f"in {notice.delay:.0f} s"
+    else:
+        delay = f"in {notice.delay:.1f} s" if notice.delay >= 0.1 else "at once"
     return (
         f"retrying {notice.method} {path}{where}: {notice.reason}, attempt {notice.attempt} "
-        f"of {notice.attempts}, next in {delay}"
+        f"of {notice.attempts}, next {delay}"
     )
 
 
@@ -188,6 +191,8 @@ class LineProgress(_Live):
         super().__init__(console, clock, description)
         self.every = every
         self._last_line = clock()
+        #: When a line last said how far the run is (a count, ``[n/N]``, a phase with count).
+        self._last_count = self._last_line
         self._last_aside = float("-inf")
         self._quiet_asides = 0
         self._shown_phase: str | None = None
@@ -195,8 +200,10 @@ class LineProgress(_Live):
         self._thread: threading.Thread | None = None
         self._heartbeat = heartbeat
 
-    def _line(self, text: str) -> None:
+    def _line(self, text: str, *, counted: bool = False) -> None:
         self._last_line = self._clock()
+        if counted:
+            self._last_count = self._last_line
         self._print(text)
 
     def _beat(self) -> None:
@@ -222,7 +229,8 @@ class LineProgress(_Live):
                 self._line(
                     f"{self.description}: {total} actions (a line at least every "
                     f"{round(self.every + HEARTBEAT_STEP)} s, and one for each action that does "
-                    "not succeed)"
+                    "not succeed)",
+                    counted=True,
                 )
         self._beat()
 
@@ -230,9 +238,10 @@ class LineProgress(_Live):
         with self._lock:
             self.count += 1
             if self.small or _needs_a_line(result):
-                self._line(progress_line(self.count, self.total, result))
-            elif self._clock() - self._last_line >= self.every:
-                self._line(self._count_line())
+                self._line(progress_line(self.count, self.total, result), counted=True)
+            elif self._clock() - self._last_count >= self.every:
+                # Retry lines do not hold the count back: it comes every STATUS_EVERY.
+                self._line(self._count_line(), counted=True)
 
     def revise(self, result: ActionResult) -> None:
         """An action counted when its write returned, whose confirming read failed it."""
@@ -268,7 +277,7 @@ class LineProgress(_Live):
             self._phase = (text, now if self._shown_phase != topic else self._phase_since(now))
             if self._shown_phase != topic or now - self._last_line >= self.every:
                 self._shown_phase = topic
-                self._line(self._with_count(text))
+                self._line(self._with_count(text), counted=self._counting)
         self._beat()
 
     def _phase_since(self, now: float) -> float:
@@ -284,25 +293,30 @@ class LineProgress(_Live):
             more = self._quiet_asides
             self._quiet_asides = 0
             self._last_aside = now
-            self._line(
-                text + (f" (and {more} more retries since the last such line)" if more else "")
-            )
+            self._line(text + (f" (+{more} more retries)" if more else ""))
 
     def tick(self) -> None:
-        """The heartbeat: after STATUS_EVERY seconds without a line, say where the run is."""
+        """The heartbeat: after STATUS_EVERY seconds without a line, say what the run waits
+        for; while writes go on, say how far they are every STATUS_EVERY seconds."""
         with self._lock:
             now = self._clock()
-            if now - self._last_line < self.every:
-                return
             if self._phase is not None:
-                text, since = self._phase
-                self._line(self._with_count(f"{text} (still, {now - since:.0f} s)"))
-            elif self._began is not None and self.total:
-                self._line(self._count_line())
+                if now - self._last_line >= self.every:
+                    text, since = self._phase
+                    still = self._with_count(f"{text} (still, {now - since:.0f} s)")
+                    self._line(still, counted=self._counting)
+            elif self._began is not None and self.total and now - self._last_count >= self.every:
+                # Retry lines do not hold the count back.
+                self._line(self._count_line(), counted=True)
+
+    @property
+    def _counting(self) -> bool:
+        """True while the writes of a large run go on: its lines carry the count."""
+        return self._began is not None and bool(self.total) and not self.small
 
     def _with_count(self, text: str) -> str:
         """A phase line of a large run says how far the run is: ``applying 2200/4200: ...``."""
-        if self._began is None or self.small:
+        if not self._counting:
             return text
         return f"{self.description} {self.count}/{self.total}: {text}"
 

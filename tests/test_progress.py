@@ -173,8 +173,7 @@ def test_retry_lines_come_at_most_every_two_seconds_and_count_the_rest() -> None
 
     assert lines_of(out) == [
         "retrying GET /flows in prod: HTTP 503, attempt 3 of 10, next in 4 s",
-        "retrying GET /flows in prod: HTTP 503, attempt 3 of 10, next in 4 s "
-        "(and 2 more retries since the last such line)",
+        "retrying GET /flows in prod: HTTP 503, attempt 3 of 10, next in 4 s (+2 more retries)",
     ]
 
 
@@ -500,3 +499,25 @@ def test_the_bar_keeps_spinning_once_every_write_is_counted() -> None:
         assert task.finished
         spinner = bar._bar.columns[0]
         assert str(spinner.render(task)).strip()  # type: ignore[union-attr]  # a frame, not " "
+
+
+def test_retry_lines_do_not_hold_back_the_count_line() -> None:
+    console, out = plain()
+    time = FakeTime()
+    progress = LineProgress(console, time.clock, heartbeat=False)
+    notice = RetryNotice("adobe", "POST", "/data/foundation/flowservice/flows/F1/action",
+                         "dev", "HTTP 429", 1, 11, 1.0)  # fmt: skip
+    progress.start(1000)
+    for n in range(20):  # a retry every second, an action every half second
+        time.now += 0.5
+        progress.advance(result(n))
+        progress.retry(notice)
+        time.now += 0.5
+        progress.advance(result(n))
+
+    counts = [line for line in lines_of(out) if line.startswith("applying: ") and "%" in line]
+    # Every 9.5 s (at 19 and 38 actions), though a retry line came every two seconds.
+    assert counts == [
+        "applying: 19/1000 (1 %), 2.0/s, about 8 min left",
+        "applying: 38/1000 (3 %), 2.0/s, about 8 min left",
+    ]
