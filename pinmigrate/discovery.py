@@ -45,10 +45,15 @@ def discover(
     if not names:
         return Inventory(org_id=org_id)
     report = _locked(progress)
+    if report:
+        # Before the first request: at 300 ms a round trip the first answer takes a while.
+        count = f"{len(names)} sandbox{'es' if len(names) != 1 else ''}"
+        report(f"reading {count} from {settings.adobe.platform_url} ({', '.join(names)})")
+    counter = FlowCounter(names, report)
     with ThreadPoolExecutor(
         max_workers=min(SANDBOX_WORKERS, len(names)), thread_name_prefix="discover"
     ) as pool:
-        futures = [pool.submit(_sandbox, adobe, settings, name, report) for name in names]
+        futures = [pool.submit(_sandbox, adobe, settings, name, report, counter) for name in names]
         results = _gather(pool, futures)
     return Inventory(org_id=org_id, sandboxes=tuple(results))
 
@@ -75,8 +80,27 @@ def card_of_connection(raw: Mapping[str, Any], cards: Mapping[str, Card]) -> Car
 # -- one sandbox ------------------------------------------------------------------------------
 
 
+class FlowCounter:
+    """The flows read so far in every sandbox, told as one line ("reading flows: prod 400,
+    dev 300, stage 0"), so that a display showing one line at a time shows them all."""
+
+    def __init__(self, names: Sequence[str], progress: Progress | None) -> None:
+        self.counts = dict.fromkeys(names, 0)
+        self.progress = progress
+
+    def seen(self, sandbox: str, count: int) -> None:
+        if self.progress is None:
+            return
+        self.counts[sandbox] = count
+        self.progress("reading flows: " + ", ".join(f"{s} {n}" for s, n in self.counts.items()))
+
+
 def _sandbox(
-    adobe: AdobeClient, settings: Settings, sandbox: str, progress: Progress | None
+    adobe: AdobeClient,
+    settings: Settings,
+    sandbox: str,
+    progress: Progress | None,
+    counter: FlowCounter | None = None,
 ) -> SandboxInventory:
     from pinmigrate import models
 
@@ -113,8 +137,8 @@ def _sandbox(
         found = []
         for raw, card in _of_cards(items, cards, card_of_flow):
             found.append(models.flow_from_payload(raw, card, sandbox=sandbox))
-            if progress and len(found) % PROGRESS_EVERY == 0:
-                progress(f"{sandbox}: {len(found)} flows read")
+            if counter and len(found) % PROGRESS_EVERY == 0:
+                counter.seen(sandbox, len(found))
         return found
 
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"discover-{sandbox}") as pool:
@@ -125,10 +149,12 @@ def _sandbox(
     flow_list = [
         with_target(flow, by_id.get(flow.target_connection_id or "")) for flow in flow_list
     ]
+    if counter:
+        counter.seen(sandbox, len(flow_list))
     if progress:
         progress(
-            f"{sandbox}: {len(account_list)} accounts, {len(target_list)} target connections, "
-            f"{len(flow_list)} flows"
+            f"read {sandbox}: {len(account_list)} accounts, {len(target_list)} target "
+            f"connections, {len(flow_list)} flows"
         )
     return SandboxInventory(
         name=sandbox,

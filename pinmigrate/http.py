@@ -117,6 +117,33 @@ class HttpStats:
             }
 
 
+@dataclass(frozen=True)
+class RetryNotice:
+    """One retry about to wait, as told to :attr:`HttpClient.observer` (e.g. a live line).
+
+    Holds no URL query, header value or body: nothing secret, only what is shown."""
+
+    service: str
+    method: str
+    #: The URL's path only (no query).
+    path: str
+    #: The Adobe sandbox the request is for (its ``x-sandbox-name``), when it names one.
+    sandbox: str | None
+    #: What went wrong: ``HTTP 503``, ``connection reset``, ...
+    reason: str
+    #: The attempt that just failed (1 for the first request).
+    attempt: int
+    #: Attempts allowed so far: ``RetryPolicy.max_attempts``, plus the answers paced by
+    #: Retry-After (they do not count), at most ``PACED_FACTOR`` times as many.
+    attempts: int
+    #: Seconds until the next attempt.
+    delay: float
+
+
+#: Told about each retry before its wait, from the thread that makes the request.
+RetryObserver = Callable[[RetryNotice], None]
+
+
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
     """Seconds to wait per ``Retry-After`` (delta-seconds or an HTTP date); None if unusable."""
     if not value:
@@ -374,8 +401,11 @@ class HttpClient:
         wall_clock: Callable[[], float] = time.time,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         deadline: float = REQUEST_DEADLINE,
+        observer: RetryObserver | None = None,
     ) -> None:
         self.service = service
+        #: Told about each retry before its wait (the commands show it on a live line).
+        self.observer = observer
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.deadline = deadline
@@ -539,7 +569,7 @@ class HttpClient:
                     delay = None
                 if delay is None:
                     raise self._network_error(method, url, reason, attempt, network_safe) from None
-                self._wait(method, shown, reason, delay, attempt)
+                self._wait(method, shown, reason, delay, attempt, paced, headers)
                 slept += delay
                 continue
             elapsed_ms = (self.clock() - sent) * 1000
@@ -572,7 +602,9 @@ class HttpClient:
             if delay is None:
                 return response
             response.close()
-            self._wait(method, shown, f"HTTP {response.status_code}", delay, attempt)
+            self._wait(
+                method, shown, f"HTTP {response.status_code}", delay, attempt, paced, headers
+            )
             slept += delay
 
     def _read_body(self, response: requests.Response, due: float) -> None:
@@ -634,12 +666,43 @@ class HttpClient:
     def _retry_after(self, response: requests.Response) -> float | None:
         return parse_retry_after(response.headers.get("Retry-After"), now=self.wall_clock())
 
-    def _wait(self, method: str, shown: object, reason: str, delay: float, attempt: int) -> None:
+    def _wait(
+        self,
+        method: str,
+        shown: _MaskedUrl,
+        reason: str,
+        delay: float,
+        attempt: int,
+        paced: int,
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        """Sleep ``delay`` before attempt ``attempt + 1``; ``paced`` of the attempts so far
+        were answers paced by Retry-After, which do not count against max_attempts."""
         self.stats.count_retry()
         log.debug(
             "%s %s %s: %s, retry %d in %.2fs", self.service, method, shown, reason, attempt, delay
         )
+        if self.observer is not None:
+            sandbox = next(
+                (v for k, v in (headers or {}).items() if k.lower() == "x-sandbox-name"), None
+            )
+            path = _path_of(shown.url)
+            most = self.retry.max_attempts
+            limit = min(most + paced, most * PACED_FACTOR)
+            self._tell(
+                RetryNotice(self.service, method, path, sandbox, reason, attempt, limit, delay)
+            )
         self.sleep(delay)
+
+    def _tell(self, notice: RetryNotice) -> None:
+        """Tell the observer about a retry; a broken observer never breaks the request."""
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            observer(notice)
+        except Exception:
+            log.debug("the retry observer failed", exc_info=True)
 
     def _redirect_error(self, method: str, url: str, response: requests.Response) -> ApiError:
         where = urlsplit(url)

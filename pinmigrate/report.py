@@ -6,22 +6,25 @@ otherwise), so stdout carries nothing but the final report or its JSON.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from pinmigrate.apply.results import ActionResult, ApplyReport
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
     from rich.progress import Progress as RichProgress
-    from rich.progress import TaskID
+    from rich.progress import Task, TaskID
+    from rich.status import Status
 
     from pinmigrate.app import App
     from pinmigrate.apply.reconnects import PersonReconnect
     from pinmigrate.discovery import Progress
+    from pinmigrate.http import HttpClient, RetryNotice
 
 #: status -> (symbol, words, colour)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
@@ -41,91 +44,404 @@ def progress_line(index: int, total: int, result: ActionResult) -> str:
     return f"[{index}/{total}] {result.label} {words}{why}{note}"
 
 
-#: Without a terminal, an unchanged waiting line is repeated this often (seconds).
-STATUS_EVERY = 10.0
+#: Runs of at most this many actions get one line per action without a terminal; larger
+#: ones a count line every STATUS_EVERY seconds (a CI log of 4,200 lines helps nobody).
+SMALL_RUN = 50
+#: Without a terminal, no phase goes longer than this without a line (seconds): a little
+#: under the 10 s promised, since a line is only checked for every HEARTBEAT_STEP.
+STATUS_EVERY = 9.5
+#: How often the heartbeat thread looks whether a line is due (seconds).
+HEARTBEAT_STEP = 0.5
+#: A retry line stays on the bar at least this long, though actions end meanwhile.
+ASIDE_HOLD = 3.0
+#: Without a terminal, retry lines come at most this often; the next one counts the rest.
+ASIDE_EVERY = 2.0
 
 
-class LineProgress:
-    """One plain line per finished action on stderr (CI logs, pipes)."""
+#: How every live line begins: scripts (and tests) that want only the errors and notes of
+#: stderr can leave these out.
+PROGRESS_LINE = re.compile(
+    r"^(\[\d+/\d+\] |(reading|read|checking|confirming|re-reading|retrying|applying|"
+    r"rolling back|waiting for Adobe)\b)"
+)
 
-    def __init__(self, console: Console, clock: Callable[[], float] = time.monotonic) -> None:
+
+def is_progress_line(line: str) -> bool:
+    """True for a line the live display printed (not an error, a note or a result)."""
+    return bool(PROGRESS_LINE.match(line))
+
+
+def pace_words(count: int, total: int, elapsed: float) -> str:
+    """``95/s, about 32 s left`` (empty until something ended)."""
+    if count <= 0 or elapsed <= 0:
+        return ""
+    rate = count / elapsed
+    shown = f"{rate:.0f}/s" if rate >= 10 else f"{rate:.1f}/s"
+    left = max(0, total - count)
+    if not left:
+        return shown
+    seconds = left / rate
+    if seconds >= 90:
+        eta = f"about {seconds / 60:.0f} min left"
+    else:
+        eta = f"about {max(1, round(seconds))} s left"
+    return f"{shown}, {eta}"
+
+
+def count_line(description: str, count: int, total: int, elapsed: float) -> str:
+    """``applying: 1200/4200 (29 %), 95/s, about 32 s left``."""
+    percent = int(100 * count / total) if total else 100
+    pace = pace_words(count, total, elapsed)
+    return f"{description}: {count}/{total} ({percent} %)" + (f", {pace}" if pace else "")
+
+
+def retry_line(notice: RetryNotice) -> str:
+    """``retrying GET /flows in prod: HTTP 503, attempt 3 of 10, next in 4 s``."""
+    from pinmigrate.adobe import FLOWSERVICE
+
+    path = notice.path.removeprefix(FLOWSERVICE) or "/"
+    where = f" in {notice.sandbox}" if notice.sandbox else f" ({notice.service})"
+    if notice.delay >= 1:
+        delay = f"in {notice.delay:.0f} s"
+    else:
+        delay = f"in {notice.delay:.1f} s" if notice.delay >= 0.1 else "at once"
+    return (
+        f"retrying {notice.method} {path}{where}: {notice.reason}, attempt {notice.attempt} "
+        f"of {notice.attempts}, next {delay}"
+    )
+
+
+def _shown(text: str) -> str:
+    """A live line as it may reach a terminal: secrets masked, control characters escaped."""
+    from pinmigrate import redact
+    from pinmigrate.terminal import safe_text
+
+    return safe_text(redact.redact(text))
+
+
+def _needs_a_line(result: ActionResult) -> bool:
+    """What did not succeed, and each account a person reconnected, always gets a line."""
+    return result.status in ("failed", "skipped") or (
+        result.kind == "reconnect_account" and result.status == "done"
+    )
+
+
+class _Live:
+    """What both displays share: the count, its clock, the phase line (what the run waits
+    for, set by the engine until it clears it) and the aside (the latest retry, from any
+    thread). Thread-safe: writes, re-reads and HTTP retries report from their own threads."""
+
+    def __init__(self, console: Console, clock: Callable[[], float], description: str) -> None:
         self.console = console
+        self.description = description
         self.total = 0
         self.count = 0
-        self._lock = threading.Lock()
         self._clock = clock
-        self._last_status: tuple[str, float] | None = None
+        self._lock = threading.RLock()
+        self._began: float | None = None
+        self._phase: tuple[str, float] | None = None
+        self._aside: tuple[str, float] | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+    def elapsed(self) -> float:
+        return 0.0 if self._began is None else self._clock() - self._began
+
+    def _print(self, text: str) -> None:
+        self.console.print(_shown(text), markup=False, highlight=False, soft_wrap=True)
 
     def start(self, total: int) -> None:
-        self.total = total
-
-    def advance(self, result: ActionResult) -> None:
+        """The writes begin: the count starts, and the phase before them (the check) ends."""
         with self._lock:
-            self.count += 1
-            line = progress_line(self.count, self.total, result)
-        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            self.total = total
+            self._began = self._clock()
+            self._phase = None
 
     def finish(self) -> None:
         return None
 
-    def status(self, text: str) -> None:
-        """A waiting line: printed when what it waits for changes, else every few seconds."""
-        topic = text.split(" (", 1)[0]
-        now = self._clock()
-        last = self._last_status
-        if last is not None and last[0] == topic and now - last[1] < STATUS_EVERY:
-            return
-        self._last_status = (topic, now)
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+    def aside(self, text: str) -> None:
+        raise NotImplementedError
+
+    def retry(self, notice: RetryNotice) -> None:
+        """An HTTP retry (:attr:`pinmigrate.http.HttpClient.observer`)."""
+        self.aside(retry_line(notice))
 
 
-class BarProgress:
-    """A rich progress bar on a terminal; actions that did not succeed are printed above it."""
+class LineProgress(_Live):
+    """Plain lines on stderr (CI logs, pipes). Small runs get one line per action; larger
+    ones a count line with rate and ETA at most every STATUS_EVERY seconds, plus a line for
+    each action that did not succeed and each reconnect done. Whatever the phase (writes,
+    re-reads, confirming reads, waits), a line comes at least every STATUS_EVERY seconds: a
+    heartbeat thread repeats the current phase line (or the count) when all is quiet."""
 
-    def __init__(self, console: Console, description: str = "applying") -> None:
-        self.console = console
-        self.description = description
-        self.count = 0
-        self.total = 0
-        self._bar: RichProgress | None = None
-        self._task: TaskID | None = None
+    def __init__(
+        self,
+        console: Console,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        description: str = "applying",
+        every: float = STATUS_EVERY,
+        heartbeat: bool = True,
+    ) -> None:
+        super().__init__(console, clock, description)
+        self.every = every
+        self._last_line = clock()
+        #: When a line last said how far the run is (a count, ``[n/N]``, a phase with count).
+        self._last_count = self._last_line
+        self._last_aside = float("-inf")
+        self._quiet_asides = 0
+        self._shown_phase: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._heartbeat = heartbeat
+
+    def _line(self, text: str, *, counted: bool = False) -> None:
+        self._last_line = self._clock()
+        if counted:
+            self._last_count = self._last_line
+        self._print(text)
+
+    def _beat(self) -> None:
+        if self._heartbeat and self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(
+                target=self._run_heartbeat, name="progress-heartbeat", daemon=True
+            )
+            self._thread.start()
+
+    def _run_heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_STEP):
+            self.tick()
+
+    @property
+    def small(self) -> bool:
+        return self.total <= SMALL_RUN
 
     def start(self, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.total = total
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[last]}"),
-            console=self.console,
-            transient=True,
-        )
-        self._task = self._bar.add_task(self.description, total=total, last="")
-        self._bar.start()
+        super().start(total)
+        with self._lock:
+            self._shown_phase = None
+            if not self.small:
+                self._line(
+                    f"{self.description}: {total} actions (a line at least every "
+                    f"{round(self.every + HEARTBEAT_STEP)} s, and one for each action that does "
+                    "not succeed)",
+                    counted=True,
+                )
+        self._beat()
 
     def advance(self, result: ActionResult) -> None:
-        self.count += 1
-        # What did not succeed, and each account a person reconnected, stay above the bar.
-        if result.status in ("failed", "skipped") or (
-            result.kind == "reconnect_account" and result.status == "done"
-        ):
-            self.console.print(
-                progress_line(self.count, self.total, result), markup=False, highlight=False
-            )
-        if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, advance=1, last=result.label, description=self.description)
+        with self._lock:
+            self.count += 1
+            if self.small or _needs_a_line(result):
+                self._line(progress_line(self.count, self.total, result), counted=True)
+            elif self._clock() - self._last_count >= self.every:
+                # Retry lines do not hold the count back: it comes every STATUS_EVERY.
+                self._line(self._count_line(), counted=True)
+
+    def revise(self, result: ActionResult) -> None:
+        """An action counted when its write returned, whose confirming read failed it."""
+        with self._lock:
+            if result.status not in ("done", "already_done"):
+                words = STATUS_STYLE.get(result.status, ("", result.status, ""))[1]
+                why = f": {result.error}" if result.error else ""
+                self._line(f"{result.label} {words} on reading it back{why}")
 
     def finish(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
+        with self._lock:
+            if self.total and not self.small and self._began is not None:
+                self._line(
+                    f"{self.description}: {self.count}/{self.total} in {self.elapsed():.0f} s"
+                )
+                self._began = None
 
     def status(self, text: str) -> None:
-        """Shown in place of the bar's description until the next action ends."""
-        if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, description=text)
+        """The phase line: printed when what it waits for changes, else every few seconds;
+        an empty text ends the phase."""
+        with self._lock:
+            if not text:
+                self._phase = None
+                self._shown_phase = None
+                return
+            # "reading flows: prod 400" and "reading flows: prod 500" wait for one thing.
+            topic = text.split(" (", 1)[0].split(": ", 1)[0]
+            now = self._clock()
+            self._phase = (text, now if self._shown_phase != topic else self._phase_since(now))
+            if self._shown_phase != topic or now - self._last_line >= self.every:
+                self._shown_phase = topic
+                self._line(self._with_count(text), counted=self._counting)
+        self._beat()
+
+    def _phase_since(self, now: float) -> float:
+        return self._phase[1] if self._phase is not None else now
+
+    def aside(self, text: str) -> None:
+        """A retry: a line, unless one came less than ASIDE_EVERY seconds ago (then counted)."""
+        with self._lock:
+            now = self._clock()
+            if now - self._last_aside < ASIDE_EVERY:
+                self._quiet_asides += 1
+                return
+            more = self._quiet_asides
+            self._quiet_asides = 0
+            self._last_aside = now
+            self._line(text + (f" (+{more} more retries)" if more else ""))
+
+    def tick(self) -> None:
+        """The heartbeat: after STATUS_EVERY seconds without a line, say what the run waits
+        for; while writes go on, say how far they are every STATUS_EVERY seconds."""
+        with self._lock:
+            now = self._clock()
+            if self._phase is not None:
+                if now - self._last_line >= self.every:
+                    text, since = self._phase
+                    still = self._with_count(f"{text} (still, {now - since:.0f} s)")
+                    self._line(still, counted=self._counting)
+            elif self._began is not None and self.total and now - self._last_count >= self.every:
+                # Retry lines do not hold the count back.
+                self._line(self._count_line(), counted=True)
+
+    @property
+    def _counting(self) -> bool:
+        """True while the writes of a large run go on: its lines carry the count."""
+        return self._began is not None and bool(self.total) and not self.small
+
+    def _with_count(self, text: str) -> str:
+        """A phase line of a large run says how far the run is: ``applying 2200/4200: ...``."""
+        if not self._counting:
+            return text
+        return f"{self.description} {self.count}/{self.total}: {text}"
+
+    def _count_line(self) -> str:
+        return count_line(self.description, self.count, self.total, self.elapsed())
+
+
+class BarProgress(_Live):
+    """A rich progress bar on a terminal, advanced as each write returns, with rate and ETA;
+    its description shows what the run waits for. Actions that did not succeed are printed
+    above it."""
+
+    def __init__(
+        self,
+        console: Console,
+        description: str = "applying",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(console, clock, description)
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
+        #: Before the bar starts (the first re-read), a phase line shows as a spinner.
+        self._spinner: Status | None = None
+
+    def start(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+        class Spinner(SpinnerColumn):
+            """Spins on once every write is counted: the last confirming read is still on."""
+
+            def render(self, task: Task) -> RenderableType:
+                return self.spinner.render(task.get_time())
+
+        super().start(total)
+        with self._lock:
+            self._stop_spinner()
+            self._bar = Progress(
+                Spinner(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[pace]}"),
+                console=self.console,
+                transient=True,
+            )
+            self._task = self._bar.add_task(self._description(), total=total, pace="")
+            self._bar.start()
+
+    def advance(self, result: ActionResult) -> None:
+        with self._lock:
+            self.count += 1
+            if _needs_a_line(result):
+                self.console.print(
+                    _shown(progress_line(self.count, self.total, result)),
+                    markup=False,
+                    highlight=False,
+                )
+            self._update(advance=1)
+
+    def revise(self, result: ActionResult) -> None:
+        """An action counted when its write returned, whose confirming read failed it."""
+        if result.status in ("done", "already_done"):
+            return
+        words = STATUS_STYLE.get(result.status, ("", result.status, ""))[1]
+        why = f": {result.error}" if result.error else ""
+        with self._lock:
+            self.console.print(
+                _shown(f"{result.label} {words} on reading it back{why}"),
+                markup=False,
+                highlight=False,
+            )
+
+    def finish(self) -> None:
+        with self._lock:
+            self._stop_spinner()
+            if self._bar is not None:
+                self._bar.stop()
+                self._bar = None
+
+    def status(self, text: str) -> None:
+        """Shown in place of the bar's description until the engine clears it ("")."""
+        with self._lock:
+            self._phase = (text, self._clock()) if text else None
+            self._update()
+
+    def aside(self, text: str) -> None:
+        """A retry: shown in place of the description for ASIDE_HOLD seconds at least."""
+        with self._lock:
+            self._aside = (text, self._clock())
+            self._update()
+
+    def _fresh_aside(self) -> bool:
+        return self._aside is not None and self._clock() - self._aside[1] < ASIDE_HOLD
+
+    def _description(self) -> str:
+        if self._aside is not None and self._fresh_aside():
+            text = self._aside[0]
+        elif self._phase is not None:
+            text = self._phase[0]
+        else:
+            text = self.description
+        return _shown(text)
+
+    def _update(self, advance: int = 0) -> None:
+        if self._bar is None or self._task is None:
+            if self._phase is None and not self._fresh_aside():
+                self._stop_spinner()  # a phase before the bar ended: nothing to show
+            else:
+                self._spin()
+            return
+        pace = pace_words(self.count, self.total, self.elapsed())
+        self._bar.update(self._task, advance=advance, description=self._description(), pace=pace)
+
+    def _spin(self) -> None:
+        text = self._description()
+        if self._spinner is None:
+            self._spinner = self.console.status(text)
+            self._spinner.start()
+        else:
+            self._spinner.update(text)
+
+    def _stop_spinner(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
 
 
 #: At most this many browser tabs are opened for reconnects; the rest are listed only.
@@ -166,10 +482,11 @@ def ask_person(
 
 
 def make_progress(console: Console, *, description: str = "applying") -> LineProgress | BarProgress:
-    """A bar when stderr is a terminal, plain lines otherwise."""
+    """A bar when stderr is a terminal, plain lines otherwise; use it in a ``with`` block so
+    the bar and the heartbeat end whatever happens."""
     if console.is_terminal and not console.is_dumb_terminal:
         return BarProgress(console, description)
-    return LineProgress(console)
+    return LineProgress(console, description=description)
 
 
 #: Runs of at most this many actions list every result; larger ones count the successes.
@@ -353,17 +670,43 @@ def render_first_runs(console: Console, report: ApplyReport) -> None:
 
 
 @contextmanager
-def discovery_progress(console: Console) -> Iterator[Progress | None]:
-    """A spinner on stderr while Adobe is read, when stderr is a terminal; else silence."""
-    if not console.is_terminal:
-        yield None
+def discovery_progress(console: Console, http: HttpClient | None = None) -> Iterator[Progress]:
+    """What discovery reads, on stderr: a spinner on a terminal; else plain lines (the first
+    before any request, each sandbox read, the flow counts at most every STATUS_EVERY
+    seconds, and a heartbeat). HTTP retries of ``http`` show too, while it lasts."""
+    if console.is_terminal and not console.is_dumb_terminal:
+        with console.status("Reading both Pinterest cards from Adobe...") as spinner:
+            lock = threading.Lock()
+            aside: list[tuple[str, float]] = []
+
+            def report(message: str) -> None:
+                with lock:
+                    if aside and time.monotonic() - aside[0][1] < ASIDE_HOLD:
+                        return
+                    spinner.update(_shown(f"Reading both Pinterest cards from Adobe: {message}"))
+
+            def retried(notice: RetryNotice) -> None:
+                with lock:
+                    aside[:] = [(retry_line(notice), time.monotonic())]
+                    spinner.update(_shown(aside[0][0]))
+
+            with _observing(http, retried):
+                yield report
         return
-    with console.status("Reading both Pinterest cards from Adobe...") as status:
+    with LineProgress(console, description="reading") as lines, _observing(http, lines.retry):
+        yield lines.status
 
-        def report(message: str) -> None:
-            status.update(f"Reading both Pinterest cards from Adobe: {message}")
 
-        yield report
+@contextmanager
+def _observing(http: HttpClient | None, observer: Callable[[RetryNotice], None]) -> Iterator[None]:
+    if http is None:
+        yield
+        return
+    before, http.observer = http.observer, observer
+    try:
+        yield
+    finally:
+        http.observer = before
 
 
 def output_report(app: App, report: ApplyReport) -> None:

@@ -449,7 +449,12 @@ def test_default_sandboxes_come_from_settings() -> None:
 def test_progress_lines() -> None:
     lines: list[str] = []
     discover(FakeAdobe(["prod"]), settings(), progress=lines.append)  # type: ignore[arg-type]
-    assert lines == ["prod: 2 accounts, 2 target connections, 2 flows"]
+    assert lines == [
+        # said before the first request, so a slow first answer leaves no blank screen
+        "reading 1 sandbox from https://adobe.test (prod)",
+        "reading flows: prod 2",
+        "read prod: 2 accounts, 2 target connections, 2 flows",
+    ]
 
 
 # -- the real AdobeClient over HTTP (mocked): query strings, paging, no single GETs ----------

@@ -22,6 +22,7 @@ import pytest
 from pinmigrate.errors import ConfigError, PlanFileError
 from pinmigrate.plan import load_plan
 from pinmigrate.plankey import KEY_FILE, load_key
+from pinmigrate.report import is_progress_line
 
 SEALED = re.compile(r"hmac-sha256:([0-9a-f]{16}):[0-9a-f]{64}")
 
@@ -40,7 +41,9 @@ def other_state(env: dict[str, str], tmp_path: Path, name: str = "elsewhere") ->
 
 def one_error_line(result: Any) -> str:
     assert "Traceback" not in result.stdout + result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [
+        line for line in result.stderr.splitlines() if line.strip() and not is_progress_line(line)
+    ]
     assert len(lines) == 1, result.stderr
     return lines[0]
 

@@ -556,12 +556,16 @@ class Executor:
             self.sleep(step)
 
     def _status(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.status(text)
+        status = getattr(self.progress, "status", None)
+        if status is not None:
+            status(text)
 
     def _check(self, actions: Sequence[Action]) -> dict[str, Verdict]:
         """Re-read every object and judge each action; stale stops here under "abort"."""
-        world = self._read(wants_of(actions, self.cards))
+        wants = wants_of(actions, self.cards)
+        # Shown until the writes start (the display's start ends it), or the error.
+        self._status(f"checking {len(actions)} actions: reading {_objects(wants)}")
+        world = self._read(wants)
         if self.guard is not None:
             specs = {
                 sb: Specs(self.reader.spec_id(sb, "legacy"), self.reader.spec_id(sb, "new"))
@@ -614,7 +618,9 @@ class Executor:
             runnable.append(action)
         if runnable and not fresh:
             try:
-                self.live.merge(self._read(wants_of(runnable, self.cards)))
+                wants = wants_of(runnable, self.cards)
+                self._status(f"re-reading {_objects(wants)} before the next writes")
+                self.live.merge(self._read(wants))
                 fresh = True
             except Exception as exc:  # an unexpected one too: the run must still end
                 log.debug("re-reading before a wave failed", exc_info=True)
@@ -650,9 +656,11 @@ class Executor:
                     continue
                 result.status, result.note = outcome
                 if result.status == "done":
+                    # Counted now, as the write returns: a wave of 2,000 writes moves the
+                    # display as they go, not all at once after the confirming read. The
+                    # status is final only after that read; a write it fails is revised.
                     written.append(_Written(action, result))
-                else:
-                    self._report(result)
+                self._report(result)
         except BaseException:
             # Ctrl-C: writes not yet sent must not go out after the person said stop, and
             # those under way send nothing more (no resend, no wait for Adobe).
@@ -662,7 +670,12 @@ class Executor:
             raise
         if not runnable:
             return fresh  # nothing was sent, no time passed: the world is as fresh as it was
-        return self._confirm(written, [a for a in upcoming if results[a.id].status == "pending"])
+        try:
+            return self._confirm(
+                written, [a for a in upcoming if results[a.id].status == "pending"]
+            )
+        finally:
+            self._status("")
 
     def _recheck(
         self, runnable: Sequence[Action], results: Mapping[str, ActionResult]
@@ -695,9 +708,22 @@ class Executor:
         if self.progress:
             self.progress.advance(result)
 
+    def _revise(self, result: ActionResult) -> None:
+        """A write counted as it returned, which its confirming read failed."""
+        revise = getattr(self.progress, "revise", None)
+        if revise is not None:
+            revise(result)
+
+    def _aside(self, text: str) -> None:
+        aside = getattr(self.progress, "aside", None)
+        if aside is not None:
+            aside(text)
+
     def _fresh(self, action: Action) -> Verdict:
         """Re-read one action's objects (after a 412, a lost answer or a refusal) and judge
         it again, by the rules of a run under way (as right before its wave)."""
+        name = repr(action.target_name) if action.target_name else action.target_id
+        self._aside(f"re-reading {action.kind} {action.sandbox} {name} to check it")
         world = self._read(wants_of([action], self.cards))
         self.live.merge(world)
         return assess(action, world, now=self.now(), margin=self.margin, during_run=True)
@@ -705,7 +731,19 @@ class Executor:
     def _read(self, wants: Mapping[str, Wants]) -> World:
         """One batched read; flows that Adobe is still writing are read again, after a
         growing wait, until their write ends or the settle policy's time is up."""
-        return settle(self.reader, self.reader.read(wants), self.settle_policy, self.sleep)
+        return settle(
+            self.reader,
+            self.reader.read(wants),
+            self.settle_policy,
+            self.sleep,
+            waiting=self._settling,
+        )
+
+    def _settling(self, busy: int, delay: float) -> None:
+        self._aside(
+            f"waiting for Adobe to finish {busy} flow write{'s' if busy != 1 else ''} still "
+            f"in progress, looking again in {delay:.0f} s"
+        )
 
     # -- the wave's confirming re-read --
 
@@ -724,6 +762,9 @@ class Executor:
                 wants[action.sandbox].flows[action.target_id] = card
         if not any(len(w) for w in wants.values()):
             return True
+        sandboxes = ", ".join(sorted({item.action.sandbox for item in written}))
+        what = f"confirming {len(written)} write{'s' if len(written) != 1 else ''} in {sandboxes}"
+        self._status(what if written else f"re-reading {_objects(wants)} for the next writes")
         try:
             fresh = self._read(wants)
         except Exception as exc:  # an unexpected one too: the run must still end in a report
@@ -735,7 +776,7 @@ class Executor:
                     "run apply again to check"
                 )
                 self.journal.error(ref_of(item.action), item.result.error)
-                self._report(item.result)
+                self._revise(item.result)
             return False
         self.live.merge(fresh)
         now = self.now()
@@ -745,7 +786,7 @@ class Executor:
                 item.result.status = "failed"
                 item.result.error = problem
                 self.journal.error(ref_of(item.action), problem)
-            self._report(item.result)
+                self._revise(item.result)
         return True
 
 
@@ -806,6 +847,19 @@ def _waits_for(
     if not failed or not all(d.waits_for for d in failed):
         return None
     return ", ".join(dict.fromkeys(d.waits_for for d in failed if d.waits_for))
+
+
+def _objects(wants: Mapping[str, Wants]) -> str:
+    """``2000 flows and 3 accounts in prod, dev``: what a read is about, for the live line."""
+    flows = sum(len(w.flows) for w in wants.values())
+    accounts = sum(len(w.accounts) for w in wants.values())
+    parts = [
+        f"{n} {word}{'s' if n != 1 else ''}"
+        for n, word in ((flows, "flow"), (accounts, "account"))
+        if n
+    ]
+    where = ", ".join(sorted(sb for sb, w in wants.items() if len(w)))
+    return f"{' and '.join(parts) or 'nothing'} in {where}"
 
 
 def _account_label(action: ReconnectAccount) -> str:

@@ -225,7 +225,11 @@ def _flows(checks: list[RunCheck]) -> str:
 
 
 class Progress(Protocol):
-    """Told about each action as it ends; called from one thread only."""
+    """Told about each action as it ends (a write as soon as it returns, before the wave's
+    confirming read); may be called from several threads (writes, re-reads, HTTP retries).
+
+    ``revise``, ``aside`` and ``status`` are optional: the engine calls them only when the
+    display has them."""
 
     def start(self, total: int) -> None: ...
 
@@ -234,7 +238,15 @@ class Progress(Protocol):
     def finish(self) -> None: ...
 
     def status(self, text: str) -> None:
-        """A live line about what the run is waiting for (replaced by the next one)."""
+        """A live line about what the run is waiting for (replaced by the next one; an empty
+        text ends it)."""
+
+    def revise(self, result: ActionResult) -> None:
+        """An action already counted (its write returned) that its confirming read failed."""
+
+    def aside(self, text: str) -> None:
+        """A passing remark (a re-read after a lost answer, a settle wait): shown for a
+        moment, without replacing the phase line."""
 
 
 def describe(exc: BaseException) -> str:

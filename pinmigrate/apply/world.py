@@ -326,14 +326,19 @@ def settle(
     world: World,
     policy: SettlePolicy,
     sleep: Callable[[float], None],
+    *,
+    waiting: Callable[[int, float], None] | None = None,
 ) -> World:
     """``world`` once no flow in it shows a write in progress, or once the policy's time is
     up: those flows alone are re-read, after a growing wait (no busy polling). A flow gone
-    meanwhile leaves ``world``. Changes ``world`` in place and returns it."""
+    meanwhile leaves ``world``. Changes ``world`` in place and returns it. ``waiting`` is
+    told (busy flows, seconds) before each wait, for the live line."""
     for delay in policy.delays():
         busy = [view.flow for view in world.flows.values() if view.flow.in_progress]
         if not busy:
             break
+        if waiting is not None:
+            waiting(len(busy), delay)
         sleep(delay)
         wants: dict[str, Wants] = defaultdict(Wants)
         for flow in busy:

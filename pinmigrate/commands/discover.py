@@ -29,7 +29,7 @@ def command(app: App, sandboxes: tuple[str, ...]) -> None:
 
     settings = app.settings
     adobe = workflow.adobe_client(settings)
-    with discovery_progress(app.err) as progress:
+    with discovery_progress(app.err, adobe.http) as progress:
         inventory = workflow.read_inventory(settings, adobe, sandboxes, progress=progress)
     now = datetime.now(UTC)
     pairing = workflow.pairing(settings, inventory, now)

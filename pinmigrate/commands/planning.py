@@ -135,5 +135,5 @@ def build_plan(
     request = workflow.PlanRequest(sandboxes=sandboxes, flows=flows, matches=dict(matches or {}))
     settings = app.settings
     adobe = adobe or workflow.adobe_client(settings)
-    with discovery_progress(app.err) as progress:
+    with discovery_progress(app.err, adobe.http) as progress:
         return workflow.build_plan(settings, adobe, request, progress=progress, note=app.note)

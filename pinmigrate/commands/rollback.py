@@ -82,12 +82,10 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
         instead="",
         hint=f"run `pinmigrate rollback{f' {named}' if named else ''} --yes`",
     )
-    report = workflow.roll_back(
-        settings,
-        plan,
-        adobe=workflow.adobe_client(settings),
-        progress=make_progress(app.err, description="rolling back"),
-    )
+    adobe = workflow.adobe_client(settings)
+    with make_progress(app.err, description="rolling back") as progress:
+        adobe.http.observer = progress.retry
+        report = workflow.roll_back(settings, plan, adobe=adobe, progress=progress)
     output_report(app, report)
     report.raise_if_failed("rollback")
 
