@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
     from rich.progress import Task, TaskID
     from rich.status import Status
+    from rich.text import Text
 
     from pinmigrate.app import App
     from pinmigrate.apply.reconnects import PersonReconnect
@@ -518,6 +519,12 @@ def _object(result: ActionResult) -> str:
     return result.target_id
 
 
+#: The narrowest last column the report wraps under itself; narrower, it goes below the row,
+#: indented this much.
+MIN_WRAPPED = 24
+WHY_INDENT = 5
+
+
 def _result_rows(console: Console, results: Sequence[ActionResult]) -> None:
     """One aligned line per result, never wrapped inside a cell (a long line is the
     terminal's to wrap); "why" only when some result has a reason."""
@@ -542,13 +549,48 @@ def _result_rows(console: Console, results: Sequence[ActionResult]) -> None:
     if not any(whys):
         lines = [cells[:-1] for cells in lines]
     widths = [max(cells[i].cell_len for cells in lines) for i in range(len(lines[0]))]
-    for cells in lines:
-        line = Text("  ").join(
-            cell if i == len(cells) - 1 else Text.assemble(cell, " " * (widths[i] - cell.cell_len))
-            for i, cell in enumerate(cells)
+    # On a terminal, a last column too long for its line wraps at its words under itself,
+    # or, without room there, on lines of its own below each row; no word (id) is broken.
+    indent = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    longest = max((len(word) for cells in lines for word in cells[-1].plain.split()), default=0)
+    room = console.width - indent - 2
+    layout = "line"
+    if console.is_terminal and room < widths[-1]:
+        if room >= max(MIN_WRAPPED, longest):
+            layout = "under"
+        elif console.width - WHY_INDENT >= longest:
+            layout = "below"
+    for n, cells in enumerate(lines):
+        head = Text("  ").join(
+            Text.assemble(cell, " " * (widths[i] - cell.cell_len))
+            for i, cell in enumerate(cells[:-1])
         )
-        line.rstrip()
-        console.print(line, soft_wrap=True)
+        last = cells[-1]
+        if layout != "line" and not last.plain:
+            head.rstrip()
+            console.print(head, soft_wrap=True)
+        elif layout == "under":
+            for k, part in enumerate(last.wrap(console, room)):
+                part.rstrip()
+                start = head if k == 0 else Text(" " * indent)
+                console.print(Text.assemble(start, "  ", part), soft_wrap=True)
+        elif layout == "below":
+            head.rstrip()
+            console.print(head, soft_wrap=True)
+            if n > 0:  # the header's "why" goes without saying
+                for part in last.wrap(console, console.width - WHY_INDENT):
+                    part.rstrip()
+                    console.print(Text.assemble(" " * WHY_INDENT, part), soft_wrap=True)
+        else:
+            line = Text.assemble(head, "  ", last)
+            line.rstrip()
+            console.print(line, soft_wrap=True)
+
+
+def _line(console: Console, text: Text) -> None:
+    """One line of the report: word-wrapped on a terminal, never wrapped in a pipe or file
+    (so that it greps whole)."""
+    console.print(text, soft_wrap=not console.is_terminal)
 
 
 def _counted(console: Console, title: str, results: Sequence[ActionResult]) -> None:
@@ -595,15 +637,13 @@ def render_report(console: Console, report: ApplyReport) -> None:
 
     results = report.results
     if not results:
-        console.print("Nothing to change.")
+        _line(console, Text("Nothing to change."))
     elif len(results) <= LISTED_UP_TO:
         _result_rows(console, results)
     else:
         problems = [r for r in results if r.status not in ("done", "already_done")]
         if problems:
-            console.print(
-                Text(f"Did not succeed ({len(problems)}):", style="bold red"), soft_wrap=True
-            )
+            _line(console, Text(f"Did not succeed ({len(problems)}):", style="bold red"))
             _result_rows(console, problems)
         for status, title in (("done", "Done"), ("already_done", "Already done")):
             chosen = [r for r in results if r.status == status]
@@ -611,34 +651,30 @@ def render_report(console: Console, report: ApplyReport) -> None:
                 _counted(console, title, chosen)
     render_first_runs(console, report)
     if report.blockers or report.orphans:
-        console.print(
-            Text("Not handled (no action was planned for these):", style="bold"), soft_wrap=True
-        )
+        _line(console, Text("Not handled (no action was planned for these):", style="bold"))
         for blocker in report.blockers:
-            console.print(
+            _line(
+                console,
                 Text(f"  blocked  {blocker.sandbox} {blocker.flow_name!r}: {blocker.message}"),
-                soft_wrap=True,
             )
         for orphan in report.orphans:
             reason = orphan.reason or "no twin on the new card"
-            console.print(
-                Text(f"  orphan   {orphan.sandbox} {orphan.flow_name!r}: {reason}"), soft_wrap=True
-            )
+            _line(console, Text(f"  orphan   {orphan.sandbox} {orphan.flow_name!r}: {reason}"))
     left_alone = set(report.extra.get("left_alone") or [])
     notes = report.notes
     if len(left_alone) > NOTES_NAMED:
         # Rollback of a large run: its audiences and reconnects are counted, not listed.
         notes = [n for n in notes if n not in left_alone]
-        console.print(
+        _line(
+            console,
             Text(
                 f"Note: {len(left_alone)} audience or account change(s) are left as they are "
                 "(rollback undoes flow states only); --output json lists them (left_alone)"
             ),
-            soft_wrap=True,
         )
     for note in notes:
-        console.print(Text(f"Note: {note}"), soft_wrap=True)
-    console.print(Text(closing_line(report), style="bold"), soft_wrap=True)
+        _line(console, Text(f"Note: {note}"))
+    _line(console, Text(closing_line(report), style="bold"))
 
 
 def render_first_runs(console: Console, report: ApplyReport) -> None:
@@ -652,7 +688,7 @@ def render_first_runs(console: Console, report: ApplyReport) -> None:
     ok = [r for r in report.runs if r.ok]
     bad = [r for r in report.runs if not r.ok]
     heading = f"First runs: {len(ok)} of {len(report.runs)} succeeded"
-    console.print(Text(heading, style="bold" if not bad else "bold red"))
+    _line(console, Text(heading, style="bold" if not bad else "bold red"))
     for run in bad:
         words = {"failed": "failed", "timeout": "not ended"}.get(run.status, run.status)
         ident = f"run {run.run_id}" if run.run_id else "no run"
@@ -660,12 +696,13 @@ def render_first_runs(console: Console, report: ApplyReport) -> None:
             "; ".join(f"{e['code']}: {e['message']}".strip(": ") for e in run.errors) or run.detail
         )
         kept = f"; legacy flow {', '.join(run.kept_on)} stays on" if run.kept_on else ""
-        console.print(
+        _line(
+            console,
             Text(
                 f"  ✗ {run.sandbox} {run.flow_name!r} ({run.flow_id}): {words}, {ident}"
                 f"{': ' + errors if errors else ''}{kept}",
                 style="red",
-            )
+            ),
         )
 
 

@@ -254,3 +254,34 @@ def test_a_large_rollback_preview_counts_the_flows_per_sandbox_and_side(
         for sandbox, n in (("prod", 10), ("dev", 10), ("stage", 10))
         for what in ("enable legacy flows", "disable new flows")
     }
+
+
+@pytest.mark.parametrize("width", [90, 140])  # below the row; under its column
+def test_on_a_terminal_the_why_wraps_under_itself_and_no_id_is_broken(width: int) -> None:
+    why = (
+        "not attempted: its twin's first run a5d94b37-48ab-5f89-99ec-5ddfd442b283 failed: "
+        "CONNECTOR-2001-500: Pinterest refused the audience upload; the legacy flow stays on"
+    )
+    report = ApplyReport(
+        run_id=RUN,
+        results=[
+            flow_result(1, "enable_flow"),
+            flow_result(1, "disable_flow", "skipped", error=why),
+        ],
+    )
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=True, color_system=None)
+    render_report(console, report)
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= width for line in lines)
+    [row] = [n for n, line in enumerate(lines) if "legacy-flow-0001" in line]
+    shown = lines[row].split("(legacy-flow-0001)")[1].strip()
+    tail = []
+    for line in lines[row + 1 :]:
+        if not line.startswith("     "):
+            break
+        tail.append(line.strip())
+    assert tail  # the reason went on under the row...
+    assert " ".join([shown, *tail]).strip() == why  # ...whole, each id on one line
+    # The closing line is word-wrapped too, never cut inside a word.
+    assert "`pinmigrate rollback`" in out.getvalue().replace("\n", " ")
