@@ -2625,3 +2625,18 @@ def test_a_switch_off_already_done_reaches_the_progress_while_a_person_reconnect
 
     assert statuses(report)["disable_flow:prod:L2"] == "already_done"
     assert sorted(progress.advanced) == sorted(a.id for a in actions)
+
+
+def test_a_token_in_a_first_runs_error_is_masked_in_the_report(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    raw = failed_run("r1", "N1", NOW)
+    raw["metrics"]["statusSummary"]["errors"][0]["message"] = "upload refused: Bearer eyJ0.a1.b2"
+    adobe.runs_by_flow["N1"] = [[raw]]
+
+    report, _ = run_gated(adobe, settings, full_pair_actions("prod", 1), timeout=30)
+
+    assert report.runs[0].status == "failed"
+    shown = json.dumps(report.to_json())
+    assert "upload refused" in shown
+    assert "eyJ0.a1.b2" not in shown
