@@ -63,7 +63,7 @@ ASIDE_EVERY = 2.0
 #: stderr can leave these out.
 PROGRESS_LINE = re.compile(
     r"^(\[\d+/\d+\] |(reading|read|checking|confirming|re-reading|retrying|applying|"
-    r"rolling back|waiting for Adobe)\b)"
+    r"rolling back|waiting for (Adobe|the first runs? of|\d+ accounts? to be reconnected))\b)"
 )
 
 

@@ -219,6 +219,11 @@ def guard_standard_streams() -> tuple[GuardedStream, GuardedStream]:
     streams = []
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
+        if stream is None:
+            # Started with the descriptor closed (``>&-``, ``2>&-``): Python leaves the stream
+            # None. Output goes nowhere, and the null device takes the free descriptor, so
+            # that no file opened later (a journal) becomes fd 1 or 2.
+            stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
         if not isinstance(stream, GuardedStream):
             stream = GuardedStream(stream)
             setattr(sys, name, stream)

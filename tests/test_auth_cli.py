@@ -455,6 +455,8 @@ def test_logout_variants(cli: Any, env: dict[str, str], state_dir: Path) -> None
         )
     as_json = cli(["auth", "logout", "--output", "json"], env=env)
     assert as_json.exit_code == 0 and as_json.json()["removed"] == []
+    # The same document as when a login was removed (docs/json.md).
+    assert set(as_json.json()) == set(by_name.json())
 
 
 def test_logout_by_user_id(cli: Any, env: dict[str, str], state_dir: Path) -> None:

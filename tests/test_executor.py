@@ -2595,3 +2595,48 @@ def test_a_twin_on_before_with_no_run_listed_is_judged_by_its_last_run_details(
 
     assert [(r.status, r.run_id) for r in report.runs] == [(state, "r-last")]
     assert (adobe.obj("prod", "flows", "L1")["state"] == "disabled") is switched_off
+
+
+def test_a_switch_off_already_done_reaches_the_progress_while_a_person_reconnects(
+    person_settings: Settings,
+) -> None:
+    # Pair 2 was migrated by hand after the plan (twin on, legacy off): its switch-off is
+    # already done. With --wait-runs and a person reconnecting pair 1's account, it must
+    # still be counted, or the count stops short of its total.
+    adobe = FakeAdobe()
+    actions = one_waiting_pair_and_one_free(adobe)
+    adobe.obj("prod", "flows", "N2")["state"] = "enabled"
+    adobe.obj("prod", "flows", "L2")["state"] = "disabled"
+    adobe.runs_by_flow["N1"] = [[_run("r1", "success", NOW + timedelta(seconds=10))]]
+    adobe.runs_by_flow["N2"] = [[_run("r2", "success", NOW)]]
+    clock = RenewAt(adobe, {5.0: ["acct-N1"]})
+    progress = Recorder()
+
+    report, _ = run_waiting(
+        adobe,
+        person_settings,
+        actions,
+        clock,
+        timeout=60,
+        progress=progress,
+        wait_runs=True,
+        moving_now=True,
+    )
+
+    assert statuses(report)["disable_flow:prod:L2"] == "already_done"
+    assert sorted(progress.advanced) == sorted(a.id for a in actions)
+
+
+def test_a_token_in_a_first_runs_error_is_masked_in_the_report(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 1)
+    raw = failed_run("r1", "N1", NOW)
+    raw["metrics"]["statusSummary"]["errors"][0]["message"] = "upload refused: Bearer eyJ0.a1.b2"
+    adobe.runs_by_flow["N1"] = [[raw]]
+
+    report, _ = run_gated(adobe, settings, full_pair_actions("prod", 1), timeout=30)
+
+    assert report.runs[0].status == "failed"
+    shown = json.dumps(report.to_json())
+    assert "upload refused" in shown
+    assert "eyJ0.a1.b2" not in shown

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -190,3 +191,26 @@ def test_errors_that_are_no_output_problem_still_raise(error: Exception) -> None
     with pytest.raises(type(error)):
         stream.write("x")
     assert not stream.dead
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_stream_closed_before_the_start_stops_the_output_not_the_work(
+    scale_env: tuple[Emulator, dict[str, str]], state_dir: Path, closed: str
+) -> None:
+    """``pinmigrate apply --yes >&-`` (or ``2>&-``): Python starts with that stream None."""
+    emulator, env = scale_env
+    applied = AppliedWrites(emulator)
+    fd = 1 if closed == "stdout" else 2
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pinmigrate", "apply", "--yes"],
+        env=subprocess_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL if closed == "stderr" else None,
+        stderr=subprocess.PIPE if closed == "stdout" else None,
+        preexec_fn=lambda: os.close(fd),
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    _assert_run_complete(state_dir, applied)
+    if err:
+        _assert_no_crash(err)

@@ -523,3 +523,23 @@ def test_retry_lines_do_not_hold_back_the_count_line() -> None:
         "applying: 19/1000 (1 %), 2.0/s, about 8 min left",
         "applying: 38/1000 (3 %), 2.0/s, about 8 min left",
     ]
+
+
+def test_every_waiting_line_of_a_small_run_is_a_progress_line() -> None:
+    # A small run's phase lines carry no count prefix: each must still be told from an
+    # error or a note by how it begins (the first-run wait and the reconnect wait too).
+    from datetime import UTC, datetime
+
+    from pinmigrate.apply.runs import RunWatch, Watched
+
+    console = Console(file=io.StringIO(), width=200)
+    lines = LineProgress(console, clock=FakeTime().clock, heartbeat=False)
+    lines.start(4)
+    flows = [Watched("N1", "prod", "Flow 1", datetime(2026, 1, 1, tzinfo=UTC))]
+    watch = RunWatch(FakeAdobe(), flows, timeout=60, clock=FakeTime().clock, workers=1)  # type: ignore[arg-type]
+    lines.status(watch.progress())
+    lines.status("waiting for 2 accounts to be reconnected in Adobe (14:59 left)")
+    lines.finish()
+    shown = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert len(shown) == 2, shown
+    assert all(is_progress_line(line) for line in shown), shown

@@ -285,7 +285,14 @@ class Executor:
                 free = [a for a in actions if a.id not in held]
                 # While a person reconnects accounts, no wait for first runs may hold up the
                 # re-reads that notice it: switch-offs that wait for runs go last.
-                last = frozenset(a.id for a in free if wait is not None and self.waits_for_run(a))
+                # Only those still to do: one already settled is counted with its wave.
+                last = frozenset(
+                    a.id
+                    for a in free
+                    if wait is not None
+                    and self.waits_for_run(a)
+                    and results[a.id].status == "pending"
+                )
                 free = [a for a in free if a.id not in last]
                 fresh = self._run_waves(pool, free, results, logins, fresh=True)
                 if wait is not None:

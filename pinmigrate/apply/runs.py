@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pinmigrate import models
+from pinmigrate import models, redact
 from pinmigrate.apply.results import RunCheck, describe
 
 if TYPE_CHECKING:
@@ -265,10 +265,10 @@ def _latest_run(
         return RunCheck(check.flow_id, check.sandbox, check.flow_name, "waiting"), None
     started, run = max(candidates, key=lambda pair: pair[0])
     status = run.status or "processing"
-    detail = "; ".join(run.errors)
-    latest = RunCheck(
-        check.flow_id, check.sandbox, check.flow_name, status, run.id, detail, run.error_items
-    )
+    # Adobe's messages reach stdout (the report and its JSON): masked like every other line.
+    detail = redact.redact("; ".join(run.errors))
+    errors = [{k: redact.redact(v) for k, v in e.items()} for e in run.error_items]
+    latest = RunCheck(check.flow_id, check.sandbox, check.flow_name, status, run.id, detail, errors)
     return latest, None if started is _OLDEST else started
 
 

@@ -321,7 +321,12 @@ def logout_command(app: App, user: str | None) -> None:
     if not logins:
         if app.json:
             app.print_json(
-                {"kind": "pinmigrate.auth.logout", "store": str(store.path), "removed": []}
+                {
+                    "schema_version": 1,
+                    "kind": "pinmigrate.auth.logout",
+                    "store": str(store.path),
+                    "removed": [],
+                }
             )
         else:
             app.note(f"No Pinterest login is stored in {store.path}; nothing to forget.")
