@@ -67,7 +67,7 @@ def test_every_action_outside_the_configured_sandboxes_is_named() -> None:
     ]
     problem = sandbox_problem(actions, ("prod",))
     assert problem is not None
-    assert "sandbox 'qa', 'uat', which is not configured" in problem
+    assert "sandboxes 'qa', 'uat', which are not configured" in problem
     assert "2 actions: enable_flow of 'A' (qa, 1); enable_flow of 'C' (uat, 3)" in problem
 
 

@@ -62,9 +62,14 @@ def sandbox_problem(actions: Iterable[Action], configured: Collection[str]) -> s
     outside = [a for a in actions if a.sandbox not in configured]
     if not outside:
         return None
-    sandboxes = listed(repr(a.sandbox) for a in outside)
+    distinct = list(dict.fromkeys(repr(a.sandbox) for a in outside))
+    which = (
+        f"sandbox {distinct[0]}, which is"
+        if len(distinct) == 1
+        else f"sandboxes {listed(distinct)}, which are"
+    )
     return (
-        f"the plan acts in sandbox {sandboxes}, which is not configured "
+        f"the plan acts in {which} not configured "
         f"(adobe.sandboxes: {', '.join(configured)}): "
         + name_all(
             (f"{a.kind} of {_named(a.target_name, a.target_id, a.sandbox)}" for a in outside),

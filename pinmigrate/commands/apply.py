@@ -124,21 +124,25 @@ def command(
     with make_progress(app.err) as progress:
         # HTTP retries show on the live line as they wait.
         adobe.http.observer = progress.retry
-        report = workflow.apply(
-            settings,
-            plan,
-            adobe=adobe,
-            logins=_logins(app),
-            progress=progress,
-            # A plan made with --wait-runs waits for runs whatever the flags say.
-            wait_runs=settings.migration.wait_runs,
-            run_timeout=run_timeout,
-            reconnect_timeout=reconnect_wait(app),
-            # The login's browser opener: BROWSER is honoured and a slow one never blocks.
-            ask_person=ask_person(app.err, resolvers._open_browser if app.can_prompt() else None),
-            note=app.note,
-        )
-        adobe.http.observer = None
+        try:
+            report = workflow.apply(
+                settings,
+                plan,
+                adobe=adobe,
+                logins=_logins(app),
+                progress=progress,
+                # A plan made with --wait-runs waits for runs whatever the flags say.
+                wait_runs=settings.migration.wait_runs,
+                run_timeout=run_timeout,
+                reconnect_timeout=reconnect_wait(app),
+                # The login's browser opener: BROWSER is honoured and a slow one never blocks.
+                ask_person=ask_person(
+                    app.err, resolvers._open_browser if app.can_prompt() else None
+                ),
+                note=app.note,
+            )
+        finally:
+            adobe.http.observer = None
     output_report(app, report)
     report.raise_if_failed()
 

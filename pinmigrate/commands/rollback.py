@@ -85,7 +85,10 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
     adobe = workflow.adobe_client(settings)
     with make_progress(app.err, description="rolling back") as progress:
         adobe.http.observer = progress.retry
-        report = workflow.roll_back(settings, plan, adobe=adobe, progress=progress)
+        try:
+            report = workflow.roll_back(settings, plan, adobe=adobe, progress=progress)
+        finally:
+            adobe.http.observer = None
     output_report(app, report)
     report.raise_if_failed("rollback")
 
