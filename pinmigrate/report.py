@@ -325,6 +325,12 @@ class LineProgress(_Live):
         return count_line(self.description, self.count, self.total, self.elapsed())
 
 
+#: What the bar's other columns take (spinner, a short bar, the count; the pace is shown only
+#: with the short "applying"), and the least its text is given.
+BAR_COLUMNS = 36
+BAR_TEXT_MIN = 30
+
+
 class BarProgress(_Live):
     """A rich progress bar on a terminal, advanced as each write returns, with rate and ETA;
     its description shows what the run waits for. Actions that did not succeed are printed
@@ -419,7 +425,10 @@ class BarProgress(_Live):
             text = self._phase[0]
         else:
             text = self.description
-        return _shown(text)
+        # The bar, the count and the pace keep their room: a long phase line is cut.
+        room = max(BAR_TEXT_MIN, self.console.width - BAR_COLUMNS)
+        text = _shown(text)
+        return text if len(text) <= room else text[: room - 1] + "…"
 
     def _update(self, advance: int = 0) -> None:
         if self._bar is None or self._task is None:
@@ -428,7 +437,9 @@ class BarProgress(_Live):
             else:
                 self._spin()
             return
-        pace = pace_words(self.count, self.total, self.elapsed())
+        # While the run waits for something (a phase), the write rate and its ETA say nothing.
+        waiting = self._phase is not None or self._fresh_aside()
+        pace = "" if waiting else pace_words(self.count, self.total, self.elapsed())
         self._bar.update(self._task, advance=advance, description=self._description(), pace=pace)
 
     def _spin(self) -> None:

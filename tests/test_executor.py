@@ -2472,8 +2472,8 @@ def test_the_wait_for_first_runs_shows_how_far_it_got(settings: Settings) -> Non
     head = "waiting for the first runs of 2 new flows"
     waits = [s for s in lines.statuses if s.startswith(head)]
     assert waits[:2] == [
-        f"{head}: 0 succeeded, 0 failed, 2 running (5:00 left)",  # shown while reading
-        f"{head}: 0 succeeded, 1 failed, 1 running (5:00 left)",
+        f"{head} (5:00 left): 0 succeeded, 0 failed, 2 running",  # shown while reading
+        f"{head} (5:00 left): 0 succeeded, 1 failed, 1 running",
     ]
     assert "4:59 left" in waits[2]  # counted down between reads
 

@@ -22,6 +22,7 @@ from pinmigrate.apply import ActionResult
 from pinmigrate.discovery import discover
 from pinmigrate.http import HttpClient, RetryNotice, RetryPolicy
 from pinmigrate.report import (
+    BAR_COLUMNS,
     SMALL_RUN,
     BarProgress,
     LineProgress,
@@ -227,6 +228,7 @@ def test_the_bar_shows_rate_and_eta_and_what_the_run_waits_for() -> None:
 
         bar.status("confirming 200 writes in prod")
         assert task.description == "confirming 200 writes in prod"
+        assert task.fields["pace"] == ""  # no write rate while the run waits
         # A retry shows over the phase for a few seconds, then the phase again.
         bar.retry(RetryNotice("adobe", "GET", "/data/foundation/flowservice/flows", "prod",
                               "HTTP 503", 1, 10, 0.4))  # fmt: skip
@@ -240,7 +242,22 @@ def test_the_bar_shows_rate_and_eta_and_what_the_run_waits_for() -> None:
         bar.status("")
         bar.advance(result(201))
         assert task.description == "applying"
+        assert task.fields["pace"].endswith(" left")
     assert bar._bar is None  # stopped on leaving the block
+
+
+def test_a_long_phase_line_leaves_the_bar_its_room() -> None:
+    console, _ = terminal()
+    bar = BarProgress(console, clock=FakeTime().clock)
+    long = "waiting for the first runs of 300 new flows: 0 succeeded, 0 failed, 300 running"
+    with bar:
+        bar.start(630)
+        bar.status(long + " and a little more to say at the end of it")
+        assert bar._bar is not None
+        [task] = bar._bar.tasks
+        assert task.description.startswith("waiting for the first runs of 300 new flows")
+        assert task.description.endswith("…")
+        assert len(task.description) <= console.width - BAR_COLUMNS
 
 
 # --- the engine moves the display as each write returns -----------------------------------------
