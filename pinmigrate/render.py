@@ -116,8 +116,9 @@ def _text(value: object, style: str = "") -> Text:
 
 
 def _say(console: Console, line: Text | None = None) -> None:
-    """One line of prose: never hard-wrapped, so it greps whole (the terminal wraps it)."""
-    console.print(line if line is not None else "", soft_wrap=True)
+    """One line of prose: word-wrapped on a terminal (a word, an id, is never cut there);
+    never wrapped in a pipe or file, so that it greps whole."""
+    console.print(line if line is not None else "", soft_wrap=not console.is_terminal)
 
 
 def _column_widths(columns: Sequence[str], rows: Sequence[list[Text]]) -> list[int]:

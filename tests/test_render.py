@@ -359,3 +359,19 @@ def test_a_large_plan_with_nothing_to_do_sends_nobody_to_details() -> None:
     text = text_of(render_plan, plan_of(inventory(*flows, expires=NOW + timedelta(days=30))))
     assert text.splitlines()[-1] == "No changes: nothing to do; 0 blocked, 0 orphans."
     assert "--details" not in text
+
+
+@pytest.mark.parametrize("details", [False, True])
+def test_on_a_narrow_terminal_every_line_fits_and_no_word_is_cut(details: bool) -> None:
+    flows = many(3 if not details else 60)
+    plan = plan_of(inventory(*flows, expires=NOW - timedelta(days=2)))
+    out = io.StringIO()
+    render_plan(Console(file=out, width=60, force_terminal=True, color_system=None), plan,
+                details=details)  # fmt: skip
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 60 for line in lines)
+    words = " ".join(lines).split()
+    # Prose is word-wrapped, so each id and the legend's words stay whole.
+    for f in flows:
+        assert any(f.id in word for word in words)
+    assert "(no" in words and "twin)" in words
