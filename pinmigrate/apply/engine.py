@@ -40,7 +40,7 @@ from pinmigrate.apply.results import (
     Status,
     describe,
 )
-from pinmigrate.apply.runs import RUN_INTERVAL, RunWatch, Watched
+from pinmigrate.apply.runs import RunWatch, Watched
 from pinmigrate.apply.targets import Specs, matched_pairs, sandbox_problem, target_problem
 from pinmigrate.apply.verdict import Verdict, assess, goal_problem, run_problem
 from pinmigrate.apply.world import (
@@ -384,15 +384,7 @@ class Executor:
         watch = RunWatch(
             self.adobe, todo, timeout=self.run_timeout, clock=self.clock, workers=self.concurrency
         )
-        while True:
-            self._status(watch.progress())  # a round of reads takes seconds at scale
-            self._seen_runs(watch.poll())
-            if not watch.pending:
-                break
-            if watch.left() <= 0:
-                self._seen_runs(watch.expire())
-                break
-            self._wait_for_runs(watch)
+        watch.wait(self.sleep, status=self._status, seen=self._seen_runs)
         return True
 
     def _seen_runs(self, checks: Sequence[RunCheck]) -> None:
@@ -406,17 +398,6 @@ class Executor:
                 run=check.run_id,
                 detail=check.detail or None,
             )
-
-    def _wait_for_runs(self, watch: RunWatch) -> None:
-        """Sleep until the next round of reads, keeping the live line current."""
-        # An interval from the start of the last round: at scale a round itself takes a while.
-        until = min(watch.polled_at + RUN_INTERVAL, watch.deadline)
-        while True:
-            self._status(watch.progress())
-            step = min(1.0, until - self.clock())
-            if step <= 0:
-                return
-            self.sleep(step)
 
     def twin_watch(
         self, twin: str, sandbox: str, results: Mapping[str, ActionResult], name: str = ""

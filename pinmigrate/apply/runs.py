@@ -1,8 +1,9 @@
 """First runs after enabling (``--wait-runs``): poll ``GET /runs`` until each ends.
 
-:class:`RunWatch` reads the runs of a set of flows one round at a time, so the engine can
-wait between rounds through its own (interruptible) sleep and show how far the wait got;
-:func:`wait_runs` is the whole wait in one call.
+:class:`RunWatch` reads the runs of a set of flows one round at a time; its ``wait`` is the
+one loop of rounds, waiting between them through the caller's (interruptible) sleep and
+telling the caller how far it got. :func:`wait_runs` is that wait for plain (id, sandbox,
+name) triples.
 """
 
 from __future__ import annotations
@@ -134,6 +135,41 @@ class RunWatch:
         self.pending.clear()
         return late
 
+    def wait(
+        self,
+        sleep: Callable[[float], None],
+        *,
+        interval: float = RUN_INTERVAL,
+        status: Callable[[str], None] | None = None,
+        seen: Callable[[Sequence[RunCheck]], None] | None = None,
+    ) -> list[RunCheck]:
+        """Round after round until every flow's run ended or the timeout passed (the last
+        read at the timeout itself); a round starts ``interval`` after the previous one
+        began (a round itself takes a while at scale). ``status`` is told how far the wait
+        got, before each round and each second between rounds; ``seen`` the checks that
+        ended, as they end."""
+        while True:
+            if status is not None:
+                status(self.progress())  # a round of reads takes seconds at scale
+            ended = self.poll()
+            if seen is not None:
+                seen(ended)
+            if not self.pending:
+                break
+            if self.left() <= 0:
+                late = self.expire()
+                if seen is not None:
+                    seen(late)
+                break
+            until = min(self.polled_at + interval, self.deadline)
+            while (step := until - self.clock()) > 0:
+                if status is None:
+                    sleep(step)
+                    break
+                status(self.progress())
+                sleep(min(1.0, step))
+        return self.checks()
+
     def checks(self) -> list[RunCheck]:
         """Every flow's check, in the order given (pending ones as last read)."""
         return [self.done.get(f.flow_id) or self.pending[f.flow_id] for f in self.flows]
@@ -178,16 +214,7 @@ def wait_runs(
         clock=clock,
         workers=workers,
     )
-    while True:
-        watch.poll()
-        if not watch.pending:
-            break
-        left = watch.left()
-        if left <= 0:
-            watch.expire()
-            break
-        sleep(min(interval, left))
-    return watch.checks()
+    return watch.wait(sleep, interval=interval)
 
 
 #: Statuses after which a run changes no more (compared in lower case: Adobe's examples write
