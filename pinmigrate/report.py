@@ -120,6 +120,16 @@ def _shown(text: str) -> str:
     return safe_text(redact.redact(text))
 
 
+def revised_line(result: ActionResult) -> str | None:
+    """What the display says of a write counted as it returned, which its confirming read
+    then failed (None when the read confirmed it)."""
+    if result.status in ("done", "already_done"):
+        return None
+    words = STATUS_STYLE.get(result.status, ("", result.status, ""))[1]
+    why = f": {result.error}" if result.error else ""
+    return f"{result.label} {words} on reading it back{why}"
+
+
 def _needs_a_line(result: ActionResult) -> bool:
     """What did not succeed, and each account a person reconnected, always gets a line."""
     return result.status in ("failed", "skipped") or (
@@ -246,11 +256,10 @@ class LineProgress(_Live):
 
     def revise(self, result: ActionResult) -> None:
         """An action counted when its write returned, whose confirming read failed it."""
-        with self._lock:
-            if result.status not in ("done", "already_done"):
-                words = STATUS_STYLE.get(result.status, ("", result.status, ""))[1]
-                why = f": {result.error}" if result.error else ""
-                self._line(f"{result.label} {words} on reading it back{why}")
+        line = revised_line(result)
+        if line is not None:
+            with self._lock:
+                self._line(line)
 
     def finish(self) -> None:
         self._stop.set()
@@ -385,16 +394,10 @@ class BarProgress(_Live):
 
     def revise(self, result: ActionResult) -> None:
         """An action counted when its write returned, whose confirming read failed it."""
-        if result.status in ("done", "already_done"):
-            return
-        words = STATUS_STYLE.get(result.status, ("", result.status, ""))[1]
-        why = f": {result.error}" if result.error else ""
-        with self._lock:
-            self.console.print(
-                _shown(f"{result.label} {words} on reading it back{why}"),
-                markup=False,
-                highlight=False,
-            )
+        line = revised_line(result)
+        if line is not None:
+            with self._lock:
+                self.console.print(_shown(line), markup=False, highlight=False)
 
     def finish(self) -> None:
         with self._lock:
@@ -738,15 +741,16 @@ def discovery_progress(console: Console, http: HttpClient | None = None) -> Iter
                     aside[:] = [(retry_line(notice), time.monotonic())]
                     spinner.update(_shown(aside[0][0]))
 
-            with _observing(http, retried):
+            with observing(http, retried):
                 yield report
         return
-    with LineProgress(console, description="reading") as lines, _observing(http, lines.retry):
+    with LineProgress(console, description="reading") as lines, observing(http, lines.retry):
         yield lines.status
 
 
 @contextmanager
-def _observing(http: HttpClient | None, observer: Callable[[RetryNotice], None]) -> Iterator[None]:
+def observing(http: HttpClient | None, observer: Callable[[RetryNotice], None]) -> Iterator[None]:
+    """``observer`` is told of ``http``'s retries while the block runs (the live line)."""
     if http is None:
         yield
         return

@@ -90,7 +90,7 @@ def command(
     from pinmigrate.plan import load_plan
     from pinmigrate.plankey import load_key
     from pinmigrate.render import render_plan
-    from pinmigrate.report import ask_person, make_progress, output_report
+    from pinmigrate.report import ask_person, make_progress, observing, output_report
 
     if plan_file and (sandboxes or flows or matches or keep_legacy):
         raise UsageError(
@@ -121,28 +121,22 @@ def command(
         app.confirm(
             f"Apply these {len(plan.actions)} change(s) to {plan.org_id}?", yes=yes, what="apply"
         )
-    with make_progress(app.err) as progress:
-        # HTTP retries show on the live line as they wait.
-        adobe.http.observer = progress.retry
-        try:
-            report = workflow.apply(
-                settings,
-                plan,
-                adobe=adobe,
-                logins=_logins(app),
-                progress=progress,
-                # A plan made with --wait-runs waits for runs whatever the flags say.
-                wait_runs=settings.migration.wait_runs,
-                run_timeout=run_timeout,
-                reconnect_timeout=reconnect_wait(app),
-                # The login's browser opener: BROWSER is honoured and a slow one never blocks.
-                ask_person=ask_person(
-                    app.err, resolvers._open_browser if app.can_prompt() else None
-                ),
-                note=app.note,
-            )
-        finally:
-            adobe.http.observer = None
+    # HTTP retries show on the live line as they wait.
+    with make_progress(app.err) as progress, observing(adobe.http, progress.retry):
+        report = workflow.apply(
+            settings,
+            plan,
+            adobe=adobe,
+            logins=_logins(app),
+            progress=progress,
+            # A plan made with --wait-runs waits for runs whatever the flags say.
+            wait_runs=settings.migration.wait_runs,
+            run_timeout=run_timeout,
+            reconnect_timeout=reconnect_wait(app),
+            # The login's browser opener: BROWSER is honoured and a slow one never blocks.
+            ask_person=ask_person(app.err, resolvers._open_browser if app.can_prompt() else None),
+            note=app.note,
+        )
     output_report(app, report)
     report.raise_if_failed()
 

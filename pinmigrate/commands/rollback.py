@@ -43,7 +43,7 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
     --output json (else exit 5).
     """
     from pinmigrate import workflow
-    from pinmigrate.report import make_progress, output_report
+    from pinmigrate.report import make_progress, observing, output_report
 
     app.use_flag("migration.concurrency", "--concurrency", concurrency)
     settings = app.settings
@@ -83,12 +83,11 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
         hint=f"run `pinmigrate rollback{f' {named}' if named else ''} --yes`",
     )
     adobe = workflow.adobe_client(settings)
-    with make_progress(app.err, description="rolling back") as progress:
-        adobe.http.observer = progress.retry
-        try:
-            report = workflow.roll_back(settings, plan, adobe=adobe, progress=progress)
-        finally:
-            adobe.http.observer = None
+    with (
+        make_progress(app.err, description="rolling back") as progress,
+        observing(adobe.http, progress.retry),
+    ):
+        report = workflow.roll_back(settings, plan, adobe=adobe, progress=progress)
     output_report(app, report)
     report.raise_if_failed("rollback")
 
