@@ -229,8 +229,3 @@ def guard_standard_streams() -> tuple[GuardedStream, GuardedStream]:
             setattr(sys, name, stream)
         streams.append(stream)
     return streams[0], streams[1]
-
-
-def stream_dead(stream: Any) -> bool:
-    """True when ``stream`` is a :class:`GuardedStream` whose reader has gone."""
-    return bool(getattr(stream, "dead", False)) and isinstance(stream, GuardedStream)
