@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
 
 from pinmigrate import answers, redact
 from pinmigrate.errors import (
@@ -313,18 +313,8 @@ class AdobeClient:
         Service base or from the host, another case, a trailing slash), is read from the
         list's own URL; any other path is followed as given.
         """
-        link = urlsplit(href)
+        link = self._on_platform_host(href)
         base = urlsplit(self.base)
-        foreign = (link.scheme.lower(), link.netloc.lower()) != (
-            base.scheme.lower(),
-            base.netloc.lower(),
-        )
-        if (link.scheme or link.netloc) and foreign:
-            raise ApiError(
-                f"Adobe's next-page link points to {link.scheme}://{link.netloc}, not "
-                f"{base.scheme}://{base.netloc}; refusing to send the access token there",
-                service="adobe",
-            )
         path = link.path
         prefix = base.path.rstrip("/") + "/"
         if path.casefold().startswith(prefix.casefold()):
@@ -457,7 +447,7 @@ class AdobeClient:
                 break  # the end, or a page already seen: no loop
             href = _next_href(body)
             if href and "{" not in href:
-                url, params = self._same_host(href, what), None
+                url, params = self._same_host(href), None
                 continue
             size = (body.get("_page") or {}).get("limit") if isinstance(body, dict) else None
             if len(page) < (size if isinstance(size, int) and size > 0 else SANDBOX_PAGE):
@@ -466,22 +456,28 @@ class AdobeClient:
             url, params = root, {"limit": str(SANDBOX_PAGE), "offset": str(offset)}
         return list(found.values())
 
-    def _same_host(self, href: str, what: str) -> str:
-        """An absolute next link on the Platform host (default ports aside, as Adobe's
-        example writes ``platform.adobe.io:443``), or a path on it; else ApiError."""
+    def _on_platform_host(self, href: str) -> SplitResult:
+        """A next link, split, once it is known to stay on the Platform host (a relative
+        link does; an absolute one must name the same scheme, host and port, a default port
+        written or not, as Adobe's examples write ``platform.adobe.io:443``); else ApiError:
+        the access token is never sent anywhere else."""
         base = urlsplit(self.settings.adobe.platform_url)
         link = urlsplit(href)
+        theirs = _origin(link)
+        if (link.scheme or link.netloc) and (theirs is None or theirs != _origin(base)):
+            raise ApiError(
+                f"Adobe's next-page link points to {link.scheme}://{link.netloc}, not "
+                f"{base.scheme}://{base.netloc}; refusing to send the access token there",
+                service="adobe",
+            )
+        return link
+
+    def _same_host(self, href: str) -> str:
+        """The absolute URL of a next link that stays on the Platform host."""
+        link = self._on_platform_host(href)
         if link.scheme or link.netloc:
-            ports = {"https": 443, "http": 80}
-            ours = (base.scheme, base.hostname, base.port or ports.get(base.scheme))
-            theirs = (link.scheme, link.hostname, link.port or ports.get(link.scheme))
-            if ours != theirs:
-                raise ApiError(
-                    f"Adobe's next-page link of {what} points to {link.scheme}://{link.netloc},"
-                    f" not {base.scheme}://{base.netloc}; refusing to send the access token there",
-                    service="adobe",
-                )
             return href
+        base = urlsplit(self.settings.adobe.platform_url)
         return f"{base.scheme}://{base.netloc}/{href.lstrip('/')}"
 
     def sandbox_problem(self, sandbox: str) -> PinmigrateError | None:
@@ -667,6 +663,16 @@ def is_state_refusal(response: requests.Response) -> bool:
     """Flow Service's ``1409-400``: the action cannot be applied on the current state."""
     code = error_code(response).upper()
     return code.endswith(STATE_REFUSAL_CODE) or code in ("1409", "FLOW-1409")
+
+
+def _origin(url: SplitResult) -> tuple[str, str | None, int | None] | None:
+    """Scheme, host and port, the default port filled in; None for a port that is no number."""
+    scheme = url.scheme.lower()
+    try:
+        port = url.port
+    except ValueError:
+        return None
+    return scheme, url.hostname, port or {"https": 443, "http": 80}.get(scheme)
 
 
 def _next_href(body: Mapping[str, Any]) -> str | None:

@@ -425,6 +425,8 @@ def test_limits_stay_in_the_documented_range(mock, tmp_path, fake):
         "https://evil.example.test/flows?continuationToken=x",
         "//evil.example.test/flows?continuationToken=x",
         "http://platform.example.test/flows?continuationToken=x",  # a downgrade to http
+        "https://platform.example.test:8443/flows?continuationToken=x",  # another port
+        "https://platform.example.test:x443/flows?continuationToken=x",  # a port that is no number
     ],
 )
 def test_next_link_to_another_host_is_refused(mock, client, href):
@@ -1193,3 +1195,18 @@ def test_credential_expiry_reads_every_shape_first_match_wins(
     assert expiry.at == (None if expected is None else updated + timedelta(days=expected))
     account = models.account_from_payload(raw, "new")
     assert (account.expires_at, account.expiry_rule) == (expiry.at, expiry.rule)
+
+
+def test_a_next_link_that_writes_the_default_port_is_followed(mock, client):
+    # Adobe's examples write hosts as platform.adobe.io:443: the same host as without it.
+    add_token(mock)
+    mock.add(
+        responses.GET,
+        f"{BASE}/flows",
+        json={
+            "items": [{"id": "1"}],
+            "_links": {"next": {"href": f"{PLATFORM}:443{FLOWSERVICE_PATH}/flows?start=2"}},
+        },
+    )
+    mock.add(responses.GET, f"{BASE}/flows", json={"items": [{"id": "2"}]})
+    assert [f["id"] for f in client.list("flows", sandbox="prod")] == ["1", "2"]
