@@ -191,10 +191,15 @@ class _MaskedUrl:
             prepared = requests.models.PreparedRequest()
             prepared.prepare_url(url, self.params)
             url = prepared.url or url
-        sandbox = next(
+        sandbox = self.sandbox
+        return describe_url(url + (f" [sandbox {sandbox}]" if sandbox else ""))
+
+    @property
+    def sandbox(self) -> str | None:
+        """The Platform sandbox the request is sent to (its ``x-sandbox-name``), if any."""
+        return next(
             (v for k, v in (self.headers or {}).items() if k.lower() == "x-sandbox-name"), None
         )
-        return describe_url(url + (f" [sandbox {sandbox}]" if sandbox else ""))
 
 
 # --- a wall-clock deadline on every socket read -----------------------------------------------
@@ -569,7 +574,7 @@ class HttpClient:
                     delay = None
                 if delay is None:
                     raise self._network_error(method, url, reason, attempt, network_safe) from None
-                self._wait(method, shown, reason, delay, attempt, paced, headers)
+                self._wait(method, shown, reason, delay, attempt, paced)
                 slept += delay
                 continue
             elapsed_ms = (self.clock() - sent) * 1000
@@ -602,9 +607,7 @@ class HttpClient:
             if delay is None:
                 return response
             response.close()
-            self._wait(
-                method, shown, f"HTTP {response.status_code}", delay, attempt, paced, headers
-            )
+            self._wait(method, shown, f"HTTP {response.status_code}", delay, attempt, paced)
             slept += delay
 
     def _read_body(self, response: requests.Response, due: float) -> None:
@@ -674,7 +677,6 @@ class HttpClient:
         delay: float,
         attempt: int,
         paced: int,
-        headers: Mapping[str, str] | None,
     ) -> None:
         """Sleep ``delay`` before attempt ``attempt + 1``; ``paced`` of the attempts so far
         were answers paced by Retry-After, which do not count against max_attempts."""
@@ -683,9 +685,7 @@ class HttpClient:
             "%s %s %s: %s, retry %d in %.2fs", self.service, method, shown, reason, attempt, delay
         )
         if self.observer is not None:
-            sandbox = next(
-                (v for k, v in (headers or {}).items() if k.lower() == "x-sandbox-name"), None
-            )
+            sandbox = shown.sandbox
             path = _path_of(shown.url)
             most = self.retry.max_attempts
             limit = min(most + paced, most * PACED_FACTOR)
