@@ -33,6 +33,7 @@ from pinmigrate.actions import (
     EnableFlow,
     ReconnectAccount,
 )
+from pinmigrate.errors import listed
 from pinmigrate.inventory import Account, Card, CardSpec, Flow, Inventory, SandboxInventory
 from pinmigrate.moments import aware, iso
 from pinmigrate.plan import CardRef, Pair, Plan
@@ -501,16 +502,11 @@ def _render_accounts(
         rows.append(
             [
                 _text(label),
-                _text(_first_few(sorted(advertisers[account])) or "none"),
+                _text(listed(sorted(advertisers[account]), limit=AUDIENCES_NAMED) or "none"),
                 *(_text(counts[account].get(k, 0) or "", KIND_STYLE[k][2]) for k in KIND_ORDER),
             ]
         )
     _print_fitted(console, columns, rows)
-
-
-def _first_few(values: Sequence[str], few: int = AUDIENCES_NAMED) -> str:
-    more = len(values) - few
-    return ", ".join(values[:few]) + (f" and {more} more" if more > 0 else "")
 
 
 def _print_fitted(
