@@ -34,6 +34,7 @@ from pinmigrate.redact import redact
 
 if TYPE_CHECKING:
     from pinmigrate.settings import Settings
+    from pinmigrate.throttle import Throttle, Ticket
 
 log = logging.getLogger("pinmigrate.http")
 
@@ -422,6 +423,9 @@ class HttpClient:
         self._rng_lock = threading.Lock()
         self.session = session or self._new_session()
         self.stats = HttpStats()
+        #: Admits every attempt while a run writes (apply, rollback): a shared pause on
+        #: Retry-After, an adaptive window of writes in flight, a pace after refusals.
+        self.throttle: Throttle | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings, *, service: str) -> HttpClient:
@@ -516,6 +520,9 @@ class HttpClient:
             attempt += 1
             self.stats.count_request()
             log.debug("%s %s %s (attempt %d)", self.service, method, shown, attempt)
+            # Admitted by the run's throttle (a pause, the window, the pace), if any: its
+            # wait is not part of the attempt's deadline.
+            ticket = self.throttle.admit(method) if self.throttle is not None else None
             sent = self.clock()
             # Each attempt ends by its deadline, and never past the retry cap.
             budget = max(
@@ -526,23 +533,30 @@ class HttpClient:
             due = time.monotonic() + budget
             _attempt.due = due
             try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    data=data,
-                    headers=dict(headers) if headers else None,
-                    auth=auth,
-                    timeout=_within(self.timeout if timeout is None else timeout, budget),
-                    # Never follow: a 307 re-posts the body (client secret, codes, refresh
-                    # tokens) to wherever the Location points, and no API here redirects.
-                    allow_redirects=False,
-                    # Read here, in bounded chunks: an endless answer is cut at the limit.
-                    stream=True,
-                )
-                if not response.is_redirect:
-                    self._read_body(response, due)
+                try:
+                    response = self.session.request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        data=data,
+                        headers=dict(headers) if headers else None,
+                        auth=auth,
+                        timeout=_within(self.timeout if timeout is None else timeout, budget),
+                        # Never follow: a 307 re-posts the body (client secret, codes, refresh
+                        # tokens) to wherever the Location points, and no API here redirects.
+                        allow_redirects=False,
+                        # Read here, in bounded chunks: an endless answer is cut at the limit.
+                        stream=True,
+                    )
+                    if not response.is_redirect:
+                        self._read_body(response, due)
+                except BaseException:
+                    if ticket is not None:
+                        self._settle(ticket, None, sent)
+                    raise
+                if ticket is not None:
+                    self._settle(ticket, response, sent)
             except _TooLarge:
                 raise self._too_large_error(method, url) from None
             except _PastDeadline:
@@ -665,6 +679,18 @@ class HttpClient:
             )
             return None
         return delay
+
+    def _settle(self, ticket: Ticket, response: requests.Response | None, sent: float) -> None:
+        """Tell the throttle how an attempt went: its status (None: no answer), how long it
+        took, and the Retry-After of a refusal."""
+        assert self.throttle is not None
+        status = None if response is None else response.status_code
+        wait = (
+            self._retry_after(response)
+            if response is not None and status in NOT_PROCESSED
+            else None
+        )
+        self.throttle.settle(ticket, status, self.clock() - sent, wait)
 
     def _retry_after(self, response: requests.Response) -> float | None:
         return parse_retry_after(response.headers.get("Retry-After"), now=self.wall_clock())

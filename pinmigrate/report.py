@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pinmigrate.apply.reconnects import PersonReconnect
     from pinmigrate.discovery import Progress
     from pinmigrate.http import HttpClient, RetryNotice
+    from pinmigrate.throttle import ThrottleState
 
 #: status -> (symbol, words, colour)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
@@ -89,11 +90,11 @@ def pace_words(count: int, total: int, elapsed: float) -> str:
     return f"{shown}, {eta}"
 
 
-def count_line(description: str, count: int, total: int, elapsed: float) -> str:
-    """``applying: 1200/4200 (29 %), 95/s, about 32 s left``."""
+def count_line(description: str, count: int, total: int, elapsed: float, pacing: str = "") -> str:
+    """``applying: 1200/4200 (29 %), 95/s, about 32 s left, 8 at once``."""
     percent = int(100 * count / total) if total else 100
-    pace = pace_words(count, total, elapsed)
-    return f"{description}: {count}/{total} ({percent} %)" + (f", {pace}" if pace else "")
+    words = [w for w in (pace_words(count, total, elapsed), pacing) if w]
+    return f"{description}: {count}/{total} ({percent} %)" + "".join(f", {w}" for w in words)
 
 
 def retry_line(notice: RetryNotice) -> str:
@@ -152,6 +153,15 @@ class _Live:
         self._began: float | None = None
         self._phase: tuple[str, float] | None = None
         self._aside: tuple[str, float] | None = None
+        #: The run's throttle, read for the count line (``8 at once, 48 writes/s``).
+        self._pacing: Callable[[], ThrottleState] | None = None
+
+    def watch_pacing(self, state: Callable[[], ThrottleState]) -> None:
+        """Show the writes in flight at once (and the pace) that ``state`` gives."""
+        self._pacing = state
+
+    def pacing_words(self) -> str:
+        return self._pacing().describe() if self._pacing is not None else ""
 
     def __enter__(self) -> Self:
         return self
@@ -331,7 +341,9 @@ class LineProgress(_Live):
         return f"{self.description} {self.count}/{self.total}: {text}"
 
     def _count_line(self) -> str:
-        return count_line(self.description, self.count, self.total, self.elapsed())
+        return count_line(
+            self.description, self.count, self.total, self.elapsed(), self.pacing_words()
+        )
 
 
 #: What the bar's other columns take (spinner, a short bar, the count; the pace is shown only
@@ -442,7 +454,10 @@ class BarProgress(_Live):
             return
         # While the run waits for something (a phase), the write rate and its ETA say nothing.
         waiting = self._phase is not None or self._fresh_aside()
-        pace = "" if waiting else pace_words(self.count, self.total, self.elapsed())
+        pace = ""
+        if not waiting:
+            words = [pace_words(self.count, self.total, self.elapsed()), self.pacing_words()]
+            pace = ", ".join(w for w in words if w)
         self._bar.update(self._task, advance=advance, description=self._description(), pace=pace)
 
     def _spin(self) -> None:

@@ -221,7 +221,17 @@ class MigrationSettings(_Section):
     reconnect_via: Literal["adobe", "api"] = "adobe"
     #: Seconds apply waits for a reconnect in Adobe; None: 900 at a terminal, else 0.
     reconnect_timeout: float | None = Field(default=None, ge=0, le=7 * 24 * 3600)
+    #: Writes in flight at once when apply (or rollback) starts.
     concurrency: int = Field(default=8, ge=1, le=64)
+    #: The most writes in flight at once that apply grows to while answers stay fast and
+    #: nothing is refused (:mod:`pinmigrate.throttle`); never below ``concurrency``.
+    max_concurrency: int = Field(default=16, ge=1, le=64)
+
+    @property
+    def most_concurrency(self) -> int:
+        """The ceiling apply grows to: ``max_concurrency``, or ``concurrency`` when higher
+        (``--concurrency 32`` asks for 32 at once, whatever the default ceiling says)."""
+        return max(self.concurrency, self.max_concurrency)
 
     @field_validator("reconnect_margin_days")
     @classmethod

@@ -185,6 +185,7 @@ def test_plan_apply_then_nothing_left_and_the_end_state_is_exact(
         "blockers",
         "orphans",
         "summary",
+        "pacing",  # additive: how the writes were paced
     ]
     assert "[12/12]" in result.stderr  # progress lines on stderr, not stdout
     assert emulator.requests()["writes"] == TOTAL_WRITES

@@ -560,3 +560,24 @@ def test_every_waiting_line_of_a_small_run_is_a_progress_line() -> None:
     shown = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
     assert len(shown) == 2, shown
     assert all(is_progress_line(line) for line in shown), shown
+
+
+def test_the_count_line_says_how_many_writes_go_at_once_and_the_pace() -> None:
+    from pinmigrate.throttle import Throttle
+
+    console, out = plain()
+    time = FakeTime()
+    throttle = Throttle(8, 16, clock=time.clock)
+    progress = LineProgress(console, time.clock, heartbeat=False)
+    progress.watch_pacing(throttle.state)
+    progress.start(4200)
+    for n in range(640):
+        time.now += 1 / 64
+        progress.advance(result(n))
+    throttle.settle(throttle.admit("POST"), 429, 0.02, None)  # refused: halved, then paced
+    for n in range(640, 1280):
+        time.now += 1 / 64
+        progress.advance(result(n))
+    got = lines_of(out)
+    assert got[1] == "applying: 608/4200 (14 %), 64/s, about 56 s left, 8 at once"
+    assert got[2] == "applying: 1216/4200 (28 %), 64/s, about 47 s left, 4 at once, 0.5 writes/s"

@@ -61,8 +61,10 @@ from pinmigrate.errors import (
     StalePlanError,
     name_all,
 )
+from pinmigrate.http import HttpClient
 from pinmigrate.inventory import Card
 from pinmigrate.moments import iso_z
+from pinmigrate.throttle import Throttle
 
 if TYPE_CHECKING:
     from pinmigrate.adobe import AdobeClient
@@ -148,6 +150,7 @@ class Executor:
         settings: Settings,
         journal: Journal,
         concurrency: int,
+        max_concurrency: int | None = None,
         logins: LoginSource | None = None,
         progress: Progress | None = None,
         now: Callable[[], datetime] | None = None,
@@ -167,6 +170,14 @@ class Executor:
         self.settings = settings
         self.journal = journal
         self.concurrency = max(1, concurrency)
+        #: Writes in flight at once start at ``concurrency`` and adapt, up to this.
+        self.most_concurrency = max(
+            self.concurrency,
+            settings.migration.most_concurrency if max_concurrency is None else max_concurrency,
+        )
+        self.throttle = Throttle(self.concurrency, self.most_concurrency)
+        #: True once the throttle admitted the run's requests (an HTTP client, not a stand-in).
+        self.paced = False
         self.logins = logins
         self.progress = progress
         self.now = now or (lambda: datetime.now(UTC))
@@ -270,6 +281,16 @@ class Executor:
             if verdicts[action.id].outcome == "already_done":
                 results[action.id].status = "already_done"
         held = held_by(actions, {a.id for a in person})
+        http = getattr(self.adobe, "http", None)
+        if not isinstance(http, HttpClient):
+            http = None  # a stand-in client of a test
+        if http is not None:
+            # Every request of the run is admitted by the throttle from here on.
+            http.throttle = self.throttle
+            self.paced = True
+            watch = getattr(self.progress, "watch_pacing", None)
+            if watch is not None:
+                watch(self.throttle.state)
         if self.progress:
             self.progress.start(len(actions))
             # Held actions already settled never enter a wave: count them now.
@@ -278,9 +299,9 @@ class Executor:
                     self._report(results[action.id])
         try:
             wait = self._ask(person)
-            with ThreadPoolExecutor(
-                max_workers=self.concurrency, thread_name_prefix="write"
-            ) as pool:
+            # A thread for each write the throttle's window may grow to (it holds the rest).
+            width = self.most_concurrency if self.paced else self.concurrency
+            with ThreadPoolExecutor(max_workers=width, thread_name_prefix="write") as pool:
                 # The staleness check just read everything: the first wave needs no re-read.
                 free = [a for a in actions if a.id not in held]
                 # While a person reconnects accounts, no wait for first runs may hold up the
@@ -312,6 +333,8 @@ class Executor:
         finally:
             if self.progress:
                 self.progress.finish()
+            if http is not None and http.throttle is self.throttle:
+                http.throttle = None
         return [results[a.id] for a in actions]
 
     def _run_waves(
@@ -653,6 +676,7 @@ class Executor:
             # Ctrl-C: writes not yet sent must not go out after the person said stop, and
             # those under way send nothing more (no resend, no wait for Adobe).
             self.stopping.set()
+            self.throttle.stop()
             for future in futures:
                 future.cancel()
             raise
@@ -954,6 +978,9 @@ def apply_plan(
         # For scripts: what a person still has to reconnect in Adobe, and where.
         report.extra["reconnects_waiting"] = waiting
     report.retries = retries_of(adobe) - retries_before
+    # For scripts: how the writes were paced (the window at the end, its least, refusals).
+    if executor.paced:
+        report.pacing = executor.throttle.state().to_json()
     journal.run_end(report.summary())
     return report
 

@@ -94,6 +94,9 @@ class ApplyReport:
     orphans: list[Orphan] = field(default_factory=list)
     retries: int = 0
     runs: list[RunCheck] = field(default_factory=list)
+    #: How the writes were paced (:meth:`pinmigrate.throttle.ThrottleState.to_json`), when
+    #: they went through the API.
+    pacing: dict[str, Any] | None = None
     #: Things deliberately not done, said once in the report (e.g. rollback leaves audiences).
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -216,6 +219,8 @@ class ApplyReport:
         payload["summary"] = self.summary()
         if self.runs:
             payload["runs"] = [r.to_json() for r in self.runs]
+        if self.pacing is not None:
+            payload["pacing"] = dict(self.pacing)
         return payload
 
 

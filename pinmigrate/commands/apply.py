@@ -14,6 +14,7 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
+from pinmigrate.commands.pacing import concurrency_options, use_concurrency
 from pinmigrate.commands.planning import (
     build_plan,
     details_option,
@@ -32,11 +33,7 @@ if TYPE_CHECKING:
 @click.command("apply")
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--yes", "-y", is_flag=True, help="Apply a fresh plan without asking.")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 64),
-    help="Parallel writes (sets migration.concurrency).",
-)
+@concurrency_options
 @wait_runs_option
 @click.option(
     "--run-timeout",
@@ -62,6 +59,7 @@ def command(
     plan_file: str | None,
     yes: bool,
     concurrency: int | None,
+    max_concurrency: int | None,
     wait_runs: bool | None,
     run_timeout: float,
     reconnect_timeout: float | None,
@@ -99,7 +97,7 @@ def command(
             hint="make a new plan with those flags: `pinmigrate plan --out FILE ...`",
         )
     pairs = parse_matches(matches)
-    app.use_flag("migration.concurrency", "--concurrency", concurrency)
+    use_concurrency(app, concurrency, max_concurrency)
     app.use_flag("migration.disable_legacy", "--keep-legacy", False if keep_legacy else None)
     app.use_flag("migration.reconnect_timeout", "--reconnect-timeout", reconnect_timeout)
     use_wait_runs(app, wait_runs)

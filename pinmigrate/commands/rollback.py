@@ -17,6 +17,7 @@ import click
 
 from pinmigrate.app import App
 from pinmigrate.cli import global_options, pass_app
+from pinmigrate.commands.pacing import concurrency_options, use_concurrency
 
 if TYPE_CHECKING:
     from pinmigrate.actions import Action
@@ -26,14 +27,12 @@ if TYPE_CHECKING:
 @click.command("rollback")
 @click.argument("run_id", required=False)
 @click.option("--yes", "-y", is_flag=True, help="Roll back without asking.")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 64),
-    help="Parallel writes (sets migration.concurrency).",
-)
+@concurrency_options
 @global_options
 @pass_app
-def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) -> None:
+def command(
+    app: App, run_id: str | None, yes: bool, concurrency: int | None, max_concurrency: int | None
+) -> None:
     """Undo the flow-state changes of apply run RUN_ID (default: the latest that wrote).
 
     Earlier runs that RUN_ID carried on (it reran a partial apply) are undone with it. New
@@ -45,7 +44,7 @@ def command(app: App, run_id: str | None, yes: bool, concurrency: int | None) ->
     from pinmigrate import workflow
     from pinmigrate.report import make_progress, observing, output_report
 
-    app.use_flag("migration.concurrency", "--concurrency", concurrency)
+    use_concurrency(app, concurrency, max_concurrency)
     settings = app.settings
     named = run_id
     plan = workflow.rollback_plan(settings, run_id)

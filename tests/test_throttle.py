@@ -1,0 +1,187 @@
+"""The adaptive throttle: the window of writes in flight, the shared pause, the pace."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from pinmigrate.errors import ApiError, NotSentError
+from pinmigrate.http import HttpClient, RetryPolicy
+from pinmigrate.throttle import PLATEAU, Throttle, Ticket
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def answered(throttle: Throttle, n: int, *, latency: float = 0.02, status: int = 200) -> None:
+    """``n`` writes admitted and answered, one after the other."""
+    for _ in range(n):
+        ticket = throttle.admit("POST")
+        throttle.settle(ticket, status, latency, None)
+
+
+def test_the_window_grows_by_one_per_window_of_fast_answers_up_to_the_ceiling() -> None:
+    throttle = Throttle(8, 10, clock=Clock())
+    answered(throttle, 8)
+    assert throttle.state().window == 9
+    answered(throttle, 9)
+    assert throttle.state().window == 10
+    answered(throttle, 100)
+    assert throttle.state().window == 10  # never above max_concurrency
+
+
+def test_the_ceiling_is_never_below_the_start() -> None:
+    throttle = Throttle(12, 4, clock=Clock())
+    assert throttle.state().most_window == 12
+
+
+def test_slower_answers_shrink_the_window_and_fast_ones_grow_it_back() -> None:
+    throttle = Throttle(10, 16, clock=Clock())
+    answered(throttle, 10, latency=0.02)  # the best median so far: 20 ms
+    assert throttle.state().window == 11
+    answered(throttle, 11, latency=0.05)  # more than twice the best
+    assert throttle.state().window == 9  # 11 x 0.9
+    answered(throttle, 9, latency=0.03)  # within twice the best: grows again
+    assert throttle.state().window == 10
+
+
+def test_a_refusal_halves_the_window_once_for_all_the_requests_sent_before_it() -> None:
+    throttle = Throttle(8, 16, clock=Clock())
+    tickets = [throttle.admit("POST") for _ in range(8)]
+    for ticket in tickets:  # eight 429s for eight requests in flight together
+        throttle.settle(ticket, 429, 0.02, None)
+    state = throttle.state()
+    assert (state.window, state.refusals) == (4, 1)
+    # A request sent after the cut that is refused again cuts again.
+    throttle.settle(throttle.admit("POST"), 503, 0.02, None)
+    assert throttle.state().window == 2
+
+
+def test_the_window_holds_writes_beyond_it_until_one_is_answered() -> None:
+    throttle = Throttle(2, 2)
+    first, _second = throttle.admit("POST"), throttle.admit("POST")
+    admitted = threading.Event()
+
+    def third() -> None:
+        throttle.admit("POST")
+        admitted.set()
+
+    thread = threading.Thread(target=third)
+    thread.start()
+    assert not admitted.wait(0.2)
+    throttle.settle(first, 200, 0.02, None)
+    assert admitted.wait(2)
+    thread.join()
+    # Reads are never held by the window.
+    throttle.admit("GET")
+
+
+def test_a_retry_after_pauses_every_request_not_only_the_refused_one() -> None:
+    throttle = Throttle(4, 4)
+    throttle.settle(throttle.admit("POST"), 429, 0.02, 0.4)
+    started = time.monotonic()
+    throttle.admit("GET")  # another request, a read even, waits out the pause
+    assert time.monotonic() - started >= 0.35
+    state = throttle.state()
+    assert state.paused == pytest.approx(0.4, abs=0.05)
+    assert state.pause_left == 0
+
+
+def test_the_first_refusal_paces_at_the_rate_seen_then_the_next_finds_the_ceiling() -> None:
+    clock = Clock()
+    throttle = Throttle(8, 16, clock=clock, sleep=lambda s: None)
+    for _ in range(60):  # 60 answered in the last second, then a refusal
+        clock.now += 1 / 60
+        answered(throttle, 1)
+    throttle.settle(throttle.admit("POST"), 429, 0.02, None)
+    pace = throttle.paces["write"]
+    assert pace.rate == pytest.approx(54, rel=0.05)  # 0.9 x 60
+    assert pace.ceiling is None  # still probing, fast
+    for _ in range(100):
+        clock.now += 1 / 50
+        answered(throttle, 1)
+    probed = pace.rate
+    assert probed is not None and probed > 54 * 1.5  # grew 1.5x per second for 2 s
+    throttle.settle(throttle.admit("POST"), 429, 0.02, None)
+    assert pace.ceiling is not None and pace.ceiling <= probed
+    # Then held just under the ceiling, once it has climbed back.
+    for _ in range(200):
+        clock.now += 0.02
+        answered(throttle, 1)
+    assert pace.rate == pytest.approx(pace.ceiling * PLATEAU)
+    assert throttle.state().write_rate == pace.rate
+
+
+def test_the_pace_spaces_the_sends() -> None:
+    clock = Clock()
+    waits: list[float] = []
+    throttle = Throttle(8, 16, clock=clock, sleep=waits.append)
+    throttle.paces["write"].rate = 50.0
+    for _ in range(5):
+        throttle.admit("POST")
+    assert waits == pytest.approx([0.02, 0.04, 0.06, 0.08])  # the first goes at once
+
+
+def test_a_stopped_throttle_sends_nothing_more() -> None:
+    throttle = Throttle(1, 1)
+    held = throttle.admit("POST")
+    errors: list[BaseException] = []
+
+    def waiting() -> None:
+        try:
+            throttle.admit("POST")
+        except NotSentError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    time.sleep(0.1)
+    throttle.stop()
+    thread.join(2)
+    assert len(errors) == 1 and "Ctrl-C" in str(errors[0])
+    throttle.settle(held, 200, 0.02, None)
+    with pytest.raises(NotSentError):
+        throttle.admit("GET")
+
+
+class Recording(Throttle):
+    """Counts what the HTTP client admits and settles."""
+
+    def __init__(self) -> None:
+        super().__init__(4, 4)
+        self.admitted: list[str] = []
+        self.settled: list[tuple[int | None, float | None]] = []
+
+    def admit(self, method: str) -> Ticket:
+        self.admitted.append(method)
+        return super().admit(method)
+
+    def settle(self, ticket: Ticket, status: int | None, latency: float, retry_after: Any) -> None:
+        self.settled.append((status, retry_after))
+        super().settle(ticket, status, latency, retry_after)
+
+
+@responses.activate
+def test_the_http_client_admits_and_settles_every_attempt() -> None:
+    url = "https://platform.example/data/foundation/flowservice/flows/f1"
+    responses.add(responses.POST, url, status=429, headers={"Retry-After": "0"}, json={})
+    responses.add(responses.POST, url, status=200, json={"id": "f1"})
+    responses.add(responses.GET, url, body=requests.ConnectionError("reset"))
+    http = HttpClient(service="adobe", sleep=lambda s: None, retry=RetryPolicy(max_attempts=2))
+    http.throttle = throttle = Recording()
+    assert http.request("POST", url, retry_safe=True, retry_network=False).status_code == 200
+    with pytest.raises(ApiError):
+        http.request("GET", url)
+    assert throttle.admitted == ["POST", "POST", "GET", "GET"]
+    assert throttle.settled == [(429, 0.0), (200, None), (None, None), (None, None)]
+    assert throttle.in_flight == 0
