@@ -1,0 +1,114 @@
+"""The benches' replay keeps a command's order and parallelism (``bench/replay.py``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from replay import schedule
+
+LATENCY = 0.020
+
+
+def entry(ts_ms: float, method: str, path: str, sandbox: str = "prod", **query: str) -> Any:
+    return {
+        "method": method,
+        "path": path,
+        "query": {k: [v] for k, v in query.items()},
+        "sandbox": sandbox,
+        "status": 200,
+        "ts": ts_ms / 1000,
+    }
+
+
+def token(ts_ms: float) -> Any:
+    return entry(ts_ms, "POST", "/ims/token/v3", sandbox="")
+
+
+def page(ts_ms: float, sandbox: str, token_: str | None = None, kind: str = "flows") -> Any:
+    extra = {"continuationToken": token_} if token_ else {}
+    return entry(ts_ms, "GET", f"/flowservice/{kind}", sandbox, property="x==1", **extra)
+
+
+def write(ts_ms: float, flow: str) -> Any:
+    return entry(ts_ms, "POST", f"/flowservice/flows/{flow}", op="enable")
+
+
+def test_pages_of_one_list_form_one_chain_and_lists_of_sandboxes_run_side_by_side() -> None:
+    log = [
+        token(20),
+        page(45, "prod"),
+        page(46, "dev"),
+        page(70, "prod", "t1"),
+        page(71, "dev", "t1"),
+        page(95, "prod", "t2"),
+    ]
+    plan = schedule(log, LATENCY)
+    assert [[e["ts"] for e in c.entries] for c in plan.chains] == [
+        [0.020],
+        [0.045, 0.070, 0.095],
+        [0.046, 0.071],
+    ]
+    assert plan.readers == 2
+    assert plan.total == len(log)
+    # Both lists were sent after the token's answer: each waits for it, not for each other.
+    assert plan.chain_needs_chains == [0, 1, 1]
+
+
+def test_a_first_page_starts_a_new_chain_even_with_the_same_query() -> None:
+    """The confirming read after a wave reads the same list again: a new chain, later."""
+    log = [page(20, "prod"), page(45, "prod", "t1"), write(80, "a"), page(120, "prod")]
+    plan = schedule(log, LATENCY)
+    assert [len(c.entries) for c in plan.chains] == [2, 1]
+    # The second read was sent after the write's answer, and after the first read.
+    assert plan.chain_needs_writes == [0, 1]
+    assert plan.chain_needs_chains == [0, 1]
+
+
+def test_writes_wait_for_the_reads_answered_before_they_were_sent_not_for_each_other() -> None:
+    log = [
+        token(20),
+        page(45, "prod"),
+        page(70, "prod", "t1"),  # the staleness re-read ends at 70 ms
+        *(write(95 + i, f"f{i}") for i in range(8)),  # eight writes at once
+        *(write(120 + i, f"g{i}") for i in range(8)),
+    ]
+    plan = schedule(log, LATENCY)
+    assert len(plan.writes) == 16
+    assert [w["path"].rsplit("/", 1)[1] for w in plan.writes[:2]] == ["f0", "f1"]
+    # Every write waits for the token and the whole re-read, none for the other writes.
+    assert plan.write_needs_chains == [2] * 16
+    assert plan.readers == 1
+
+
+def test_a_read_that_overlapped_the_writes_is_not_made_to_wait_for_them() -> None:
+    """A command that confirms one wave while writing the next gets a replay that does too."""
+    log = [
+        token(20),
+        *(write(45 + i, f"f{i}") for i in range(4)),  # wave one, answered by 48 ms
+        page(70, "prod"),  # its confirming read, sent at 50 ms
+        write(71, "g0"),  # the next wave, sent at 51 ms, while the read was on its way
+        page(95, "prod", "t1"),
+        write(96, "g1"),
+        write(130, "h0"),  # a dependent, sent after the read's last answer (95 ms)
+    ]
+    plan = schedule(log, LATENCY)
+    read = 1  # the token is chain 0
+    assert plan.chain_needs_writes[read] == 4  # wave one only
+    needs = dict(zip((w["path"].rsplit("/", 1)[1] for w in plan.writes), plan.write_needs_chains))
+    assert needs["g0"] == 1 and needs["g1"] == 1  # the token, not the read in flight
+    assert needs["h0"] == 2  # the token and the read
+
+
+@pytest.mark.parametrize("lag_ms", [0.0, 5.0])
+def test_a_request_sent_right_after_an_answer_waits_for_it(lag_ms: float) -> None:
+    """The log holds answer times only: a request was sent one latency before its answer."""
+    log = [page(20, "prod"), page(40 + lag_ms, "dev")]
+    plan = schedule(log, LATENCY)
+    assert plan.chain_needs_chains == [0, 1]
+    assert plan.readers == 1
