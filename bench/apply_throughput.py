@@ -44,9 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     EmulatorProcess,
+    apply_args,
     clean_env,
     print_machine,
     run_measured,
+    save_plan,
     warm_bytecode,
     workdir,
 )
@@ -84,27 +86,10 @@ def bench_one(
 ) -> dict[str, Any]:
     emu.reset()
     plan_file = tmp / f"plan-{concurrency}.json"
-    made = run_measured(["plan", "--out", str(plan_file), "--output", "json"], env, tmp)
-    if made.code != 0:
-        raise SystemExit(f"plan --out exited {made.code}: {made.stderr[-500:]}")
-    plan = json.loads(plan_file.read_text())
+    plan = save_plan(env, tmp, plan_file)
     emu.clear_requests()
     emu_cpu = emu.cpu_seconds()
-    run = run_measured(
-        [
-            "apply",
-            str(plan_file),
-            "--yes",
-            "--no-input",
-            "--concurrency",
-            str(concurrency),
-            "--output",
-            "json",
-        ],
-        env,
-        tmp,
-        keep_stdout=True,
-    )
+    run = run_measured(apply_args(plan_file, concurrency), env, tmp, keep_stdout=True)
     emu_cpu = emu.cpu_seconds() - emu_cpu
     if run.code != 0:
         raise SystemExit(f"apply exited {run.code} at C={concurrency}: {run.stderr[-800:]}")
