@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from replay import schedule
+from replay import ReplayResult, is_write, replay, schedule
 
 LATENCY = 0.020
 
@@ -112,3 +113,63 @@ def test_a_request_sent_right_after_an_answer_waits_for_it(lag_ms: float) -> Non
     plan = schedule(log, LATENCY)
     assert plan.chain_needs_chains == [0, 1]
     assert plan.readers == 1
+
+
+# --- against the emulator: the replay does what the command did -----------------------------
+
+
+def test_a_replay_of_apply_sends_the_same_requests_and_leaves_the_same_world(
+    tmp_path: Path,
+) -> None:
+    from apply_throughput import audience_bodies
+    from conftest import invoke
+    from e2e_support import end_state
+
+    from pinmigrate.emulator import Emulator
+
+    latency = 0.005
+    with Emulator(scenario="scale:30", port=0, latency_ms=latency * 1000) as emulator:
+        env = {
+            **emulator.env(),
+            "PINMIGRATE_STATE_DIR": str(tmp_path / "state"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        }
+        plan_file = tmp_path / "plan.json"
+        assert invoke(["plan", "--out", str(plan_file), "--output", "json"], env).exit_code == 0
+        emulator.clear_requests()
+        applied = invoke(
+            ["apply", str(plan_file), "--yes", "--no-input", "--concurrency", "4"], env
+        )
+        assert applied.exit_code == 0, applied.stderr
+        log = emulator.requests()["log"]
+        after_apply = end_state(emulator)
+        assert any(is_write(e) for e in log) and any(e["method"] == "GET" for e in log)
+
+        emulator.reset()
+        emulator.clear_requests()
+        assert end_state(emulator) != after_apply
+        plan = json.loads(plan_file.read_text())
+        result = replay(
+            emulator.url,
+            emulator.env(),
+            schedule(log, latency),
+            writers=4,
+            body_for=audience_bodies(plan),
+        )
+
+        assert result.sent == len(log)
+        assert result.differences == []
+        assert result.honesty_line(len(log)) == ""
+        assert sorted(map(_request, emulator.requests()["log"])) == sorted(map(_request, log))
+        assert end_state(emulator) == after_apply
+
+
+def test_the_honesty_line_names_a_replay_that_did_other_work() -> None:
+    result = ReplayResult(1.0, 9, ["GET /flows: logged 200, replayed 404"])
+    line = result.honesty_line(10)
+    assert "sent 9 requests, the log holds 10" in line
+    assert "1 answers differ" in line and "replayed 404" in line
+
+
+def _request(entry: Any) -> str:
+    return json.dumps([entry["method"], entry["path"], entry["query"], entry["sandbox"]])
