@@ -91,10 +91,19 @@ def clean_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
 class EmulatorProcess:
     """``pinmigrate emulator`` in a child process, steered over HTTP."""
 
-    def __init__(self, scenario: str, *, latency_ms: float, page_size: int = 100) -> None:
+    def __init__(
+        self,
+        scenario: str,
+        *,
+        latency_ms: float,
+        page_size: int = 100,
+        rate_limits: Sequence[str] = (),
+    ) -> None:
         self.scenario = scenario
         self.latency_ms = latency_ms
         self.page_size = page_size
+        #: ``--rate-limit`` SPECs, e.g. ``"flowservice=50/s:scope=writes"``.
+        self.rate_limits = tuple(rate_limits)
         self.env: dict[str, str] = {}
         self.url = ""
         self._tmp = tempfile.TemporaryDirectory(prefix="pinmigrate-bench-emu-")
@@ -115,6 +124,8 @@ class EmulatorProcess:
             "--port",
             "0",
         ]
+        for spec in self.rate_limits:
+            argv += ["--rate-limit", spec]
         self._proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,

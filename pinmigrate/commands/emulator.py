@@ -84,6 +84,17 @@ wait: Callable[[Emulator], None] = serve_until_interrupted
     "(also latency=MS, retry_after=SECONDS).",
 )
 @click.option(
+    "--rate-limit",
+    "rate_limit_specs",
+    multiple=True,
+    metavar="SPEC",
+    help="A token-bucket rate limit on one service (repeatable): "
+    "SERVICE=RATE/s[:burst=N][:retry-after=seconds|date|none][:scope=all|writes], e.g. "
+    "flowservice=50/s or 'pinterest=100/s:burst=10:scope=writes'. SERVICE: flowservice, "
+    "pinterest or ims; burst defaults to one second's worth; a request that finds no token "
+    "is answered 429 at once.",
+)
+@click.option(
     "--page-size",
     default=100,
     show_default=True,
@@ -114,6 +125,7 @@ def command(
     scenario: str,
     latency_ms: float,
     fault_spec: str | None,
+    rate_limit_specs: tuple[str, ...],
     page_size: int,
     auto_approve: bool,
     redirect_uris: tuple[str, ...],
@@ -123,10 +135,12 @@ def command(
     One port serves every service. On start it prints its URL, the
     `export PINMIGRATE_...` lines that point pinmigrate at it and the
     `adobe.ui_url` of its Adobe account pages (stdout), then serves until Ctrl-C.
-    Inspect and steer it under /_emulator/ (state, reset, faults, requests, config),
+    Inspect and steer it under /_emulator/ (state, reset, faults, rate-limits, requests,
+    config),
     e.g. `curl -s URL/_emulator/state?summary=true`.
     """
     from pinmigrate.emulator import Emulator
+    from pinmigrate.emulator.limits import rate_limits_from
     from pinmigrate.emulator.scenarios import parse_scenario
     from pinmigrate.emulator.state import parse_fault_spec
 
@@ -144,6 +158,10 @@ def command(
         faults = parse_fault_spec(fault_spec) if fault_spec else None
     except ValueError as exc:
         raise UsageError(f"--faults: {exc}") from None
+    try:
+        rate_limits = rate_limits_from(rate_limit_specs)
+    except ValueError as exc:
+        raise UsageError(f"--rate-limit: {exc}") from None
 
     try:
         emulator = Emulator(
@@ -155,6 +173,7 @@ def command(
             page_size=page_size,
             auto_approve=auto_approve,
             redirect_uris=redirect_uris,
+            rate_limits=rate_limits,
             verbose=app.verbose > 0,
         )
     except ValueError as exc:

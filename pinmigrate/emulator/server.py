@@ -28,6 +28,7 @@ from pinmigrate.emulator.context import Config
 from pinmigrate.emulator.faults import Faults, faults_from_json, parse_fault_spec
 from pinmigrate.emulator.flowservice import LIST_KINDS, PATCH_KINDS
 from pinmigrate.emulator.ims import Caller
+from pinmigrate.emulator.limits import RateLimits, rate_limits_from
 from pinmigrate.emulator.model import (
     ADOBE_CALLBACK_PATH,
     CLIENT_ID,
@@ -295,18 +296,28 @@ class Handler(BaseHTTPRequestHandler):
         if route.service in ("control", "site"):
             self._send(_call(route, request))
             return
-        decision = state.injector.decide(route.service)
-        if decision.delay > 0:
-            self.server.sleep(decision.delay)
-        if decision.action == "drop":
-            fault = "drop"
-            self._drop()
+        reply: Reply | None
+        refusal = state.limiter.admit(route.service, request.method)
+        if refusal is not None:
+            # Turned away at the door: at once, before the injected latency and faults.
+            fault = "rate_limit"
+            reply = _fault_reply(route.service, "429", refusal.retry_after)
         else:
-            if decision.action is not None:
-                fault = decision.action
-                reply = _fault_reply(route.service, decision.action, state.injector.faults)
+            decision = state.injector.decide(route.service)
+            if decision.delay > 0:
+                self.server.sleep(decision.delay)
+            fault = decision.action
+            if decision.action == "drop":
+                reply = None
+            elif decision.action is not None:
+                reply = _fault_reply(
+                    route.service, decision.action, state.injector.faults.retry_after
+                )
             else:
                 reply = _call(route, request)
+        if reply is None:
+            self._drop()
+        else:
             status = reply.status
             self._send(reply)
         state.log.record(
@@ -343,9 +354,9 @@ def _call(route: Route, request: Request) -> Reply:
         )
 
 
-def _fault_reply(service: str, action: str, faults: Faults) -> Reply:
+def _fault_reply(service: str, action: str, retry_after: str | None) -> Reply:
     if action == "429":
-        headers = {"Retry-After": faults.retry_after}
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
         if service == "pinterest":
             return Reply.of(429, {"code": 8, "message": "Too many requests (emulated)."}, headers)
         if service == "ims":
@@ -727,6 +738,7 @@ def _control(
                     'POST /_emulator/reset {"scenario": "demo|empty|scale:N"}',
                     "GET /_emulator/state[?summary=true][?secrets=1]",
                     "GET|POST|DELETE /_emulator/faults",
+                    'GET|POST|DELETE /_emulator/rate-limits {"flowservice": {"per_second": 50}}',
                     "GET|DELETE /_emulator/requests",
                     "GET|POST /_emulator/config",
                     "PATCH /_emulator/objects/{kind}/{id}",
@@ -754,6 +766,13 @@ def _control(
             return _pretty(200, state.set_faults(faults_from_json(obj(required=False))))
         if method == "DELETE":
             return _pretty(200, state.set_faults(Faults()))
+    if name == "rate-limits":
+        if method == "POST":
+            state.limiter.update(rate_limits_from(obj()))
+        elif method == "DELETE":
+            state.limiter.clear()
+        if method in ("GET", "POST", "DELETE"):
+            return _pretty(200, state.limiter.as_json())
     if name == "requests":
         if method == "GET":
             return _pretty(200, state.log.summary())
@@ -825,6 +844,7 @@ class Emulator:
         auto_approve: bool = False,
         *,
         redirect_uris: Sequence[str] = (),
+        rate_limits: str | Sequence[str] | RateLimits | None = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
         verbose: bool = False,
@@ -840,6 +860,7 @@ class Emulator:
             config=Config(page_size=page_size, auto_approve=auto_approve),
             faults=resolved,
         )
+        self.set_rate_limits(rate_limits)
         for uri in redirect_uris:
             self.register_redirect_uri(uri)
         self.host = host
@@ -960,6 +981,16 @@ class Emulator:
         """Replace the faults: a Faults, a mapping, a spec string, or keyword settings."""
         resolved = _faults(faults) if faults is not None else faults_from_json(settings)
         return self.state.set_faults(resolved)
+
+    def set_rate_limits(self, limits: str | Sequence[str] | RateLimits | None) -> JsonDict:
+        """Replace the rate limits of the services named: SPEC strings
+        (``"flowservice=50/s:burst=10"``) or ``{service: RateLimit | {...} | None}`` (None
+        removes one); as ``POST /_emulator/rate-limits``. Answers the limits and counters."""
+        self.state.limiter.update(rate_limits_from(limits))
+        return self.state.limiter.as_json()
+
+    def clear_rate_limits(self) -> None:
+        self.state.limiter.clear()
 
     def configure(self, **changes: Any) -> JsonDict:
         return self.state.set_config(changes)

@@ -28,6 +28,7 @@ from pinmigrate.emulator.faults import (
 )
 from pinmigrate.emulator.flowservice import LIST_KINDS, PATCH_KINDS, FlowService, FlowStore, present
 from pinmigrate.emulator.ims import Caller, ImsBackend
+from pinmigrate.emulator.limits import RateLimit, RateLimiter
 from pinmigrate.emulator.model import ORG_ID, PINTEREST_SCOPES, JsonDict, PinterestUser
 from pinmigrate.emulator.pinterest import AuthorizeRequest, PinterestBackend, split_scopes
 from pinmigrate.emulator.problems import (
@@ -76,11 +77,15 @@ class EmulatorState:
         clock: Callable[[], float] = time.time,
         config: Config | None = None,
         faults: Faults | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         self.context = Context(clock, config)
         self.lock = self.context.lock
         self.clock = clock
         self.injector = FaultInjector(faults)
+        # On the real monotonic clock, not ``clock``: a test's frozen world clock must not
+        # stop the buckets from refilling.
+        self.limiter = RateLimiter(rate_limits)
         self.log = RequestLog(clock=clock)
         self.ims = ImsBackend(self.context)
         self.pinterest = PinterestBackend(self.context)
@@ -96,8 +101,8 @@ class EmulatorState:
     def reset(self, scenario: str) -> None:
         """Rebuild the world of ``scenario``; Pinterest grants and the request log start over.
 
-        IMS tokens, config and faults survive: they belong to the tool's session, not to the
-        scenario.
+        IMS tokens, config, faults and rate limits survive: they belong to the tool's session,
+        not to the scenario. The rate limits' buckets start full again.
         """
         with self.lock:
             world = scenarios.build(scenario, now=self.clock(), new_etag=self.context.next_etag)
@@ -105,6 +110,7 @@ class EmulatorState:
             self.pinterest.install(world)
             self.adobe_ui.install()
         self.log.clear()
+        self.limiter.refill()
 
     @property
     def config(self) -> Config:
@@ -307,6 +313,7 @@ class EmulatorState:
                 "counts": self.counts(),
                 "config": asdict(self.config),
                 "faults": self.injector.faults.as_json(),
+                "rate_limits": self.limiter.as_json()["limits"],
             }
             if summary:
                 return head
