@@ -36,7 +36,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.client import HTTPConnection
+from http.client import HTTPConnection, HTTPException, RemoteDisconnected
 from typing import Any
 
 WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
@@ -209,37 +209,55 @@ def replay(
     differences: list[str] = []
     sent = [0]
 
+    def exchange(
+        conn: HTTPConnection, method: str, target: str, body: str | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        # A kept-alive connection the emulator closed while it sat idle (its keep-alive
+        # timeout) fails on first use without the request having been served: send it again
+        # on a fresh connection, once, as HTTP clients do.
+        for attempt in (1, 2):
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                answer = conn.getresponse()
+                return answer.status, answer.read()
+            except (ConnectionResetError, BrokenPipeError, RemoteDisconnected):
+                conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def send(conn: HTTPConnection, entry: Entry) -> None:
-        if entry["path"] == TOKEN_PATH:
-            headers = {"Content-Type": "application/x-www-form-urlencoded"}
-            conn.request("POST", TOKEN_PATH, body=form, headers=headers)
-            answer = conn.getresponse()
-            raw = answer.read()
-            if answer.status == 200:
-                token[0] = json.loads(raw)["access_token"]
-        else:
-            headers = {
-                "Authorization": f"Bearer {token[0]}",
-                "x-api-key": env["PINMIGRATE_ADOBE_CLIENT_ID"],
-                "x-gw-ims-org-id": env["PINMIGRATE_ADOBE_ORG_ID"],
-                "x-sandbox-name": entry.get("sandbox") or "prod",
-                "Accept": "application/json",
-            }
-            body = None
-            if is_write(entry):
-                headers.update({"Content-Type": "application/json", "If-Match": "*"})
-                body = body_for(entry)
-            query = urllib.parse.urlencode(entry.get("query") or {}, doseq=True)
-            target = entry["path"] + (f"?{query}" if query else "")
-            conn.request(entry["method"], target, body=body, headers=headers)
-            answer = conn.getresponse()
-            answer.read()
+        status: int | str
+        try:
+            if entry["path"] == TOKEN_PATH:
+                headers = {"Content-Type": "application/x-www-form-urlencoded"}
+                status, raw = exchange(conn, "POST", TOKEN_PATH, form, headers)
+                if status == 200:
+                    token[0] = json.loads(raw)["access_token"]
+            else:
+                headers = {
+                    "Authorization": f"Bearer {token[0]}",
+                    "x-api-key": env["PINMIGRATE_ADOBE_CLIENT_ID"],
+                    "x-gw-ims-org-id": env["PINMIGRATE_ADOBE_ORG_ID"],
+                    "x-sandbox-name": entry.get("sandbox") or "prod",
+                    "Accept": "application/json",
+                }
+                body = None
+                if is_write(entry):
+                    headers.update({"Content-Type": "application/json", "If-Match": "*"})
+                    body = body_for(entry)
+                query = urllib.parse.urlencode(entry.get("query") or {}, doseq=True)
+                target = entry["path"] + (f"?{query}" if query else "")
+                status, _ = exchange(conn, entry["method"], target, body, headers)
+        except (OSError, HTTPException) as exc:
+            conn.close()
+            status = type(exc).__name__
         with lock:
             sent[0] += 1
-            if answer.status != entry["status"]:
+            if status != entry["status"]:
                 differences.append(
                     f"{entry['method']} {entry['path']}: logged {entry['status']}, "
-                    f"replayed {answer.status}"
+                    f"replayed {status}"
                 )
 
     chains_done = _Done(plan.chains_by_end)
@@ -259,17 +277,21 @@ def replay(
         while (index := take("chain", len(plan.chains))) is not None:
             chains_done.wait_for(plan.chain_needs_chains[index])
             writes_done.wait_for(plan.chain_needs_writes[index])
-            for entry in plan.chains[index].entries:
-                send(conn, entry)
-            chains_done.finish(index)
+            try:
+                for entry in plan.chains[index].entries:
+                    send(conn, entry)
+            finally:  # what waits for this chain must not wait forever
+                chains_done.finish(index)
         conn.close()
 
     def writer() -> None:
         conn = HTTPConnection(host, port)
         while (index := take("write", len(plan.writes))) is not None:
             chains_done.wait_for(plan.write_needs_chains[index])
-            send(conn, plan.writes[index])
-            writes_done.finish(index)
+            try:
+                send(conn, plan.writes[index])
+            finally:
+                writes_done.finish(index)
         conn.close()
 
     threads = [threading.Thread(target=reader) for _ in range(plan.readers)]

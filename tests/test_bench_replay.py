@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from loopback import LoopbackServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -173,3 +175,59 @@ def test_the_honesty_line_names_a_replay_that_did_other_work() -> None:
 
 def _request(entry: Any) -> str:
     return json.dumps([entry["method"], entry["path"], entry["query"], entry["sandbox"]])
+
+
+# --- a replay that meets a closed connection ----------------------------------------------------
+
+
+class _OneAnswerPerConnection(BaseHTTPRequestHandler):
+    """Answers one request per connection, then closes it without saying so (as a server
+    whose keep-alive timeout ran out closes an idle connection); never answers /broken."""
+
+    protocol_version = "HTTP/1.1"
+    served: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.served.append(self.path)
+        self.close_connection = True
+        if self.path.startswith("/broken"):
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_POST(self) -> None:
+        self.do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+ENV = {
+    "PINMIGRATE_ADOBE_CLIENT_ID": "id",
+    "PINMIGRATE_ADOBE_CLIENT_SECRET": "not-a-secret",
+    "PINMIGRATE_ADOBE_ORG_ID": "org",
+}
+
+
+def test_a_request_on_a_connection_the_server_closed_is_sent_again_once() -> None:
+    _OneAnswerPerConnection.served = []
+    log = [page(20, "prod"), page(45, "prod", "t1"), page(70, "prod", "t2")]
+    with LoopbackServer(_OneAnswerPerConnection) as server:
+        result = replay(server.url, ENV, schedule(log, LATENCY), writers=0)
+    assert result.differences == []
+    assert result.sent == 3
+    # Each page after the first met a closed connection once, then went out on a new one.
+    assert len(_OneAnswerPerConnection.served) == 3
+
+
+def test_a_request_that_gets_no_answer_is_reported_and_what_waits_for_it_still_runs() -> None:
+    _OneAnswerPerConnection.served = []
+    log = [entry(20, "GET", "/broken"), write(60, "a")]
+    with LoopbackServer(_OneAnswerPerConnection) as server:
+        result = replay(server.url, ENV, schedule(log, LATENCY), writers=1)
+    assert result.sent == 2
+    assert len(result.differences) == 1
+    assert result.differences[0].startswith("GET /broken: logged 200, replayed ")
+    assert _OneAnswerPerConnection.served[-1].startswith("/flowservice/flows/a")
