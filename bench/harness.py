@@ -282,3 +282,26 @@ def warm_bytecode(env: dict[str, str], cwd: Path) -> None:
         cwd=cwd,
         check=True,
     )
+
+
+def save_plan(env: dict[str, str], cwd: Path, plan_file: Path) -> dict[str, Any]:
+    """``pinmigrate plan --out FILE`` (not timed); the plan as saved."""
+    made = run_measured(["plan", "--out", str(plan_file), "--output", "json"], env, cwd)
+    if made.code != 0:
+        raise SystemExit(f"plan --out exited {made.code}: {made.stderr[-500:]}")
+    plan: dict[str, Any] = json.loads(plan_file.read_text())
+    return plan
+
+
+def apply_args(plan_file: Path, concurrency: int) -> list[str]:
+    """The apply the benches time: the saved plan, no questions, the JSON report on stdout."""
+    return [
+        "apply",
+        str(plan_file),
+        "--yes",
+        "--no-input",
+        "--concurrency",
+        str(concurrency),
+        "--output",
+        "json",
+    ]

@@ -7,6 +7,7 @@ receives them), and prints each against a baseline measured in the same run:
 
     python bench/payload_parsing.py                  # the working tree's models.py
     python bench/payload_parsing.py --against REV    # and the models.py of a git revision
+    python bench/payload_parsing.py --quick          # scale:60, 3 passes
 
 With ``--against``, that revision's module is loaded beside the current one and timed in
 the same process. A module with the hand-written quick path (``_flow_from_dict`` and
@@ -114,7 +115,10 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=600, help="scale:N world to read (default 600)")
     parser.add_argument("--repeat", type=int, default=15, help="passes; the best is kept")
     parser.add_argument("--against", metavar="REV", help="also time models.py at this revision")
+    parser.add_argument("--quick", action="store_true", help="scale:60, 3 passes")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.repeat = 60, 3
     print_machine()
 
     texts = payloads(args.n)

@@ -4,6 +4,7 @@ Prints a markdown table of median wall times over repeated runs and their ratio 
 baseline measured in the same run. Target: ratio at most 2x.
 
     python bench/startup.py [--runs 30]
+    python bench/startup.py --quick     # 5 runs each
 
 The cases take turns (one run of each, then again), so that a burst of load from
 elsewhere on the machine falls on all of them alike rather than on one. Every case runs in
@@ -41,6 +42,7 @@ def once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="5 runs each")
     parser.add_argument(
         "--no-bytecode-cache",
         action="store_true",
@@ -48,6 +50,8 @@ def main() -> None:
         "sandbox's shell sets it): pinmigrate's modules then pay, click's installed ones not",
     )
     args = parser.parse_args()
+    if args.quick:
+        args.runs = 5
     print_machine()
     with workdir("pinmigrate-bench-startup-") as tmp:
         env = clean_env(tmp)
