@@ -120,11 +120,13 @@ class Pace:
             return
         elapsed = max(0.0, now - self.grown_at)
         self.grown_at = now
+        # Probing above twice what is being answered proves nothing: the rate is not used.
+        bound = 2 * self.seen(now) + 1
         if self.ceiling is None:
-            self.rate *= PROBE_FAST**elapsed
+            self.rate = max(self.rate, min(self.rate * PROBE_FAST**elapsed, bound))
             return
         if now - self.calm_since > CALM:
-            self.ceiling *= 1 + PROBE_SLOW * elapsed
+            self.ceiling = max(self.ceiling, min(self.ceiling * (1 + PROBE_SLOW * elapsed), bound))
         target = self.ceiling * PLATEAU
         # Back from the cut to the plateau in about RECOVER seconds, in a straight line.
         climb = target * (1 - PACE_CUT) / RECOVER * elapsed

@@ -185,3 +185,38 @@ def test_the_http_client_admits_and_settles_every_attempt() -> None:
     assert throttle.admitted == ["POST", "POST", "GET", "GET"]
     assert throttle.settled == [(429, 0.0), (200, None), (None, None), (None, None)]
     assert throttle.in_flight == 0
+
+
+# --- against the emulator's rate limit --------------------------------------------------------
+
+
+@pytest.mark.parametrize("retry_after", ["seconds", "none"])
+def test_apply_under_a_rate_limit_paces_its_writes_and_loses_none(
+    cli: Any, state_dir: Any, tmp_path: Any, retry_after: str
+) -> None:
+    from pinmigrate.emulator import Emulator
+
+    limit = f"flowservice=40/s:burst=10:scope=writes:retry-after={retry_after}"
+    with Emulator(scenario="scale:30", port=0, rate_limits=[limit]) as emulator:
+        env = dict(emulator.env())
+        env["PINMIGRATE_STATE_DIR"] = str(state_dir)
+        env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
+        emulator.clear_requests()
+        result = cli(["apply", "--yes", "--output", "json"], env=env)
+        assert result.exit_code == 0, result.stderr
+        report = result.json()
+        log = emulator.requests()
+    writes = report["summary"]["done"]
+    assert writes == log["writes"] == 63  # 3 add_audiences, 30 enables, 30 disables
+    refused = log["faults"].get("rate_limit", 0)
+    pacing = report["pacing"]
+    # Refused at first (eight at once against a burst of ten), then paced. Without the
+    # throttle (eight at once, each refused request backing off alone), 31 to 40 of about
+    # 145 requests were refused here.
+    assert 1 <= pacing["refusals"] and pacing["write_rate"] is not None
+    assert pacing["least_concurrency"] < 8
+    assert refused <= 12, log["faults"]
+    if retry_after == "seconds":
+        assert pacing["paused_seconds"] >= 1
+    else:
+        assert pacing["paused_seconds"] == 0
