@@ -7,12 +7,18 @@ timed), clears the request log, then times the whole ``pinmigrate apply FILE --y
 emulator again and replays every logged request (``replay.py``). Run from the repository
 root:
 
-    /work/venv/bin/python bench/apply_throughput.py             # N = 2000; C = 1, 8, 16
-    /work/venv/bin/python bench/apply_throughput.py --quick     # N = 200
-    /work/venv/bin/python bench/apply_throughput.py -c 8 -c 16 --repeat 2
+    python bench/apply_throughput.py             # N = 2000; C = 1, 8, 16
+    python bench/apply_throughput.py --quick     # N = 200
+    python bench/apply_throughput.py -c 8 -c 16 --repeat 2
 
 Columns (the table is markdown, ready to paste into docs/performance.md):
 
+- window: apply adapts how many writes it has in flight (``pinmigrate/throttle.py``). A
+  "fixed" row runs it with ``--max-concurrency C``: its window never grows past C, like the
+  replay's C connections (the like-for-like comparison). An "adaptive" row lets it grow to
+  the default ceiling (16) while answers stay fast, as an operator's run would; "at end" is
+  the window when the run ended. Both rows are compared with the same replay over C
+  connections.
 - actions: the plan's actions; writes: Flow Service writes answered 2xx (the emulator's count).
 - requests: every request apply made (IMS token, card lookups, staleness re-read, writes,
   confirming reads).
@@ -82,14 +88,25 @@ def audience_bodies(plan: dict[str, Any]) -> Callable[[Entry], str | None]:
 
 
 def bench_one(
-    emu: EmulatorProcess, tmp: Path, env: dict[str, str], concurrency: int, latency: float
+    emu: EmulatorProcess,
+    tmp: Path,
+    env: dict[str, str],
+    concurrency: int,
+    latency: float,
+    *,
+    fixed: bool,
 ) -> dict[str, Any]:
+    """One apply at ``concurrency``: ``fixed`` keeps its window there (``--max-concurrency
+    C``), else it may grow up to the default ceiling while answers stay fast."""
     emu.reset()
     plan_file = tmp / f"plan-{concurrency}.json"
     plan = save_plan(env, tmp, plan_file)
     emu.clear_requests()
     emu_cpu = emu.cpu_seconds()
-    run = run_measured(apply_args(plan_file, concurrency), env, tmp, keep_stdout=True)
+    argv = apply_args(plan_file, concurrency)
+    if fixed:
+        argv += ["--max-concurrency", str(concurrency)]
+    run = run_measured(argv, env, tmp, keep_stdout=True)
     emu_cpu = emu.cpu_seconds() - emu_cpu
     if run.code != 0:
         raise SystemExit(f"apply exited {run.code} at C={concurrency}: {run.stderr[-800:]}")
@@ -112,8 +129,13 @@ def bench_one(
     writes = int(summary["writes"])
     floor = writes * latency / concurrency
     actions = len(plan["actions"])
+    pacing = report.get("pacing") or {}
+    most = pacing.get("most_concurrency", "?")
+    window = f"{concurrency}" if fixed else f"{concurrency} to {most}"
     return {
         "concurrency": concurrency,
+        "window": window,
+        "window_at_end": pacing.get("concurrency"),
         "actions": actions,
         "statuses": statuses,
         "writes": writes,
@@ -139,7 +161,15 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=1, help="runs per concurrency")
     parser.add_argument("--json", action="store_true", help="also print the raw figures")
+    parser.add_argument(
+        "--window",
+        choices=("both", "fixed", "adaptive"),
+        default="both",
+        help="fixed: apply's window stays at C (--max-concurrency C); adaptive: it may grow "
+        "to the default ceiling (16) while answers stay fast; both (default): one row each",
+    )
     args = parser.parse_args()
+    kinds = {"both": (True, False), "fixed": (True,), "adaptive": (False,)}[args.window]
     n = 200 if args.quick else args.n
     latency = args.latency_ms / 1000
     print_machine()
@@ -152,17 +182,19 @@ def main() -> None:
         warm_bytecode(env, tmp)
         for concurrency in args.concurrency or [1, 8, 16]:
             for _ in range(args.repeat):
-                rows.append(bench_one(emu, tmp, env, concurrency, latency))
+                for fixed in kinds:
+                    rows.append(bench_one(emu, tmp, env, concurrency, latency, fixed=fixed))
     print(f"scale:{n}, latency {args.latency_ms:g} ms per request\n")
     print(
-        "| concurrency | actions | writes | requests | requests/action | wall | replay "
+        "| C | window | at end | actions | writes | requests | requests/action | wall | replay "
         "| wall / replay | floor | wall / floor | replay / floor | CPU (apply) "
         "| CPU (emulator) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['concurrency']} | {r['actions']} | {r['writes']} | {r['requests']} | "
+            f"| {r['concurrency']} | {r['window']} | {r['window_at_end']} | {r['actions']} | "
+            f"{r['writes']} | {r['requests']} | "
             f"{r['per_action']:.2f} | {r['wall']:.2f} s | {r['replay']:.2f} s | "
             f"{r['wall'] / r['replay']:.2f}x | {r['floor']:.2f} s | "
             f"{r['wall'] / r['floor']:.2f}x | {r['replay'] / r['floor']:.2f}x | "
