@@ -6,8 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from pinmigrate.actions import AddAudiences, DisableFlow, EnableFlow, ReconnectAccount
+from pinmigrate.actions import (
+    AddAudiences,
+    DisableDetails,
+    DisableFlow,
+    DisablePrecondition,
+    EnableDetails,
+    EnableFlow,
+    EnablePrecondition,
+    ReconnectAccount,
+    ReconnectDetails,
+    ReconnectPrecondition,
+)
 from pinmigrate.errors import PlanFileError
 from pinmigrate.plan import load_plan, save_plan
 
@@ -75,3 +87,31 @@ def test_a_resealed_plan_that_reads_back_otherwise_is_refused(tmp_path: Path) ->
     path.write_text(json.dumps(data))
     with pytest.raises(PlanFileError, match=rf"not a plan pinmigrate made: actions\.{index} "):
         load_plan(path, review=True)
+
+
+#: The fields a plan file leaves out while they are None (added after plans were first
+#: saved, or used by rollback's undo actions only); every other field is written, null or not.
+LEFT_OUT_WHILE_NONE = {
+    ReconnectDetails: {"via", "expiry_rule", "preflight", "preflight_user", "missing_access"},
+    EnablePrecondition: {"legacy_flow_id", "legacy_state"},
+    DisablePrecondition: {"twin_flow_id", "twin_state", "legacy_flow_id", "legacy_state"},
+    DisableDetails: {"after"},
+    EnableDetails: set(),
+    ReconnectPrecondition: set(),
+}
+
+
+@pytest.mark.parametrize("part", list(LEFT_OUT_WHILE_NONE), ids=lambda c: c.__name__)
+def test_only_the_fields_added_later_are_left_out_while_none(part: type[BaseModel]) -> None:
+    required = {"advertiser_ids": [], "state": "enabled", "expires_at": None}
+    fields = set(part.model_fields)
+    unset = part(**{k: v for k, v in required.items() if k in fields})
+    values = {"via": "adobe", "preflight": "ok", "after": "twin_enabled", "missing_access": []}
+    values.update(twin_state="enabled", legacy_state="enabled")
+    full = unset.model_copy(
+        update={name: values.get(name, "x") for name in LEFT_OUT_WHILE_NONE[part]}
+    )
+    for mode in ("json", "python"):
+        assert set(unset.model_dump(mode=mode)) == fields - LEFT_OUT_WHILE_NONE[part]
+        assert set(full.model_dump(mode=mode)) == fields
+    assert set(json.loads(unset.model_dump_json())) == fields - LEFT_OUT_WHILE_NONE[part]
