@@ -313,14 +313,18 @@ def load_plan(
         raise PlanFileError(
             f"plan file {path} is not a pinmigrate plan (kind is {data.get('kind')!r})"
         )
-    if data.get("schema_version") != SCHEMA_VERSION:
+    version = data.get("schema_version")
+    # type(): true equals 1 in Python, and Literal[1] takes it, but no plan says true.
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise PlanFileError(
-            f"plan file {path} has schema_version {data.get('schema_version')!r}; "
+            f"plan file {path} has schema_version {version!r}; "
             f"this pinmigrate reads version {SCHEMA_VERSION}",
             hint="make a new plan with `pinmigrate plan --out FILE`",
         )
     try:
-        plan = Plan.model_validate(data)
+        # Strict: a value is read as the type pinmigrate writes, or refused (no 1 for true),
+        # so that the typed plan reads back as the file only if it equals it (below).
+        plan = Plan.model_validate(data, strict=True)
     except ValidationError as exc:
         where, message = _first_error(exc)
         raise PlanFileError(f"plan file {path} is malformed at {where}: {message}") from None
@@ -329,7 +333,9 @@ def load_plan(
     body = _canonical({k: v for k, v in data.items() if k != "fingerprint"})
     checksum = "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
     _check_seal(path, plan.fingerprint, body, checksum, key, review)
-    if plan.compute_fingerprint() != checksum:
+    # Equal as decoded JSON, every value of the type it was written as (strict reading):
+    # the same canonical text, so the same fingerprint, without encoding the plan again.
+    if plan.model_dump(mode="json") != data:
         raise PlanFileError(
             f"plan file {path} is not a plan pinmigrate made: {_unlike(plan, data)} is not "
             "written as pinmigrate writes it",
@@ -457,12 +463,15 @@ def structure_problem(plan: Plan) -> str | None:
     """
     rank = {kind: index for index, kind in enumerate(KIND_ORDER)}
     by_id: dict[str, Action] = {}
+    # Most ids recur (a sandbox in every action, a flow in its twin's actions): each is
+    # checked once.
+    id_problems: dict[str, str | None] = {}
     for number, action in enumerate(plan.actions):
         where = f"action {number} ({action.id})"
         if action.id in by_id:
             return f"{where} appears twice"
         by_id[action.id] = action
-        problem = _id_problem(action)
+        problem = _id_problem(action, id_problems)
         if problem:
             return f"{where} {problem}"
         if action.id != action_id(action.kind, action.sandbox, action.target_id):
@@ -483,15 +492,20 @@ def structure_problem(plan: Plan) -> str | None:
     return None
 
 
-def _id_problem(action: Action) -> str | None:
-    """An id of the action that would go into an address but cannot (``ids.py``), or None."""
+def _id_problem(action: Action, known: dict[str, str | None]) -> str | None:
+    """An id of the action that would go into an address but cannot (``ids.py``), or None.
+
+    ``known``: the answers for ids already checked, added to."""
     named = {"sandbox": action.sandbox, "target_id": action.target_id}
     for part in ("precondition", "details"):
-        for key, value in getattr(action, part).model_dump().items():
+        # The part's fields as they are held (a frozen model's own values, no dump).
+        for key, value in vars(getattr(action, part)).items():
             if key.endswith("_id") and value is not None:
                 named[f"{part}.{key}"] = value
     for key, value in named.items():
-        problem = id_problem(value)
+        if value not in known:
+            known[value] = id_problem(value)
+        problem = known[value]
         if problem:
             return f"has {key} {value!r}: {problem}"
     return None

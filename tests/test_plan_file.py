@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -87,6 +89,59 @@ def test_a_resealed_plan_that_reads_back_otherwise_is_refused(tmp_path: Path) ->
     path.write_text(json.dumps(data))
     with pytest.raises(PlanFileError, match=rf"not a plan pinmigrate made: actions\.{index} "):
         load_plan(path, review=True)
+
+
+def _first(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda data: next(a for a in data["actions"] if a["kind"] == kind)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # Each reads as the same plan to a lenient reader, but pinmigrate never writes it.
+        lambda d: _first("reconnect_account")(d)["details"].update(needs_login=1),
+        lambda d: _first("reconnect_account")(d)["details"].update(via=None),
+        lambda d: _first("enable_flow")(d)["precondition"].update(legacy_state=None),
+        lambda d: d["summary"].update(blocked=float(d["summary"]["blocked"])),
+        lambda d: d["summary"].update(orphans=True),
+        lambda d: d.update(schema_version=True),
+        lambda d: d.update(cards=[]),
+        lambda d: d["pairs"][0].pop("note"),
+        lambda d: _first("add_audiences")(d)["details"]["audiences"][0].pop("description"),
+    ],
+    ids=[
+        "1-for-true",
+        "null-for-left-out",
+        "null-precondition",
+        "float-count",
+        "true-for-a-count",
+        "true-for-version",
+        "empty-cards",
+        "default-left-out",
+        "nested-default-left-out",
+    ],
+)
+def test_a_resealed_plan_not_written_as_pinmigrate_writes_it_is_refused(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], Any]
+) -> None:
+    import hashlib
+
+    data = json.loads(EARLIER.read_text())
+    edit(data)
+    body = {key: value for key, value in data.items() if key != "fingerprint"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    data["fingerprint"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        PlanFileError, match=r"malformed at|not a plan pinmigrate made|schema_version"
+    ):
+        load_plan(path, review=True)
+    # Unedited, the same file reads.
+    path.write_text(EARLIER.read_text())
+    assert (
+        load_plan(path, review=True).fingerprint == json.loads(EARLIER.read_text())["fingerprint"]
+    )
 
 
 #: The fields a plan file leaves out while they are None (added after plans were first
