@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pinmigrate.actions import (
     KIND_ORDER,
@@ -125,6 +125,10 @@ class Blocker(_Model):
     message: str
 
 
+def _is_empty(value: list[Any]) -> bool:
+    return not value
+
+
 class Plan(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["pinmigrate.plan"] = PLAN_KIND
@@ -132,22 +136,16 @@ class Plan(_Model):
     org_id: str
     sandboxes: list[str]
     fingerprint: str = ""
-    cards: list[SandboxCards] = Field(default_factory=list)
+    #: Plans saved before the cards were recorded have no "cards": they must read back (and
+    #: fingerprint) exactly as written. Left out by pydantic itself: a Python serializer
+    #: around the plan would make its JSON dump go through Python objects first.
+    cards: list[SandboxCards] = Field(default_factory=list, exclude_if=_is_empty)
     summary: dict[str, int] = Field(default_factory=dict)
     actions: list[Action] = Field(default_factory=list)
     pairs: list[Pair] = Field(default_factory=list)
     orphans: list[Orphan] = Field(default_factory=list)
     blockers: list[Blocker] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
-
-    @model_serializer(mode="wrap")
-    def _without_optional(self, handler: Any) -> dict[str, Any]:
-        # Plans saved before the cards were recorded have no "cards": they must read back
-        # (and fingerprint) exactly as written.
-        data: dict[str, Any] = handler(self)
-        if not self.cards:
-            data.pop("cards", None)
-        return data
 
     def written_fields(self) -> list[str]:
         """The fields the plan file holds, in order (``cards`` only when there are some)."""
