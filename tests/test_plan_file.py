@@ -23,13 +23,20 @@ from pinmigrate.actions import (
     ReconnectPrecondition,
 )
 from pinmigrate.errors import PlanFileError
-from pinmigrate.plan import load_plan, save_plan
+from pinmigrate.plan import json_parts, load_plan, save_plan
+from pinmigrate.plankey import ENV_NAME, load_key
 
 DATA = Path(__file__).parent / "data"
 #: Saved by pinmigrate before the actions were typed (`plan --out`, emulator demo scenario).
 EARLIER = DATA / "plan-v1-demo.json"
 #: Saved by an earlier pinmigrate still, before plans recorded which cards were found.
 BEFORE_CARDS = DATA / "plan-v1-before-cards.json"
+#: Saved by main at f67f1c3 (`plan --out`, emulator demo and scale:10 scenarios), sealed
+#: with SEALED_WITH: what plan files look like before plans were made and read faster.
+SEALED_DEMO = DATA / "plan-v1-sealed-demo.json"
+SEALED_SCALE10 = DATA / "plan-v1-sealed-scale10.json"
+#: The plan key those two were sealed with (PINMIGRATE_PLAN_KEY): bytes 0 to 31, not a secret.
+SEALED_WITH = bytes(range(32)).hex()
 
 
 @pytest.mark.parametrize("saved", [EARLIER, BEFORE_CARDS], ids=lambda p: p.stem)
@@ -170,3 +177,43 @@ def test_only_the_fields_added_later_are_left_out_while_none(part: type[BaseMode
         assert set(unset.model_dump(mode=mode)) == fields - LEFT_OUT_WHILE_NONE[part]
         assert set(full.model_dump(mode=mode)) == fields
     assert set(json.loads(unset.model_dump_json())) == fields - LEFT_OUT_WHILE_NONE[part]
+
+
+@pytest.mark.parametrize("saved", [SEALED_DEMO, SEALED_SCALE10], ids=lambda p: p.stem)
+def test_a_plan_sealed_by_the_previous_version_loads_sealed_here_and_saves_byte_for_byte(
+    tmp_path: Path, saved: Path
+) -> None:
+    from pinmigrate.plan import seal_of
+
+    key = load_key(tmp_path, env={ENV_NAME: SEALED_WITH})
+    plan = load_plan(saved, key=key)
+    assert seal_of(plan, key) == "here"
+    # Sealed again now, the same plan gets the same seal: the fingerprint is unchanged.
+    assert plan.sealed(key).fingerprint == plan.fingerprint
+    again = tmp_path / "plan.json"
+    save_plan(plan, again)
+    assert again.read_bytes() == saved.read_bytes()
+    assert b"".join(json_parts(plan)) == saved.read_bytes()
+    # One character changed anywhere in the file breaks the seal.
+    text = saved.read_text()
+    at = text.index('"target_name": "') + len('"target_name": "')
+    again.write_text(text[:at] + text[at:].replace(text[at], "#", 1))
+    with pytest.raises(PlanFileError, match="does not match its fingerprint"):
+        load_plan(again, key=key)
+
+
+def test_a_plan_sealed_by_the_previous_version_applies(tmp_path: Path, cli: Any) -> None:
+    from pinmigrate.emulator import Emulator
+
+    state = tmp_path / "state"
+    with Emulator(scenario="scale:10", port=0) as emulator:
+        env = {
+            **emulator.env(),
+            "PINMIGRATE_STATE_DIR": str(state),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            ENV_NAME: SEALED_WITH,
+        }
+        result = cli(["apply", str(SEALED_SCALE10), "--output", "json"], env)
+        assert result.exit_code == 0, result.stderr
+        done = [r for r in result.json()["results"] if r["status"] == "done"]
+        assert len(done) == 21  # 1 audience patch, 10 enables, 10 disables
