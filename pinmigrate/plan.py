@@ -494,19 +494,35 @@ def _id_problem(action: Action, known: dict[str, str | None]) -> str | None:
     """An id of the action that would go into an address but cannot (``ids.py``), or None.
 
     ``known``: the answers for ids already checked, added to."""
-    named = {"sandbox": action.sandbox, "target_id": action.target_id}
-    for part in ("precondition", "details"):
-        # The part's fields as they are held (a frozen model's own values, no dump).
-        for key, value in vars(getattr(action, part)).items():
-            if key.endswith("_id") and value is not None:
-                named[f"{part}.{key}"] = value
-    for key, value in named.items():
-        if value not in known:
-            known[value] = id_problem(value)
-        problem = known[value]
-        if problem:
-            return f"has {key} {value!r}: {problem}"
+    parts = (("", action), ("precondition.", action.precondition), ("details.", action.details))
+    for where, holder in parts:
+        for key in _ids_of(type(holder)):
+            value = getattr(holder, key)
+            problem = _checked(value, known)
+            if problem:
+                return f"has {where}{key} {value!r}: {problem}"
     return None
+
+
+def _checked(value: str | None, known: dict[str, str | None]) -> str | None:
+    if value is None:
+        return None
+    if value not in known:
+        known[value] = id_problem(value)
+    return known[value]
+
+
+#: Per model: the fields holding ids that go into addresses, in the order they are checked.
+_IDS_OF: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _ids_of(model: type[BaseModel]) -> tuple[str, ...]:
+    """``sandbox`` and ``target_id`` of an action; every ``*_id`` field of its parts."""
+    if model not in _IDS_OF:
+        names = tuple(name for name in model.model_fields if name.endswith("_id"))
+        is_action = "precondition" in model.model_fields
+        _IDS_OF[model] = ("sandbox", "target_id") if is_action else names
+    return _IDS_OF[model]
 
 
 def _audiences_problem(action: Action) -> str | None:

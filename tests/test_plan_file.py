@@ -98,6 +98,15 @@ def test_a_resealed_plan_that_reads_back_otherwise_is_refused(tmp_path: Path) ->
         load_plan(path, review=True)
 
 
+def _reseal(data: dict[str, Any]) -> None:
+    """Give an edited plan the plain checksum of what it now says (as anyone can)."""
+    import hashlib
+
+    body = {key: value for key, value in data.items() if key != "fingerprint"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    data["fingerprint"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def _first(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return lambda data: next(a for a in data["actions"] if a["kind"] == kind)
 
@@ -131,13 +140,10 @@ def _first(kind: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
 def test_a_resealed_plan_not_written_as_pinmigrate_writes_it_is_refused(
     tmp_path: Path, edit: Callable[[dict[str, Any]], Any]
 ) -> None:
-    import hashlib
 
     data = json.loads(EARLIER.read_text())
     edit(data)
-    body = {key: value for key, value in data.items() if key != "fingerprint"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    data["fingerprint"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    _reseal(data)
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(data))
     with pytest.raises(
@@ -149,6 +155,32 @@ def test_a_resealed_plan_not_written_as_pinmigrate_writes_it_is_refused(
     assert (
         load_plan(path, review=True).fingerprint == json.loads(EARLIER.read_text())["fingerprint"]
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("enable_flow", "precondition.legacy_flow_id"),
+        ("add_audiences", "precondition.legacy_flow_id"),
+        ("disable_flow", "precondition.twin_flow_id"),
+        ("add_audiences", "details.legacy_flow_id"),
+        ("enable_flow", "details.account_id"),
+        ("enable_flow", "details.advertiser_id"),
+        ("disable_flow", "details.twin_flow_id"),
+        ("disable_flow", "details.advertiser_id"),
+    ],
+)
+def test_an_id_of_any_part_that_would_change_an_address_is_refused(
+    tmp_path: Path, kind: str, field: str
+) -> None:
+    part, name = field.split(".")
+    data = json.loads(EARLIER.read_text())
+    _first(kind)(data)[part][name] = "../connections"
+    _reseal(data)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(PlanFileError, match=rf"has {field} '../connections': it holds '/'"):
+        load_plan(path, review=True)
 
 
 #: The fields a plan file leaves out while they are None (added after plans were first
