@@ -11,9 +11,9 @@ A new action kind touches three small files: its model here, its verdict in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
 ActionKind = Literal["reconnect_account", "add_audiences", "enable_flow", "disable_flow"]
 FlowState = Literal["enabled", "disabled"]
@@ -38,19 +38,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class _Part(_Model):
-    """A precondition or details object. Fields named in ``_omit_none`` are left out of the
-    JSON while unset: fields only rollback's undo actions use, and fields added after plans
-    were first saved (so those plans load and re-save byte for byte)."""
-
-    _omit_none: ClassVar[frozenset[str]] = frozenset()
-
-    @model_serializer(mode="wrap")
-    def _without_unset(self, handler: Any) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if self._omit_none:
-            return {k: v for k, v in data.items() if v is not None or k not in self._omit_none}
-        return data
+    """A precondition or details object. Fields declared with ``exclude_if=_is_none`` are
+    left out of the JSON while unset: fields only rollback's undo actions use, and fields
+    added after plans were first saved (so those plans load and re-save byte for byte).
+    pydantic leaves them out itself: a Python serializer around each part would cost more
+    than the rest of the plan's dump (about 2 µs a part, tens of thousands of parts)."""
 
 
 # --- reconnect_account (target: a new-card account) -------------------------------------------
@@ -69,8 +66,6 @@ ReconnectVia = Literal["adobe", "api"]
 
 class ReconnectDetails(_Part):
     # Plans saved before these fields existed leave them out; they load and re-save unchanged.
-    _omit_none = frozenset({"via", "expiry_rule", "preflight", "preflight_user", "missing_access"})
-
     advertiser_ids: list[str]
     #: The Pinterest user id of the login the pre-flight found reaching every ad account.
     login: str | None = None
@@ -79,15 +74,15 @@ class ReconnectDetails(_Part):
     #: The new flows that use the account.
     flows: list[str] = Field(default_factory=list)
     #: How the reconnect is carried out: a person in Adobe's UI, or the experimental API path.
-    via: ReconnectVia | None = None
+    via: ReconnectVia | None = Field(default=None, exclude_if=_is_none)
     #: Which rule read the expiry: expiresAt, expirationDate, updatedAt+expiresIn,
     #: updatedAt+30d, or none (no credentials).
-    expiry_rule: str | None = None
-    preflight: Preflight | None = None
+    expiry_rule: str | None = Field(default=None, exclude_if=_is_none)
+    preflight: Preflight | None = Field(default=None, exclude_if=_is_none)
     #: The Pinterest user the pre-flight checked, as ``username (id)``.
-    preflight_user: str | None = None
+    preflight_user: str | None = Field(default=None, exclude_if=_is_none)
     #: With ``missing_access``: the ad accounts that user cannot manage audiences of.
-    missing_access: list[str] | None = None
+    missing_access: list[str] | None = Field(default=None, exclude_if=_is_none)
 
 
 # --- add_audiences (target: a new flow) -------------------------------------------------------
@@ -115,12 +110,10 @@ class AddAudiencesDetails(_Part):
 
 
 class EnablePrecondition(_Part):
-    _omit_none = frozenset({"legacy_flow_id", "legacy_state"})
-
     state: FlowState
     #: The twin's legacy flow and its state; None for rollback's re-enable of a legacy flow.
-    legacy_flow_id: Id | None = None
-    legacy_state: FlowState | None = None
+    legacy_flow_id: Id | None = Field(default=None, exclude_if=_is_none)
+    legacy_state: FlowState | None = Field(default=None, exclude_if=_is_none)
 
 
 class EnableDetails(_Part):
@@ -129,15 +122,13 @@ class EnableDetails(_Part):
 
 
 class DisablePrecondition(_Part):
-    _omit_none = frozenset({"twin_flow_id", "twin_state", "legacy_flow_id", "legacy_state"})
-
     state: FlowState
     #: A legacy flow's twin and the state the planner saw it in.
-    twin_flow_id: Id | None = None
-    twin_state: FlowState | None = None
+    twin_flow_id: Id | None = Field(default=None, exclude_if=_is_none)
+    twin_state: FlowState | None = Field(default=None, exclude_if=_is_none)
     #: For rollback's switch-off of a new flow: its legacy flow must be (still) enabled.
-    legacy_flow_id: Id | None = None
-    legacy_state: FlowState | None = None
+    legacy_flow_id: Id | None = Field(default=None, exclude_if=_is_none)
+    legacy_state: FlowState | None = Field(default=None, exclude_if=_is_none)
 
 
 #: When a legacy flow is switched off: once its twin is on, or only once the twin's first
@@ -147,11 +138,9 @@ DisableAfter = Literal["twin_enabled", "first_run_succeeds"]
 
 class DisableDetails(_Part):
     # Plans saved before ``after`` existed leave it out (read as "twin_enabled").
-    _omit_none = frozenset({"after"})
-
     twin_flow_id: str | None = None
     advertiser_id: str | None = None
-    after: DisableAfter | None = None
+    after: DisableAfter | None = Field(default=None, exclude_if=_is_none)
 
     @property
     def waits_for_run(self) -> bool:

@@ -8,6 +8,7 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 #: A temp file of ``write_atomic`` older than this was left by a killed process: a live
@@ -47,13 +48,19 @@ def remove_stale_temps(path: Path, *, older_than: float = STALE_TEMP_AGE) -> lis
 
 
 def write_atomic(
-    path: Path, text: str, *, mode: int = 0o644, stale_after: float = STALE_TEMP_AGE
+    path: Path,
+    text: str | Iterable[bytes],
+    *,
+    mode: int = 0o644,
+    stale_after: float = STALE_TEMP_AGE,
 ) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory, fsync and rename.
 
-    The temp file is created 0600 and only then given ``mode``, so a secret written with
-    ``mode=0o600`` is never in a wider file. Raises OSError; no temp file is left behind,
-    and temps a killed earlier write left (older than ``stale_after`` seconds) are removed.
+    ``text`` is a string (written as UTF-8) or UTF-8 pieces, written one after the other
+    (a large plan file is never held whole). The temp file is created 0600 and only then
+    given ``mode``, so a secret written with ``mode=0o600`` is never in a wider file.
+    Raises OSError; no temp file is left behind, and temps a killed earlier write left
+    (older than ``stale_after`` seconds) are removed.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
@@ -63,8 +70,11 @@ def write_atomic(
     try:
         if mode != 0o600:  # mkstemp made it 0600; some filesystems refuse chmod
             os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            if isinstance(text, str):
+                handle.write(text.encode("utf-8"))
+            else:
+                handle.writelines(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -34,7 +34,9 @@ def id_problem(value: object) -> str | None:
     bad = sorted(set(value) & PATH_SIGNIFICANT)
     if bad:
         return f"it holds {' '.join(repr(c) for c in bad)}"
-    if any(c.isspace() or not c.isprintable() for c in value):
+    # Every space but " " is unprintable (Unicode Z* and C*), so this finds the same
+    # characters as a test of each one, at C speed: a plan file holds tens of thousands of ids.
+    if " " in value or not value.isprintable():
         return "it holds a space or a control character"
     return None
 

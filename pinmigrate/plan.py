@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pinmigrate.actions import (
     KIND_ORDER,
@@ -125,6 +125,10 @@ class Blocker(_Model):
     message: str
 
 
+def _is_empty(value: list[Any]) -> bool:
+    return not value
+
+
 class Plan(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["pinmigrate.plan"] = PLAN_KIND
@@ -132,22 +136,16 @@ class Plan(_Model):
     org_id: str
     sandboxes: list[str]
     fingerprint: str = ""
-    cards: list[SandboxCards] = Field(default_factory=list)
+    #: Plans saved before the cards were recorded have no "cards": they must read back (and
+    #: fingerprint) exactly as written. Left out by pydantic itself: a Python serializer
+    #: around the plan would make its JSON dump go through Python objects first.
+    cards: list[SandboxCards] = Field(default_factory=list, exclude_if=_is_empty)
     summary: dict[str, int] = Field(default_factory=dict)
     actions: list[Action] = Field(default_factory=list)
     pairs: list[Pair] = Field(default_factory=list)
     orphans: list[Orphan] = Field(default_factory=list)
     blockers: list[Blocker] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
-
-    @model_serializer(mode="wrap")
-    def _without_optional(self, handler: Any) -> dict[str, Any]:
-        # Plans saved before the cards were recorded have no "cards": they must read back
-        # (and fingerprint) exactly as written.
-        data: dict[str, Any] = handler(self)
-        if not self.cards:
-            data.pop("cards", None)
-        return data
 
     def written_fields(self) -> list[str]:
         """The fields the plan file holds, in order (``cards`` only when there are some)."""
@@ -261,7 +259,8 @@ def save_plan(plan: Plan, path: Path) -> None:
     check_plan_path(path)
     try:
         # 0600: a plan names every flow and account of the org.
-        write_atomic(Path(path), plan.to_json(), mode=0o600)
+        # Streamed: the text of a large plan (34 MB at 20,000 pairs) is never held whole.
+        write_atomic(Path(path), json_parts(plan), mode=0o600)
     except OSError as exc:
         raise PlanFileError(f"cannot write plan file {path}: {exc.strerror}") from None
 
@@ -313,14 +312,18 @@ def load_plan(
         raise PlanFileError(
             f"plan file {path} is not a pinmigrate plan (kind is {data.get('kind')!r})"
         )
-    if data.get("schema_version") != SCHEMA_VERSION:
+    version = data.get("schema_version")
+    # type(): true equals 1 in Python, and Literal[1] takes it, but no plan says true.
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise PlanFileError(
-            f"plan file {path} has schema_version {data.get('schema_version')!r}; "
+            f"plan file {path} has schema_version {version!r}; "
             f"this pinmigrate reads version {SCHEMA_VERSION}",
             hint="make a new plan with `pinmigrate plan --out FILE`",
         )
     try:
-        plan = Plan.model_validate(data)
+        # Strict: a value is read as the type pinmigrate writes, or refused (no 1 for true),
+        # so that the typed plan reads back as the file only if it equals it (below).
+        plan = Plan.model_validate(data, strict=True)
     except ValidationError as exc:
         where, message = _first_error(exc)
         raise PlanFileError(f"plan file {path} is malformed at {where}: {message}") from None
@@ -329,7 +332,9 @@ def load_plan(
     body = _canonical({k: v for k, v in data.items() if k != "fingerprint"})
     checksum = "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
     _check_seal(path, plan.fingerprint, body, checksum, key, review)
-    if plan.compute_fingerprint() != checksum:
+    # Equal as decoded JSON, every value of the type it was written as (strict reading):
+    # the same canonical text, so the same fingerprint, without encoding the plan again.
+    if plan.model_dump(mode="json") != data:
         raise PlanFileError(
             f"plan file {path} is not a plan pinmigrate made: {_unlike(plan, data)} is not "
             "written as pinmigrate writes it",
@@ -457,12 +462,15 @@ def structure_problem(plan: Plan) -> str | None:
     """
     rank = {kind: index for index, kind in enumerate(KIND_ORDER)}
     by_id: dict[str, Action] = {}
+    # Most ids recur (a sandbox in every action, a flow in its twin's actions): each is
+    # checked once.
+    id_problems: dict[str, str | None] = {}
     for number, action in enumerate(plan.actions):
         where = f"action {number} ({action.id})"
         if action.id in by_id:
             return f"{where} appears twice"
         by_id[action.id] = action
-        problem = _id_problem(action)
+        problem = _id_problem(action, id_problems)
         if problem:
             return f"{where} {problem}"
         if action.id != action_id(action.kind, action.sandbox, action.target_id):
@@ -483,18 +491,39 @@ def structure_problem(plan: Plan) -> str | None:
     return None
 
 
-def _id_problem(action: Action) -> str | None:
-    """An id of the action that would go into an address but cannot (``ids.py``), or None."""
-    named = {"sandbox": action.sandbox, "target_id": action.target_id}
-    for part in ("precondition", "details"):
-        for key, value in getattr(action, part).model_dump().items():
-            if key.endswith("_id") and value is not None:
-                named[f"{part}.{key}"] = value
-    for key, value in named.items():
-        problem = id_problem(value)
-        if problem:
-            return f"has {key} {value!r}: {problem}"
+def _id_problem(action: Action, known: dict[str, str | None]) -> str | None:
+    """An id of the action that would go into an address but cannot (``ids.py``), or None.
+
+    ``known``: the answers for ids already checked, added to."""
+    parts = (("", action), ("precondition.", action.precondition), ("details.", action.details))
+    for where, holder in parts:
+        for key in _ids_of(type(holder)):
+            value = getattr(holder, key)
+            problem = _checked(value, known)
+            if problem:
+                return f"has {where}{key} {value!r}: {problem}"
     return None
+
+
+def _checked(value: str | None, known: dict[str, str | None]) -> str | None:
+    if value is None:
+        return None
+    if value not in known:
+        known[value] = id_problem(value)
+    return known[value]
+
+
+#: Per model: the fields holding ids that go into addresses, in the order they are checked.
+_IDS_OF: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _ids_of(model: type[BaseModel]) -> tuple[str, ...]:
+    """``sandbox`` and ``target_id`` of an action; every ``*_id`` field of its parts."""
+    if model not in _IDS_OF:
+        names = tuple(name for name in model.model_fields if name.endswith("_id"))
+        is_action = "precondition" in model.model_fields
+        _IDS_OF[model] = ("sandbox", "target_id") if is_action else names
+    return _IDS_OF[model]
 
 
 def _audiences_problem(action: Action) -> str | None:

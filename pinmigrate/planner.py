@@ -60,7 +60,16 @@ class PlanOptions:
 def make_plan(
     inventory: Inventory, logins: Sequence[Login], settings: Settings, options: PlanOptions
 ) -> Plan:
-    """Decide every action the contract calls for; return the sealed plan."""
+    """Decide every action the contract calls for; return the plan sealed with a checksum."""
+    return draft_plan(inventory, logins, settings, options).sealed()
+
+
+def draft_plan(
+    inventory: Inventory, logins: Sequence[Login], settings: Settings, options: PlanOptions
+) -> Plan:
+    """:func:`make_plan` before sealing: no summary, no fingerprint. For a caller that
+    seals the plan itself (with the plan key): sealing encodes the whole plan, so a large
+    plan is sealed once, not once with a checksum and again with the key."""
     now = aware(options.now)
     sandboxes = _select_sandboxes(inventory, options.sandboxes)
     flows = {f.id: f for sb in inventory.sandboxes for f in sb.flows}
@@ -97,7 +106,7 @@ def make_plan(
     blockers = sorted(
         planner.blockers, key=lambda b: (order[b.sandbox], b.flow_name, b.flow_id, b.kind)
     )
-    plan = Plan(
+    return Plan(
         created_at=now.isoformat(timespec="seconds"),
         org_id=inventory.org_id,
         sandboxes=[sb.name for sb in sandboxes],
@@ -119,7 +128,6 @@ def make_plan(
         blockers=blockers,
         warnings=list(dict.fromkeys(planner.warnings)),
     )
-    return plan.sealed()
 
 
 #: How ``--keep-legacy`` shows in ``Settings.sources`` (it sets migration.disable_legacy).
@@ -808,6 +816,7 @@ __all__ = [
     "MATCH_NOTE",
     "PlanOptions",
     "choose_login",
+    "draft_plan",
     "make_plan",
     "manages_audiences",
     "needs_reconnect",

@@ -122,7 +122,7 @@ def plan_for(
     note: Note = _quiet,
 ) -> Plan:
     """:func:`build_plan` over an inventory already read (no discovery)."""
-    from pinmigrate.planner import PlanOptions, make_plan
+    from pinmigrate.planner import PlanOptions, draft_plan
 
     options = PlanOptions(
         sandboxes=checked_sandboxes(settings, request.sandboxes),
@@ -131,7 +131,7 @@ def plan_for(
         now=now or datetime.now(UTC),
     )
     logins, warnings = stored_logins(settings)
-    plan = make_plan(inventory, logins, settings, options)
+    plan = draft_plan(inventory, logins, settings, options)
     if _wants_environment_login(plan, settings):
         # Only now: making the environment's login refreshes (and so rotates) its token.
         env_login, problem = environment_login(settings, note)
@@ -139,7 +139,7 @@ def plan_for(
             warnings.append(problem)
         if env_login is not None:
             others = [login for login in logins if login.user_id != env_login.user_id]
-            plan = make_plan(inventory, [*others, env_login], settings, options)
+            plan = draft_plan(inventory, [*others, env_login], settings, options)
     if warnings:
         plan = plan.model_copy(update={"warnings": [*warnings, *plan.warnings]})
     return seal(settings, plan)

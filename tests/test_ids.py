@@ -56,3 +56,17 @@ def test_the_reconnect_page_refuses_an_id_that_changes_the_path(bad: str) -> Non
         page_url(settings, "prod", bad)
     with pytest.raises(UnsafeIdError):
         page_url(settings, bad, "abc-123")
+
+
+def test_every_space_and_unprintable_character_is_refused() -> None:
+    import sys
+
+    from pinmigrate.ids import id_problem
+
+    said = "it holds a space or a control character"
+    spaces = [c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()]
+    assert len(spaces) > 20  # " ", tabs and line breaks, NBSP, the Unicode spaces
+    for c in [*spaces, "\x00", "\x1b", "\x7f", "\x85", "\u200b", "\ufeff", "\U000e0080"]:
+        assert id_problem(c) == said and id_problem(f"ab{c}cd") == said, hex(ord(c))
+    for fine in ("é", "日本", "\U0001f600", "a-b_c.d", "549755885175"):
+        assert id_problem(fine) is None

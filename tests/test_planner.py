@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -965,3 +966,30 @@ def test_every_flow_left_out_is_named_in_the_one_error() -> None:
         plan_of(TWO_SANDBOXES, flows=("l2", "l1", "n2"), sandboxes=("prod",))
     line = caught.value.line()
     assert line.count("dev)") == 2 and "l2 (" in line and "n2 (" in line
+
+
+def test_a_plan_made_to_be_carried_out_is_encoded_once_to_seal_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sealing encodes the whole plan (19 MB of canonical JSON at 20,000 pairs): the plan
+    # `plan` and `apply` make is sealed with the key only, and to the same seal as the
+    # planner's own plan sealed with that key.
+    from pinmigrate import workflow
+    from pinmigrate.plankey import load_key
+
+    inv = world(L("l1", auds=("s1", "s2")), N("n1"), L("l2", name="Other"), N("n2", "Other"))
+    settings = Settings(state_dir=tmp_path)
+    encodings: list[str] = []
+    encode = Plan._canonical_parts
+
+    def counted(plan: Plan) -> Iterator[str]:
+        encodings.append(plan.fingerprint)
+        return encode(plan)
+
+    monkeypatch.setattr(Plan, "_canonical_parts", counted)
+    plan = workflow.plan_for(settings, inv, now=NOW)
+    assert encodings == [""]
+    key = load_key(tmp_path)
+    assert key is not None and plan.fingerprint.startswith(f"hmac-sha256:{key.id}:")
+    monkeypatch.setattr(Plan, "_canonical_parts", encode)
+    assert plan == make_plan(inv, [], settings, PlanOptions(now=NOW)).sealed(key)

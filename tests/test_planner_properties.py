@@ -295,3 +295,24 @@ def simulate(inv: Inventory, plan: Plan) -> Inventory:
             flows.append(flow)
         sandboxes.append(dataclasses.replace(sb, accounts=accounts, flows=tuple(flows)))
     return dataclasses.replace(inv, sandboxes=tuple(sandboxes))
+
+
+@FAST
+@given(inventories(), LOGINS, SETTINGS, st.lists(st.text(), max_size=3))
+def test_a_saved_plan_loads_back_as_the_same_plan(
+    inv: Inventory, logins: list[Login], conf: Settings, warnings: list[str]
+) -> None:
+    # load_plan reads strictly and compares the typed plan with the decoded file: every
+    # plan the planner makes (odd names, any warnings) must read back as itself.
+    import tempfile
+    from pathlib import Path
+
+    from pinmigrate.plan import load_plan, save_plan
+    from pinmigrate.plankey import PlanKey
+
+    key = PlanKey(bytes(32), Path("plan.key"))
+    plan = plan_for(inv, logins, conf).model_copy(update={"warnings": warnings}).sealed(key)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "plan.json"
+        save_plan(plan, path)
+        assert load_plan(path, key=key) == plan

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,24 @@ def test_write_atomic_removes_only_stale_temps_of_its_own_file(tmp_path: Path) -
     write_atomic(target, "{}")
     assert not stale.exists() and fresh.exists() and other.exists()
     assert remove_stale_temps(target, older_than=0) == [fresh]
+
+
+def test_write_atomic_writes_pieces_in_order_and_leaves_nothing_when_they_fail(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "plan.json"
+    write_atomic(target, iter([b"{\n", '  "n\u00e9": 1\n'.encode(), b"}\n"]), mode=0o600)
+    assert target.read_text(encoding="utf-8") == '{\n  "n\u00e9": 1\n}\n'
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+    def broken() -> Iterator[bytes]:
+        yield b"{"
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_atomic(target, broken(), mode=0o600)
+    assert target.read_text(encoding="utf-8") == '{\n  "n\u00e9": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
 
 
 # --- the state dir -------------------------------------------------------------------------------
