@@ -23,6 +23,7 @@ from pinmigrate import models
 from pinmigrate.actions import EnableFlow
 from pinmigrate.errors import ApiError
 from pinmigrate.http import MAX_CONCURRENCY, POOL_SIZE, EnvironmentOnceSession, HttpClient
+from pinmigrate.inventory import Audience
 from pinmigrate.plan import Pair, Plan
 
 LEGACY = "cc0f92c9-a844-5932-9b87-1209d948859b"
@@ -297,6 +298,87 @@ def test_accounts_read_alike_both_ways(monkeypatch, changes, sandbox):
         lambda r: models.account_from_payload(r, "new", sandbox=sandbox),
         raw,
     )
+
+
+# --- apply keeps only the parts of a flow payload it reads --------------------------------------
+
+NEW = "3d2a1f7e-0000-4c00-8000-00000000new1"
+KEPT_PATHS = [
+    *FLOW_PATHS,
+    ("lastRunDetails",),
+    ("lastRunDetails", "state"),
+    ("inheritedAttributes", "targetConnections", 0, "connectionSpec"),
+    ("inheritedAttributes", "targetConnections", 0, "connectionSpec", "id"),
+    ("inheritedAttributes", "targetConnections", 1),
+    ("transformations",),
+    ("transformations", 0),
+    ("transformations", 0, "name"),
+    ("transformations", 0, "params"),
+    ("transformations", 0, "params", "segmentSelectors"),
+    ("transformations", 0, "params", "segmentSelectors", "selectors"),
+    ("transformations", 1),
+]
+
+
+def _what_apply_reads(raw: Any) -> Any:
+    """What apply looks at in a flow's payload after reading its Flow: the card (target
+    check), where audiences go (add_audiences), the etag and the last run (--wait-runs)."""
+    from pinmigrate.discovery import card_of_flow
+
+    added = (Audience("a9", "Added"),)
+    return (
+        card_of_flow(raw, {LEGACY: "legacy", NEW: "new"}),
+        _outcome(lambda r: models.add_audience_ops(r, added), raw),
+        raw.get("etag"),
+        raw.get("lastRunDetails"),
+    )
+
+
+def _flow_with_more() -> dict[str, Any]:
+    raw = emulator_flow()
+    raw["lastRunDetails"] = {"id": "run-1", "state": "success", "completedAtUTC": 1685581205000}
+    raw["lastOperation"] = {"status": {"value": "completed", "errors": []}, "ops": []}
+    raw["transformations"][0]["params"]["profileSelectors"] = {
+        "selectors": [{"type": "JSON_PATH", "value": {"path": "personalEmail.address"}}]
+    }
+    # An audience list outside the GeneralTransform: the name says which one apply adds to.
+    other = {"name": "Other", "params": {"segmentSelectors": {"selectors": []}, "x": {}}}
+    raw["transformations"].insert(0, other)
+    return raw
+
+
+def test_apply_keeps_the_parts_of_a_flow_it_reads_and_no_more():
+    from pinmigrate.apply.world import FlowView, kept
+
+    raw = _flow_with_more()
+    view = FlowView.read(raw, "legacy", sandbox="prod")
+    assert view.raw == kept(raw)
+    assert view.flow == models.flow_from_payload(raw, "legacy", sandbox="prod")
+    assert _what_apply_reads(view.raw) == _what_apply_reads(raw)
+    # The GeneralTransform's list, not the first one.
+    assert models.add_audience_ops(view.raw, (Audience("a9", "Added"),))[0]["path"] == (
+        "/transformations/1/params/segmentSelectors/selectors/-"
+    )
+    text = json.dumps(view.raw)
+    for dropped in ("sourceConnections", "profileSelectors", "lastOperation", "baseConnection"):
+        assert dropped not in text, dropped
+    assert len(text) < len(json.dumps(raw)) / 2
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(changes=_mutations(KEPT_PATHS))
+def test_what_apply_keeps_of_a_flow_reads_as_the_whole_payload(changes):
+    from pinmigrate.apply.world import kept
+
+    raw = _flow_with_more()
+    raw["inheritedAttributes"]["targetConnections"].append(
+        {"id": "t2", "connectionSpec": {"id": NEW}}
+    )
+    for path, value in changes:
+        raw = _set(raw, path, value)
+    assert _what_apply_reads(kept(raw)) == _what_apply_reads(raw), raw
 
 
 # --- the proxy and CA-bundle environment, read once -------------------------------------------
