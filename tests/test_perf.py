@@ -499,6 +499,76 @@ def test_a_callers_session_reads_the_environment_itself(servers, proxy_env):
     assert client.request("GET", servers["direct"] + "/y").json()["server"] == "proxy"
 
 
+# --- requests are prepared with plain dict merges ----------------------------------------------
+
+_PREPARED_CASES = [
+    {"method": "get", "url": "http://api.test/flows", "params": {"property": "a==b", "x": None}},
+    {
+        "method": "POST",
+        "url": "http://api.test/flows/f1/action",
+        "params": {"op": "enable"},
+        "headers": {"If-Match": '"e1"', "Accept": "application/json", "X-Drop": None},
+    },
+    {"method": "PATCH", "url": "http://api.test/flows/f1", "json": [{"op": "add", "path": "/a"}]},
+    {"method": "POST", "url": "http://ims.test/token", "data": {"grant_type": "x", "scope": "a,b"}},
+    {"method": "POST", "url": "http://pin.test/oauth/token", "auth": ("app", "pw"), "data": "a=1"},
+    {"method": "GET", "url": "http://api.test/x?y=1", "params": [("z", "2"), ("z", "3")]},
+    {"method": "GET", "url": "http://api.test/x", "headers": {"User-Agent": None}},
+    {"method": "GET", "url": "http://api.test/x", "cookies": {"c": "1"}},
+]
+
+
+def _prepared_as_sent(session: requests.Session, case: dict[str, Any]) -> Any:
+    prepared = session.prepare_request(requests.Request(**case))
+    settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
+    return (
+        prepared.method,
+        prepared.url,
+        dict(prepared.headers),
+        prepared.body,
+        prepared.hooks,
+        {k: v for k, v in settings.items() if k != "proxies"},
+        dict(settings["proxies"]),
+    )
+
+
+@pytest.mark.parametrize("session_state", ["plain", "session header", "cookie set", "hook"])
+def test_requests_are_prepared_as_requests_prepares_them(proxy_env, session_state):
+    ours = EnvironmentOnceSession()
+    theirs = requests.Session()
+    theirs.trust_env = False
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> Any:
+        return response
+
+    for session in (ours, theirs):
+        if session_state == "session header":
+            session.headers["X-Session"] = "1"
+        elif session_state == "cookie set":
+            # A cookie a server set is sent back, as requests does.
+            session.cookies.set("sid", "abc", domain="api.test")
+        elif session_state == "hook":
+            session.hooks["response"].append(hook)
+    for case in _PREPARED_CASES:
+        assert _prepared_as_sent(ours, case) == _prepared_as_sent(theirs, case), case
+
+
+def test_plain_requests_skip_requests_generic_merge(servers, proxy_env, monkeypatch):
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("requests' generic prepare_request was used")
+
+    monkeypatch.setattr(requests.Session, "prepare_request", refused)
+    client = HttpClient(service="test")
+    seen = client.request(
+        "GET",
+        servers["direct"] + "/flows/f1/action",
+        params={"op": "enable"},
+        headers={"If-Match": '"e1"'},
+    ).json()
+    assert seen["target"] == "/flows/f1/action?op=enable"
+    assert seen["headers"]["If-Match"] == '"e1"'
+
+
 # --- debug lines are masked only when written ------------------------------------------------
 
 
