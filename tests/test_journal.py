@@ -115,6 +115,36 @@ def test_secrets_in_id_like_strings_and_fields_are_masked_in_records(tmp_path: P
     assert before["plain"] == ["enabled", "0b5a3c1e-1234-5678-9abc-def012345678", "a=b:c"]
 
 
+def test_every_kind_of_value_is_scrubbed_as_json_would_hold_it(tmp_path: Path) -> None:
+    from enum import StrEnum
+    from types import MappingProxyType
+
+    class Named(StrEnum):
+        SECRET = SECRET
+
+    redact.register(SECRET)
+    journal = Journal(tmp_path, "r1")
+    journal.before(
+        REF,
+        {
+            "proxy": MappingProxyType({"token": "dropped_by_key_1", "ok": SECRET}),
+            "tuple": ("a", SECRET, 3),
+            "set": frozenset({"b", "a"}),
+            "plain": [1, 2.5, True, None],
+            "subclass": Named.SECRET,
+        },
+    )
+    journal.close()
+    text = journal.path.read_text()
+    assert SECRET not in text and "dropped_by_key_1" not in text
+    before = read_run(tmp_path, "r1").records[0]["before"]
+    assert before["proxy"] == {"ok": "***"}
+    assert before["tuple"] == ["a", "***", 3]
+    assert before["set"] == ["a", "b"]
+    assert before["plain"] == [1, 2.5, True, None]
+    assert before["subclass"] == "***"
+
+
 def _redacted_by_every_pattern(text: str) -> str:
     """What redact() gave before its fast path: every pattern run over the text."""
     if redact._pattern is not None:
