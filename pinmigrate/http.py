@@ -361,7 +361,7 @@ class EnvironmentOnceSession(requests.Session):
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         """What ``requests.Session.prepare_request`` makes, for the requests this session
-        sends (dict headers and params, no cookies, no session auth or hooks), with plain
+        sends (dict headers, no cookies, no session auth, params or hooks), with plain
         dict operations instead of requests' generic merges: those check every mapping
         against a runtime Protocol and build and merge two cookie jars, about a tenth of a
         request's CPU. Anything else (a cookie a server set, session params) takes
@@ -375,7 +375,6 @@ class EnvironmentOnceSession(requests.Session):
             or request.cookies
             or self.hooks.get("response") != []
             or not isinstance(headers, dict)
-            or not isinstance(params, dict)
         ):
             return super().prepare_request(request)
         merged = CaseInsensitiveDict(self.headers)
@@ -388,7 +387,13 @@ class EnvironmentOnceSession(requests.Session):
             data=request.data,
             json=request.json,
             headers=CaseInsensitiveDict({k: v for k, v in merged.items() if v is not None}),
-            params={k: v for k, v in params.items() if v is not None},
+            # requests merges dict params (dropping None values) and passes any other
+            # form (pairs, a query string) through as it is.
+            params=(
+                {k: v for k, v in params.items() if v is not None}
+                if isinstance(params, dict)
+                else params
+            ),
             auth=request.auth,
             cookies=RequestsCookieJar(),
             hooks=request.hooks,

@@ -513,6 +513,8 @@ _PREPARED_CASES = [
     {"method": "POST", "url": "http://ims.test/token", "data": {"grant_type": "x", "scope": "a,b"}},
     {"method": "POST", "url": "http://pin.test/oauth/token", "auth": ("app", "pw"), "data": "a=1"},
     {"method": "GET", "url": "http://api.test/x?y=1", "params": [("z", "2"), ("z", "3")]},
+    {"method": "GET", "url": "http://api.test/x", "params": "a=1&b=%20"},
+    {"method": "GET", "url": "http://api.test/x", "params": {"p": ["1", "2"], "q": ""}},
     {"method": "GET", "url": "http://api.test/x", "headers": {"User-Agent": None}},
     {"method": "GET", "url": "http://api.test/x", "cookies": {"c": "1"}},
 ]
@@ -567,6 +569,10 @@ def test_plain_requests_skip_requests_generic_merge(servers, proxy_env, monkeypa
     ).json()
     assert seen["target"] == "/flows/f1/action?op=enable"
     assert seen["headers"]["If-Match"] == '"e1"'
+    # A list page's query: repeated names, as pairs.
+    pairs = [("property", "a==1"), ("property", "b==2")]
+    seen = client.request("GET", servers["direct"] + "/flows", params=pairs).json()
+    assert seen["target"] == "/flows?property=a%3D%3D1&property=b%3D%3D2"
 
 
 # --- debug lines are masked only when written ------------------------------------------------
