@@ -56,3 +56,27 @@ def test_the_reconnect_page_refuses_an_id_that_changes_the_path(bad: str) -> Non
         page_url(settings, "prod", bad)
     with pytest.raises(UnsafeIdError):
         page_url(settings, bad, "abc-123")
+
+
+def test_every_space_and_unprintable_character_is_refused_and_nothing_else() -> None:
+    # The check scans the whole id at once; held to the rule per character over all of
+    # Unicode, inside an otherwise plain id.
+    import sys
+
+    from pinmigrate.ids import PATH_SIGNIFICANT, id_problem
+
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        if char in PATH_SIGNIFICANT:
+            continue
+        refused = char.isspace() or not char.isprintable()
+        problem = id_problem(f"5c984169-{char}-83a2")
+        assert (problem == "it holds a space or a control character") is refused, hex(code)
+        assert refused or problem is None, hex(code)
+
+
+def test_path_characters_are_named_in_order() -> None:
+    from pinmigrate.ids import id_problem
+
+    assert id_problem("a;b/c?") == "it holds '/' ';' '?'"
+    assert id_problem("5c984169-2287-54da-83a2-c04ef0e3e2e1") is None
