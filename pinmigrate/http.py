@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -387,18 +387,36 @@ class EnvironmentOnceSession(requests.Session):
             data=request.data,
             json=request.json,
             headers=CaseInsensitiveDict({k: v for k, v in merged.items() if v is not None}),
-            # requests merges dict params (dropping None values) and passes any other
-            # form (pairs, a query string) through as it is.
-            params=(
-                {k: v for k, v in params.items() if v is not None}
-                if isinstance(params, dict)
-                else params
-            ),
+            params=_query(params),
             auth=request.auth,
             cookies=RequestsCookieJar(),
             hooks=request.hooks,
         )
         return prepared
+
+
+def _query(params: Any) -> Any:
+    """The query requests would encode from dict params or a list of (name, value) pairs,
+    all text: names and values UTF-8, None values left out (``RequestEncodingMixin.
+    _encode_params``), without its runtime Protocol check. Any other form is left to
+    requests as it is."""
+    if isinstance(params, dict):
+        items: Any = params.items()
+    elif isinstance(params, list):
+        items = params
+    else:
+        return params
+    pairs = []
+    for item in items:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            return params
+        name, value = item
+        if value is None:
+            continue
+        if type(name) is not str or type(value) is not str:
+            return params
+        pairs.append((name.encode("utf-8"), value.encode("utf-8")))
+    return urlencode(pairs, doseq=True)
 
 
 def _within(timeout: float | tuple[float, float], budget: float) -> float | tuple[float, float]:

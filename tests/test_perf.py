@@ -515,6 +515,11 @@ _PREPARED_CASES = [
     {"method": "GET", "url": "http://api.test/x?y=1", "params": [("z", "2"), ("z", "3")]},
     {"method": "GET", "url": "http://api.test/x", "params": "a=1&b=%20"},
     {"method": "GET", "url": "http://api.test/x", "params": {"p": ["1", "2"], "q": ""}},
+    {"method": "GET", "url": "http://api.test/x?a=1", "params": {"é/&=": "v w+é", "~": "ü"}},
+    {"method": "GET", "url": "http://api.test/x", "params": {"a": "1", "n": 1}},
+    {"method": "GET", "url": "http://api.test/x", "params": [("a", None), ("b", "x&y"), ("c", "")]},
+    {"method": "GET", "url": "http://api.test/x", "params": [("a", "1"), ["b", "2"]]},
+    {"method": "GET", "url": "http://api.test/x", "params": {}},
     {"method": "GET", "url": "http://api.test/x", "headers": {"User-Agent": None}},
     {"method": "GET", "url": "http://api.test/x", "cookies": {"c": "1"}},
 ]
@@ -555,11 +560,21 @@ def test_requests_are_prepared_as_requests_prepares_them(proxy_env, session_stat
         assert _prepared_as_sent(ours, case) == _prepared_as_sent(theirs, case), case
 
 
-def test_plain_requests_skip_requests_generic_merge(servers, proxy_env, monkeypatch):
+def test_plain_requests_skip_requests_generic_merge_and_encoding(servers, proxy_env, monkeypatch):
     def refused(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("requests' generic prepare_request was used")
 
     monkeypatch.setattr(requests.Session, "prepare_request", refused)
+    encode = requests.models.RequestEncodingMixin._encode_params
+
+    def encoded_already(data: Any) -> Any:
+        # The query comes encoded: requests' generic encoding is not run.
+        assert isinstance(data, str), data
+        return encode(data)
+
+    monkeypatch.setattr(
+        requests.models.RequestEncodingMixin, "_encode_params", staticmethod(encoded_already)
+    )
     client = HttpClient(service="test")
     seen = client.request(
         "GET",
