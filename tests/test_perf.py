@@ -1,5 +1,6 @@
 """The performance changes keep their behaviour: quick payload path, environment read once,
-lazy log masking, pool width, chunked fingerprint, relaxed garbage collection."""
+lazy log masking, pool width, chunked fingerprint, relaxed garbage collection, the parts of
+a flow apply keeps, requests prepared without requests' generic merges."""
 
 from __future__ import annotations
 
