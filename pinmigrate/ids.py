@@ -31,8 +31,8 @@ def id_problem(value: object) -> str | None:
         return "it is empty"
     if value in (".", ".."):
         return "it is a path step"
-    bad = sorted(set(value) & PATH_SIGNIFICANT)
-    if bad:
+    if not PATH_SIGNIFICANT.isdisjoint(value):
+        bad = sorted(set(value) & PATH_SIGNIFICANT)
         return f"it holds {' '.join(repr(c) for c in bad)}"
     # Every space but " " is unprintable (Unicode Z* and C*), so this finds the same
     # characters as a test of each one, at C speed: a plan file holds tens of thousands of ids.

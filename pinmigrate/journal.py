@@ -57,9 +57,21 @@ def runs_dir(state_dir: Path) -> Path:
     return Path(state_dir) / RUNS_DIR
 
 
+#: Values with nothing to scrub, told by their exact type before the abstract-class checks
+#: (``isinstance(value, Mapping)`` is the slow part of scrubbing a record of ids and states).
+_PLAIN = frozenset({int, float, bool, type(None)})
+#: One encoder for every record (``json.dumps`` with options builds one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=False, default=str)
+
+
 def _scrub(value: Any) -> Any:
     """Drop credential-named keys at any depth; mask registered secrets in strings."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str:
+        return redact.redact(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict or isinstance(value, Mapping):
         return {str(k): _scrub(v) for k, v in value.items() if str(k).lower() not in _SECRET_KEYS}
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value) if isinstance(value, set | frozenset) else value
@@ -86,7 +98,7 @@ class Journal:
         """Append one record; it is on disk (fsynced) when this returns."""
         entry: dict[str, Any] = {"ts": now_iso(), "run_id": self.run_id, "event": event}
         entry.update(_scrub({k: v for k, v in fields.items() if v is not None}))
-        line = json.dumps(entry, ensure_ascii=False, sort_keys=False, default=str)
+        line = _ENCODER.encode(entry)
         with self._lock:
             if self._handle is None:
                 make_private_dir(self.path.parent)

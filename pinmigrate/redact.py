@@ -17,6 +17,13 @@ _secrets: set[str] = set()
 #: Patterns for secrets broken by whitespace or control characters (see :func:`_broken`).
 _broken_patterns: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+#: What :func:`redact` reads of the registry in one go, so that a concurrent register() is
+#: seen whole or not at all: the pattern, the literal values (and pieces) it finds, and
+#: whether any registered value was broken (a broken form needs a gap to match).
+_registry: tuple[re.Pattern[str] | None, tuple[str, ...], bool] = (None, (), False)
+#: Up to this many registered values, a string is searched for each with ``in`` (a few
+#: substring scans); past it, one pass of the registry's pattern.
+_LITERAL_CHECKS = 8
 #: Shortest value (or piece of a broken value) worth masking: shorter ones would mask words.
 MIN_LENGTH = 4
 #: What breaks a secret into pieces: whitespace and control characters.
@@ -55,7 +62,7 @@ def register(*values: str | None) -> None:
     A value broken by a line break (or other whitespace) is masked whole however the break
     is shown, and each of its pieces is masked on its own as well.
     """
-    global _pattern
+    global _pattern, _registry
     with _lock:
         added = False
         for value in values:
@@ -71,20 +78,62 @@ def register(*values: str | None) -> None:
             # The broken forms first: each is longer than any of its own pieces.
             whole = sorted(_broken_patterns, key=len, reverse=True)
             _pattern = re.compile("|".join([*whole, *(re.escape(v) for v in ordered)]))
+            _registry = (_pattern, tuple(ordered), bool(_broken_patterns))
 
 
 def reset() -> None:
     """Forget every registered secret (a new process starts this way; tests call it)."""
-    global _pattern
+    global _pattern, _registry
     with _lock:
         _secrets.clear()
         _broken_patterns.clear()
         _pattern = None
+        _registry = (None, (), False)
+
+
+def _untouched(text: str, registry: tuple[re.Pattern[str] | None, tuple[str, ...], bool]) -> bool:
+    """Whether no pattern of :func:`redact` can match ``text``, told without running them.
+
+    Only for ASCII text, where lower case is exact (under ``re.IGNORECASE`` the Kelvin sign
+    matches "k" and a long s "s"): a field, code or bearer pattern needs one of the
+    trigger words; a broken secret needs a gap (whitespace, a control character, or the
+    backslash of an escape); a whole one or a piece occurs literally. Ids, states, etags and
+    timestamps pass; anything else goes through the patterns.
+    """
+    if not text.isascii():
+        return False
+    lower = text.lower()
+    # Spelled out rather than a loop or a regex: this runs for every string of every journal
+    # record. Every ``_FIELD`` name holds "token", "secret" or "password".
+    if (
+        "token" in lower
+        or "secret" in lower
+        or "password" in lower
+        or "code=" in lower
+        or "bearer" in lower
+        or "basic" in lower
+    ):
+        return False
+    pattern, literals, broken = registry
+    if pattern is None:
+        return True
+    if broken and (" " in text or "\\" in text or not text.isprintable()):
+        return False
+    if len(literals) > _LITERAL_CHECKS:
+        return pattern.search(text) is None
+    # A plain loop: a generator in all() costs more than the few scans it makes.
+    for value in literals:  # noqa: SIM110
+        if value in text:
+            return False
+    return True
 
 
 def redact(text: str) -> str:
     """Mask registered secrets, bearer/basic credentials and secret-looking fields."""
-    pattern = _pattern
+    registry = _registry
+    if _untouched(text, registry):
+        return text
+    pattern = registry[0]
     if pattern is not None:
         text = pattern.sub(MASK, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)

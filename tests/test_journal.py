@@ -76,6 +76,143 @@ def test_secrets_are_dropped_by_key_and_masked_by_value(tmp_path: Path) -> None:
     assert "2025-01-01T00:00:00Z" in text
 
 
+SECRET = "pina_registered_secret_value"
+BROKEN_SECRET = "pinr_first_half\npinr_second_half"
+#: Broken into pieces too short to be masked alone: only its whole broken form is.
+SHORT_PIECES = "k9x\nq7z"
+
+
+def test_secrets_in_id_like_strings_and_fields_are_masked_in_records(tmp_path: Path) -> None:
+    # The strings a fast path could wave through: no spaces, ids and states around them.
+    redact.register(SECRET, BROKEN_SECRET, SHORT_PIECES)
+    journal = Journal(tmp_path, "r1")
+    journal.before(
+        REF,
+        {
+            "whole": SECRET,
+            "inside_an_id": f"flow-{SECRET}-0001",
+            "in_an_action_id": f"enable_flow:prod:{SECRET}",
+            "escaped_break": "pinr_first_half\\npinr_second_half",
+            "joined_break": "pinr_first_half pinr_second_half",
+            "a_piece": "id-pinr_second_half",
+            "field": "x=1&access_token=unregistered_value_1",
+            "callback": "/callback?state=s&code=unregistered_value_2",
+            "short_pieces_escaped": "id-k9x\\nq7z-1",
+            "bearer": "BeArEr unregistered_value_3",
+            "colon_field": '{"refreshToken":"unregistered_value_4"}',
+            "kelvin": "to\u212aen=unregistered_value_5",
+            "plain": ["enabled", "0b5a3c1e-1234-5678-9abc-def012345678", "a=b:c"],
+        },
+    )
+    journal.close()
+    text = journal.path.read_text()
+    for leaked in ("pina_registered", "pinr_first_half", "pinr_second_half", "unregistered_value"):
+        assert leaked not in text, leaked
+    before = read_run(tmp_path, "r1").records[0]["before"]
+    assert before["short_pieces_escaped"] == "id-***-1"
+    assert before["whole"] == "***"
+    assert before["inside_an_id"] == "flow-***-0001"
+    assert before["plain"] == ["enabled", "0b5a3c1e-1234-5678-9abc-def012345678", "a=b:c"]
+
+
+def test_every_kind_of_value_is_scrubbed_as_json_would_hold_it(tmp_path: Path) -> None:
+    from enum import StrEnum
+    from types import MappingProxyType
+
+    class Named(StrEnum):
+        SECRET = SECRET
+
+    redact.register(SECRET)
+    journal = Journal(tmp_path, "r1")
+    journal.before(
+        REF,
+        {
+            "proxy": MappingProxyType({"token": "dropped_by_key_1", "ok": SECRET}),
+            "tuple": ("a", SECRET, 3),
+            "set": frozenset({"b", "a"}),
+            "plain": [1, 2.5, True, None],
+            "subclass": Named.SECRET,
+        },
+    )
+    journal.close()
+    text = journal.path.read_text()
+    assert SECRET not in text and "dropped_by_key_1" not in text
+    before = read_run(tmp_path, "r1").records[0]["before"]
+    assert before["proxy"] == {"ok": "***"}
+    assert before["tuple"] == ["a", "***", 3]
+    assert before["set"] == ["a", "b"]
+    assert before["plain"] == [1, 2.5, True, None]
+    assert before["subclass"] == "***"
+
+
+def _redacted_by_every_pattern(text: str) -> str:
+    """What redact() gave before its fast path: every pattern run over the text."""
+    if redact._pattern is not None:
+        text = redact._pattern.sub(redact.MASK, text)
+    text = redact._BEARER.sub(lambda m: f"{m.group(1)} {redact.MASK}", text)
+    text = redact._CODE.sub(lambda m: m.group(1) + redact.MASK, text)
+    return redact._FIELD.sub(lambda m: m.group(1) + redact.MASK, text)
+
+
+_PIECES = [
+    SECRET,
+    SECRET[:9],
+    "pinr_first_half",
+    "pinr_second_half",
+    "k9x",
+    "q7z",
+    "k9x\\nq7z",
+    "k9x q7z",
+    "\\n",
+    "\n",
+    " ",
+    "\t",
+    "=",
+    ":",
+    "&code=",
+    "?CODE=",
+    "code",
+    "access_token=",
+    "TOKEN",
+    "Secret:",
+    "password",
+    "bearer ",
+    "Basic ",
+    "to\u212aen=",
+    "\u017fecret=",
+    "é",
+    "flow-",
+    "0b5a3c1e",
+    '"',
+]
+
+
+@pytest.mark.parametrize(
+    "registered",
+    [
+        (),
+        (SECRET,),
+        (SECRET, BROKEN_SECRET, SHORT_PIECES),
+        # Past a few registered values the fast path searches with the pattern instead.
+        (SECRET, BROKEN_SECRET, SHORT_PIECES, *(f"other_secret_{n:02d}" for n in range(12))),
+    ],
+    ids=["none", "one", "broken", "many"],
+)
+def test_the_fast_path_masks_exactly_what_every_pattern_masks(registered: tuple[str, ...]) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    redact.register(*registered)
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=3), max_size=6))
+    def check(parts: list[str]) -> None:
+        text = "".join(parts)
+        assert redact.redact(text) == _redacted_by_every_pattern(text), repr(text)
+
+    check()
+
+
 def test_a_torn_last_line_is_ignored_and_interrupted_writes_found(tmp_path: Path) -> None:
     journal = Journal(tmp_path, "r1")
     journal.run_start(fingerprint=None, action_ids=["a", "b"])

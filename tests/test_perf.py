@@ -1,5 +1,6 @@
 """The performance changes keep their behaviour: quick payload path, environment read once,
-lazy log masking, pool width, chunked fingerprint, relaxed garbage collection."""
+lazy log masking, pool width, chunked fingerprint, relaxed garbage collection, the parts of
+a flow apply keeps, requests prepared without requests' generic merges."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pinmigrate import models
 from pinmigrate.actions import EnableFlow
 from pinmigrate.errors import ApiError
 from pinmigrate.http import MAX_CONCURRENCY, POOL_SIZE, EnvironmentOnceSession, HttpClient
+from pinmigrate.inventory import Audience
 from pinmigrate.plan import Pair, Plan
 
 LEGACY = "cc0f92c9-a844-5932-9b87-1209d948859b"
@@ -299,6 +301,87 @@ def test_accounts_read_alike_both_ways(monkeypatch, changes, sandbox):
     )
 
 
+# --- apply keeps only the parts of a flow payload it reads --------------------------------------
+
+NEW = "3d2a1f7e-0000-4c00-8000-00000000new1"
+KEPT_PATHS = [
+    *FLOW_PATHS,
+    ("lastRunDetails",),
+    ("lastRunDetails", "state"),
+    ("inheritedAttributes", "targetConnections", 0, "connectionSpec"),
+    ("inheritedAttributes", "targetConnections", 0, "connectionSpec", "id"),
+    ("inheritedAttributes", "targetConnections", 1),
+    ("transformations",),
+    ("transformations", 0),
+    ("transformations", 0, "name"),
+    ("transformations", 0, "params"),
+    ("transformations", 0, "params", "segmentSelectors"),
+    ("transformations", 0, "params", "segmentSelectors", "selectors"),
+    ("transformations", 1),
+]
+
+
+def _what_apply_reads(raw: Any) -> Any:
+    """What apply looks at in a flow's payload after reading its Flow: the card (target
+    check), where audiences go (add_audiences), the etag and the last run (--wait-runs)."""
+    from pinmigrate.discovery import card_of_flow
+
+    added = (Audience("a9", "Added"),)
+    return (
+        card_of_flow(raw, {LEGACY: "legacy", NEW: "new"}),
+        _outcome(lambda r: models.add_audience_ops(r, added), raw),
+        raw.get("etag"),
+        raw.get("lastRunDetails"),
+    )
+
+
+def _flow_with_more() -> dict[str, Any]:
+    raw = emulator_flow()
+    raw["lastRunDetails"] = {"id": "run-1", "state": "success", "completedAtUTC": 1685581205000}
+    raw["lastOperation"] = {"status": {"value": "completed", "errors": []}, "ops": []}
+    raw["transformations"][0]["params"]["profileSelectors"] = {
+        "selectors": [{"type": "JSON_PATH", "value": {"path": "personalEmail.address"}}]
+    }
+    # An audience list outside the GeneralTransform: the name says which one apply adds to.
+    other = {"name": "Other", "params": {"segmentSelectors": {"selectors": []}, "x": {}}}
+    raw["transformations"].insert(0, other)
+    return raw
+
+
+def test_apply_keeps_the_parts_of_a_flow_it_reads_and_no_more():
+    from pinmigrate.apply.world import FlowView, kept
+
+    raw = _flow_with_more()
+    view = FlowView.read(raw, "legacy", sandbox="prod")
+    assert view.raw == kept(raw)
+    assert view.flow == models.flow_from_payload(raw, "legacy", sandbox="prod")
+    assert _what_apply_reads(view.raw) == _what_apply_reads(raw)
+    # The GeneralTransform's list, not the first one.
+    assert models.add_audience_ops(view.raw, (Audience("a9", "Added"),))[0]["path"] == (
+        "/transformations/1/params/segmentSelectors/selectors/-"
+    )
+    text = json.dumps(view.raw)
+    for dropped in ("sourceConnections", "profileSelectors", "lastOperation", "baseConnection"):
+        assert dropped not in text, dropped
+    assert len(text) < len(json.dumps(raw)) / 2
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(changes=_mutations(KEPT_PATHS))
+def test_what_apply_keeps_of_a_flow_reads_as_the_whole_payload(changes):
+    from pinmigrate.apply.world import kept
+
+    raw = _flow_with_more()
+    raw["inheritedAttributes"]["targetConnections"].append(
+        {"id": "t2", "connectionSpec": {"id": NEW}}
+    )
+    for path, value in changes:
+        raw = _set(raw, path, value)
+    assert _what_apply_reads(kept(raw)) == _what_apply_reads(raw), raw
+
+
 # --- the proxy and CA-bundle environment, read once -------------------------------------------
 
 
@@ -415,6 +498,97 @@ def test_a_callers_session_reads_the_environment_itself(servers, proxy_env):
     proxy_env.setenv("HTTP_PROXY", servers["proxy"])
     client = HttpClient(service="test", session=requests.Session())
     assert client.request("GET", servers["direct"] + "/y").json()["server"] == "proxy"
+
+
+# --- requests are prepared with plain dict merges ----------------------------------------------
+
+_PREPARED_CASES = [
+    {"method": "get", "url": "http://api.test/flows", "params": {"property": "a==b", "x": None}},
+    {
+        "method": "POST",
+        "url": "http://api.test/flows/f1/action",
+        "params": {"op": "enable"},
+        "headers": {"If-Match": '"e1"', "Accept": "application/json", "X-Drop": None},
+    },
+    {"method": "PATCH", "url": "http://api.test/flows/f1", "json": [{"op": "add", "path": "/a"}]},
+    {"method": "POST", "url": "http://ims.test/token", "data": {"grant_type": "x", "scope": "a,b"}},
+    {"method": "POST", "url": "http://pin.test/oauth/token", "auth": ("app", "pw"), "data": "a=1"},
+    {"method": "GET", "url": "http://api.test/x?y=1", "params": [("z", "2"), ("z", "3")]},
+    {"method": "GET", "url": "http://api.test/x", "params": "a=1&b=%20"},
+    {"method": "GET", "url": "http://api.test/x", "params": {"p": ["1", "2"], "q": ""}},
+    {"method": "GET", "url": "http://api.test/x?a=1", "params": {"é/&=": "v w+é", "~": "ü"}},
+    {"method": "GET", "url": "http://api.test/x", "params": {"a": "1", "n": 1}},
+    {"method": "GET", "url": "http://api.test/x", "params": [("a", None), ("b", "x&y"), ("c", "")]},
+    {"method": "GET", "url": "http://api.test/x", "params": [("a", "1"), ["b", "2"]]},
+    {"method": "GET", "url": "http://api.test/x", "params": {}},
+    {"method": "GET", "url": "http://api.test/x", "headers": {"User-Agent": None}},
+    {"method": "GET", "url": "http://api.test/x", "cookies": {"c": "1"}},
+]
+
+
+def _prepared_as_sent(session: requests.Session, case: dict[str, Any]) -> Any:
+    prepared = session.prepare_request(requests.Request(**case))
+    settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
+    return (
+        prepared.method,
+        prepared.url,
+        dict(prepared.headers),
+        prepared.body,
+        prepared.hooks,
+        {k: v for k, v in settings.items() if k != "proxies"},
+        dict(settings["proxies"]),
+    )
+
+
+@pytest.mark.parametrize("session_state", ["plain", "session header", "cookie set", "hook"])
+def test_requests_are_prepared_as_requests_prepares_them(proxy_env, session_state):
+    ours = EnvironmentOnceSession()
+    theirs = requests.Session()
+    theirs.trust_env = False
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> Any:
+        return response
+
+    for session in (ours, theirs):
+        if session_state == "session header":
+            session.headers["X-Session"] = "1"
+        elif session_state == "cookie set":
+            # A cookie a server set is sent back, as requests does.
+            session.cookies.set("sid", "abc", domain="api.test")
+        elif session_state == "hook":
+            session.hooks["response"].append(hook)
+    for case in _PREPARED_CASES:
+        assert _prepared_as_sent(ours, case) == _prepared_as_sent(theirs, case), case
+
+
+def test_plain_requests_skip_requests_generic_merge_and_encoding(servers, proxy_env, monkeypatch):
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("requests' generic prepare_request was used")
+
+    monkeypatch.setattr(requests.Session, "prepare_request", refused)
+    encode = requests.models.RequestEncodingMixin._encode_params
+
+    def encoded_already(data: Any) -> Any:
+        # The query comes encoded: requests' generic encoding is not run.
+        assert isinstance(data, str), data
+        return encode(data)
+
+    monkeypatch.setattr(
+        requests.models.RequestEncodingMixin, "_encode_params", staticmethod(encoded_already)
+    )
+    client = HttpClient(service="test")
+    seen = client.request(
+        "GET",
+        servers["direct"] + "/flows/f1/action",
+        params={"op": "enable"},
+        headers={"If-Match": '"e1"'},
+    ).json()
+    assert seen["target"] == "/flows/f1/action?op=enable"
+    assert seen["headers"]["If-Match"] == '"e1"'
+    # A list page's query: repeated names, as pairs.
+    pairs = [("property", "a==1"), ("property", "b==2")]
+    seen = client.request("GET", servers["direct"] + "/flows", params=pairs).json()
+    assert seen["target"] == "/flows?property=a%3D%3D1&property=b%3D%3D2"
 
 
 # --- debug lines are masked only when written ------------------------------------------------

@@ -53,7 +53,54 @@ class SettlePolicy:
 @dataclass(frozen=True)
 class FlowView:
     flow: Flow
+    #: The parts of the payload later steps read (see :func:`kept`), not the whole of it.
     raw: dict[str, Any]
+
+    @classmethod
+    def read(cls, raw: dict[str, Any], card: Card, *, sandbox: str | None) -> FlowView:
+        """The flow a payload holds, and what of the payload apply keeps."""
+        return cls(models.flow_from_payload(raw, card, sandbox=sandbox), kept(raw))
+
+
+def kept(raw: dict[str, Any]) -> dict[str, Any]:
+    """What apply keeps of a flow's payload once its :class:`Flow` is read: the fields later
+    steps look at, in the shapes they were sent. A flow payload is ~190 JSON values, and
+    apply holds thousands of flows at once (twice while a confirming read replaces them):
+    the rest (audit fields, source connections, profile selectors, ``lastOperation``) is
+    not kept.
+
+    Kept: ``id``, ``etag``, ``lastRunDetails`` (the twin's last run, for ``--wait-runs``),
+    each target connection's ``connectionSpec`` (the card, ``discovery.card_of_flow``) and
+    each transformation's ``name`` and ``params.segmentSelectors`` (where audiences are
+    added, ``models.add_audience_ops``).
+    """
+    slim: dict[str, Any] = _only(raw, "id", "etag", "lastRunDetails")
+    if "inheritedAttributes" in raw:
+        inherited = _only(raw["inheritedAttributes"], "targetConnections")
+        if isinstance(inherited, dict) and isinstance(inherited.get("targetConnections"), list):
+            targets = inherited["targetConnections"]
+            inherited["targetConnections"] = [_only(t, "connectionSpec") for t in targets]
+        slim["inheritedAttributes"] = inherited
+    if "transformations" in raw:
+        transformations = raw["transformations"]
+        if isinstance(transformations, list):
+            transformations = [_kept_transformation(t) for t in transformations]
+        slim["transformations"] = transformations
+    return slim
+
+
+def _only(value: Any, *keys: str) -> Any:
+    """A JSON object with only these keys (those it has); anything else as it is."""
+    if not isinstance(value, dict):
+        return value
+    return {key: value[key] for key in keys if key in value}
+
+
+def _kept_transformation(transformation: Any) -> Any:
+    slim = _only(transformation, "name", "params")
+    if isinstance(slim, dict) and "params" in slim:
+        slim["params"] = _only(slim["params"], "segmentSelectors")
+    return slim
 
 
 @dataclass
@@ -274,8 +321,8 @@ class Reader:
             "flows", sandbox=sandbox, properties=[f"{FLOW_SPEC_PROPERTY}=={spec}"]
         ):
             if str(raw.get("id")) in ids:
-                flow = models.flow_from_payload(raw, card, sandbox=sandbox)
-                world.flows[flow.id] = FlowView(flow, raw)
+                view = FlowView.read(raw, card, sandbox=sandbox)
+                world.flows[view.flow.id] = view
         return world
 
     def _list_accounts(self, sandbox: str, spec: str, ids: set[str]) -> World:
@@ -307,7 +354,7 @@ class Reader:
             raw = self.adobe.get("flows", flow_id, sandbox=sandbox)
         except NotFoundError:
             return None
-        return FlowView(models.flow_from_payload(raw, card, sandbox=sandbox), raw)
+        return FlowView.read(raw, card, sandbox=sandbox)
 
     def account(self, sandbox: str, account_id: str) -> Account | None:
         raw = self._connection(sandbox, account_id)
