@@ -761,6 +761,10 @@ class HttpClient:
             if response is not None and status in NOT_PROCESSED
             else None
         )
+        if wait is not None:
+            # A server asking for an hour does not hold the whole run that long: no request
+            # waits longer than the retry cap for its own answer either.
+            wait = min(wait, self.retry.total_cap)
         self.throttle.settle(ticket, status, self.clock() - sent, wait)
 
     def _retry_after(self, response: requests.Response) -> float | None:

@@ -220,3 +220,15 @@ def test_apply_under_a_rate_limit_paces_its_writes_and_loses_none(
         assert pacing["paused_seconds"] >= 1
     else:
         assert pacing["paused_seconds"] == 0
+
+
+@responses.activate
+def test_a_retry_after_of_an_hour_pauses_the_run_no_longer_than_the_retry_cap() -> None:
+    url = "https://platform.example/data/foundation/flowservice/flows/f1"
+    responses.add(responses.POST, url, status=429, headers={"Retry-After": "3600"}, json={})
+    http = HttpClient(service="adobe", sleep=lambda s: None, retry=RetryPolicy(total_cap=0.3))
+    http.throttle = throttle = Recording()
+    # The request itself gives up: an hour is past its cap.
+    assert http.request("POST", url, retry_safe=True, retry_network=False).status_code == 429
+    assert throttle.settled == [(429, 0.3)]
+    assert throttle.state().pause_left <= 0.3
