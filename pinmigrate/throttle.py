@@ -51,8 +51,6 @@ LATENCY_TOLERANCE = 2.0
 MIN_SAMPLE = 8
 #: The pace starts again below the rate refused (x this), then climbs back.
 PACE_CUT = 0.9
-#: A refusal at the plateau lowers the ceiling by at most this share.
-CEILING_CUT = 0.95
 #: Held this far under the ceiling once the ceiling is known.
 PLATEAU = 0.95
 #: Seconds to climb back from the cut to the plateau.
@@ -63,8 +61,10 @@ PROBE_FAST = 1.5
 #: second (the service's limit may have grown).
 CALM = 30.0
 PROBE_SLOW = 0.02
-#: Seconds of answers the rate seen is measured over.
+#: Seconds of answers the rate seen is measured over (at least SEEN_AT_LEAST: a run's first
+#: answers are not a rate yet).
 SEEN_OVER = 1.0
+SEEN_AT_LEAST = 0.5
 #: No pace is set below this (requests per second).
 LEAST_RATE = 0.5
 
@@ -91,14 +91,24 @@ class Pace:
     #: Last refusal, or last raise of the ceiling: the start of the calm spell.
     calm_since: float = 0.0
     grown_at: float = 0.0
-    #: When requests of this kind were answered well (for the rate seen).
+    #: When requests of this kind were answered well (for the rate seen), and the first.
     answered: deque[float] = field(default_factory=deque)
+    first: float | None = None
 
     def seen(self, now: float) -> float:
-        """Requests per second answered well over the last SEEN_OVER seconds."""
+        """Requests per second answered well over the last SEEN_OVER seconds (over the time
+        since the first answer, when that is shorter, but at least SEEN_AT_LEAST)."""
         while self.answered and self.answered[0] < now - SEEN_OVER:
             self.answered.popleft()
-        return len(self.answered) / SEEN_OVER
+        since = SEEN_OVER if self.first is None else now - self.first
+        return len(self.answered) / max(SEEN_AT_LEAST, min(SEEN_OVER, since))
+
+    def ok(self, now: float) -> None:
+        """A request of this kind was answered well."""
+        if self.first is None:
+            self.first = now
+        self.answered.append(now)
+        self.grow(now)
 
     def refused(self, now: float) -> None:
         seen = self.seen(now)
@@ -107,10 +117,10 @@ class Pace:
             # short run deflated it). Probe from below it, fast, until refused again.
             self.rate = max(LEAST_RATE, seen * PACE_CUT)
         else:
-            # Refused at this rate: the ceiling is at most that, and at least what answered
-            # well (bounded: requests waiting out their own backoff lower the rate seen).
-            # While probing fast, the rate of a second ago was still answered.
-            floor = self.rate / PROBE_FAST if self.ceiling is None else self.rate * CEILING_CUT
+            # Refused at this rate: the ceiling is at most that, and about what was answered
+            # well; at most halved at once (requests waiting out their own backoff lower the
+            # rate seen), and while probing fast the rate of a second ago was answered.
+            floor = self.rate / PROBE_FAST if self.ceiling is None else self.rate * WINDOW_CUT
             self.ceiling = max(LEAST_RATE, floor, min(self.rate, seen))
             self.rate = max(LEAST_RATE, self.ceiling * PACE_CUT)
         self.calm_since = self.grown_at = now
@@ -268,8 +278,7 @@ class Throttle:
                 if ticket.epoch == self.epoch:
                     self._refused(pace, now)
             elif status is not None and status < 500:
-                pace.answered.append(now)
-                pace.grow(now)
+                pace.ok(now)
                 if ticket.kind == "write":
                     self._judge_latency(latency)
             self._cond.notify_all()
