@@ -159,7 +159,7 @@ class _Flow:
         self.reading: _Reading | None = None
         #: The objects written to while the read is under way (not taken from the read).
         self.touched: set[str] | None = None
-        #: When the last writes returned, for the writers' pace.
+        #: When the last writes returned (noted by the writers), for their pace.
         self.finished: deque[float] = deque(maxlen=max(16, 4 * concurrency))
 
     def after(self, ident: str, results: Mapping[str, ActionResult]) -> list[str]:
@@ -762,6 +762,8 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - judged in the engine's thread
             outcome = exc
         finally:
+            # Noted here, not when the engine's thread gets to it: that may come in bursts.
+            flow.finished.append(time.monotonic())
             flow.events.put(("write", action, outcome))
 
     def _written(
@@ -773,7 +775,6 @@ class Executor:
     ) -> None:
         """A write returned: its status, counted now, and what it means for its dependents."""
         flow.out.discard(action.id)
-        flow.finished.append(time.monotonic())
         result = results[action.id]
         if isinstance(outcome, Exception):
             # One action's surprise must not stop the others.
