@@ -110,7 +110,7 @@ def test_a_switch_off_goes_out_only_after_a_read_showed_its_twin_enabled(
 
 
 def test_the_confirming_read_runs_while_the_other_writes_go_on(settings: Settings) -> None:
-    adobe = Timeline(write_delay=0.005, read_delay=0.1)
+    adobe = Timeline(write_delay=0.005, read_delay=0.3)
     actions = many_pairs(adobe, 60, audiences_every=6)
 
     report, _ = run(adobe, settings, actions, concurrency=4)
