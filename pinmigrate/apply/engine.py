@@ -329,7 +329,7 @@ class Executor:
         held = held_by(actions, {a.id for a in person})
         if self.progress:
             self.progress.start(len(actions))
-            # Held actions already settled never enter a wave: count them now.
+            # Held actions already settled are never carried out: count them now.
             for action in actions:
                 if action.id in held and results[action.id].status != "pending":
                     self._report(results[action.id])
@@ -338,11 +338,11 @@ class Executor:
             with ThreadPoolExecutor(
                 max_workers=self.concurrency, thread_name_prefix="write"
             ) as pool:
-                # The staleness check just read everything: the first wave needs no re-read.
+                # The staleness check just read everything: the first writes need no re-read.
                 free = [a for a in actions if a.id not in held]
                 # While a person reconnects accounts, no wait for first runs may hold up the
                 # re-reads that notice it: switch-offs that wait for runs go last.
-                # Only those still to do: one already settled is counted with its wave.
+                # Only those still to do: one already settled is counted with the others.
                 last = frozenset(
                     a.id
                     for a in free
@@ -403,7 +403,7 @@ class Executor:
         )
 
     def _hold_for_runs(self, wave: Sequence[Action], results: dict[str, ActionResult]) -> bool:
-        """Before a wave that switches legacy flows off: wait for the first run of each one's
+        """Before switch-offs that wait for runs go out: wait for the first run of each one's
         twin; a disable whose twin's run did not succeed ends skipped (the legacy flow stays
         on, untouched). True when it waited (the world as last read is no longer fresh)."""
         gated = [
@@ -432,7 +432,7 @@ class Executor:
                 result.status = "skipped"
                 result.error = redact.redact(f"not attempted: {problem}")
                 check.kept_on.append(action.target_id)
-                # Reported with its wave, like every action that ends before it.
+                # Reported when its batch starts, like every action that ends before it.
         return waited
 
     def verify_runs(self, flows: Sequence[Watched]) -> bool:
