@@ -310,6 +310,11 @@ class Throttle:
         else:
             self.window = min(float(self.most), self.window + 1)
 
+    @property
+    def current(self) -> int:
+        """The writes allowed in flight at once right now (read without the lock)."""
+        return int(self.window)
+
     # -- what is shown --
 
     def state(self) -> ThrottleState:

@@ -145,9 +145,9 @@ def test_a_write_still_under_way_when_the_wait_ends_fails_and_stops_its_dependen
         by_kind: dict[str, set[str]] = {}
         for result in report.results:
             by_kind.setdefault(result.kind, set()).add(result.status)
-        # Each wave's read gives up after 10 s: the audience patches and the enables fail as
-        # still under way, so their flows' enables and every disable are not attempted (a
-        # legacy flow stays on until its twin reads back enabled).
+        # The confirming read gives up after 10 s: the audience patches and the enables that
+        # did not wait for them fail as still under way, so their flows' enables and every
+        # disable are not attempted (a legacy flow stays on until its twin reads back enabled).
         assert by_kind == {
             "add_audiences": {"failed"},
             "enable_flow": {"failed", "skipped"},
@@ -159,7 +159,8 @@ def test_a_write_still_under_way_when_the_wait_ends_fails_and_stops_its_dependen
             f"{failed.error.rsplit('without ', 1)[-1].split(' ')[0]} for now: run apply again "
             "later to check"
         )
-        assert sum(world.time.sleeps) == 20  # two waves, each waited its bound
+        # One read confirmed the patches and the enables together, and waited its bound.
+        assert sum(world.time.sleeps) == 10
         assert max(world.time.sleeps) == 4  # no wait grows past the cap
         assert world.emulator.requests()["write_attempts"] == 12  # 2 patches, 10 enables
 

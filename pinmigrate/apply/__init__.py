@@ -1,7 +1,7 @@
 """Carrying out a plan: the only code that writes to Adobe.
 
 ``world`` re-reads what the actions rely on, ``verdict`` judges each action (pure),
-``writes`` sends each kind of write behind one guarded loop, ``engine`` runs them in waves,
+``writes`` sends each kind of write behind one guarded loop, ``engine`` runs them by dependency,
 ``runs`` waits for first runs, ``results`` is what the run reports.
 """
 

@@ -1,22 +1,27 @@
-"""The apply engine: check, then carry out actions in waves, each write journalled.
+"""The apply engine: check, then carry out actions as their dependencies allow, each write
+journalled.
 
 It re-reads every object the actions rely on and judges each (:mod:`.verdict`): already
-done, to do, or stale (stop before the first write). Then it runs the actions in waves that
-follow the contract's order and ``depends_on``, independent actions of a wave in parallel
-(:mod:`.writes`). A wave ends with one batched re-read that confirms every write of it, so
-the next wave (and its dependency checks) sees the world as it now is.
+done, to do, or stale (stop before the first write). Then it writes (:mod:`.writes`) in
+parallel, the contract's kind order first: an action starts once each of its
+``depends_on`` is confirmed by a read, not when a whole wave of earlier kinds is. Batched
+re-reads confirm many writes at once while other writes go on; each also re-reads the
+objects of the dependents it releases, so they are judged on the world as it now is.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from threading import Lock
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pinmigrate import redact
@@ -111,33 +116,82 @@ class Guard:
 
 @dataclass
 class _Written:
-    """A write that Adobe accepted, awaiting the wave's confirming re-read."""
+    """A write that Adobe accepted, awaiting its confirming re-read."""
 
     action: Action
     result: ActionResult
 
 
-def waves_of(actions: Sequence[Action]) -> list[list[Action]]:
-    """Group actions so each runs after the contract's earlier kinds and its dependencies."""
-    by_id = {a.id: a for a in actions}
-    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
-    level: dict[str, int] = {}
+#: A confirming read starts before the writers run out of work once what they still have
+#: would take this many times the last read's duration (:meth:`Executor._should_read`).
+READ_AHEAD = 1.25
 
-    def level_of(action: Action, trail: frozenset[str]) -> int:
-        if action.id in level:
-            return level[action.id]
-        own = rank.get(action.kind, len(rank)) * (len(actions) + 1)
-        deps = [by_id[d] for d in action.depends_on if d in by_id and d not in trail]
-        value = max([own, *(level_of(d, trail | {action.id}) + 1 for d in deps)])
-        level[action.id] = value
-        return value
 
-    for action in actions:
-        level_of(action, frozenset())
-    grouped: dict[int, list[Action]] = defaultdict(list)
-    for action in actions:
-        grouped[level[action.id]].append(action)
-    return [grouped[k] for k in sorted(grouped)]
+@dataclass
+class _Reading:
+    """A confirming read under way: the writes it confirms, the dependents it re-reads."""
+
+    written: list[_Written]
+    covered: list[str]
+
+
+class _Flow:
+    """One batch of actions carried out by dependency (:meth:`Executor._run_flow`). The
+    writers share the heap of ready actions (under ``lock``) and post each outcome to
+    ``events``; everything else is kept by the engine's own thread."""
+
+    def __init__(self, actions: Sequence[Action], concurrency: int) -> None:
+        rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+        self.batch = {a.id: a for a in actions}
+        #: The contract's kind order, then plan order: what the writers take first.
+        self.priority = {a.id: (rank.get(a.kind, len(rank)), i) for i, a in enumerate(actions)}
+        self.lock = Lock()
+        self.heap: list[tuple[int, int, str]] = []
+        self.events: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
+        #: Handed to the writers and not yet returned (queued or under way).
+        self.out: set[str] = set()
+        #: Action id -> its dependencies here not yet settled (a done write: not confirmed).
+        self.waiting: dict[str, set[str]] = {}
+        self.dependents: defaultdict[str, list[str]] = defaultdict(list)
+        self.unconfirmed: list[_Written] = []
+        #: How many of ``unconfirmed`` have dependents waiting for their confirmation.
+        self.holding = 0
+        #: Dependents free to run once a read has covered their objects.
+        self.unread: list[str] = []
+        self.reading: _Reading | None = None
+        #: The objects written to while the read is under way (not taken from the read).
+        self.touched: set[str] | None = None
+        #: When the last writes returned (noted by the writers), for their pace.
+        self.finished: deque[float] = deque(maxlen=max(16, 4 * concurrency))
+
+    def after(self, ident: str, results: Mapping[str, ActionResult]) -> list[str]:
+        """``ident`` is settled: the dependents that now wait for nothing more here."""
+        freed = []
+        for dependent in self.dependents.pop(ident, ()):
+            waiting = self.waiting[dependent]
+            waiting.discard(ident)
+            if not waiting and results[dependent].status == "pending":
+                freed.append(dependent)
+        return freed
+
+    def rate(self) -> float | None:
+        """Writes returned per second, lately; None until enough have."""
+        seen = len(self.finished)
+        if seen < (self.finished.maxlen or 0) // 2:
+            return None
+        span = self.finished[-1] - self.finished[0]
+        return (seen - 1) / span if span > 0 else None
+
+
+def _without(world: World, objects: set[str]) -> World:
+    """``world`` without ``objects`` (flows or accounts, by id)."""
+    if not objects:
+        return world
+    return World(
+        {i: v for i, v in world.flows.items() if i not in objects},
+        {i: a for i, a in world.accounts.items() if i not in objects},
+        {i: s for i, s in world.account_specs.items() if i not in objects},
+    )
 
 
 class Executor:
@@ -211,6 +265,9 @@ class Executor:
         #: When this run began: the runs of flows it enabled are those after it.
         self.began = self.now()
         self.live = LiveWorld()
+        #: How long the last batched read took (the staleness check's, then each confirming
+        #: read's): how early a confirming read starts while writes go on.
+        self._read_seconds = 0.0
         self.writes = Writes(adobe, journal, self.live, self._fresh, self.stopping.is_set)
 
     def side_of(self, action: Action) -> Side:
@@ -293,7 +350,7 @@ class Executor:
                 watch(self.throttle.state)
         if self.progress:
             self.progress.start(len(actions))
-            # Held actions already settled never enter a wave: count them now.
+            # Held actions already settled are never carried out: count them now.
             for action in actions:
                 if action.id in held and results[action.id].status != "pending":
                     self._report(results[action.id])
@@ -302,11 +359,11 @@ class Executor:
             # A thread for each write the throttle's window may grow to (it holds the rest).
             width = self.most_concurrency if self.paced else self.concurrency
             with ThreadPoolExecutor(max_workers=width, thread_name_prefix="write") as pool:
-                # The staleness check just read everything: the first wave needs no re-read.
+                # The staleness check just read everything: the first writes need no re-read.
                 free = [a for a in actions if a.id not in held]
                 # While a person reconnects accounts, no wait for first runs may hold up the
                 # re-reads that notice it: switch-offs that wait for runs go last.
-                # Only those still to do: one already settled is counted with its wave.
+                # Only those still to do: one already settled is counted with the others.
                 last = frozenset(
                     a.id
                     for a in free
@@ -346,14 +403,17 @@ class Executor:
         *,
         fresh: bool,
     ) -> bool:
-        """Run ``actions`` in waves; True when the world as last read is still fresh."""
-        waves = waves_of(actions)
-        for index, wave in enumerate(waves):
-            upcoming = waves[index + 1] if index + 1 < len(waves) else []
-            if self._hold_for_runs(wave, results):
-                fresh = False  # time passed while the runs were awaited
-            fresh = self._run_wave(pool, wave, results, logins, fresh, upcoming)
-        return fresh
+        """Run ``actions`` as their dependencies allow (:meth:`_run_flow`); switch-offs that
+        wait for their twins' first runs go last, once those runs were seen. True when the
+        world as last read is still fresh."""
+        gated = {a.id for a in actions if self.waits_for_run(a)}
+        if not gated:
+            return self._run_flow(pool, actions, results, logins, fresh)
+        self._run_flow(pool, [a for a in actions if a.id not in gated], results, logins, fresh)
+        last = [a for a in actions if a.id in gated]
+        self._hold_for_runs(last, results)
+        # No read of the flows before covered these switch-offs, and time passed: read again.
+        return self._run_flow(pool, last, results, logins, False)
 
     # -- verified cutover: a legacy flow goes off only after its twin's first run --
 
@@ -366,7 +426,7 @@ class Executor:
         )
 
     def _hold_for_runs(self, wave: Sequence[Action], results: dict[str, ActionResult]) -> bool:
-        """Before a wave that switches legacy flows off: wait for the first run of each one's
+        """Before switch-offs that wait for runs go out: wait for the first run of each one's
         twin; a disable whose twin's run did not succeed ends skipped (the legacy flow stays
         on, untouched). True when it waited (the world as last read is no longer fresh)."""
         gated = [
@@ -395,7 +455,7 @@ class Executor:
                 result.status = "skipped"
                 result.error = redact.redact(f"not attempted: {problem}")
                 check.kept_on.append(action.target_id)
-                # Reported with its wave, like every action that ends before it.
+                # Reported when its batch starts, like every action that ends before it.
         return waited
 
     def verify_runs(self, flows: Sequence[Watched]) -> bool:
@@ -576,7 +636,9 @@ class Executor:
         wants = wants_of(actions, self.cards)
         # Shown until the writes start (the display's start ends it), or the error.
         self._status(f"checking {len(actions)} actions: reading {_objects(wants)}")
+        began = time.monotonic()
         world = self._read(wants)
+        self._read_seconds = time.monotonic() - began
         if self.guard is not None:
             specs = {
                 sb: Specs(self.reader.spec_id(sb, "legacy"), self.reader.spec_id(sb, "new"))
@@ -603,91 +665,314 @@ class Executor:
             )
         return verdicts
 
-    def _run_wave(
+    # -- the writes, as their dependencies allow --
+
+    def _run_flow(
         self,
         pool: ThreadPoolExecutor,
-        wave: Sequence[Action],
+        actions: Sequence[Action],
         results: dict[str, ActionResult],
         logins: Mapping[str, Login],
         fresh: bool,
-        upcoming: Sequence[Action],
     ) -> bool:
-        """Run one wave; True when its confirming read also re-read the next wave's objects."""
-        runnable: list[Action] = []
-        for action in wave:
+        """Carry out ``actions`` by dependency, not in global waves: an action starts once
+        every dependency it has here is confirmed by a read (or was settled before), so an
+        enable of a flow with no audiences to add goes out while the audiences are written.
+
+        The writers take the ready actions best first (the contract's kind order, then plan
+        order). Writes are confirmed in batches by one read, which also re-reads the objects
+        of the dependents it releases (judged again right before they are handed out); it
+        runs while the writers go on, started when what they still have to do would take
+        about as long as the read (:meth:`_should_read`), else when they run out of work.
+        ``fresh``: the world as last read covers the actions free from the start. True when
+        the last read worked."""
+        flow = _Flow(actions, self.most_concurrency if self.paced else self.concurrency)
+        first: list[Action] = []
+        for action in actions:
             result = results[action.id]
             if result.status != "pending":
-                self._report(result)
+                self._report(result)  # settled before (already done, a skip that waited)
                 continue
-            blocker = failed_dependency(action, results, self.by_id)
-            if blocker is not None:
-                result.status = "skipped"
-                result.error = blocker
-                result.waits_for = _waits_for(action, results, self.by_id)
-                self._report(result)
-                continue
-            runnable.append(action)
-        if runnable and not fresh:
+            waiting = {
+                d
+                for d in action.depends_on
+                if d in flow.batch and d != action.id and results[d].status == "pending"
+            }
+            flow.waiting[action.id] = waiting
+            for dep in waiting:
+                flow.dependents[dep].append(action.id)
+            if not waiting:
+                first.append(action)
+        first = self._release(flow, [a.id for a in first], results, read=True)
+        if first and not fresh:
             try:
-                wants = wants_of(runnable, self.cards)
+                wants = wants_of(first, self.cards)
                 self._status(f"re-reading {_objects(wants)} before the next writes")
                 self.live.merge(self._read(wants))
                 fresh = True
             except Exception as exc:  # an unexpected one too: the run must still end
-                log.debug("re-reading before a wave failed", exc_info=True)
-                why = describe(exc)
-                for action in runnable:
-                    self._end(
-                        results[action.id],
-                        "failed",
-                        f"not attempted: re-reading it before writing failed: {why}; "
-                        "run apply again",
-                    )
-                runnable = []
-        runnable = self._recheck(runnable, results)
+                log.debug("re-reading before the writes failed", exc_info=True)
+                self._not_read(flow, first, results, describe(exc))
+                first = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="confirm") as reader:
+            try:
+                self._hand_out(pool, flow, first, results, logins)
+                while True:
+                    if self._should_read(flow):
+                        self._start_read(reader, flow, results)
+                    if not flow.out and flow.reading is None:
+                        break
+                    event, subject, detail = flow.events.get()
+                    if event == "write":
+                        self._written(flow, subject, detail, results)
+                    else:
+                        fresh = self._confirmed(pool, flow, subject, detail, results, logins)
+            except BaseException:
+                # Ctrl-C: writes not yet sent must not go out after the person said stop, and
+                # those under way send nothing more (no resend, no wait for Adobe).
+                self.stopping.set()
+                self.throttle.stop()
+                with flow.lock:
+                    flow.heap.clear()
+                raise
+        for ident, waiting in flow.waiting.items():
+            if waiting and results[ident].status == "pending":
+                # Only a hand-made set of actions that wait for each other gets here.
+                result = results[ident]
+                blocker = failed_dependency(flow.batch[ident], results, self.by_id)
+                self._end(
+                    result, "skipped", blocker or "not attempted: its dependencies did not run"
+                )
+        return fresh
 
-        futures: dict[Future[tuple[Status, str]], Action] = {}
-        written: list[_Written] = []
+    def _hand_out(
+        self,
+        pool: ThreadPoolExecutor,
+        flow: _Flow,
+        actions: Sequence[Action],
+        results: dict[str, ActionResult],
+        logins: Mapping[str, Login],
+    ) -> None:
+        """Judge ``actions`` again on the world as last read, then hand the writers those
+        still to do; what ended here releases (or skips) its dependents."""
+        if not actions:
+            return
+        kept = self._recheck(actions, results)
+        if len(kept) < len(actions):
+            chosen = {a.id for a in kept}
+            for action in actions:
+                if action.id not in chosen:
+                    self._release(flow, flow.after(action.id, results), results, read=False)
+        for action in kept:
+            with flow.lock:
+                heapq.heappush(flow.heap, (*flow.priority[action.id], action.id))
+            flow.out.add(action.id)
+            if flow.touched is not None:
+                flow.touched.add(action.target_id)
+            pool.submit(self._write_next, flow, logins)
+
+    def _write_next(self, flow: _Flow, logins: Mapping[str, Login]) -> None:
+        """A writer: the best ready action, written; the outcome goes to the engine's thread."""
+        with flow.lock:
+            if not flow.heap:
+                return  # the run is being stopped: the queue was emptied
+            action = flow.batch[heapq.heappop(flow.heap)[2]]
+        # Whatever happens, the engine's thread hears of it: it waits for every write.
+        outcome: tuple[Status, str] | Exception = OutcomeUnknown(
+            "the write stopped unexpectedly", service="adobe"
+        )
         try:
-            for action in runnable:
-                futures[pool.submit(self.writes.execute, action, logins.get(action.id))] = action
-            for future in as_completed(futures):
-                action = futures[future]
-                result = results[action.id]
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # one action's surprise must not stop the others
-                    log.debug("action %s raised", action.id, exc_info=True)
-                    result.status = "failed"
-                    result.error = describe(exc)
-                    if not isinstance(exc, OutcomeUnknown):
-                        # An unknown outcome keeps its attempt open: maybe done, for rollback.
-                        self.journal.error(ref_of(action), result.error)
-                    self._report(result)
-                    continue
-                result.status, result.note = outcome
-                if result.status == "done":
-                    # Counted now, as the write returns: a wave of 2,000 writes moves the
-                    # display as they go, not all at once after the confirming read. The
-                    # status is final only after that read; a write it fails is revised.
-                    written.append(_Written(action, result))
-                self._report(result)
-        except BaseException:
-            # Ctrl-C: writes not yet sent must not go out after the person said stop, and
-            # those under way send nothing more (no resend, no wait for Adobe).
-            self.stopping.set()
-            self.throttle.stop()
-            for future in futures:
-                future.cancel()
-            raise
-        if not runnable:
-            return fresh  # nothing was sent, no time passed: the world is as fresh as it was
-        try:
-            return self._confirm(
-                written, [a for a in upcoming if results[a.id].status == "pending"]
-            )
+            outcome = self.writes.execute(action, logins.get(action.id))
+        except Exception as exc:  # noqa: BLE001 - judged in the engine's thread
+            outcome = exc
         finally:
-            self._status("")
+            # Noted here, not when the engine's thread gets to it: that may come in bursts.
+            flow.finished.append(time.monotonic())
+            flow.events.put(("write", action, outcome))
+
+    def _written(
+        self,
+        flow: _Flow,
+        action: Action,
+        outcome: tuple[Status, str] | Exception,
+        results: dict[str, ActionResult],
+    ) -> None:
+        """A write returned: its status, counted now, and what it means for its dependents."""
+        flow.out.discard(action.id)
+        result = results[action.id]
+        if isinstance(outcome, Exception):
+            # One action's surprise must not stop the others.
+            log.debug("action %s raised", action.id, exc_info=outcome)
+            result.status = "failed"
+            result.error = describe(outcome)
+            if not isinstance(outcome, OutcomeUnknown):
+                # An unknown outcome keeps its attempt open: maybe done, for rollback.
+                self.journal.error(ref_of(action), result.error)
+        else:
+            result.status, result.note = outcome
+        # Counted now, as the write returns: 2,000 writes move the display as they go, not
+        # all at once after the confirming read. A done write is final only after that read;
+        # a write it fails is revised.
+        self._report(result)
+        if result.status == "done":
+            flow.unconfirmed.append(_Written(action, result))
+            if flow.dependents.get(action.id):
+                flow.holding += 1
+        else:
+            self._release(flow, flow.after(action.id, results), results, read=False)
+
+    def _release(
+        self, flow: _Flow, idents: Iterable[str], results: dict[str, ActionResult], *, read: bool
+    ) -> list[Action]:
+        """Actions whose dependencies here are all settled: those with a dependency that did
+        not succeed are skipped (and theirs after them); the others may run when ``read``
+        (a read after their dependencies settled covered their objects), else they wait for
+        the next read. Returns those that may run."""
+        runnable: list[Action] = []
+        todo = list(idents)
+        while todo:
+            ident = todo.pop(0)
+            action = flow.batch[ident]
+            blocker = failed_dependency(action, results, self.by_id)
+            if blocker is not None:
+                result = results[ident]
+                result.status = "skipped"
+                result.error = blocker
+                result.waits_for = _waits_for(action, results, self.by_id)
+                self._report(result)
+                todo.extend(flow.after(ident, results))
+            elif read:
+                runnable.append(action)
+            else:
+                flow.unread.append(ident)
+        return runnable
+
+    def _not_read(
+        self, flow: _Flow, actions: Sequence[Action], results: dict[str, ActionResult], why: str
+    ) -> None:
+        """Actions that could not be re-read before their writes are not attempted."""
+        for action in actions:
+            self._end(
+                results[action.id],
+                "failed",
+                f"not attempted: re-reading it before writing failed: {why}; run apply again",
+            )
+            self._release(flow, flow.after(action.id, results), results, read=False)
+
+    # -- the confirming reads --
+
+    def _should_read(self, flow: _Flow) -> bool:
+        """Start a confirming read now? Always when the writers have nothing left; before,
+        only in a large batch, when the read releases at least as many writes as the writers
+        still have, and those would take about as long as the read (as last measured)."""
+        if flow.reading is not None or not (flow.unconfirmed or flow.unread):
+            return False
+        left = len(flow.out)
+        if not left:
+            return True
+        # The writes in flight at once, as the throttle has them now.
+        width = self.throttle.current if self.paced else self.concurrency
+        if len(flow.heap) < 2 * width or flow.holding + len(flow.unread) < left:
+            return False
+        rate = flow.rate()
+        return rate is not None and left <= rate * self._read_seconds * READ_AHEAD
+
+    def _start_read(
+        self, reader: ThreadPoolExecutor, flow: _Flow, results: Mapping[str, ActionResult]
+    ) -> None:
+        """One batched read, in its own thread: it confirms every write not yet confirmed
+        and re-reads the objects of the dependents it will release."""
+        written, flow.unconfirmed, flow.holding = flow.unconfirmed, [], 0
+        confirming = {item.action.id for item in written}
+        covered = dict.fromkeys(flow.unread)
+        flow.unread = []
+        for item in written:
+            for ident in flow.dependents.get(item.action.id, ()):
+                if results[ident].status == "pending" and flow.waiting[ident] <= confirming:
+                    covered[ident] = None
+        wants: dict[str, Wants] = defaultdict(Wants)
+        for sandbox, want in wants_of([flow.batch[i] for i in covered], self.cards).items():
+            wants[sandbox] = want
+        for item in written:
+            action = item.action
+            if isinstance(action, ReconnectAccount):
+                wants[action.sandbox].accounts.add(action.target_id)
+            else:
+                card = self.cards.get(action.id) or target_card(action)
+                wants[action.sandbox].flows[action.target_id] = card
+        sandboxes = ", ".join(sorted({item.action.sandbox for item in written}))
+        what = f"confirming {len(written)} write{'s' if len(written) != 1 else ''} in {sandboxes}"
+        self._status(what if written else f"re-reading {_objects(wants)} for the next writes")
+        # What the writers change while the read is under way must not be overwritten by it.
+        flow.touched = {flow.batch[i].target_id for i in flow.out}
+        flow.reading = _Reading(written, list(covered))
+        reader.submit(self._read_for, flow, dict(wants))
+
+    def _read_for(self, flow: _Flow, wants: Mapping[str, Wants]) -> None:
+        began = time.monotonic()
+        world: World | Exception = PinmigrateError("the read stopped unexpectedly")
+        try:
+            world = self._read(wants)
+        except Exception as exc:  # noqa: BLE001 - judged in the engine's thread
+            world = exc
+        finally:
+            flow.events.put(("read", world, time.monotonic() - began))
+
+    def _confirmed(
+        self,
+        pool: ThreadPoolExecutor,
+        flow: _Flow,
+        world: World | Exception,
+        seconds: float,
+        results: dict[str, ActionResult],
+        logins: Mapping[str, Login],
+    ) -> bool:
+        """A confirming read ended: a write it does not show taken is failed (revised), then
+        the dependents it covered are handed out. True when the read worked."""
+        reading, flow.reading = flow.reading, None
+        touched, flow.touched = flow.touched or set(), None
+        assert reading is not None
+        self._status("")
+        if isinstance(world, Exception):
+            log.debug("the confirming read failed", exc_info=world)
+            why = describe(world)
+            for item in reading.written:
+                item.result.status = "failed"
+                item.result.error = redact.redact(
+                    f"Adobe accepted the change, but reading it back failed: {why}; "
+                    "run apply again to check"
+                )
+                self.journal.error(ref_of(item.action), item.result.error)
+                self._revise(item.result)
+            lost = [i for item in reading.written for i in flow.after(item.action.id, results)]
+            self._release(flow, lost, results, read=False)  # skipped: a dependency failed
+            unread = [
+                flow.batch[i]
+                for i in reading.covered
+                if results[i].status == "pending" and not flow.waiting[i]
+            ]
+            self._not_read(flow, unread, results, why)
+            return False
+        self._read_seconds = seconds
+        self.live.merge(_without(world, touched))
+        now = self.now()
+        freed: list[str] = []
+        for item in reading.written:
+            problem = goal_problem(item.action, world, now=now, margin=self.margin)
+            if problem:
+                item.result.status = "failed"
+                item.result.error = problem
+                self.journal.error(ref_of(item.action), problem)
+                self._revise(item.result)
+            freed += flow.after(item.action.id, results)
+        ready = [
+            i for i in reading.covered if results[i].status == "pending" and not flow.waiting[i]
+        ]
+        chosen = set(ready)
+        self._release(flow, [i for i in freed if i not in chosen], results, read=False)
+        runnable = self._release(flow, ready, results, read=True)
+        self._hand_out(pool, flow, runnable, results, logins)
+        return True
 
     def _recheck(
         self, runnable: Sequence[Action], results: Mapping[str, ActionResult]
@@ -756,50 +1041,6 @@ class Executor:
             f"waiting for Adobe to finish {busy} flow write{'s' if busy != 1 else ''} still "
             f"in progress, looking again in {delay:.0f} s"
         )
-
-    # -- the wave's confirming re-read --
-
-    def _confirm(self, written: Sequence[_Written], upcoming: Sequence[Action]) -> bool:
-        """One batched read that confirms this wave's writes and re-reads what the next wave
-        will look at; True when the latter worked (the next wave then needs no read)."""
-        wants: dict[str, Wants] = defaultdict(Wants)
-        for sandbox, want in wants_of(upcoming, self.cards).items():
-            wants[sandbox] = want
-        for item in written:
-            action = item.action
-            if isinstance(action, ReconnectAccount):
-                wants[action.sandbox].accounts.add(action.target_id)
-            else:
-                card = self.cards.get(action.id) or target_card(action)
-                wants[action.sandbox].flows[action.target_id] = card
-        if not any(len(w) for w in wants.values()):
-            return True
-        sandboxes = ", ".join(sorted({item.action.sandbox for item in written}))
-        what = f"confirming {len(written)} write{'s' if len(written) != 1 else ''} in {sandboxes}"
-        self._status(what if written else f"re-reading {_objects(wants)} for the next writes")
-        try:
-            fresh = self._read(wants)
-        except Exception as exc:  # an unexpected one too: the run must still end in a report
-            log.debug("the confirming read failed", exc_info=True)
-            for item in written:
-                item.result.status = "failed"
-                item.result.error = redact.redact(
-                    f"Adobe accepted the change, but reading it back failed: {describe(exc)}; "
-                    "run apply again to check"
-                )
-                self.journal.error(ref_of(item.action), item.result.error)
-                self._revise(item.result)
-            return False
-        self.live.merge(fresh)
-        now = self.now()
-        for item in written:
-            problem = goal_problem(item.action, fresh, now=now, margin=self.margin)
-            if problem:
-                item.result.status = "failed"
-                item.result.error = problem
-                self.journal.error(ref_of(item.action), problem)
-                self._revise(item.result)
-        return True
 
 
 def resolve_logins(
