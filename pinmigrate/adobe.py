@@ -149,6 +149,8 @@ class AdobeClient:
             },
             headers={"Accept": "application/json"},
             retry_safe=True,
+            # IMS is another service: its answers say nothing of Flow Service's limits.
+            throttled=False,
         )
         status = response.status_code
         if status in (400, 401, 403):

@@ -537,8 +537,12 @@ class HttpClient:
         retry_safe: bool | None = None,
         retry_network: bool | None = None,
         timeout: float | tuple[float, float] | None = None,
+        throttled: bool = True,
     ) -> requests.Response:
         """Send one request, retrying where safe; return the final response whatever its status.
+
+        ``throttled=False`` keeps the request out of the run's :attr:`throttle` (the IMS
+        token: another service, and one request a run).
 
         ``retry_network=False`` retries answered 429/503 but not a request whose answer never
         came, nor a gateway's 502/504 (it may have been carried out): for requests that must
@@ -560,6 +564,7 @@ class HttpClient:
                 retry_safe=retry_safe,
                 retry_network=retry_network,
                 timeout=timeout,
+                throttled=throttled,
             )
         finally:
             _attempt.due = None
@@ -577,6 +582,7 @@ class HttpClient:
         retry_safe: bool | None,
         retry_network: bool | None,
         timeout: float | tuple[float, float] | None,
+        throttled: bool,
     ) -> requests.Response:
         method = method.upper()
         safe = method in SAFE_METHODS if retry_safe is None else retry_safe
@@ -591,9 +597,13 @@ class HttpClient:
             attempt += 1
             self.stats.count_request()
             log.debug("%s %s %s (attempt %d)", self.service, method, shown, attempt)
-            # Admitted by the run's throttle (a pause, the window, the pace), if any: its
-            # wait is not part of the attempt's deadline.
-            ticket = self.throttle.admit(method) if self.throttle is not None else None
+            ticket = None
+            if self.throttle is not None and throttled:
+                # Admitted by the run's throttle (a pause, the window, the pace): its wait is
+                # not the request's own, neither for the attempt's deadline nor the retry cap.
+                before = self.clock()
+                ticket = self.throttle.admit(method)
+                started += self.clock() - before
             sent = self.clock()
             # Each attempt ends by its deadline, and never past the retry cap.
             budget = max(
@@ -765,7 +775,11 @@ class HttpClient:
             # A server asking for an hour does not hold the whole run that long: no request
             # waits longer than the retry cap for its own answer either.
             wait = min(wait, self.retry.total_cap)
-        self.throttle.settle(ticket, status, self.clock() - sent, wait)
+        try:
+            self.throttle.settle(ticket, status, self.clock() - sent, wait)
+        except Exception:
+            # An answered request never turns into an error of the pacing.
+            log.debug("the throttle failed to take an answer", exc_info=True)
 
     def _retry_after(self, response: requests.Response) -> float | None:
         return parse_retry_after(response.headers.get("Retry-After"), now=self.wall_clock())

@@ -229,8 +229,14 @@ class MigrationSettings(_Section):
 
     @property
     def most_concurrency(self) -> int:
-        """The ceiling apply grows to: ``max_concurrency``, or ``concurrency`` when higher
-        (``--concurrency 32`` asks for 32 at once, whatever the default ceiling says)."""
+        """The ceiling apply grows to: ``max_concurrency``, never below ``concurrency``. A
+        ``concurrency`` set (flag, env or file) without ``max_concurrency`` is also the
+        ceiling: ``--concurrency 2`` asks for at most two writes at once."""
+        if (
+            "concurrency" in self.model_fields_set
+            and "max_concurrency" not in self.model_fields_set
+        ):
+            return self.concurrency
         return max(self.concurrency, self.max_concurrency)
 
     @field_validator("reconnect_margin_days")

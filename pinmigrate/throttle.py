@@ -65,6 +65,8 @@ PROBE_SLOW = 0.02
 #: answers are not a rate yet).
 SEEN_OVER = 1.0
 SEEN_AT_LEAST = 0.5
+#: The longest spell one answer's growth of the pace accounts for (seconds).
+MOST_GROWTH_STEP = 5.0
 #: No pace is set below this (requests per second).
 LEAST_RATE = 0.5
 
@@ -128,7 +130,9 @@ class Pace:
     def grow(self, now: float) -> None:
         if self.rate is None:
             return
-        elapsed = max(0.0, now - self.grown_at)
+        # Growth is judged over the answers of the last few seconds at most: after a long
+        # quiet spell (a wait for first runs) the rate picks up where it was.
+        elapsed = min(max(0.0, now - self.grown_at), MOST_GROWTH_STEP)
         self.grown_at = now
         # Probing above twice what is being answered proves nothing: the rate is not used.
         bound = 2 * self.seen(now) + 1
@@ -198,15 +202,18 @@ class Throttle:
         most: int,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.start = max(1, start)
         self.most = max(self.start, most)
         self.window = float(self.start)
         self.least_seen = self.start
         self.clock = clock
+        #: Waits for a pace slot: None waits on the throttle's condition (a stop wakes it).
         self.sleep = sleep
-        self.epoch = 0
+        #: Refusals reacted to, per kind: an answer to a request sent before the last
+        #: reaction to its kind's refusals does not cut again.
+        self.epochs: dict[Kind, int] = {"write": 0, "read": 0}
         self.in_flight = 0
         self.paused_until = 0.0
         self.paused = 0.0
@@ -236,13 +243,29 @@ class Throttle:
             if kind == "write":
                 self.in_flight += 1
             at = self.paces[kind].slot(now)
-            ticket = Ticket(kind, self.epoch, at)
-        if at > now:
-            self.sleep(at - now)
-            with self._cond:
-                # A pause that began while this request waited for its slot holds it too.
-                self._wait_for_room(None)
+            ticket = Ticket(kind, self.epochs[kind], at)
+        try:
+            if at > now:
+                self._wait_for_slot(at)
+        except BaseException:
+            # Never sent (Ctrl-C): its place in the window is free again.
+            if kind == "write":
+                with self._cond:
+                    self.in_flight = max(0, self.in_flight - 1)
+                    self._cond.notify_all()
+            raise
         return ticket
+
+    def _wait_for_slot(self, at: float) -> None:
+        """Wait until the pace's slot ``at``, then for any pause that began meanwhile; a
+        stop wakes the wait at once."""
+        if self.sleep is not None:
+            self.sleep(at - self.clock())  # a test's own sleep
+            at = self.clock()
+        with self._cond:
+            while not self.stopped and (left := at - self.clock()) > 0:
+                self._cond.wait(left)
+            self._wait_for_room(None)
 
     def _wait_for_room(self, kind: Kind | None) -> None:
         """Under the lock: wait until no pause holds the service and, for a write (``kind``
@@ -275,24 +298,26 @@ class Throttle:
                     if until > self.paused_until:
                         self.paused += until - max(now, self.paused_until)
                         self.paused_until = until
-                if ticket.epoch == self.epoch:
-                    self._refused(pace, now)
+                if ticket.epoch == self.epochs[ticket.kind]:
+                    self._refused(ticket.kind, now)
             elif status is not None and status < 500:
                 pace.ok(now)
                 if ticket.kind == "write":
                     self._judge_latency(latency)
             self._cond.notify_all()
 
-    def _refused(self, pace: Pace, now: float) -> None:
-        self.epoch += 1
+    def _refused(self, kind: Kind, now: float) -> None:
+        self.epochs[kind] += 1
         self.refusals += 1
+        pace = self.paces[kind]
         pace.refused(now)
-        needed = 1
-        if pace.rate is not None and self.best_latency is not None:
-            # Enough writes in flight to keep the pace: a window of one would cap it at
-            # one per round trip.
-            needed = math.ceil(pace.rate * self.best_latency * 2)
-        self.window = max(1.0, min(self.window * WINDOW_CUT, self.most), min(needed, self.most))
+        cut = self.window * WINDOW_CUT
+        write_rate = self.paces["write"].rate
+        if kind == "write" and write_rate is not None and self.best_latency is not None:
+            # Enough writes in flight to keep their pace (a window of one would cap it at
+            # one per round trip), but never more than before the refusal.
+            cut = max(cut, min(float(math.ceil(write_rate * self.best_latency * 2)), self.window))
+        self.window = max(1.0, cut)
         self.least_seen = min(self.least_seen, int(self.window))
         self.latencies.clear()
 

@@ -232,3 +232,116 @@ def test_a_retry_after_of_an_hour_pauses_the_run_no_longer_than_the_retry_cap() 
     assert http.request("POST", url, retry_safe=True, retry_network=False).status_code == 429
     assert throttle.settled == [(429, 0.3)]
     assert throttle.state().pause_left <= 0.3
+
+
+# --- found in review --------------------------------------------------------------------------
+
+
+def test_a_long_quiet_spell_before_the_next_write_does_not_overflow_the_pace() -> None:
+    clock = Clock()
+    throttle = Throttle(8, 16, clock=clock, sleep=lambda s: None)
+    throttle.settle(throttle.admit("POST"), 200, 0.01, None)
+    throttle.settle(throttle.admit("POST"), 429, 0.01, None)  # paced, no ceiling yet
+    clock.now += 1800  # half an hour of reads only (a wait for first runs)
+    throttle.settle(throttle.admit("POST"), 200, 0.01, None)
+    rate = throttle.paces["write"].rate
+    assert rate is not None and rate < 10
+
+
+def test_a_refusal_never_grows_the_write_window() -> None:
+    clock = Clock()
+    throttle = Throttle(4, 16, clock=clock, sleep=lambda s: None)
+    answered(throttle, 8, latency=0.1)
+    for _ in range(100):
+        clock.now += 0.01
+        throttle.settle(throttle.admit("GET"), 200, 0.01, None)
+    before = throttle.state().window
+    throttle.settle(throttle.admit("GET"), 429, 0.01, None)  # a read refused
+    assert throttle.state().window <= before
+    assert throttle.state().write_rate is None  # the writes are not paced by it
+
+
+def test_ctrl_c_wakes_a_request_waiting_for_its_pace_slot_at_once() -> None:
+    throttle = Throttle(8, 8)
+    throttle.paces["read"].rate = 0.5
+    throttle.paces["read"].next_at = time.monotonic() + 6  # a slot 6 s away
+    refused: list[float] = []
+
+    def read() -> None:
+        with pytest.raises(NotSentError):
+            throttle.admit("GET")
+        refused.append(time.monotonic())
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    time.sleep(0.1)
+    stopped = time.monotonic()
+    throttle.stop()
+    thread.join(10)
+    assert refused and refused[0] - stopped < 1
+
+
+def test_a_write_refused_by_a_stop_gives_its_place_in_the_window_back() -> None:
+    throttle = Throttle(2, 2)
+    throttle.paces["write"].rate = 0.5
+    throttle.paces["write"].next_at = time.monotonic() + 6
+    refused: list[NotSentError] = []
+
+    def write() -> None:
+        try:
+            throttle.admit("POST")
+        except NotSentError as exc:
+            refused.append(exc)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    time.sleep(0.1)
+    assert throttle.in_flight == 1
+    throttle.stop()
+    thread.join(10)
+    assert len(refused) == 1 and throttle.in_flight == 0
+
+
+def test_a_pause_is_not_taken_from_the_requests_own_deadline_or_retry_cap() -> None:
+    import http.server
+
+    received: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append(self.path)
+            time.sleep(0.05)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = HttpClient(service="adobe", retry=RetryPolicy(total_cap=1.0))
+        client.throttle = throttle = Throttle(4, 4)
+        throttle.settle(throttle.admit("POST"), 429, 0.01, 1.0)  # a pause as long as the cap
+        url = f"http://127.0.0.1:{server.server_port}/flows/f1"
+        answer = client.request("POST", url, json={}, retry_safe=True, retry_network=False)
+        assert answer.status_code == 200 and received == ["/flows/f1"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_ims_token_is_not_paced_with_flow_service() -> None:
+    from pinmigrate.adobe import AdobeClient
+    from pinmigrate.emulator import Emulator
+    from pinmigrate.settings import load_settings
+
+    with Emulator(scenario="demo", port=0) as emulator:
+        settings = load_settings(env={**emulator.env(), "PINMIGRATE_STATE_DIR": "/nonexistent"})
+        client = AdobeClient(settings)
+        client.http.throttle = throttle = Recording()
+        list(client.list("flows", sandbox="prod"))
+    assert throttle.admitted == ["GET"]  # the token's POST went around the throttle

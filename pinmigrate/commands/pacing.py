@@ -19,14 +19,15 @@ def concurrency_options(function: F) -> F:
         type=click.IntRange(1, 64),
         metavar="N",
         help="The most writes at once the run grows to while answers stay fast "
-        "(sets migration.max_concurrency; default 16, never below --concurrency).",
+        "(sets migration.max_concurrency; default 16, or --concurrency when only that is "
+        "set; never below it).",
     )(function)
     return click.option(
         "--concurrency",
         type=click.IntRange(1, 64),
         metavar="N",
-        help="Writes at once when the run starts (sets migration.concurrency; default 8); "
-        "halved on a 429 or 503, grown while answers stay fast.",
+        help="Writes at once when the run starts (sets migration.concurrency; default 8), "
+        "and the most unless --max-concurrency is set; halved on a 429 or 503.",
     )(function)
 
 
