@@ -67,6 +67,10 @@ SEEN_OVER = 1.0
 SEEN_AT_LEAST = 0.5
 #: The longest spell one answer's growth of the pace accounts for (seconds).
 MOST_GROWTH_STEP = 5.0
+#: Refusals are judged over this many seconds of answers, and drive the pace down only
+#: when at least this share of them were refusals (or when the kind is not paced yet).
+SHARE_OVER = 2.0
+REFUSED_SHARE = 0.02
 #: No pace is set below this (requests per second).
 LEAST_RATE = 0.5
 
@@ -96,6 +100,10 @@ class Pace:
     #: When requests of this kind were answered well (for the rate seen), and the first.
     answered: deque[float] = field(default_factory=deque)
     first: float | None = None
+    #: The answers of the last SHARE_OVER seconds: (when, refused).
+    outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
+    #: The most answered well in SEEN_OVER seconds: the pace never falls below half of it.
+    best_seen: float = 0.0
 
     def seen(self, now: float) -> float:
         """Requests per second answered well over the last SEEN_OVER seconds (over the time
@@ -105,11 +113,29 @@ class Pace:
         since = SEEN_OVER if self.first is None else now - self.first
         return len(self.answered) / max(SEEN_AT_LEAST, min(SEEN_OVER, since))
 
+    def outcome(self, now: float, *, refused: bool) -> None:
+        """One more answer of this kind: refused (429/503) or answered well."""
+        self.outcomes.append((now, refused))
+        while self.outcomes and self.outcomes[0][0] < now - SHARE_OVER:
+            self.outcomes.popleft()
+
+    def over_its_limit(self, now: float) -> bool:
+        """Do the refusals of the last SHARE_OVER seconds say the rate is too high? The
+        first refusal does; later, a share of at least REFUSED_SHARE of the answers. A
+        service that refuses now and then whatever the rate (a 503 in passing) does not
+        drive the pace down."""
+        if self.rate is None:
+            return True
+        refused = sum(1 for _, was in self.outcomes if was)
+        return refused >= REFUSED_SHARE * len(self.outcomes)
+
     def ok(self, now: float) -> None:
         """A request of this kind was answered well."""
         if self.first is None:
             self.first = now
         self.answered.append(now)
+        if self.first <= now - SEEN_OVER:
+            self.best_seen = max(self.best_seen, self.seen(now))
         self.grow(now)
 
     def refused(self, now: float) -> None:
@@ -123,6 +149,9 @@ class Pace:
             # well; at most halved at once (requests waiting out their own backoff lower the
             # rate seen), and while probing fast the rate of a second ago was answered.
             floor = self.rate / PROBE_FAST if self.ceiling is None else self.rate * WINDOW_CUT
+            # Never below half the best rate answered well: the pace never throttles the
+            # run to a trickle, whatever the refusals say.
+            floor = max(floor, self.best_seen * WINDOW_CUT)
             self.ceiling = max(LEAST_RATE, floor, min(self.rate, seen))
             self.rate = max(LEAST_RATE, self.ceiling * PACE_CUT)
         self.calm_since = self.grown_at = now
@@ -277,7 +306,12 @@ class Throttle:
                 )
             wait = self.paused_until - self.clock()
             if wait > 0:
-                self._cond.wait(wait)
+                if self.sleep is not None:
+                    # A test's own sleep stands for the wait: the pause is then over.
+                    self.sleep(wait)
+                    self.paused_until = min(self.paused_until, self.clock())
+                else:
+                    self._cond.wait(wait)
             elif kind == "write" and self.in_flight >= int(self.window):
                 self._cond.wait(1.0)
             else:
@@ -298,9 +332,11 @@ class Throttle:
                     if until > self.paused_until:
                         self.paused += until - max(now, self.paused_until)
                         self.paused_until = until
-                if ticket.epoch == self.epochs[ticket.kind]:
+                pace.outcome(now, refused=True)
+                if ticket.epoch == self.epochs[ticket.kind] and pace.over_its_limit(now):
                     self._refused(ticket.kind, now)
             elif status is not None and status < 500:
+                pace.outcome(now, refused=False)
                 pace.ok(now)
                 if ticket.kind == "write":
                     self._judge_latency(latency)

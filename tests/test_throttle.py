@@ -113,6 +113,9 @@ def test_the_first_refusal_paces_at_the_rate_seen_then_the_next_finds_the_ceilin
     probed = pace.rate
     assert probed is not None and probed > 54 * 1.5  # grew 1.5x per second for 2 s
     throttle.settle(throttle.admit("POST"), 429, 0.02, None)
+    assert pace.ceiling is None  # one refusal in a hundred answers: it may be in passing
+    for _ in range(2):  # but 3 % of the answers of the last two seconds are a limit
+        throttle.settle(throttle.admit("POST"), 429, 0.02, None)
     assert pace.ceiling is not None and pace.ceiling <= probed
     # Then held just under the ceiling, once it has climbed back.
     for _ in range(200):
@@ -345,3 +348,24 @@ def test_the_ims_token_is_not_paced_with_flow_service() -> None:
         client.http.throttle = throttle = Recording()
         list(client.list("flows", sandbox="prod"))
     assert throttle.admitted == ["GET"]  # the token's POST went around the throttle
+
+
+def test_refusals_now_and_then_whatever_the_rate_do_not_drive_the_pace_down() -> None:
+    clock = Clock()
+    throttle = Throttle(8, 16, clock=clock, sleep=lambda s: None)
+    for n in range(3000):  # 60 s at 50 answers a second; one in a hundred refused (a 503)
+        clock.now += 0.02
+        throttle.settle(throttle.admit("POST"), 503 if n % 100 == 99 else 200, 0.02, None)
+    rate = throttle.paces["write"].rate
+    assert rate is not None and rate >= 45  # paced after the first, never cut again
+    assert throttle.state().refusals == 1
+
+
+def test_the_pace_never_falls_below_half_the_best_rate_answered() -> None:
+    clock = Clock()
+    throttle = Throttle(8, 16, clock=clock, sleep=lambda s: None)
+    for n in range(3000):  # a fifth of the answers refused, at any rate
+        clock.now += 0.02
+        throttle.settle(throttle.admit("POST"), 429 if n % 5 == 4 else 200, 0.02, None)
+    rate = throttle.paces["write"].rate
+    assert rate is not None and rate >= 0.5 * 40 * 0.9  # 40 answered well a second at best

@@ -345,6 +345,9 @@ class Executor:
             # Every request of the run is admitted by the throttle from here on.
             http.throttle = self.throttle
             self.paced = True
+            if http.sleep is not time.sleep:
+                # The HTTP layer's waits are a test's own: so are the throttle's.
+                self.throttle.sleep = http.sleep
             watch = getattr(self.progress, "watch_pacing", None)
             if watch is not None:
                 watch(self.throttle.state)
