@@ -26,6 +26,7 @@ from pinmigrate.errors import (
     ExitCode,
     InvalidStateError,
     NotFoundError,
+    NotSentError,
     PinmigrateError,
     ReconnectPending,
     StaleObjectError,
@@ -2624,3 +2625,55 @@ def test_a_token_in_a_first_runs_error_is_masked_in_the_report(settings: Setting
     shown = json.dumps(report.to_json())
     assert "upload refused" in shown
     assert "eyJ0.a1.b2" not in shown
+
+
+def test_a_switch_off_waits_for_a_pending_indirect_dependency(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 0, legacy_aud=("a1", "a2"))
+    actions = full_pair_actions("prod", 0, missing=["a2"])  # add N0 -> enable N0 -> disable L0
+    # After the plan, the operator switched N0 on by hand: its enable is already done, its
+    # audiences are still missing, and the switch-off waits for them through the enable.
+    adobe.obj("prod", "flows", "N0")["state"] = "enabled"
+    report, _ = run(adobe, settings, actions)
+    assert statuses(report) == {
+        "add_audiences:prod:N0": "done",
+        "enable_flow:prod:N0": "already_done",
+        "disable_flow:prod:L0": "done",
+    }
+
+
+def test_a_twin_deleted_during_the_run_keeps_its_legacy_flow_on(settings: Settings) -> None:
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 0)
+    adobe.obj("prod", "flows", "N0")["state"] = "enabled"  # the twin is already on
+    adobe.add("prod", "connections", account("A0", NOW + timedelta(days=2)))
+    fix = reconnect("prod", "A0")
+    off = disable("prod", "L0", "N0", twin_state="enabled", deps=[fix.id])
+
+    def delete_twin(method: str, target: str) -> None:
+        if target == "A0":  # while the account is reconnected, someone deletes the twin
+            del adobe.objects[("prod", "flows")]["N0"]
+
+    adobe.before_write = delete_twin
+    report, _ = run(adobe, settings, [fix, off], logins=FakeGrants(marketer()))
+    assert ("POST", "/flows/L0/action?op=disable", "") not in adobe.writes()
+    assert statuses(report)["disable_flow:prod:L0"] == "skipped"
+
+
+def test_a_write_never_sent_closes_its_journal_attempt_once(settings: Settings) -> None:
+    from e2e_support import open_writes
+
+    adobe = FakeAdobe()
+    pair(adobe, "prod", 0)
+
+    def refuse(method: str, target: str) -> None:
+        # As a throttle stopped by Ctrl-C refuses a write that waited for its turn.
+        raise NotSentError("stopped before it was sent (Ctrl-C)", service="adobe")
+
+    adobe.before_write = refuse
+    report, journal = run(adobe, settings, [enable("prod", "N0", "L0")])
+    assert statuses(report) == {"enable_flow:prod:N0": "failed"}
+    records = read_run(settings.state_dir, journal.run_id).records
+    errors = [r["error"] for r in records if r["event"] == "error"]
+    assert errors == ["not sent: stopped before it was sent (Ctrl-C)"]
+    assert open_writes(records) == []

@@ -60,6 +60,7 @@ from pinmigrate.apply.world import (
 )
 from pinmigrate.apply.writes import Writes, ref_of
 from pinmigrate.errors import (
+    NotSentError,
     OutcomeUnknown,
     PinmigrateError,
     PlanFileError,
@@ -133,6 +134,7 @@ class _Reading:
 
     written: list[_Written]
     covered: list[str]
+    wants: dict[str, Wants]
 
 
 class _Flow:
@@ -696,9 +698,11 @@ class Executor:
             if result.status != "pending":
                 self._report(result)  # settled before (already done, a skip that waited)
                 continue
+            # Transitively: a dependency settled before (an enable already done) does not
+            # free its dependent while one of its own dependencies here is still to run.
             waiting = {
                 d
-                for d in action.depends_on
+                for d in _all_deps(action, self.by_id)
                 if d in flow.batch and d != action.id and results[d].status == "pending"
             }
             flow.waiting[action.id] = waiting
@@ -711,7 +715,7 @@ class Executor:
             try:
                 wants = wants_of(first, self.cards)
                 self._status(f"re-reading {_objects(wants)} before the next writes")
-                self.live.merge(self._read(wants))
+                self.live.merge(self._read(wants), asked=wants)
                 fresh = True
             except Exception as exc:  # an unexpected one too: the run must still end
                 log.debug("re-reading before the writes failed", exc_info=True)
@@ -808,8 +812,9 @@ class Executor:
             log.debug("action %s raised", action.id, exc_info=outcome)
             result.status = "failed"
             result.error = describe(outcome)
-            if not isinstance(outcome, OutcomeUnknown):
-                # An unknown outcome keeps its attempt open: maybe done, for rollback.
+            if not isinstance(outcome, OutcomeUnknown | NotSentError):
+                # An unknown outcome keeps its attempt open: maybe done, for rollback. One
+                # never sent was closed by the write itself.
                 self.journal.error(ref_of(action), result.error)
         else:
             result.status, result.note = outcome
@@ -908,7 +913,7 @@ class Executor:
         self._status(what if written else f"re-reading {_objects(wants)} for the next writes")
         # What the writers change while the read is under way must not be overwritten by it.
         flow.touched = {flow.batch[i].target_id for i in flow.out}
-        flow.reading = _Reading(written, list(covered))
+        flow.reading = _Reading(written, list(covered), dict(wants))
         reader.submit(self._read_for, flow, dict(wants))
 
     def _read_for(self, flow: _Flow, wants: Mapping[str, Wants]) -> None:
@@ -957,7 +962,7 @@ class Executor:
             self._not_read(flow, unread, results, why)
             return False
         self._read_seconds = seconds
-        self.live.merge(_without(world, touched))
+        self.live.merge(_without(world, touched), asked=reading.wants, keep=touched)
         now = self.now()
         freed: list[str] = []
         for item in reading.written:
@@ -980,9 +985,9 @@ class Executor:
     def _recheck(
         self, runnable: Sequence[Action], results: Mapping[str, ActionResult]
     ) -> list[Action]:
-        """Judge each action again on the world as last read, right before its wave writes.
+        """Judge each action again on the world as last read, right before it is written.
 
-        The staleness check ran once, before the first wave; the operator may have acted
+        The staleness check ran once, before the first write; the operator may have acted
         since (switched a legacy flow off, say). What no longer holds is not attempted."""
         now = self.now()
         world = self.live.snapshot()
@@ -993,7 +998,7 @@ class Executor:
             if verdict.outcome == "todo":
                 keep.append(action)
             elif verdict.outcome == "already_done":
-                result.note = "already so when its wave began"
+                result.note = "already so when its turn came"
                 self._end(result, "already_done")
             else:
                 self._end(result, "skipped", f"not attempted: {verdict.reason}")
@@ -1021,7 +1026,7 @@ class Executor:
 
     def _fresh(self, action: Action) -> Verdict:
         """Re-read one action's objects (after a 412, a lost answer or a refusal) and judge
-        it again, by the rules of a run under way (as right before its wave)."""
+        it again, by the rules of a run under way (as right before it is written)."""
         name = repr(action.target_name) if action.target_name else action.target_id
         self._aside(f"re-reading {action.kind} {action.sandbox} {name} to check it")
         world = self._read(wants_of([action], self.cards))
@@ -1185,7 +1190,7 @@ def apply_plan(
     note: Callable[[str], None] | None = None,
     settle_policy: SettlePolicy | None = None,
 ) -> ApplyReport:
-    """Carry out a plan: staleness check, logins, then the waves. Raises StalePlanError (exit 3)
+    """Carry out a plan: staleness check, logins, then the writes. Raises StalePlanError (exit 3)
     or AuthError (exit 4) before any write; otherwise returns the report, failures included.
     ``start_extra`` goes into the journal's run_start (e.g. the interrupted run it finishes)."""
     executor = Executor(

@@ -230,7 +230,7 @@ def _flows(checks: list[RunCheck]) -> str:
 
 
 class Progress(Protocol):
-    """Told about each action as it ends (a write as soon as it returns, before the wave's
+    """Told about each action as it ends (a write as soon as it returns, before the
     confirming read); may be called from several threads (writes, re-reads, HTTP retries).
 
     ``revise``, ``aside`` and ``status`` are optional: the engine calls them only when the

@@ -154,9 +154,25 @@ class LiveWorld:
         with self._lock:
             self._world = world
 
-    def merge(self, world: World) -> None:
+    def merge(
+        self,
+        world: World,
+        *,
+        asked: Mapping[str, Wants] | None = None,
+        keep: Iterable[str] = (),
+    ) -> None:
+        """Take ``world``'s objects; with ``asked`` (what the read asked for), an object it
+        asked for and did not find is gone, unless in ``keep``."""
+        kept = set(keep)
         with self._lock:
             self._world.merge(world)
+            for want in (asked or {}).values():
+                for flow_id in want.flows:
+                    if flow_id not in world.flows and flow_id not in kept:
+                        self._world.flows.pop(flow_id, None)
+                for account_id in want.accounts:
+                    if account_id not in world.accounts and account_id not in kept:
+                        self._world.accounts.pop(account_id, None)
 
     def snapshot(self) -> World:
         with self._lock:

@@ -11,7 +11,7 @@ a gateway's 502/504: :class:`UnsureWriteError`) and Flow Service's ``1409-400`` 
 an action on the flow's current state (:class:`InvalidStateError`). Both are journalled as
 errors, then the objects are re-read and judged: the goal reached means the write took (or,
 after a refusal, that it was already so); a flow still applying a write
-(``lastOperation`` in progress) is left to the wave's confirming read; an object changed
+(``lastOperation`` in progress) is left to the confirming read; an object changed
 otherwise is stale; only an unchanged object that still needs the write gets it once more.
 A refusal whose re-read does not show the wanted state fails with Adobe's message.
 
@@ -42,6 +42,7 @@ from pinmigrate.apply.world import LiveWorld
 from pinmigrate.errors import (
     ApiError,
     InvalidStateError,
+    NotSentError,
     OutcomeUnknown,
     PinmigrateError,
     StaleObjectError,
@@ -138,6 +139,11 @@ class Writes:
             )
             try:
                 etag = step.send()
+            except NotSentError as exc:
+                # Never sent (Ctrl-C while it waited for the throttle, a header HTTP forbids):
+                # the journal closes the attempt at once; nothing needs re-reading.
+                self.journal.error(ref, f"not sent: {exc.message}")
+                raise
             except StaleObjectError as exc:
                 verdict = self._rejudge_unsure(action, exc) if lost else None
                 if verdict is not None and verdict.outcome == "already_done":
@@ -155,7 +161,7 @@ class Writes:
                 lost = True
                 verdict = self._rejudge_unsure(action, exc)
                 if verdict.outcome == "already_done" or self._applying(action):
-                    # It took (or is being applied): the wave's confirming read checks it.
+                    # It took (or is being applied): the confirming read checks it.
                     self.journal.after(ref, step.after, **step.extra, answer_lost=True)
                     return "done", lost_note
                 self.journal.error(ref, f"no answer; a re-read shows it not done: {exc.message}")
