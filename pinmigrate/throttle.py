@@ -89,7 +89,6 @@ class Ticket:
 
     kind: Kind
     epoch: int
-    sent: float
 
 
 @dataclass
@@ -280,7 +279,7 @@ class Throttle:
             if kind == "write":
                 self.in_flight += 1
             at = self.paces[kind].slot(now)
-            ticket = Ticket(kind, self.epochs[kind], at)
+            ticket = Ticket(kind, self.epochs[kind])
         try:
             if at > now:
                 self._wait_for_slot(at)
