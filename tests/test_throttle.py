@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -135,22 +136,36 @@ def test_the_pace_spaces_the_sends() -> None:
     assert waits == pytest.approx([0.02, 0.04, 0.06, 0.08])  # the first goes at once
 
 
+def stop_while_admitting(
+    throttle: Throttle, method: str, while_waiting: Callable[[], object] = lambda: None
+) -> tuple[list[NotSentError], float]:
+    """Admit ``method`` in a thread and stop the throttle while it waits (``while_waiting``
+    runs just before the stop): what the admission raised, and how long after the stop it
+    ended."""
+    refused: list[NotSentError] = []
+    ended: list[float] = []
+
+    def admit() -> None:
+        try:
+            throttle.admit(method)
+        except NotSentError as exc:
+            refused.append(exc)
+        ended.append(time.monotonic())
+
+    thread = threading.Thread(target=admit)
+    thread.start()
+    time.sleep(0.1)
+    while_waiting()
+    stopped = time.monotonic()
+    throttle.stop()
+    thread.join(10)
+    return refused, ended[0] - stopped
+
+
 def test_a_stopped_throttle_sends_nothing_more() -> None:
     throttle = Throttle(1, 1)
     held = throttle.admit("POST")
-    errors: list[BaseException] = []
-
-    def waiting() -> None:
-        try:
-            throttle.admit("POST")
-        except NotSentError as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=waiting)
-    thread.start()
-    time.sleep(0.1)
-    throttle.stop()
-    thread.join(2)
+    errors, _ = stop_while_admitting(throttle, "POST")
     assert len(errors) == 1 and "Ctrl-C" in str(errors[0])
     throttle.settle(held, 200, 0.02, None)
     with pytest.raises(NotSentError):
@@ -268,40 +283,19 @@ def test_ctrl_c_wakes_a_request_waiting_for_its_pace_slot_at_once() -> None:
     throttle = Throttle(8, 8)
     throttle.paces["read"].rate = 0.5
     throttle.paces["read"].next_at = time.monotonic() + 6  # a slot 6 s away
-    refused: list[float] = []
-
-    def read() -> None:
-        with pytest.raises(NotSentError):
-            throttle.admit("GET")
-        refused.append(time.monotonic())
-
-    thread = threading.Thread(target=read)
-    thread.start()
-    time.sleep(0.1)
-    stopped = time.monotonic()
-    throttle.stop()
-    thread.join(10)
-    assert refused and refused[0] - stopped < 1
+    refused, after = stop_while_admitting(throttle, "GET")
+    assert len(refused) == 1 and after < 1
 
 
 def test_a_write_refused_by_a_stop_gives_its_place_in_the_window_back() -> None:
     throttle = Throttle(2, 2)
     throttle.paces["write"].rate = 0.5
     throttle.paces["write"].next_at = time.monotonic() + 6
-    refused: list[NotSentError] = []
-
-    def write() -> None:
-        try:
-            throttle.admit("POST")
-        except NotSentError as exc:
-            refused.append(exc)
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    time.sleep(0.1)
-    assert throttle.in_flight == 1
-    throttle.stop()
-    thread.join(10)
+    in_flight: list[int] = []
+    refused, _ = stop_while_admitting(
+        throttle, "POST", lambda: in_flight.append(throttle.in_flight)
+    )
+    assert in_flight == [1]
     assert len(refused) == 1 and throttle.in_flight == 0
 
 
